@@ -1,0 +1,513 @@
+//! The one TOML config file: its shape, defaults and validation.
+//!
+//! Every table is `deny_unknown_fields`, so a misspelt key is an error that names it, and
+//! [`Config::validate`] checks what types cannot (unique source ids, ODS code shape, URLs,
+//! positive limits), naming the field in each error. Relative paths are resolved against the
+//! directory of the config file, so the gateway behaves the same wherever it is started from.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variable that overrides `[store] url` (handy for containers and CI).
+pub const ENV_DATABASE_URL: &str = "CONCORD_DATABASE_URL";
+/// Environment variable with the log filter (tracing `EnvFilter` syntax), over `[log] level`.
+pub const ENV_LOG: &str = "CONCORD_LOG";
+
+/// Why the config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML does not fit the config's shape; the message names the key and line.
+    #[error("config file `{path}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml said, with the key and position.
+        message: String,
+    },
+    /// A value is of the right type but not usable.
+    #[error("config field `{field}`: {message}")]
+    Invalid {
+        /// Dotted path of the field, e.g. `source[1].ods`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: the HTTP listener and request limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[store]`: where links (and later audit records) are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// `[log]`: logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// `[[source]]`: the providers' systems.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The public base URL of the FHIR API (for `fullUrl` and paging links), e.g.
+    /// `https://concord.example.org/fhir`. Defaults to `http://{listen}/fhir`.
+    pub public_base_url: Option<String>,
+    /// One deadline for a whole request's fan-out to the sources, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Largest request body accepted, in bytes (413 beyond it).
+    pub max_body_bytes: usize,
+    /// Longest request URL accepted (path and query), in bytes (414 beyond it).
+    pub max_url_bytes: usize,
+    /// Page size when the caller gives no `_count`.
+    pub default_page_size: usize,
+    /// Largest page; a larger `_count` is reduced to it.
+    pub max_page_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: None,
+            request_timeout_ms: 5_000,
+            max_body_bytes: 1024 * 1024,
+            max_url_bytes: 8 * 1024,
+            default_page_size: 50,
+            max_page_size: 1_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The request deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The FHIR base URL the gateway advertises, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match &self.public_base_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}/fhir", self.listen),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (relative to the config file) or `postgres://…`.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a person's links to the sources are trusted before they are looked up again.
+    pub link_max_age_secs: u64,
+    /// Apply migrations at start-up (`concord migrate` does it on demand).
+    pub migrate_on_start: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/concord.db".into(),
+            max_connections: 8,
+            link_max_age_secs: 3_600,
+            migrate_on_start: true,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter, e.g. `info` or `concord=debug,tower_http=info`.
+    pub level: String,
+    /// `text` for people, `json` for log shippers.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One `[[source]]`, as written. Both kinds share one flat table so that a misspelt key is
+/// always reported with its line; [`SourceConfig::kind`] gives the typed settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Short id, `[a-z0-9-]`, at most 16 characters; it prefixes the gateway ids of the
+    /// source's resources (`gp.obs-1`), so it must never change once in use.
+    pub id: String,
+    /// Display name of the provider, shown in outcomes and tags.
+    pub name: String,
+    /// ODS code of the organisation that controls the source's data.
+    pub ods: String,
+    /// `fhir` (an upstream FHIR R4 REST server) or `ndjson` (a directory of Bulk Data files).
+    pub kind: SourceKindName,
+    /// fhir: the server's FHIR base URL.
+    pub base_url: Option<String>,
+    /// fhir: deadline for one operation against the source (all its pages), in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// fhir: most requests in flight to this source at once.
+    pub max_concurrency: Option<usize>,
+    /// fhir: most searchset pages followed for one search; more is reported as truncated.
+    pub max_pages: Option<usize>,
+    /// fhir: `_count` asked of the upstream per page.
+    pub page_size: Option<usize>,
+    /// fhir: use the upstream's `Patient/{id}/$everything` rather than one search per type.
+    pub everything_operation: Option<bool>,
+    /// fhir: resource types to ask this source for; defaults to every type the gateway serves.
+    pub resource_types: Option<Vec<String>>,
+    /// fhir: consecutive failures that open the circuit breaker.
+    pub breaker_failures: Option<u32>,
+    /// fhir: how long an open breaker skips the source, in seconds.
+    pub breaker_cool_down_secs: Option<u64>,
+    /// ndjson: directory holding `{ResourceType}.ndjson` files (relative to the config file).
+    pub path: Option<PathBuf>,
+}
+
+/// The kinds of source.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKindName {
+    /// An upstream FHIR R4 REST server.
+    Fhir,
+    /// A directory of FHIR Bulk Data export files.
+    Ndjson,
+}
+
+/// A source's typed settings.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// An upstream FHIR R4 REST server.
+    Fhir(FhirSourceConfig),
+    /// A directory of FHIR Bulk Data export files.
+    Ndjson(NdjsonSourceConfig),
+}
+
+/// Settings of a `kind = "fhir"` source, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct FhirSourceConfig {
+    /// The server's FHIR base URL, without a trailing slash.
+    pub base_url: String,
+    /// Deadline for one operation (default 3000 ms).
+    pub timeout: Duration,
+    /// Most requests in flight at once (default 32).
+    pub max_concurrency: usize,
+    /// Most pages followed for one search (default 20).
+    pub max_pages: usize,
+    /// `_count` per page (default 200).
+    pub page_size: usize,
+    /// Use `$everything` upstream (default false).
+    pub everything_operation: bool,
+    /// Types to ask for (default: all the gateway serves).
+    pub resource_types: Option<Vec<String>>,
+    /// Consecutive failures that open the breaker (default 5).
+    pub breaker_failures: u32,
+    /// Cool-down of an open breaker (default 30 s).
+    pub breaker_cool_down: Duration,
+}
+
+/// Settings of a `kind = "ndjson"` source.
+#[derive(Debug, Clone)]
+pub struct NdjsonSourceConfig {
+    /// Directory holding `{ResourceType}.ndjson` files.
+    pub path: PathBuf,
+}
+
+impl SourceConfig {
+    /// The typed settings; errors name the field (`index` is the source's position).
+    pub fn kind(&self, index: usize) -> Result<SourceKind, ConfigError> {
+        let field = |name: &str| format!("source[{index}].{name}");
+        let fhir_only = [
+            ("base_url", self.base_url.is_some()),
+            ("timeout_ms", self.timeout_ms.is_some()),
+            ("max_concurrency", self.max_concurrency.is_some()),
+            ("max_pages", self.max_pages.is_some()),
+            ("page_size", self.page_size.is_some()),
+            ("everything_operation", self.everything_operation.is_some()),
+            ("resource_types", self.resource_types.is_some()),
+            ("breaker_failures", self.breaker_failures.is_some()),
+            (
+                "breaker_cool_down_secs",
+                self.breaker_cool_down_secs.is_some(),
+            ),
+        ];
+        match self.kind {
+            SourceKindName::Ndjson => {
+                if let Some((name, _)) = fhir_only.iter().find(|(_, set)| *set) {
+                    return Err(invalid(field(name), "applies only to kind = \"fhir\""));
+                }
+                let path = self
+                    .path
+                    .clone()
+                    .ok_or_else(|| invalid(field("path"), "is required for kind = \"ndjson\""))?;
+                Ok(SourceKind::Ndjson(NdjsonSourceConfig { path }))
+            }
+            SourceKindName::Fhir => {
+                if self.path.is_some() {
+                    return Err(invalid(field("path"), "applies only to kind = \"ndjson\""));
+                }
+                let base_url = self
+                    .base_url
+                    .clone()
+                    .ok_or_else(|| invalid(field("base_url"), "is required for kind = \"fhir\""))?;
+                check_http_url(&field("base_url"), &base_url)?;
+                let positive = |name: &str, v: u64| {
+                    if v == 0 {
+                        Err(invalid(field(name), "must be greater than 0"))
+                    } else {
+                        Ok(v)
+                    }
+                };
+                let timeout = positive("timeout_ms", self.timeout_ms.unwrap_or(3_000))?;
+                let cool_down = positive(
+                    "breaker_cool_down_secs",
+                    self.breaker_cool_down_secs.unwrap_or(30),
+                )?;
+                let max_concurrency =
+                    positive("max_concurrency", self.max_concurrency.unwrap_or(32) as u64)?
+                        as usize;
+                let max_pages =
+                    positive("max_pages", self.max_pages.unwrap_or(20) as u64)? as usize;
+                let page_size =
+                    positive("page_size", self.page_size.unwrap_or(200) as u64)? as usize;
+                let breaker_failures = positive(
+                    "breaker_failures",
+                    u64::from(self.breaker_failures.unwrap_or(5)),
+                )? as u32;
+                for t in self.resource_types.iter().flatten() {
+                    if crate::fhir::search::type_def(t).is_none() {
+                        return Err(invalid(
+                            field("resource_types"),
+                            format!("`{t}` is not a resource type the gateway serves"),
+                        ));
+                    }
+                }
+                Ok(SourceKind::Fhir(FhirSourceConfig {
+                    base_url: base_url.trim_end_matches('/').to_owned(),
+                    timeout: Duration::from_millis(timeout),
+                    max_concurrency,
+                    max_pages,
+                    page_size,
+                    everything_operation: self.everything_operation.unwrap_or(false),
+                    resource_types: self.resource_types.clone(),
+                    breaker_failures,
+                    breaker_cool_down: Duration::from_secs(cool_down),
+                }))
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        config.resolve_paths(dir);
+        if let Ok(url) = std::env::var(ENV_DATABASE_URL) {
+            config.store.url = url;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no path resolution, no validation).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Makes relative paths relative to `dir`.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        for source in &mut self.sources {
+            if let Some(path) = &mut source.path
+                && path.is_relative()
+            {
+                *path = dir.join(&*path);
+            }
+        }
+        if let Some(rest) = self.store.url.strip_prefix("sqlite://") {
+            let file = Path::new(rest.split('?').next().unwrap_or(rest));
+            if file.is_relative() && rest != ":memory:" {
+                self.store.url = format!("sqlite://{}", dir.join(rest).display());
+            }
+        }
+    }
+
+    /// Checks everything that types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.request_timeout_ms == 0 {
+            return Err(invalid(
+                "server.request_timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        if s.default_page_size == 0 || s.max_page_size == 0 {
+            return Err(invalid(
+                "server.default_page_size",
+                "page sizes must be greater than 0",
+            ));
+        }
+        if s.default_page_size > s.max_page_size {
+            return Err(invalid(
+                "server.default_page_size",
+                "must not be larger than server.max_page_size",
+            ));
+        }
+        if s.max_url_bytes < 256 {
+            return Err(invalid("server.max_url_bytes", "must be at least 256"));
+        }
+        if let Some(url) = &s.public_base_url {
+            check_http_url("server.public_base_url", url)?;
+        }
+        if !(self.store.url.starts_with("sqlite:")
+            || self.store.url.starts_with("postgres://")
+            || self.store.url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "store.url",
+                "must start with `sqlite:` or `postgres://`",
+            ));
+        }
+        if self.store.max_connections == 0 {
+            return Err(invalid("store.max_connections", "must be greater than 0"));
+        }
+        if self.sources.is_empty() {
+            return Err(invalid("source", "at least one [[source]] is needed"));
+        }
+        let mut ids = HashSet::new();
+        for (i, src) in self.sources.iter().enumerate() {
+            let field = |name: &str| format!("source[{i}].{name}");
+            if src.id.is_empty()
+                || src.id.len() > 16
+                || !src
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(invalid(
+                    field("id"),
+                    format!("`{}` must be 1 to 16 characters of a-z, 0-9 and -", src.id),
+                ));
+            }
+            if !ids.insert(src.id.as_str()) {
+                return Err(invalid(
+                    field("id"),
+                    format!("`{}` is used by another source", src.id),
+                ));
+            }
+            if src.name.trim().is_empty() {
+                return Err(invalid(field("name"), "must not be empty"));
+            }
+            if !is_ods_code(&src.ods) {
+                return Err(invalid(
+                    field("ods"),
+                    format!(
+                        "`{}` is not an ODS code (3 to 10 upper-case letters and digits)",
+                        src.ods
+                    ),
+                ));
+            }
+            if let SourceKind::Ndjson(n) = src.kind(i)?
+                && !n.path.is_dir()
+            {
+                return Err(invalid(
+                    field("path"),
+                    format!("`{}` is not a directory", n.path.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// ODS codes: 3 to 10 upper-case letters and digits (e.g. `A81001`, `RY4`, `RY4AB`).
+pub fn is_ods_code(code: &str) -> bool {
+    (3..=10).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+fn check_http_url(field: &str, url: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(url) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.query().is_none() =>
+        {
+            Ok(())
+        }
+        Ok(_) => Err(invalid(
+            field,
+            format!("`{url}` must be an http or https URL with no query"),
+        )),
+        Err(e) => Err(invalid(field, format!("`{url}` is not a URL: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,446 @@
+//! Finding the person in every source, asking the sources in parallel under one deadline, and
+//! turning their answers into the gateway's: normalised, checked and merged.
+
+pub mod merge;
+pub mod normalise;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::fhir::NhsNumber;
+use crate::sources::{Fetched, Source, SourceError, SourceInfo};
+use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
+use normalise::{Context, Fault, normalise, split_gateway_id};
+
+/// Why a request could not be served at all (a source failing is not one of these: that is
+/// reported in the answer).
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A read's only source could not answer.
+    #[error("source `{source_id}` could not answer: {error}")]
+    SourceFailed {
+        /// The source.
+        source_id: String,
+        /// Display name of the source, for callers.
+        source_name: String,
+        /// What happened (for logs).
+        error: SourceError,
+    },
+}
+
+/// How one source did in a request, when it did not simply answer.
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    /// The source.
+    pub source: SourceInfo,
+    /// What happened.
+    pub problem: Problem,
+}
+
+/// What went wrong with a source.
+#[derive(Debug, Clone)]
+pub enum Problem {
+    /// It failed (the error is for logs, never for callers).
+    Failed(SourceError),
+    /// It did not answer before the request deadline.
+    DeadlineExceeded,
+    /// It had more than the page cap allowed the gateway to fetch.
+    Truncated,
+    /// Some of what it returned was dropped: not about this person, or invalid.
+    Dropped(usize),
+}
+
+/// A person the gateway has found.
+#[derive(Debug, Clone)]
+pub struct Person {
+    /// The gateway patient id.
+    pub id: Uuid,
+    /// The NHS number.
+    pub nhs: NhsNumber,
+    /// Local patient ids per source id.
+    pub links: HashMap<String, HashSet<String>>,
+}
+
+/// The outcome of finding a person.
+#[derive(Debug)]
+pub struct Resolution {
+    /// The person, when at least one source knows them.
+    pub person: Option<Person>,
+    /// Sources that could not be asked.
+    pub reports: Vec<SourceReport>,
+}
+
+/// Resources gathered from the sources for one person.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Normalised resources, in source order.
+    pub resources: Vec<Value>,
+    /// What went wrong, per source.
+    pub reports: Vec<SourceReport>,
+}
+
+/// The federation: sources, the store of links, and the rules for asking.
+#[derive(Debug)]
+pub struct Federation {
+    sources: Vec<Arc<dyn Source>>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    link_max_age: Duration,
+}
+
+fn now_secs() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+impl Federation {
+    /// A federation over `sources` (in priority order).
+    pub fn new(
+        sources: Vec<Arc<dyn Source>>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        link_max_age: Duration,
+    ) -> Self {
+        Self {
+            sources,
+            store,
+            metrics,
+            link_max_age,
+        }
+    }
+
+    /// The sources, in config order.
+    pub fn sources(&self) -> &[Arc<dyn Source>] {
+        &self.sources
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn source(&self, id: &str) -> Option<&Arc<dyn Source>> {
+        self.sources.iter().find(|s| s.info().id == id)
+    }
+
+    /// Finds the person with this NHS number in every source, using stored links while they
+    /// are fresh and asking (in parallel, before `deadline`) the sources whose links are not.
+    pub async fn resolve_nhs(
+        &self,
+        nhs: &NhsNumber,
+        deadline: Instant,
+    ) -> Result<Resolution, FederationError> {
+        let record = self.store.person_by_nhs(nhs.as_str()).await?;
+        self.resolve(nhs.clone(), record, deadline).await
+    }
+
+    /// Finds the person with this gateway id; `None` when the gateway has never met them.
+    pub async fn resolve_id(
+        &self,
+        id: Uuid,
+        deadline: Instant,
+    ) -> Result<Option<Resolution>, FederationError> {
+        let Some(record) = self.store.person_by_id(id).await? else {
+            return Ok(None);
+        };
+        let Ok(nhs) = NhsNumber::parse(&record.nhs_number) else {
+            return Err(FederationError::Store(StoreError::Corrupt(
+                "persons.nhs_number",
+            )));
+        };
+        self.resolve(nhs, Some(record), deadline).await.map(Some)
+    }
+
+    async fn resolve(
+        &self,
+        nhs: NhsNumber,
+        record: Option<crate::store::PersonRecord>,
+        deadline: Instant,
+    ) -> Result<Resolution, FederationError> {
+        let now = now_secs();
+        let max_age = i64::try_from(self.link_max_age.as_secs()).unwrap_or(i64::MAX);
+        let mut links: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut stale: Vec<&Arc<dyn Source>> = Vec::new();
+        for source in &self.sources {
+            let id = &source.info().id;
+            let fresh = record.as_ref().is_some_and(|r| {
+                r.checked
+                    .iter()
+                    .any(|(s, at)| s == id && now.saturating_sub(*at) < max_age)
+            });
+            if fresh {
+                let known = record
+                    .iter()
+                    .flat_map(|r| &r.links)
+                    .filter(|l| &l.source_id == id)
+                    .map(|l| l.local_id.clone());
+                links.insert(id.clone(), known.collect());
+            } else {
+                stale.push(source);
+            }
+        }
+        let mut reports = Vec::new();
+        let mut answers = Vec::new();
+        let asked = join_all(
+            stale
+                .iter()
+                .map(|s| within(deadline, s.find_patients(&nhs))),
+        )
+        .await;
+        for (source, result) in stale.into_iter().zip(asked) {
+            let info = source.info();
+            match result {
+                Ok(fetched) => {
+                    let (ids, dropped) = patient_ids(&fetched, nhs.as_str());
+                    self.report_dropped(info, dropped, &mut reports);
+                    answers.push((info.id.clone(), ids));
+                }
+                Err(problem) => {
+                    // Keep using what we knew, if anything, while the source is unreachable.
+                    let known = record
+                        .iter()
+                        .flat_map(|r| &r.links)
+                        .filter(|l| l.source_id == info.id)
+                        .map(|l| l.local_id.clone());
+                    links.insert(info.id.clone(), known.collect());
+                    reports.push(SourceReport {
+                        source: info.clone(),
+                        problem,
+                    });
+                }
+            }
+        }
+        let known_anywhere =
+            links.values().any(|l| !l.is_empty()) || answers.iter().any(|(_, ids)| !ids.is_empty());
+        if !known_anywhere {
+            return Ok(Resolution {
+                person: None,
+                reports,
+            });
+        }
+        let person_id = match &record {
+            Some(r) => r.id,
+            None => self.store.ensure_person(nhs.as_str(), now).await?,
+        };
+        for (source_id, ids) in answers {
+            self.store
+                .record_links(person_id, &source_id, &ids, now)
+                .await?;
+            links.insert(source_id, ids.into_iter().collect());
+        }
+        Ok(Resolution {
+            person: Some(Person {
+                id: person_id,
+                nhs,
+                links,
+            }),
+            reports,
+        })
+    }
+
+    fn report_dropped(
+        &self,
+        info: &SourceInfo,
+        dropped: Vec<Fault>,
+        reports: &mut Vec<SourceReport>,
+    ) {
+        if dropped.is_empty() {
+            return;
+        }
+        for fault in &dropped {
+            self.metrics.source_fault(&info.id, fault.kind(), 1);
+        }
+        tracing::warn!(source.id = %info.id, dropped = dropped.len(), "source returned resources that are not about the person asked for, or invalid; dropped");
+        reports.push(SourceReport {
+            source: info.clone(),
+            problem: Problem::Dropped(dropped.len()),
+        });
+    }
+
+    /// Everything of the given types about the person, from every source that knows them,
+    /// asked in parallel before `deadline`. Each source answers with one `$everything`-style
+    /// call (or one search when a single type is asked for).
+    pub async fn collect(
+        &self,
+        person: &Person,
+        types: &[&'static str],
+        deadline: Instant,
+    ) -> Collected {
+        let mut calls = Vec::new();
+        for source in &self.sources {
+            for local in person.links.get(&source.info().id).into_iter().flatten() {
+                calls.push((source, local.clone()));
+            }
+        }
+        let results = join_all(calls.iter().map(|(source, local)| {
+            within(deadline, async move {
+                match types {
+                    [one] if *one != "Patient" => source.search(one, local).await,
+                    _ => source.everything(local, types).await,
+                }
+            })
+        }))
+        .await;
+        let mut collected = Collected::default();
+        let mut seen = HashSet::new();
+        let mut failed = HashSet::new();
+        for ((source, _), result) in calls.iter().zip(results) {
+            let info = source.info();
+            let fetched = match result {
+                Ok(f) => f,
+                Err(problem) => {
+                    if failed.insert(info.id.clone()) {
+                        collected.reports.push(SourceReport {
+                            source: info.clone(),
+                            problem,
+                        });
+                    }
+                    continue;
+                }
+            };
+            if fetched.truncated {
+                self.metrics.source_fault(&info.id, "truncated", 0);
+                collected.reports.push(SourceReport {
+                    source: info.clone(),
+                    problem: Problem::Truncated,
+                });
+            }
+            let empty = HashSet::new();
+            let ctx = Context {
+                source: info,
+                person_id: person.id,
+                nhs_number: person.nhs.as_str(),
+                local_patient_ids: person.links.get(&info.id).unwrap_or(&empty),
+            };
+            let mut dropped = Vec::new();
+            for resource in fetched.resources {
+                match normalise(resource, &ctx) {
+                    Ok(r) => {
+                        let key = (r.get("resourceType").cloned(), r.get("id").cloned());
+                        // A source that lists a resource twice (say on two pages) gives it once.
+                        if seen.insert(format!("{key:?}")) {
+                            collected.resources.push(r);
+                        }
+                    }
+                    Err(fault) => dropped.push(fault),
+                }
+            }
+            self.report_dropped(info, dropped, &mut collected.reports);
+        }
+        collected
+    }
+
+    /// Reads one resource by gateway id (`{source}.{local id}`), provided it is about a person
+    /// the gateway can find. Returns the normalised resource and that person.
+    pub async fn read(
+        &self,
+        resource_type: &str,
+        gateway_id: &str,
+        deadline: Instant,
+    ) -> Result<Option<(Value, Person)>, FederationError> {
+        let Some((source_id, local_id)) = split_gateway_id(gateway_id) else {
+            return Ok(None);
+        };
+        let Some(source) = self.source(source_id) else {
+            return Ok(None);
+        };
+        let failed = |error: SourceError| FederationError::SourceFailed {
+            source_id: source.info().id.clone(),
+            source_name: source.info().name.clone(),
+            error,
+        };
+        let resource = match within(deadline, source.read(resource_type, local_id)).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(None),
+            Err(Problem::Failed(e)) => return Err(failed(e)),
+            Err(_) => return Err(failed(SourceError::Timeout)),
+        };
+        // Whose is it? A Patient says by NHS number; anything else by its patient reference.
+        let nhs = if resource_type == "Patient" {
+            normalise::nhs_numbers(&resource).find_map(|n| NhsNumber::parse(&n).ok())
+        } else {
+            let base = source.info().base_url.as_deref();
+            let Some(patient_local) = normalise::patient_reference(&resource, base) else {
+                return Ok(None);
+            };
+            match self.store.person_by_link(source_id, patient_local).await? {
+                Some(id) => self
+                    .store
+                    .person_by_id(id)
+                    .await?
+                    .and_then(|p| NhsNumber::parse(&p.nhs_number).ok()),
+                None => match within(deadline, source.read("Patient", patient_local)).await {
+                    Ok(Some(p)) => {
+                        normalise::nhs_numbers(&p).find_map(|n| NhsNumber::parse(&n).ok())
+                    }
+                    Ok(None) => None,
+                    Err(Problem::Failed(e)) => return Err(failed(e)),
+                    Err(_) => return Err(failed(SourceError::Timeout)),
+                },
+            }
+        };
+        let Some(nhs) = nhs else { return Ok(None) };
+        let resolution = self.resolve_nhs(&nhs, deadline).await?;
+        let Some(person) = resolution.person else {
+            return Ok(None);
+        };
+        let empty = HashSet::new();
+        let ctx = Context {
+            source: source.info(),
+            person_id: person.id,
+            nhs_number: person.nhs.as_str(),
+            local_patient_ids: person.links.get(source_id).unwrap_or(&empty),
+        };
+        match normalise(resource, &ctx) {
+            Ok(r) => Ok(Some((r, person))),
+            Err(fault) => {
+                self.metrics.source_fault(source_id, fault.kind(), 1);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Runs a source call, turning an error or a missed deadline into a [`Problem`].
+async fn within<T>(
+    deadline: Instant,
+    call: impl Future<Output = Result<T, SourceError>>,
+) -> Result<T, Problem> {
+    match tokio::time::timeout_at(deadline, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Problem::Failed(e)),
+        Err(_) => Err(Problem::DeadlineExceeded),
+    }
+}
+
+/// The local ids of the Patients that carry this NHS number, and faults for those that do not.
+fn patient_ids(fetched: &Fetched, nhs: &str) -> (Vec<String>, Vec<Fault>) {
+    let mut ids = Vec::new();
+    let mut faults = Vec::new();
+    for p in &fetched.resources {
+        let id = p
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| crate::fhir::reference::is_valid_id(id));
+        let is_patient = p.get("resourceType").and_then(Value::as_str) == Some("Patient");
+        match id {
+            Some(id) if is_patient && normalise::nhs_numbers(p).any(|n| n == nhs) => {
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_owned());
+                }
+            }
+            Some(_) if is_patient => faults.push(Fault::Foreign),
+            _ => faults.push(Fault::Invalid),
+        }
+    }
+    (ids, faults)
+}

@@ -1,0 +1,227 @@
+//! One Patient from many: the person as every source knows them.
+//!
+//! Repeating elements (`identifier`, `name`, `address`, `telecom`, `contact`, `extension`) are
+//! the union over the sources; each item carries a `data-source` extension for every source
+//! that holds it, so a moved address or a changed phone number shows where each version came
+//! from. The NHS number appears once. Single elements (`gender`, `birthDate`, …) come from the
+//! first source, in config order, that has them. `Patient.link` points at each source's own
+//! Patient (`Patient/{source}.{id}`), which can be read on its own.
+
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::fhir::{CONCORD_CANONICAL, NHS_NUMBER_SYSTEM};
+
+/// URL of the extension that names the source of a merged element.
+pub fn data_source_extension_url() -> String {
+    format!("{CONCORD_CANONICAL}/StructureDefinition/data-source")
+}
+
+const LISTS: [&str; 5] = ["identifier", "name", "address", "telecom", "contact"];
+const SKIP: [&str; 6] = ["resourceType", "id", "meta", "link", "text", "contained"];
+
+/// Merges normalised Patients (each with `meta.source` set) into the person's one Patient.
+pub fn merge_patient(person_id: Uuid, parts: &[Value]) -> Value {
+    let ext_url = data_source_extension_url();
+    let mut merged = Map::new();
+    merged.insert("resourceType".into(), "Patient".into());
+    merged.insert("id".into(), person_id.to_string().into());
+    let mut tags: Vec<Value> = Vec::new();
+    let mut last_updated: Option<String> = None;
+    let mut lists: Vec<(&str, Vec<Value>)> = LISTS.iter().map(|l| (*l, Vec::new())).collect();
+    let mut extensions: Vec<Value> = Vec::new();
+    let mut links = Vec::new();
+
+    for part in parts {
+        let Some(obj) = part.as_object() else {
+            continue;
+        };
+        let source_uri = part
+            .pointer("/meta/source")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(id) = obj.get("id").and_then(Value::as_str) {
+            links.push(json!({"other": {"reference": format!("Patient/{id}")}, "type": "seealso"}));
+        }
+        for tag in part
+            .pointer("/meta/tag")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+        if let Some(lu) = part.pointer("/meta/lastUpdated").and_then(Value::as_str) {
+            // Instants in one format compare as text well enough to pick the newest.
+            if last_updated.as_deref().is_none_or(|cur| lu > cur) {
+                last_updated = Some(lu.to_owned());
+            }
+        }
+        for (name, items) in &mut lists {
+            for item in obj
+                .get(*name)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                add_traced(items, item, &source_uri, &ext_url, *name == "identifier");
+            }
+        }
+        for ext in obj
+            .get("extension")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !extensions.contains(ext) {
+                extensions.push(ext.clone());
+            }
+        }
+        for (key, value) in obj {
+            if SKIP.contains(&key.as_str()) || LISTS.contains(&key.as_str()) || key == "extension" {
+                continue;
+            }
+            merged.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    let mut meta = Map::new();
+    if let Some(lu) = last_updated {
+        meta.insert("lastUpdated".into(), lu.into());
+    }
+    if !tags.is_empty() {
+        meta.insert("tag".into(), Value::Array(tags));
+    }
+    merged.insert("meta".into(), Value::Object(meta));
+    if !extensions.is_empty() {
+        merged.insert("extension".into(), Value::Array(extensions));
+    }
+    for (name, items) in lists {
+        if !items.is_empty() {
+            merged.insert(name.into(), Value::Array(items));
+        }
+    }
+    if !links.is_empty() {
+        merged.insert("link".into(), Value::Array(links));
+    }
+    Value::Object(merged)
+}
+
+/// The item without our data-source extensions, for comparing items across sources.
+fn untraced(item: &Value, ext_url: &str) -> Value {
+    let mut item = item.clone();
+    if let Some(obj) = item.as_object_mut()
+        && let Some(Value::Array(exts)) = obj.get_mut("extension")
+    {
+        exts.retain(|e| e.get("url").and_then(Value::as_str) != Some(ext_url));
+        if exts.is_empty() {
+            obj.remove("extension");
+        }
+    }
+    item
+}
+
+fn is_nhs_identifier(item: &Value) -> Option<&str> {
+    (item.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM))
+        .then(|| item.get("value").and_then(Value::as_str))
+        .flatten()
+}
+
+/// Adds `item` to `items`, or marks the equal item already there as also held by this source.
+fn add_traced(
+    items: &mut Vec<Value>,
+    item: &Value,
+    source_uri: &str,
+    ext_url: &str,
+    identifiers: bool,
+) {
+    let bare = untraced(item, ext_url);
+    let trace = json!({"url": ext_url, "valueUri": source_uri});
+    let existing = items.iter_mut().find(|i| {
+        if identifiers && let (Some(a), Some(b)) = (is_nhs_identifier(i), is_nhs_identifier(&bare))
+        {
+            return a.replace(' ', "") == b.replace(' ', "");
+        }
+        untraced(i, ext_url) == bare
+    });
+    let target = match existing {
+        Some(found) => found,
+        None => {
+            items.push(bare);
+            let Some(last) = items.last_mut() else { return };
+            last
+        }
+    };
+    if let Some(obj) = target.as_object_mut() {
+        let exts = obj
+            .entry("extension")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(exts) = exts
+            && !exts.contains(&trace)
+        {
+            exts.push(trace);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(source: &str, phone: &str, city: &str) -> Value {
+        json!({
+            "resourceType": "Patient", "id": format!("{source}.p"),
+            "meta": {"source": format!("urn:concord:source:{source}"), "tag": [{"code": source}], "lastUpdated": "2026-01-0{}T00:00:00Z".replace("{}", if source == "gp" { "1" } else { "2" })},
+            "identifier": [{"system": NHS_NUMBER_SYSTEM, "value": "9434765919"}, {"system": format!("https://{source}/mrn"), "value": "1"}],
+            "name": [{"family": "Smith", "given": ["Ann"]}],
+            "telecom": [{"system": "phone", "value": phone}],
+            "address": [{"city": city}],
+            "gender": if source == "gp" { "female" } else { "unknown" },
+            "birthDate": "1950-01-01"
+        })
+    }
+
+    #[test]
+    fn union_with_each_item_traced() {
+        let id = Uuid::nil();
+        let merged = merge_patient(
+            id,
+            &[
+                part("gp", "0100", "Riverside"),
+                part("community", "0200", "Riverside"),
+            ],
+        );
+        assert_eq!(merged["id"], id.to_string());
+        let ids = merged["identifier"].as_array().expect("identifiers");
+        assert_eq!(ids.len(), 3, "one NHS number and two local ids");
+        assert_eq!(
+            ids[0]["extension"].as_array().map(Vec::len),
+            Some(2),
+            "NHS number from both sources"
+        );
+        assert_eq!(
+            merged["telecom"].as_array().map(Vec::len),
+            Some(2),
+            "two different phones"
+        );
+        assert_eq!(
+            merged["address"].as_array().map(Vec::len),
+            Some(1),
+            "same address once"
+        );
+        assert_eq!(
+            merged["address"][0]["extension"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(
+            merged["gender"], "female",
+            "first source wins for single elements"
+        );
+        assert_eq!(merged["link"].as_array().map(Vec::len), Some(2));
+        assert_eq!(merged["meta"]["tag"].as_array().map(Vec::len), Some(2));
+        assert_eq!(merged["meta"]["lastUpdated"], "2026-01-02T00:00:00Z");
+        assert!(merged["meta"].get("source").is_none());
+    }
+}

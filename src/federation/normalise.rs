@@ -1,0 +1,232 @@
+//! Making a source's resource the gateway's: checking it is about the person asked for,
+//! giving it a gateway id, rewriting its references and stamping its provenance.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::fhir::reference::{is_valid_id, parse_under_base};
+use crate::fhir::{NHS_NUMBER_SYSTEM, ODS_SYSTEM};
+use crate::sources::SourceInfo;
+
+/// Why a resource from a source was not passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// It is not about the person asked for (a provider that ignored the search parameters).
+    Foreign,
+    /// It has no valid type or id, or is of a type the gateway does not serve.
+    Invalid,
+    /// Its gateway id (`{source}.{id}`) would be longer than FHIR's 64 characters.
+    IdTooLong,
+}
+
+impl Fault {
+    /// Metrics label.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Fault::Foreign => "foreign_resource",
+            Fault::Invalid => "invalid_resource",
+            Fault::IdTooLong => "id_too_long",
+        }
+    }
+}
+
+/// The gateway id of a source's resource: `{source id}.{local id}`.
+pub fn gateway_id(source_id: &str, local_id: &str) -> Option<String> {
+    let id = format!("{source_id}.{local_id}");
+    is_valid_id(&id).then_some(id)
+}
+
+/// Splits a gateway id into source id and local id.
+pub fn split_gateway_id(id: &str) -> Option<(&str, &str)> {
+    id.split_once('.')
+        .filter(|(s, l)| !s.is_empty() && !l.is_empty())
+}
+
+/// What normalising needs to know about the person and the source.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// The source the resource came from.
+    pub source: &'a SourceInfo,
+    /// The person's gateway id.
+    pub person_id: Uuid,
+    /// The person's NHS number.
+    pub nhs_number: &'a str,
+    /// The person's patient ids in this source.
+    pub local_patient_ids: &'a HashSet<String>,
+}
+
+/// The NHS numbers a Patient resource carries.
+pub fn nhs_numbers(patient: &Value) -> impl Iterator<Item = String> + '_ {
+    patient
+        .get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|i| i.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM))
+        .filter_map(|i| i.get("value").and_then(Value::as_str))
+        .map(|v| v.replace(' ', ""))
+}
+
+/// The local id of the patient a resource names in its patient element.
+pub fn patient_reference<'a>(resource: &'a Value, base: Option<&str>) -> Option<&'a str> {
+    let rtype = resource.get("resourceType").and_then(Value::as_str)?;
+    let element = crate::fhir::search::type_def(rtype)?.patient_element;
+    let r = parse_under_base(resource.get(element)?.get("reference")?.as_str()?, base)?;
+    (r.resource_type == "Patient").then_some(r.id)
+}
+
+/// Checks the resource is about the person, then makes it the gateway's.
+pub fn normalise(mut resource: Value, ctx: &Context<'_>) -> Result<Value, Fault> {
+    let rtype = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .ok_or(Fault::Invalid)?
+        .to_owned();
+    let local_id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| is_valid_id(id))
+        .ok_or(Fault::Invalid)?
+        .to_owned();
+    let belongs = if rtype == "Patient" {
+        nhs_numbers(&resource).any(|n| n == ctx.nhs_number)
+    } else {
+        if crate::fhir::search::type_def(&rtype).is_none() {
+            return Err(Fault::Invalid);
+        }
+        patient_reference(&resource, ctx.source.base_url.as_deref())
+            .is_some_and(|p| ctx.local_patient_ids.contains(p))
+    };
+    if !belongs {
+        return Err(Fault::Foreign);
+    }
+    let id = gateway_id(&ctx.source.id, &local_id).ok_or(Fault::IdTooLong)?;
+    rewrite_references(&mut resource, ctx);
+    let obj = resource.as_object_mut().ok_or(Fault::Invalid)?;
+    obj.insert("id".into(), Value::String(id));
+    stamp_provenance(obj, ctx.source);
+    Ok(resource)
+}
+
+/// Sets `meta.source` to the source's URI and tags the providing organisation.
+pub fn stamp_provenance(obj: &mut Map<String, Value>, source: &SourceInfo) {
+    let meta = obj
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("source".into(), Value::String(source.uri()));
+        let tag = json!({"system": ODS_SYSTEM, "code": source.ods, "display": source.name});
+        match meta.get_mut("tag") {
+            Some(Value::Array(tags)) => tags.push(tag),
+            _ => {
+                meta.insert("tag".into(), Value::Array(vec![tag]));
+            }
+        }
+    }
+}
+
+/// Rewrites every literal reference to the source's own resources into gateway references:
+/// the person's own patient becomes `Patient/{person id}`, anything else `Type/{source}.{id}`.
+/// Contained (`#x`), URN and foreign absolute references are left as they are.
+fn rewrite_references(value: &mut Value, ctx: &Context<'_>) {
+    match value {
+        Value::Object(obj) => {
+            if let Some(Value::String(reference)) = obj.get_mut("reference")
+                && let Some(new) = rewritten(reference, ctx)
+            {
+                *reference = new;
+            }
+            for (key, child) in obj.iter_mut() {
+                if key != "reference" {
+                    rewrite_references(child, ctx);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| rewrite_references(i, ctx)),
+        _ => {}
+    }
+}
+
+fn rewritten(reference: &str, ctx: &Context<'_>) -> Option<String> {
+    let r = parse_under_base(reference, ctx.source.base_url.as_deref())?;
+    if r.resource_type == "Patient" && ctx.local_patient_ids.contains(r.id) {
+        return Some(format!("Patient/{}", ctx.person_id));
+    }
+    gateway_id(&ctx.source.id, r.id).map(|id| format!("{}/{id}", r.resource_type))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> SourceInfo {
+        SourceInfo {
+            id: "gp".into(),
+            name: "Riverside".into(),
+            ods: "A81001".into(),
+            base_url: Some("http://up/fhir".into()),
+        }
+    }
+
+    #[test]
+    fn normalises_and_rewrites() {
+        let src = source();
+        let ids: HashSet<String> = ["p1".to_owned()].into();
+        let person = Uuid::nil();
+        let ctx = Context {
+            source: &src,
+            person_id: person,
+            nhs_number: "9434765919",
+            local_patient_ids: &ids,
+        };
+        let obs = json!({
+            "resourceType": "Observation", "id": "o1",
+            "meta": {"tag": [{"code": "x"}]},
+            "subject": {"reference": "http://up/fhir/Patient/p1"},
+            "encounter": {"reference": "Encounter/e1/_history/2"},
+            "hasMember": [{"reference": "#c1"}, {"reference": "http://elsewhere/Observation/9"}],
+            "performer": [{"reference": "Practitioner/dr"}]
+        });
+        let out = normalise(obs, &ctx).expect("belongs");
+        assert_eq!(out["id"], "gp.o1");
+        assert_eq!(out["subject"]["reference"], format!("Patient/{person}"));
+        assert_eq!(out["encounter"]["reference"], "Encounter/gp.e1");
+        assert_eq!(out["hasMember"][0]["reference"], "#c1");
+        assert_eq!(
+            out["hasMember"][1]["reference"],
+            "http://elsewhere/Observation/9"
+        );
+        assert_eq!(out["performer"][0]["reference"], "Practitioner/gp.dr");
+        assert_eq!(out["meta"]["source"], "urn:concord:source:gp");
+        assert_eq!(out["meta"]["tag"][1]["code"], "A81001");
+    }
+
+    #[test]
+    fn other_peoples_records_are_faults() {
+        let src = source();
+        let ids: HashSet<String> = ["p1".to_owned()].into();
+        let ctx = Context {
+            source: &src,
+            person_id: Uuid::nil(),
+            nhs_number: "9434765919",
+            local_patient_ids: &ids,
+        };
+        let foreign = json!({"resourceType": "Observation", "id": "o2", "subject": {"reference": "Patient/p2"}});
+        assert_eq!(normalise(foreign, &ctx).err(), Some(Fault::Foreign));
+        let no_subject = json!({"resourceType": "Observation", "id": "o3"});
+        assert_eq!(normalise(no_subject, &ctx).err(), Some(Fault::Foreign));
+        let other_patient = json!({"resourceType": "Patient", "id": "p9", "identifier": [{"system": NHS_NUMBER_SYSTEM, "value": "9990000018"}]});
+        assert_eq!(normalise(other_patient, &ctx).err(), Some(Fault::Foreign));
+        let bad_id = json!({"resourceType": "Observation", "id": "a b", "subject": {"reference": "Patient/p1"}});
+        assert_eq!(normalise(bad_id, &ctx).err(), Some(Fault::Invalid));
+        let long = json!({"resourceType": "Observation", "id": "x".repeat(63), "subject": {"reference": "Patient/p1"}});
+        assert_eq!(normalise(long, &ctx).err(), Some(Fault::IdTooLong));
+        let unserved = json!({"resourceType": "Practitioner", "id": "dr"});
+        assert_eq!(normalise(unserved, &ctx).err(), Some(Fault::Invalid));
+    }
+}

@@ -1,0 +1,24 @@
+//! FHIR helpers over `serde_json::Value`: NHS numbers, references, dates, OperationOutcome,
+//! Bundles and the search parameters the gateway understands.
+//!
+//! There is no typed FHIR model: a gateway passes resources through, so it reads and edits the
+//! few elements it needs and leaves the rest exactly as the source wrote it.
+
+pub mod bundle;
+pub mod date;
+pub mod nhs_number;
+pub mod outcome;
+pub mod reference;
+pub mod search;
+
+pub use nhs_number::{NHS_NUMBER_SYSTEM, NhsNumber};
+pub use outcome::{Issue, Severity, operation_outcome};
+
+/// The FHIR JSON media type.
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+/// Canonical base of the extensions and tags Concord defines.
+pub const CONCORD_CANONICAL: &str = "https://fhir.concord.health";
+
+/// The code system of ODS organisation codes.
+pub const ODS_SYSTEM: &str = "https://fhir.nhs.uk/Id/ods-organization-code";

@@ -1,0 +1,27 @@
+//! Concord: a FHIR R4 gateway that gives care teams one view of a person's record held by
+//! many providers (GP practices, community health services, social care).
+//!
+//! A request travels through the modules in this order:
+//!
+//! | step | module | what it does |
+//! | --- | --- | --- |
+//! | front door | [`server`] | axum router, request ids, limits, FHIR errors, `/healthz` `/readyz` `/metrics` |
+//! | resolve, fan out, normalise, merge | [`federation`] | finds the person in every source, asks them in parallel under one deadline, checks and rewrites what comes back |
+//! | sources | [`sources`] | the `Source` trait: upstream FHIR servers and NDJSON exports |
+//! | FHIR helpers | [`fhir`] | NHS numbers, references, dates, search parameters, Bundles, OperationOutcome |
+//! | state | [`store`] | SQLite or PostgreSQL: people and their links to sources |
+//!
+//! Beside them: [`config`] (the TOML file), [`telemetry`] (Prometheus metrics) and [`cli`]
+//! (the `concord` command). Dependencies point one way: `server` → `federation` → `sources`;
+//! everything may use `fhir`, `store` and `telemetry`; nothing uses `server` or `cli`.
+
+pub mod cli;
+pub mod config;
+pub mod federation;
+pub mod fhir;
+pub mod server;
+pub mod sources;
+pub mod store;
+pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;

@@ -1,0 +1,346 @@
+//! The HTTP front: the axum router, the middleware every request passes, and the
+//! operational endpoints (`/healthz`, `/readyz`, `/metrics`).
+
+pub mod api;
+pub mod capability;
+pub mod error;
+pub mod query;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::ServerConfig;
+use crate::federation::Federation;
+use crate::telemetry::{HttpLabels, Metrics, RouteLabels};
+use error::{ApiError, is_fhir};
+
+/// The request id header, echoed or generated.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+/// The state behind [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// Sources, store and the rules for asking them.
+    pub federation: Federation,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// `[server]` settings.
+    pub config: ServerConfig,
+    /// The FHIR base URL the gateway advertises.
+    pub base: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Bundles the parts.
+    pub fn new(federation: Federation, metrics: Arc<Metrics>, config: ServerConfig) -> Self {
+        let base = config.base_url();
+        Self(Arc::new(Inner {
+            federation,
+            metrics,
+            config,
+            base,
+        }))
+    }
+}
+
+/// The whole service as a router, ready to serve.
+pub fn app(state: AppState) -> Router {
+    let fhir = Router::new()
+        .route("/metadata", get(api::metadata))
+        .route("/Patient/{id}/$everything", get(api::everything))
+        .route("/{type}", get(api::search_type))
+        .route("/{type}/{id}", get(api::read));
+    Router::new()
+        .nest("/fhir", fhir)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(fallback)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                tracing::error!("handler panicked");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "exception",
+                    "the gateway failed to process the request",
+                )
+                .into_response()
+            },
+        ))
+        .with_state(state)
+}
+
+async fn fallback(method: Method) -> ApiError {
+    if method != Method::GET && method != Method::HEAD {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "this gateway is read-only",
+        );
+    }
+    ApiError::not_found("no such endpoint; see /fhir/metadata")
+}
+
+/// A usable caller-supplied request id: 1 to 128 visible ASCII characters.
+fn usable_request_id(value: &HeaderValue) -> Option<HeaderValue> {
+    let s = value.to_str().ok()?;
+    ((1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())).then(|| value.clone())
+}
+
+/// Every request: a request id (echoed or generated), URL and body size limits, JSON-only
+/// content negotiation, metrics and one log line (route template, never the path or query,
+/// which can hold NHS numbers).
+async fn request_context(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(usable_request_id)
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or(HeaderValue::from_static("invalid"))
+        });
+    request.headers_mut().insert(REQUEST_ID, request_id.clone());
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+
+    let mut response = match precheck(&state.config, &request) {
+        Err(e) => e.into_response(),
+        Ok(()) => next.run(request).await,
+    };
+    if (response.status().is_client_error() || response.status().is_server_error())
+        && !is_fhir(&response)
+        && route.starts_with("/fhir")
+    {
+        let status = response.status();
+        response = ApiError::new(
+            status,
+            "processing",
+            status.canonical_reason().unwrap_or("error"),
+        )
+        .into_response();
+    }
+    response
+        .headers_mut()
+        .insert(REQUEST_ID, request_id.clone());
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route: route.clone(),
+            method: method.to_string(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        request_id = request_id.to_str().unwrap_or_default(),
+        http.method = %method,
+        http.route = %route,
+        http.status = status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+fn precheck(config: &ServerConfig, request: &Request<Body>) -> Result<(), ApiError> {
+    let uri_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if uri_len > config.max_url_bytes {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "too-long",
+            format!(
+                "the request URL is longer than {} bytes",
+                config.max_url_bytes
+            ),
+        ));
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-long",
+            format!(
+                "the request body is larger than {} bytes",
+                config.max_body_bytes
+            ),
+        ));
+    }
+    if request.uri().path().starts_with("/fhir")
+        && let Some(accept) = request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+        && !accepts_json(accept)
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-supported",
+            "only application/fhir+json is served",
+        ));
+    }
+    Ok(())
+}
+
+/// True when an Accept header admits FHIR JSON.
+fn accepts_json(accept: &str) -> bool {
+    accept
+        .split(',')
+        .map(|r| {
+            r.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .any(|r| {
+            matches!(
+                r.as_str(),
+                "" | "*/*"
+                    | "application/*"
+                    | "application/json"
+                    | "application/fhir+json"
+                    | "application/json+fhir"
+            )
+        })
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+}
+
+/// Ready when the store answers. Sources are listed with their breaker state: a source that is
+/// down makes answers partial, not the gateway unready.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store_ok = match state.federation.store().ping().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: store does not answer");
+            false
+        }
+    };
+    let sources: Vec<_> = state
+        .federation
+        .sources()
+        .iter()
+        .map(|s| json!({"id": s.info().id, "name": s.info().name, "ods": s.info().ods, "breaker": s.breaker_state().name()}))
+        .collect();
+    let body = json!({
+        "status": if store_ok { "ready" } else { "unready" },
+        "store": {"backend": state.federation.store().backend(), "ok": store_ok},
+        "sources": sources,
+    });
+    let status = if store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    for source in state.federation.sources() {
+        state
+            .metrics
+            .breaker_state
+            .get_or_create(&crate::telemetry::SourceLabels {
+                source: source.info().id.clone(),
+            })
+            .set(source.breaker_state().gauge());
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be reached or migrated.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A source could not be set up.
+    #[error(transparent)]
+    Source(#[from] crate::sources::SetupError),
+}
+
+/// Connects the store (migrating it when configured to), builds the sources and returns the
+/// state the router needs.
+pub async fn build_state(config: &crate::config::Config) -> Result<AppState, StartError> {
+    let store =
+        crate::store::Store::connect(&config.store.url, config.store.max_connections).await?;
+    if config.store.migrate_on_start {
+        store.migrate().await?;
+    }
+    let metrics = Metrics::new();
+    let sources = crate::sources::build(&config.sources, &metrics).await?;
+    let federation = Federation::new(
+        sources,
+        store,
+        metrics.clone(),
+        std::time::Duration::from_secs(config.store.link_max_age_secs),
+    );
+    Ok(AppState::new(federation, metrics, config.server.clone()))
+}

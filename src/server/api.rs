@@ -1,0 +1,497 @@
+//! The FHIR endpoints.
+
+use std::collections::HashSet;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::{ApiError, fhir_response};
+use super::query::{self, CURSOR, SortSpec, TypeSearch, Used};
+use crate::federation::merge::merge_patient;
+use crate::federation::{Collected, Person, Problem, SourceReport};
+use crate::fhir::bundle::{SearchMode, Searchset};
+use crate::fhir::reference::{is_resource_type_name, is_valid_id};
+use crate::fhir::search::{self, KeyPart, TYPES, TypeDef, compare_keys, encode_cursor};
+use crate::fhir::{
+    CONCORD_CANONICAL, Issue, NHS_NUMBER_SYSTEM, NhsNumber, Severity, operation_outcome,
+};
+use crate::sources::SourceError;
+
+type ApiResult = Result<Response, ApiError>;
+
+fn deadline(state: &AppState) -> Instant {
+    Instant::now() + state.config.request_timeout()
+}
+
+/// `GET /fhir/metadata`.
+pub async fn metadata(State(state): State<AppState>) -> Response {
+    fhir_response(
+        StatusCode::OK,
+        &super::capability::statement(&state.base),
+        false,
+    )
+}
+
+/// `GET /fhir/{type}`.
+pub async fn search_type(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult {
+    let pairs = query::pairs(raw.as_deref());
+    let strict = query::strict(&headers);
+    if resource_type == "Patient" {
+        return patient_search(&state, pairs, strict).await;
+    }
+    let def = served_type(&resource_type)?;
+    let search = query::type_search(
+        def,
+        pairs,
+        strict,
+        &state.base,
+        (state.config.default_page_size, state.config.max_page_size),
+    )?;
+    let Some(patient) = search.patient.clone() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            format!(
+                "a {} search must name the person: `patient={{id}}`{}",
+                def.name,
+                if def.patient_element == "subject" {
+                    " or `subject=Patient/{id}`"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    };
+    let deadline = deadline(&state);
+    let Some(person) = find_person(&state, &patient, deadline).await? else {
+        return Ok(empty_for_unknown(&state, def.name, &search.used));
+    };
+    let collected = state
+        .federation
+        .collect(&person.0, &[def.name], deadline)
+        .await;
+    let mut reports = person.1;
+    reports.extend(collected.reports);
+    let matching: Vec<Value> = collected
+        .resources
+        .into_iter()
+        .filter(|r| search.filters.iter().all(|f| f.matches(r)))
+        .collect();
+    Ok(paged(&state, def.name, &search, matching, reports, None))
+}
+
+/// Resolves a gateway patient id to a person (with the reports of the sources asked).
+async fn find_person(
+    state: &AppState,
+    id: &str,
+    deadline: Instant,
+) -> Result<Option<(Person, Vec<SourceReport>)>, ApiError> {
+    let Ok(uuid) = Uuid::parse_str(id) else {
+        return Ok(None);
+    };
+    match state.federation.resolve_id(uuid, deadline).await? {
+        Some(resolution) => Ok(resolution.person.map(|p| (p, resolution.reports))),
+        None => Ok(None),
+    }
+}
+
+fn served_type(name: &str) -> Result<&'static TypeDef, ApiError> {
+    if !is_resource_type_name(name) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the path does not name a FHIR resource type",
+        ));
+    }
+    search::type_def(name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-supported",
+            format!("resource type `{name}` is not served by this gateway; see /fhir/metadata"),
+        )
+    })
+}
+
+fn empty_for_unknown(state: &AppState, path: &str, used: &Used) -> Response {
+    let mut bundle = Searchset::new(&state.base);
+    bundle
+        .total(0)
+        .link("self", query::link(&state.base, path, &used.pairs));
+    bundle.entry(
+        operation_outcome(&[Issue::new(
+            Severity::Information,
+            "not-found",
+            "no patient with this id is known to the gateway",
+        )]),
+        SearchMode::Outcome,
+    );
+    fhir_response(StatusCode::OK, &bundle.build(), false)
+}
+
+/// `GET /fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}`.
+async fn patient_search(state: &AppState, pairs: Vec<(String, String)>, strict: bool) -> ApiResult {
+    let mut used = Used::default();
+    let mut nhs: Option<NhsNumber> = None;
+    let mut pretty = false;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "identifier" => {
+                let number = match value.split_once('|') {
+                    Some((NHS_NUMBER_SYSTEM, n)) => n,
+                    Some(("", _)) | Some(_) => {
+                        return Err(ApiError::bad_param(
+                            "identifier",
+                            format!(
+                                "only NHS numbers can be searched: `{NHS_NUMBER_SYSTEM}|{{nhs number}}`"
+                            ),
+                        ));
+                    }
+                    None => value.as_str(),
+                };
+                let parsed =
+                    NhsNumber::parse(number).map_err(|e| ApiError::bad_param("identifier", e))?;
+                if nhs.as_ref().is_some_and(|n| *n != parsed) {
+                    return Err(ApiError::bad_param(
+                        "identifier",
+                        "names two different NHS numbers",
+                    ));
+                }
+                nhs = Some(parsed);
+            }
+            "_count" => {
+                query::page_size(&value, state.config.max_page_size)?;
+            }
+            "_format" => query::check_format(&value)?,
+            "_pretty" => pretty = value == "true",
+            other => {
+                used.unknown(other, strict)?;
+                continue;
+            }
+        }
+        used.pairs.push((name, value));
+    }
+    let Some(nhs) = nhs else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            format!("a Patient search needs `identifier={NHS_NUMBER_SYSTEM}|{{nhs number}}`"),
+        ));
+    };
+    let deadline = deadline(state);
+    let resolution = state.federation.resolve_nhs(&nhs, deadline).await?;
+    let mut reports = resolution.reports;
+    let mut bundle = Searchset::new(&state.base);
+    bundle.link("self", query::link(&state.base, "Patient", &used.pairs));
+    match resolution.person {
+        Some(person) => {
+            let collected = state
+                .federation
+                .collect(&person, &["Patient"], deadline)
+                .await;
+            reports.extend(collected.reports);
+            if collected.resources.is_empty() {
+                bundle.total(0);
+            } else {
+                bundle.total(1).entry(
+                    merge_patient(person.id, &collected.resources),
+                    SearchMode::Match,
+                );
+            }
+        }
+        None => {
+            bundle.total(0);
+        }
+    }
+    add_outcomes(&mut bundle, &reports, &used);
+    Ok(fhir_response(StatusCode::OK, &bundle.build(), pretty))
+}
+
+/// `GET /fhir/{type}/{id}`.
+pub async fn read(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let pretty = read_options(raw.as_deref())?;
+    if resource_type != "Patient" {
+        served_type(&resource_type)?;
+    }
+    if !is_valid_id(&id) {
+        return Err(ApiError::bad_param("id", "is not a valid FHIR id"));
+    }
+    let deadline = deadline(&state);
+    if resource_type == "Patient" && Uuid::parse_str(&id).is_ok() {
+        let Some((person, reports)) = find_person(&state, &id, deadline).await? else {
+            return Err(ApiError::not_found(format!("Patient/{id} is not known")));
+        };
+        let collected = state
+            .federation
+            .collect(&person, &["Patient"], deadline)
+            .await;
+        if collected.resources.is_empty() {
+            return Err(unanswered(
+                reports.iter().chain(&collected.reports),
+                &format!("Patient/{id}"),
+            ));
+        }
+        return Ok(fhir_response(
+            StatusCode::OK,
+            &merge_patient(person.id, &collected.resources),
+            pretty,
+        ));
+    }
+    match state.federation.read(&resource_type, &id, deadline).await? {
+        Some((resource, _person)) => Ok(fhir_response(StatusCode::OK, &resource, pretty)),
+        None => Err(ApiError::not_found(format!(
+            "{resource_type}/{id} is not known"
+        ))),
+    }
+}
+
+/// Query parameters a read accepts: `_format` and `_pretty`.
+fn read_options(raw: Option<&str>) -> Result<bool, ApiError> {
+    let mut pretty = false;
+    for (name, value) in query::pairs(raw) {
+        match name.as_str() {
+            "_format" => query::check_format(&value)?,
+            "_pretty" => pretty = value == "true",
+            _ => {}
+        }
+    }
+    Ok(pretty)
+}
+
+/// 503 when every source that knows the person failed, 404 when none knows them any more.
+fn unanswered<'a>(reports: impl Iterator<Item = &'a SourceReport>, what: &str) -> ApiError {
+    let failed: Vec<String> = reports
+        .filter(|r| matches!(r.problem, Problem::Failed(_) | Problem::DeadlineExceeded))
+        .map(|r| format!("{} ({})", r.source.name, r.source.id))
+        .collect();
+    if failed.is_empty() {
+        ApiError::not_found(format!("{what} is not known"))
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transient",
+            format!(
+                "the sources holding this record did not answer: {}",
+                failed.join(", ")
+            ),
+        )
+    }
+}
+
+/// `GET /fhir/Patient/{id}/$everything`: the merged Patient, then everything about the person
+/// from every source (optionally limited by `_type`), grouped by type, newest first.
+pub async fn everything(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult {
+    let strict = query::strict(&headers);
+    let mut used = Used::default();
+    let mut types: Vec<&'static str> = TYPES.iter().map(|t| t.name).collect();
+    let mut count = state.config.max_page_size;
+    let mut cursor = None;
+    let mut pretty = false;
+    for (name, value) in query::pairs(raw.as_deref()) {
+        match name.as_str() {
+            "_type" => {
+                let mut wanted = Vec::new();
+                for t in value.split(',').map(str::trim) {
+                    match search::type_def(t) {
+                        Some(def) => wanted.push(def.name),
+                        None if t == "Patient" => {}
+                        None => {
+                            return Err(ApiError::bad_param(
+                                "_type",
+                                format!(
+                                    "`{}` is not a type this gateway serves",
+                                    t.chars().take(64).collect::<String>()
+                                ),
+                            ));
+                        }
+                    }
+                }
+                types.retain(|t| wanted.contains(t));
+            }
+            "_count" => count = query::page_size(&value, state.config.max_page_size)?,
+            CURSOR => {
+                cursor = Some(search::decode_cursor(&value).ok_or_else(|| {
+                    ApiError::bad_param(
+                        CURSOR,
+                        "is not a cursor this gateway made; follow the Bundle's next link",
+                    )
+                })?);
+                continue;
+            }
+            "_format" => query::check_format(&value)?,
+            "_pretty" => pretty = value == "true",
+            other => {
+                used.unknown(other, strict)?;
+                continue;
+            }
+        }
+        used.pairs.push((name, value));
+    }
+    let deadline = deadline(&state);
+    let Some((person, mut reports)) = find_person(&state, &id, deadline).await? else {
+        return Err(ApiError::not_found(format!("Patient/{id} is not known")));
+    };
+    types.push("Patient");
+    let Collected {
+        resources,
+        reports: fetched_reports,
+    } = state.federation.collect(&person, &types, deadline).await;
+    reports.extend(fetched_reports);
+    let (patients, others): (Vec<Value>, Vec<Value>) = resources
+        .into_iter()
+        .partition(|r| r.get("resourceType").and_then(Value::as_str) == Some("Patient"));
+    let patient = (!patients.is_empty()).then(|| merge_patient(person.id, &patients));
+    let search = TypeSearch {
+        patient: Some(id.clone()),
+        filters: Vec::new(),
+        count,
+        sort: SortSpec::everything(),
+        cursor,
+        pretty,
+        used,
+    };
+    Ok(paged(
+        &state,
+        &format!("Patient/{id}/$everything"),
+        &search,
+        others,
+        reports,
+        patient,
+    ))
+}
+
+/// Sorts, pages and answers a searchset. `first` (the merged Patient of `$everything`) leads
+/// the first page and is counted in the total.
+fn paged(
+    state: &AppState,
+    path: &str,
+    search: &TypeSearch,
+    resources: Vec<Value>,
+    reports: Vec<SourceReport>,
+    first: Option<Value>,
+) -> Response {
+    let descending = search.sort.descending();
+    let mut keyed: Vec<(Vec<KeyPart>, Value)> = resources
+        .into_iter()
+        .map(|r| (search.sort.key(&r), r))
+        .collect();
+    keyed.sort_by(|a, b| compare_keys(&a.0, &b.0, &descending));
+    let total = keyed.len() + usize::from(first.is_some());
+    let start = match &search.cursor {
+        Some(cursor) => keyed.partition_point(|(k, _)| {
+            compare_keys(k, cursor, &descending) != std::cmp::Ordering::Greater
+        }),
+        None => 0,
+    };
+    let remaining = keyed.len() - start;
+    let take = search.count.min(remaining);
+    let mut bundle = Searchset::new(&state.base);
+    bundle
+        .total(total)
+        .link("self", query::link(&state.base, path, &search.used.pairs));
+    if take < remaining && take > 0 {
+        let mut next = search.used.pairs.clone();
+        next.push((CURSOR.to_owned(), encode_cursor(&keyed[start + take - 1].0)));
+        bundle.link("next", query::link(&state.base, path, &next));
+    }
+    if let Some(p) = first.filter(|_| search.cursor.is_none() && search.count > 0) {
+        bundle.entry(p, SearchMode::Match);
+    }
+    for (_, resource) in keyed.into_iter().skip(start).take(take) {
+        bundle.entry(resource, SearchMode::Match);
+    }
+    add_outcomes(&mut bundle, &reports, &search.used);
+    fhir_response(StatusCode::OK, &bundle.build(), search.pretty)
+}
+
+/// One OperationOutcome entry per source that did not simply answer, naming the source (never
+/// its error text), and one for parameters that were ignored.
+fn add_outcomes(bundle: &mut Searchset, reports: &[SourceReport], used: &Used) {
+    let mut seen = HashSet::new();
+    for report in reports {
+        let key = format!(
+            "{}:{:?}",
+            report.source.id,
+            std::mem::discriminant(&report.problem)
+        );
+        if !seen.insert(key) {
+            continue;
+        }
+        let who = format!("{} ({})", report.source.name, report.source.id);
+        let (code, text) = match &report.problem {
+            Problem::DeadlineExceeded | Problem::Failed(SourceError::Timeout) => (
+                "timeout",
+                format!("{who} did not answer in time; its records are missing from this result"),
+            ),
+            Problem::Failed(SourceError::Unavailable) => (
+                "transient",
+                format!(
+                    "{who} is unavailable after repeated failures; its records are missing from this result"
+                ),
+            ),
+            Problem::Failed(_) => (
+                "incomplete",
+                format!("{who} could not be read; its records are missing from this result"),
+            ),
+            Problem::Truncated => (
+                "too-costly",
+                format!(
+                    "{who} holds more records than the gateway fetches in one request; some may be missing"
+                ),
+            ),
+            Problem::Dropped(n) => (
+                "processing",
+                format!(
+                    "{who} returned {n} record(s) that are not about this person or are not valid FHIR; they were left out"
+                ),
+            ),
+        };
+        let mut outcome = operation_outcome(&[Issue::new(Severity::Warning, code, text)]);
+        if let Some(issue) = outcome
+            .pointer_mut("/issue/0")
+            .and_then(Value::as_object_mut)
+        {
+            issue.insert(
+                "details".into(),
+                json!({"coding": [{"system": format!("{CONCORD_CANONICAL}/CodeSystem/source"), "code": report.source.id, "display": report.source.name}]}),
+            );
+        }
+        bundle.entry(outcome, SearchMode::Outcome);
+    }
+    if !used.ignored.is_empty() {
+        let names: Vec<String> = used
+            .ignored
+            .iter()
+            .map(|n| format!("`{}`", n.chars().take(64).collect::<String>()))
+            .collect();
+        bundle.entry(
+            operation_outcome(&[Issue::new(
+                Severity::Information,
+                "not-supported",
+                format!(
+                    "parameters ignored (not supported here): {}",
+                    names.join(", ")
+                ),
+            )]),
+            SearchMode::Outcome,
+        );
+    }
+}

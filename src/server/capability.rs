@@ -1,0 +1,55 @@
+//! The CapabilityStatement: generated from the same tables the search code uses, so it lists
+//! exactly what works.
+
+use serde_json::{Value, json};
+
+use crate::fhir::search::{LAST_UPDATED, TYPES};
+
+/// The gateway's CapabilityStatement.
+pub fn statement(base: &str) -> Value {
+    let mut resources = vec![json!({
+        "type": "Patient",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [{
+            "name": "identifier", "type": "token",
+            "documentation": "NHS number only: https://fhir.nhs.uk/Id/nhs-number|{nhs number}. Returns the one merged Patient."
+        }],
+        "operation": [{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}],
+    })];
+    for def in TYPES {
+        let mut params = vec![
+            json!({"name": "patient", "type": "reference", "documentation": "Required: the gateway patient id."}),
+        ];
+        if def.patient_element == "subject" {
+            params.push(json!({"name": "subject", "type": "reference", "documentation": "Patient/{gateway patient id}"}));
+        }
+        for p in def.params.iter().chain(std::iter::once(&LAST_UPDATED)) {
+            params.push(json!({"name": p.name, "type": p.kind.code()}));
+        }
+        resources.push(json!({
+            "type": def.name,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": params,
+        }));
+    }
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-25",
+        "publisher": "Concord",
+        "kind": "instance",
+        "software": {"name": "Concord", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Concord shared care record gateway", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Read-only federated access to the records that every provider in the partnership holds about a person. Searches must name the person. Results are sorted and paged by the gateway; follow Bundle next links.",
+            "resource": resources,
+            "searchParam": [
+                {"name": "_count", "type": "number", "documentation": "Page size (capped by the server)."},
+                {"name": "_sort", "type": "string", "documentation": "Date parameters of the type, _lastUpdated and _id; prefix - for descending. Default: newest first."},
+            ],
+        }],
+    })
+}

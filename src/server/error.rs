@@ -1,0 +1,132 @@
+//! The one place errors become HTTP answers: an OperationOutcome with the right status.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::federation::FederationError;
+use crate::fhir::{FHIR_JSON, Issue, Severity, operation_outcome};
+
+/// An error answer. Client errors carry a message for the caller; server errors are logged
+/// where they are made and answer with a generic message.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The OperationOutcome's issues.
+    pub issues: Vec<Issue>,
+}
+
+impl ApiError {
+    /// An error with one issue.
+    pub fn new(status: StatusCode, code: &'static str, diagnostics: impl Into<String>) -> Self {
+        Self {
+            status,
+            issues: vec![Issue::new(Severity::Error, code, diagnostics)],
+        }
+    }
+
+    /// 400: a parameter the caller got wrong.
+    pub fn bad_param(param: &str, message: impl std::fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("parameter `{param}`: {message}"),
+        );
+        e.issues[0].expression = Some(param.to_owned());
+        e
+    }
+
+    /// 404.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", what)
+    }
+
+    /// 500, with the detail logged and not shown.
+    pub fn internal(detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "the gateway failed to process the request",
+        )
+    }
+}
+
+impl From<FederationError> for ApiError {
+    fn from(e: FederationError) -> Self {
+        match e {
+            FederationError::Store(e) => {
+                tracing::error!(error = %e, "store failed");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "transient",
+                    "the gateway's store is unavailable; try again shortly",
+                )
+            }
+            FederationError::SourceFailed {
+                source_id,
+                source_name,
+                error,
+            } => {
+                tracing::warn!(source.id = %source_id, error = %error, "read failed at source");
+                let (status, code) = match error {
+                    crate::sources::SourceError::Timeout => {
+                        (StatusCode::GATEWAY_TIMEOUT, "timeout")
+                    }
+                    _ => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
+                };
+                Self::new(
+                    status,
+                    code,
+                    format!("{source_name} ({source_id}) could not answer; try again shortly"),
+                )
+            }
+        }
+    }
+}
+
+/// A FHIR JSON response.
+pub fn fhir_response(status: StatusCode, body: &Value, pretty: bool) -> Response {
+    let bytes = if pretty {
+        serde_json::to_vec_pretty(body)
+    } else {
+        serde_json::to_vec(body)
+    };
+    match bytes {
+        Ok(bytes) => {
+            let mut response = (status, bytes).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+            );
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialise response");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = fhir_response(self.status, &operation_outcome(&self.issues), false);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+/// True when a response already speaks FHIR (so error pages from the framework can be
+/// replaced by OperationOutcomes without touching ours).
+pub fn is_fhir(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(FHIR_JSON))
+}

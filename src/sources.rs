@@ -1,0 +1,171 @@
+//! Where records come from: the [`Source`] trait and its two kinds, [`fhir::FhirSource`] (an
+//! upstream FHIR R4 REST server) and [`ndjson::NdjsonSource`] (FHIR Bulk Data export files).
+//!
+//! A source answers four questions about one provider's system: who has this NHS number, what
+//! resources of a type does this patient have, everything about this patient, and one
+//! resource by id. It returns resources exactly as the provider holds them; checking that
+//! they are about the right person, and making them the gateway's, is `federation`'s job.
+
+pub mod breaker;
+pub mod fhir;
+pub mod ndjson;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::config::{SourceConfig, SourceKind};
+use crate::fhir::NhsNumber;
+use crate::telemetry::Metrics;
+
+pub use breaker::BreakerState;
+
+/// Who a source is.
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    /// The configured id (prefix of gateway ids).
+    pub id: String,
+    /// The provider's display name.
+    pub name: String,
+    /// ODS code of the organisation that controls the data.
+    pub ods: String,
+    /// The upstream FHIR base URL, for recognising absolute references (fhir sources only).
+    pub base_url: Option<String>,
+}
+
+impl SourceInfo {
+    /// The URI the gateway puts in `meta.source` of this source's resources.
+    pub fn uri(&self) -> String {
+        format!("urn:concord:source:{}", self.id)
+    }
+}
+
+/// Resources a source returned.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// The resources, as the source holds them.
+    pub resources: Vec<Value>,
+    /// True when the source had more than the configured page cap allowed to fetch.
+    pub truncated: bool,
+}
+
+/// Why a source could not answer. The text is for logs, never for callers.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// No answer within the source's deadline.
+    #[error("timed out")]
+    Timeout,
+    /// The circuit breaker is open: the source kept failing and is resting.
+    #[error("circuit breaker open")]
+    Unavailable,
+    /// The connection failed.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// The upstream answered with an error status.
+    #[error("upstream answered HTTP {0}")]
+    Status(u16),
+    /// The body was not the FHIR JSON expected.
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+}
+
+impl SourceError {
+    /// A short, stable name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceError::Timeout => "timeout",
+            SourceError::Unavailable => "unavailable",
+            SourceError::Connect(_) => "connect_error",
+            SourceError::Status(_) => "http_error",
+            SourceError::InvalidResponse(_) => "invalid_response",
+        }
+    }
+}
+
+/// One provider's system.
+#[async_trait]
+pub trait Source: Send + Sync + Debug {
+    /// Who this source is.
+    fn info(&self) -> &SourceInfo;
+
+    /// Patients holding this NHS number (normally one; none when the person is unknown here).
+    async fn find_patients(&self, nhs: &NhsNumber) -> Result<Fetched, SourceError>;
+
+    /// Resources of one type about the patient with this local id.
+    async fn search(&self, resource_type: &str, patient_id: &str) -> Result<Fetched, SourceError>;
+
+    /// The patient and every resource about them, of the given types.
+    async fn everything(
+        &self,
+        patient_id: &str,
+        types: &[&'static str],
+    ) -> Result<Fetched, SourceError>;
+
+    /// One resource by type and local id; `None` when the source does not have it.
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Value>, SourceError>;
+
+    /// The circuit breaker's state (sources without one are always closed).
+    fn breaker_state(&self) -> BreakerState {
+        BreakerState::Closed
+    }
+}
+
+/// Why a source could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The config is wrong.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// An NDJSON export could not be loaded.
+    #[error("source `{source_id}`: {message}")]
+    Ndjson {
+        /// The source.
+        source_id: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("source `{source_id}`: cannot build HTTP client: {message}")]
+    Client {
+        /// The source.
+        source_id: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Builds every configured source, in config order (which is also merge priority).
+pub async fn build(
+    configs: &[SourceConfig],
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<Arc<dyn Source>>, SetupError> {
+    let mut out: Vec<Arc<dyn Source>> = Vec::with_capacity(configs.len());
+    for (i, cfg) in configs.iter().enumerate() {
+        let mut info = SourceInfo {
+            id: cfg.id.clone(),
+            name: cfg.name.clone(),
+            ods: cfg.ods.clone(),
+            base_url: None,
+        };
+        match cfg.kind(i)? {
+            SourceKind::Fhir(f) => {
+                info.base_url = Some(f.base_url.clone());
+                out.push(Arc::new(fhir::FhirSource::new(info, f, metrics.clone())?));
+            }
+            SourceKind::Ndjson(n) => {
+                let path = n.path.clone();
+                let loaded =
+                    tokio::task::spawn_blocking(move || ndjson::NdjsonSource::load(info, &path))
+                        .await
+                        .map_err(|e| SetupError::Ndjson {
+                            source_id: cfg.id.clone(),
+                            message: e.to_string(),
+                        })??;
+                out.push(Arc::new(loaded));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,234 @@
+//! The gateway's own state in SQLite (the embedded default) or PostgreSQL (production):
+//! people and their links to each source. Migrations live under `migrations/sqlite` and
+//! `migrations/postgres` and are compiled into the binary.
+//!
+//! Both backends run the same SQL text (`$1` placeholders work in both); times are Unix
+//! seconds in an integer column and ids are text, so rows read the same from either.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use uuid::Uuid;
+
+/// A store failure. The message never carries personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is not one we can use.
+    #[error("store url: {0}")]
+    Url(String),
+    /// The database said no (connection, query or constraint).
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value is not what the schema promises.
+    #[error("corrupt row in `{0}`")]
+    Corrupt(&'static str),
+}
+
+/// A connection pool to one of the two backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// SQLite in WAL mode.
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool the store holds.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A person's link to one source: their patient id there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The source.
+    pub source_id: String,
+    /// The person's patient id in that source.
+    pub local_id: String,
+}
+
+/// A person as the store knows them.
+#[derive(Debug, Clone)]
+pub struct PersonRecord {
+    /// The gateway patient id.
+    pub id: Uuid,
+    /// Their NHS number (ten digits).
+    pub nhs_number: String,
+    /// Links to sources.
+    pub links: Vec<Link>,
+    /// When each source was last asked: (source id, Unix seconds).
+    pub checked: Vec<(String, i64)>,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`). A SQLite file and its folder are
+    /// created when missing.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            if let Some(dir) = options
+                .get_filename()
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Url(format!("cannot create `{}`: {e}", dir.display()))
+                })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .connect_with(options)
+                .await?;
+            Ok(Store::Sqlite(pool))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await?;
+            Ok(Store::Postgres(pool))
+        } else {
+            Err(StoreError::Url(
+                "must start with `sqlite:` or `postgres://`".into(),
+            ))
+        }
+    }
+
+    /// Which backend, for logs and `/readyz`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A round trip to the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// The person with this NHS number, with their links, if the gateway has met them.
+    pub async fn person_by_nhs(
+        &self,
+        nhs_number: &str,
+    ) -> Result<Option<PersonRecord>, StoreError> {
+        let id: Option<String> = with_pool!(self, pool => sqlx::query_scalar("SELECT id FROM persons WHERE nhs_number = $1").bind(nhs_number).fetch_optional(pool).await?);
+        match id {
+            Some(id) => self
+                .load_person(parse_id(&id)?, nhs_number.to_owned())
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The person with this gateway id, with their links.
+    pub async fn person_by_id(&self, id: Uuid) -> Result<Option<PersonRecord>, StoreError> {
+        let nhs: Option<String> = with_pool!(self, pool => sqlx::query_scalar("SELECT nhs_number FROM persons WHERE id = $1").bind(id.to_string()).fetch_optional(pool).await?);
+        match nhs {
+            Some(nhs) => self.load_person(id, nhs).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The person a source's local patient id is linked to.
+    pub async fn person_by_link(
+        &self,
+        source_id: &str,
+        local_id: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let id: Option<String> = with_pool!(self, pool => sqlx::query_scalar("SELECT person_id FROM source_links WHERE source_id = $1 AND local_id = $2").bind(source_id).bind(local_id).fetch_optional(pool).await?);
+        id.as_deref().map(parse_id).transpose()
+    }
+
+    async fn load_person(&self, id: Uuid, nhs_number: String) -> Result<PersonRecord, StoreError> {
+        let key = id.to_string();
+        let links: Vec<(String, String)> = with_pool!(self, pool => sqlx::query_as("SELECT source_id, local_id FROM source_links WHERE person_id = $1 ORDER BY source_id, local_id").bind(&key).fetch_all(pool).await?);
+        let checked: Vec<(String, i64)> = with_pool!(self, pool => sqlx::query_as("SELECT source_id, checked_at FROM source_checks WHERE person_id = $1").bind(&key).fetch_all(pool).await?);
+        Ok(PersonRecord {
+            id,
+            nhs_number,
+            links: links
+                .into_iter()
+                .map(|(source_id, local_id)| Link {
+                    source_id,
+                    local_id,
+                })
+                .collect(),
+            checked,
+        })
+    }
+
+    /// The gateway id of the person with this NHS number, made now if they are new. Safe under
+    /// concurrency across instances: the NHS number is unique, so all agree on one id.
+    pub async fn ensure_person(&self, nhs_number: &str, now: i64) -> Result<Uuid, StoreError> {
+        let candidate = Uuid::new_v4().to_string();
+        with_pool!(self, pool => {
+            sqlx::query("INSERT INTO persons (id, nhs_number, created_at) VALUES ($1, $2, $3) ON CONFLICT (nhs_number) DO NOTHING")
+                .bind(&candidate).bind(nhs_number).bind(now).execute(pool).await?;
+        });
+        let id: String = with_pool!(self, pool => sqlx::query_scalar("SELECT id FROM persons WHERE nhs_number = $1").bind(nhs_number).fetch_one(pool).await?);
+        parse_id(&id)
+    }
+
+    /// Records what one source said about the person: their local ids there (possibly none),
+    /// as of `now`. Replaces what was known before, and moves a local id that was linked to
+    /// someone else (a source that corrected an NHS number) to this person.
+    pub async fn record_links(
+        &self,
+        person: Uuid,
+        source_id: &str,
+        local_ids: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let key = person.to_string();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM source_links WHERE person_id = $1 AND source_id = $2").bind(&key).bind(source_id).execute(&mut *tx).await?;
+            for local in local_ids {
+                sqlx::query("INSERT INTO source_links (source_id, local_id, person_id) VALUES ($1, $2, $3) ON CONFLICT (source_id, local_id) DO UPDATE SET person_id = excluded.person_id")
+                    .bind(source_id).bind(local).bind(&key).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO source_checks (person_id, source_id, checked_at) VALUES ($1, $2, $3) ON CONFLICT (person_id, source_id) DO UPDATE SET checked_at = excluded.checked_at")
+                .bind(&key).bind(source_id).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(raw).map_err(|_| StoreError::Corrupt("persons.id"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+//! Store tests against a real SQLite file, and against PostgreSQL when
+//! `CONCORD_TEST_DATABASE_URL` is set (see `crate::testing`).
+
+use super::*;
+use crate::testing::TestDatabase;
+
+async fn exercise(store: &Store) {
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrating twice is a no-op");
+    store.ping().await.expect("ping");
+
+    assert!(
+        store
+            .person_by_nhs("9990000018")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    let id = store
+        .ensure_person("9990000018", 100)
+        .await
+        .expect("create");
+    assert_eq!(
+        store.ensure_person("9990000018", 200).await.expect("again"),
+        id,
+        "one person per NHS number"
+    );
+
+    store
+        .record_links(id, "gp", &["p1".into(), "p2".into()], 300)
+        .await
+        .expect("links");
+    store
+        .record_links(id, "social", &[], 300)
+        .await
+        .expect("negative check");
+    let person = store
+        .person_by_nhs("9990000018")
+        .await
+        .expect("lookup")
+        .expect("exists");
+    assert_eq!(person.id, id);
+    assert_eq!(person.links.len(), 2);
+    assert_eq!(person.checked.len(), 2);
+
+    // A fresh answer replaces the old links.
+    store
+        .record_links(id, "gp", &["p2".into()], 400)
+        .await
+        .expect("relink");
+    let person = store
+        .person_by_id(id)
+        .await
+        .expect("lookup")
+        .expect("exists");
+    assert_eq!(
+        person.links,
+        vec![Link {
+            source_id: "gp".into(),
+            local_id: "p2".into()
+        }]
+    );
+    assert!(person.checked.contains(&("gp".to_owned(), 400)));
+
+    // A local id that moves to another person (the source corrected an NHS number).
+    let other = store
+        .ensure_person("9990000026", 500)
+        .await
+        .expect("second person");
+    store
+        .record_links(other, "gp", &["p2".into()], 500)
+        .await
+        .expect("move");
+    assert_eq!(
+        store.person_by_link("gp", "p2").await.expect("lookup"),
+        Some(other)
+    );
+    assert_eq!(
+        store.person_by_link("gp", "nobody").await.expect("lookup"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn sqlite_file_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/nested/concord.db", dir.path().display());
+    let store = Store::connect(&url, 2).await.expect("connect");
+    assert_eq!(store.backend(), "sqlite");
+    exercise(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = Store::connect(db.url(), 2).await.expect("connect");
+    assert_eq!(store.backend(), "postgres");
+    exercise(&store).await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused() {
+    assert!(matches!(
+        Store::connect("mysql://x", 1).await,
+        Err(StoreError::Url(_))
+    ));
+}

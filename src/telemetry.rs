@@ -1,0 +1,178 @@
+//! Prometheus metrics. Labels are routes, source ids and outcome kinds: never anything about
+//! a person.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route template (`/fhir/{type}/{id}`), never the concrete path.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// Response status code.
+    pub status: u16,
+}
+
+/// Labels naming a route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route template.
+    pub route: String,
+}
+
+/// Labels of a call to a source.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceCallLabels {
+    /// The source id.
+    pub source: String,
+    /// `find_patient`, `search`, `everything`, `read`.
+    pub operation: &'static str,
+    /// `ok`, or the failure kind (`timeout`, `unavailable`, `http_error`, `invalid_response`, …).
+    pub result: &'static str,
+}
+
+/// Labels naming a source.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// The source id.
+    pub source: String,
+}
+
+/// Labels of a fault in what a source returned.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    /// The source id.
+    pub source: String,
+    /// `foreign_resource` (not about the person asked for), `invalid_resource`, `truncated`, …
+    pub kind: &'static str,
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests served.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// HTTP request latency.
+    pub http_duration: Family<RouteLabels, Histogram>,
+    /// Calls to sources.
+    pub source_calls: Family<SourceCallLabels, Counter>,
+    /// Latency of calls to sources.
+    pub source_duration: Family<SourceLabels, Histogram>,
+    /// Faults found in sources' answers.
+    pub source_faults: Family<FaultLabels, Counter>,
+    /// Circuit breaker state per source: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<SourceLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+impl Metrics {
+    /// A fresh set of metrics in their own registry.
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("concord");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let source_calls = Family::<SourceCallLabels, Counter>::default();
+        let source_duration = Family::<SourceLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let source_faults = Family::<FaultLabels, Counter>::default();
+        let breaker_state = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            http_duration.clone(),
+        );
+        registry.register(
+            "source_calls",
+            "Calls to source systems",
+            source_calls.clone(),
+        );
+        registry.register(
+            "source_call_duration_seconds",
+            "Latency of calls to source systems",
+            source_duration.clone(),
+        );
+        registry.register(
+            "source_faults",
+            "Faults found in source answers (resources dropped or truncated)",
+            source_faults.clone(),
+        );
+        registry.register(
+            "source_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            source_calls,
+            source_duration,
+            source_faults,
+            breaker_state,
+        })
+    }
+
+    /// Records one call to a source.
+    pub fn source_call(
+        &self,
+        source: &str,
+        operation: &'static str,
+        result: &'static str,
+        elapsed: Duration,
+    ) {
+        self.source_calls
+            .get_or_create(&SourceCallLabels {
+                source: source.to_owned(),
+                operation,
+                result,
+            })
+            .inc();
+        self.source_duration
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records faults in a source's answer.
+    pub fn source_fault(&self, source: &str, kind: &'static str, count: u64) {
+        if count > 0 {
+            self.source_faults
+                .get_or_create(&FaultLabels {
+                    source: source.to_owned(),
+                    kind,
+                })
+                .inc_by(count);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

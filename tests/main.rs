@@ -1,0 +1,15 @@
+//! Integration tests: the whole gateway on 127.0.0.1, real upstream FHIR servers started in
+//! the test, a real SQLite file (and PostgreSQL when `CONCORD_TEST_DATABASE_URL` is set),
+//! called over HTTP. One test binary, to keep links few on small machines.
+
+mod support {
+    pub(crate) mod app;
+    pub(crate) mod data;
+    pub(crate) mod upstream;
+}
+
+mod errors;
+mod failures;
+mod ops;
+mod paging;
+mod read_path;

@@ -1,0 +1,273 @@
+//! `TestApp`: the whole gateway on 127.0.0.1, built from a real config file over real
+//! upstream FHIR servers and a real store, called over HTTP.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use concord::config::Config;
+use concord::testing::TestDatabase;
+
+/// One source of a test gateway.
+pub(crate) struct SourceSpec {
+    pub(crate) id: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) ods: &'static str,
+    /// `kind = "fhir"` settings as TOML lines (base_url is added), or an ndjson path.
+    pub(crate) target: Target,
+}
+
+pub(crate) enum Target {
+    Fhir { base_url: String, extra: String },
+    Ndjson(std::path::PathBuf),
+}
+
+impl SourceSpec {
+    pub(crate) fn fhir(
+        id: &'static str,
+        name: &'static str,
+        ods: &'static str,
+        base_url: String,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            ods,
+            target: Target::Fhir {
+                base_url,
+                extra: String::new(),
+            },
+        }
+    }
+
+    pub(crate) fn ndjson(
+        id: &'static str,
+        name: &'static str,
+        ods: &'static str,
+        dir: std::path::PathBuf,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            ods,
+            target: Target::Ndjson(dir),
+        }
+    }
+
+    /// Adds TOML lines to a fhir source (e.g. `max_pages = 2`).
+    pub(crate) fn with(mut self, lines: &str) -> Self {
+        if let Target::Fhir { extra, .. } = &mut self.target {
+            extra.push_str(lines);
+            extra.push('\n');
+        }
+        self
+    }
+}
+
+/// Which store a test gateway uses.
+pub(crate) enum StoreChoice {
+    Sqlite,
+    Postgres(String),
+}
+
+pub(crate) struct TestApp {
+    pub(crate) base: String,
+    pub(crate) origin: String,
+    pub(crate) client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Value,
+}
+
+impl TestApp {
+    pub(crate) async fn start(sources: Vec<SourceSpec>) -> TestApp {
+        Self::start_with(sources, StoreChoice::Sqlite, "").await
+    }
+
+    /// Starts a gateway; `server_toml` adds lines to `[server]`.
+    pub(crate) async fn start_with(
+        sources: Vec<SourceSpec>,
+        store: StoreChoice,
+        server_toml: &str,
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gateway");
+        let addr = listener.local_addr().expect("addr");
+        let store_url = match store {
+            StoreChoice::Sqlite => "sqlite://data/concord.db".to_owned(),
+            StoreChoice::Postgres(url) => url,
+        };
+        let mut toml = format!(
+            "[server]\nlisten = \"{addr}\"\nrequest_timeout_ms = 1500\n{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n"
+        );
+        for s in &sources {
+            toml.push_str(&format!(
+                "\n[[source]]\nid = \"{}\"\nname = \"{}\"\nods = \"{}\"\n",
+                s.id, s.name, s.ods
+            ));
+            match &s.target {
+                Target::Fhir { base_url, extra } => {
+                    toml.push_str(&format!(
+                        "kind = \"fhir\"\nbase_url = \"{base_url}\"\n{extra}"
+                    ));
+                    // Test defaults: a short source timeout, and a breaker that only the
+                    // breaker test trips.
+                    if !extra.contains("timeout_ms") {
+                        toml.push_str("timeout_ms = 1000\n");
+                    }
+                    if !extra.contains("breaker_failures") {
+                        toml.push_str("breaker_failures = 100\n");
+                    }
+                }
+                Target::Ndjson(path) => toml.push_str(&format!(
+                    "kind = \"ndjson\"\npath = \"{}\"\n",
+                    path.display()
+                )),
+            }
+        }
+        let path = dir.path().join("concord.toml");
+        std::fs::write(&path, toml).expect("write config");
+        let config = Config::load(&path).expect("valid test config");
+        let state = concord::server::build_state(&config)
+            .await
+            .expect("gateway starts");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, concord::server::app(state)).await;
+        });
+        let origin = format!("http://{addr}");
+        TestApp {
+            base: format!("{origin}/fhir"),
+            origin,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+            _dir: dir,
+            server,
+        }
+    }
+
+    /// GET `{base}/{path}` (or an absolute URL) with extra headers.
+    pub(crate) async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}/{}", self.base, path.trim_start_matches('/'))
+        };
+        let mut req = self.client.get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("gateway answers");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Answer {
+        self.get_with(path, &[]).await
+    }
+
+    /// GET a path on the gateway's origin (not under /fhir).
+    pub(crate) async fn get_root(&self, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .client
+            .get(format!("{}{}", self.origin, path))
+            .send()
+            .await
+            .expect("gateway answers");
+        (resp.status(), resp.text().await.expect("body"))
+    }
+
+    /// The merged Patient's gateway id for an NHS number (asserting it is found).
+    pub(crate) async fn patient_id(&self, nhs: &str) -> String {
+        let a = self
+            .get(&format!(
+                "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"
+            ))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let patient = entries(&a.body, "Patient");
+        assert_eq!(patient.len(), 1, "one merged Patient: {}", a.body);
+        patient[0]["id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// Resources of a type in a Bundle's match entries.
+pub(crate) fn entries(bundle: &Value, resource_type: &str) -> Vec<Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["search"]["mode"] == "match" && e["resource"]["resourceType"] == resource_type
+        })
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+/// Every match entry's resource.
+pub(crate) fn matches(bundle: &Value) -> Vec<Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+/// The diagnostics of OperationOutcome entries (search.mode = outcome).
+pub(crate) fn outcomes(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "outcome")
+        .flat_map(|e| {
+            e["resource"]["issue"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|i| i["diagnostics"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The `next` link of a Bundle.
+pub(crate) fn next_link(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .map(str::to_owned)
+}
+
+/// A PostgreSQL store for a test, when `CONCORD_TEST_DATABASE_URL` is set.
+pub(crate) async fn postgres() -> Option<TestDatabase> {
+    TestDatabase::create().await
+}
