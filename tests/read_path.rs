@@ -404,7 +404,15 @@ async fn ndjson_exports_and_fhir_servers_federate_alike() {
         .map(|r| r["id"].as_str().unwrap_or("").to_owned())
         .collect();
     got.sort();
-    let mut expected = vec!["community.v1", "community.w1", "gp.c1", "gp.e1", "gp.o1", "gp.o2", id.as_str()];
+    let mut expected = vec![
+        "community.v1",
+        "community.w1",
+        "gp.c1",
+        "gp.e1",
+        "gp.o1",
+        "gp.o2",
+        id.as_str(),
+    ];
     expected.sort();
     assert_eq!(got, expected);
     let read = app.get("Encounter/gp.e1").await;

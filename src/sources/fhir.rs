@@ -198,7 +198,7 @@ impl FhirSource {
                 break;
             }
             pages += 1;
-            let bundle = match self.get(url).await? {
+            let mut bundle = match self.get(url).await? {
                 Got::Json(v) => v,
                 Got::NotFound => break,
             };
@@ -207,18 +207,16 @@ impl FhirSource {
                     "search did not return a Bundle".into(),
                 ));
             }
-            for entry in bundle
-                .get("entry")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let mode = entry.pointer("/search/mode").and_then(Value::as_str);
-                match entry.get("resource") {
-                    Some(r) if r.is_object() && mode != Some("outcome") => {
-                        fetched.resources.push(r.clone())
+            if let Some(Value::Array(entries)) = bundle.get_mut("entry") {
+                for mut entry in entries.drain(..) {
+                    let mode = entry.pointer("/search/mode").and_then(Value::as_str);
+                    if mode == Some("outcome") {
+                        continue;
                     }
-                    _ => {}
+                    match entry.get_mut("resource").map(Value::take) {
+                        Some(r) if r.is_object() => fetched.resources.push(r),
+                        _ => {}
+                    }
                 }
             }
             next = next_link(&bundle).and_then(|href| self.base.join(href).ok());
