@@ -131,6 +131,9 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// How long a person's links to the sources are trusted before they are looked up again.
     pub link_max_age_secs: u64,
+    /// How long a person's links are kept in memory before the store is read again (0: never
+    /// kept). Other instances' changes reach this one within this time.
+    pub link_cache_secs: u64,
     /// Apply migrations at start-up (`concord migrate` does it on demand).
     pub migrate_on_start: bool,
 }
@@ -141,6 +144,7 @@ impl Default for StoreConfig {
             url: "sqlite://data/concord.db".into(),
             max_connections: 8,
             link_max_age_secs: 3_600,
+            link_cache_secs: 30,
             migrate_on_start: true,
         }
     }

@@ -1,6 +1,7 @@
 //! Finding the person in every source, asking the sources in parallel under one deadline, and
 //! turning their answers into the gateway's: normalised, checked and merged.
 
+pub mod cache;
 pub mod merge;
 pub mod normalise;
 
@@ -15,7 +16,7 @@ use uuid::Uuid;
 
 use crate::fhir::NhsNumber;
 use crate::sources::{Fetched, Source, SourceError, SourceInfo};
-use crate::store::{Store, StoreError};
+use crate::store::{Link, PersonRecord, Store, StoreError};
 use crate::telemetry::Metrics;
 use normalise::{Context, Fault, normalise, split_gateway_id};
 
@@ -96,6 +97,7 @@ pub struct Federation {
     store: Store,
     metrics: Arc<Metrics>,
     link_max_age: Duration,
+    cache: cache::LinkCache,
 }
 
 fn now_secs() -> i64 {
@@ -109,12 +111,14 @@ impl Federation {
         store: Store,
         metrics: Arc<Metrics>,
         link_max_age: Duration,
+        link_cache_ttl: Duration,
     ) -> Self {
         Self {
             sources,
             store,
             metrics,
             link_max_age,
+            cache: cache::LinkCache::new(link_cache_ttl),
         }
     }
 
@@ -139,7 +143,16 @@ impl Federation {
         nhs: &NhsNumber,
         deadline: Instant,
     ) -> Result<Resolution, FederationError> {
-        let record = self.store.person_by_nhs(nhs.as_str()).await?;
+        let record = match self.cache.by_nhs(nhs.as_str()) {
+            Some(r) => Some(r),
+            None => {
+                let stored = self.store.person_by_nhs(nhs.as_str()).await?;
+                if let Some(r) = &stored {
+                    self.cache.put(r.clone());
+                }
+                stored
+            }
+        };
         self.resolve(nhs.clone(), record, deadline).await
     }
 
@@ -149,8 +162,15 @@ impl Federation {
         id: Uuid,
         deadline: Instant,
     ) -> Result<Option<Resolution>, FederationError> {
-        let Some(record) = self.store.person_by_id(id).await? else {
-            return Ok(None);
+        let record = match self.cache.by_id(id) {
+            Some(r) => r,
+            None => match self.store.person_by_id(id).await? {
+                Some(r) => {
+                    self.cache.put(r.clone());
+                    r
+                }
+                None => return Ok(None),
+            },
         };
         let Ok(nhs) = NhsNumber::parse(&record.nhs_number) else {
             return Err(FederationError::Store(StoreError::Corrupt(
@@ -163,7 +183,7 @@ impl Federation {
     async fn resolve(
         &self,
         nhs: NhsNumber,
-        record: Option<crate::store::PersonRecord>,
+        record: Option<PersonRecord>,
         deadline: Instant,
     ) -> Result<Resolution, FederationError> {
         let now = now_secs();
@@ -231,11 +251,33 @@ impl Federation {
             Some(r) => r.id,
             None => self.store.ensure_person(nhs.as_str(), now).await?,
         };
-        for (source_id, ids) in answers {
-            self.store
-                .record_links(person_id, &source_id, &ids, now)
-                .await?;
-            links.insert(source_id, ids.into_iter().collect());
+        if !answers.is_empty() {
+            let mut checked: Vec<(String, i64)> = record
+                .iter()
+                .flat_map(|r| r.checked.iter().cloned())
+                .filter(|(s, _)| !answers.iter().any(|(a, _)| a == s))
+                .collect();
+            for (source_id, ids) in answers {
+                self.store
+                    .record_links(person_id, &source_id, &ids, now)
+                    .await?;
+                checked.push((source_id.clone(), now));
+                links.insert(source_id, ids.into_iter().collect());
+            }
+            self.cache.put(PersonRecord {
+                id: person_id,
+                nhs_number: nhs.as_str().to_owned(),
+                links: links
+                    .iter()
+                    .flat_map(|(s, ids)| {
+                        ids.iter().map(|l| Link {
+                            source_id: s.clone(),
+                            local_id: l.clone(),
+                        })
+                    })
+                    .collect(),
+                checked,
+            });
         }
         Ok(Resolution {
             person: Some(Person {

@@ -341,6 +341,7 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         store,
         metrics.clone(),
         std::time::Duration::from_secs(config.store.link_max_age_secs),
+        std::time::Duration::from_secs(config.store.link_cache_secs),
     );
     Ok(AppState::new(federation, metrics, config.server.clone()))
 }

@@ -1,0 +1,102 @@
+//! A short-lived, in-memory copy of people's links, so that a busy gateway does not read the
+//! store on every request. An entry is trusted for at most `ttl` after it was read from (or
+//! written to) the store, and never beyond the links' own freshness limit, which
+//! [`super::Federation`] still checks. Many instances can share one store: what another
+//! instance learns reaches this one within `ttl`.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::store::PersonRecord;
+
+/// Most people held; past this the cache starts again empty (cheap, and rare).
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_id: HashMap<Uuid, (Instant, PersonRecord)>,
+    by_nhs: HashMap<String, Uuid>,
+}
+
+/// The cache.
+#[derive(Debug)]
+pub struct LinkCache {
+    ttl: Duration,
+    inner: Mutex<Inner>,
+}
+
+impl LinkCache {
+    /// A cache whose entries live `ttl` (zero disables it).
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every update is a whole insert or remove, so a poisoned lock holds no half-state.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The person with this gateway id, if cached and young enough.
+    pub fn by_id(&self, id: Uuid) -> Option<PersonRecord> {
+        let inner = self.lock();
+        let (at, record) = inner.by_id.get(&id)?;
+        (at.elapsed() < self.ttl).then(|| record.clone())
+    }
+
+    /// The person with this NHS number, if cached and young enough.
+    pub fn by_nhs(&self, nhs: &str) -> Option<PersonRecord> {
+        let id = *self.lock().by_nhs.get(nhs)?;
+        self.by_id(id)
+    }
+
+    /// Remembers what the store holds for a person now.
+    pub fn put(&self, record: PersonRecord) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.by_id.len() >= MAX_ENTRIES {
+            *inner = Inner::default();
+        }
+        inner.by_nhs.insert(record.nhs_number.clone(), record.id);
+        inner.by_id.insert(record.id, (Instant::now(), record));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> PersonRecord {
+        PersonRecord {
+            id: Uuid::nil(),
+            nhs_number: "9434765919".into(),
+            links: Vec::new(),
+            checked: Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire() {
+        let cache = LinkCache::new(Duration::from_secs(30));
+        cache.put(record());
+        assert!(cache.by_nhs("9434765919").is_some());
+        assert!(cache.by_id(Uuid::nil()).is_some());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(cache.by_id(Uuid::nil()).is_none());
+    }
+
+    #[test]
+    fn zero_ttl_disables() {
+        let cache = LinkCache::new(Duration::ZERO);
+        cache.put(record());
+        assert!(cache.by_nhs("9434765919").is_none());
+    }
+}
