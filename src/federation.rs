@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::fhir::NhsNumber;
+use crate::fhir::resource::{Resource, SharedResource};
 use crate::sources::{Fetched, Source, SourceError, SourceInfo};
 use crate::store::{Link, PersonRecord, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -85,7 +86,7 @@ pub struct Resolution {
 #[derive(Debug, Default)]
 pub struct Collected {
     /// Normalised resources, in source order.
-    pub resources: Vec<Value>,
+    pub resources: Vec<SharedResource>,
     /// What went wrong, per source.
     pub reports: Vec<SourceReport>,
 }
@@ -98,6 +99,7 @@ pub struct Federation {
     metrics: Arc<Metrics>,
     link_max_age: Duration,
     cache: cache::LinkCache,
+    normalised: cache::NormalisedCache,
 }
 
 fn now_secs() -> i64 {
@@ -119,6 +121,7 @@ impl Federation {
             metrics,
             link_max_age,
             cache: cache::LinkCache::new(link_cache_ttl),
+            normalised: cache::NormalisedCache::default(),
         }
     }
 
@@ -350,7 +353,6 @@ impl Federation {
                 }
             };
             if fetched.truncated {
-                self.metrics.source_fault(&info.id, "truncated", 0);
                 collected.reports.push(SourceReport {
                     source: info.clone(),
                     problem: Problem::Truncated,
@@ -364,16 +366,39 @@ impl Federation {
                 local_patient_ids: person.links.get(&info.id).unwrap_or(&empty),
             };
             let mut dropped = Vec::new();
+            let reuse = source.is_static();
+            let links = links_fingerprint(ctx.local_patient_ids);
             for resource in fetched.resources {
-                match normalise(resource, &ctx) {
-                    Ok(r) => {
-                        let key = (r.get("resourceType").cloned(), r.get("id").cloned());
-                        // A source that lists a resource twice (say on two pages) gives it once.
-                        if seen.insert(format!("{key:?}")) {
-                            collected.resources.push(r);
+                let normalised = match reuse
+                    .then(|| self.normalised.get(&resource, person.id, links))
+                    .flatten()
+                {
+                    Some(hit) => hit,
+                    None => {
+                        let original = reuse.then(|| resource.clone());
+                        match normalise(resource, &ctx) {
+                            Ok(r) => {
+                                let shared = Resource::shared(r);
+                                if let Some(original) = original {
+                                    self.normalised
+                                        .put(original, person.id, links, shared.clone());
+                                }
+                                shared
+                            }
+                            Err(fault) => {
+                                dropped.push(fault);
+                                continue;
+                            }
                         }
                     }
-                    Err(fault) => dropped.push(fault),
+                };
+                // A source that lists a resource twice (say on two pages) gives it once.
+                if seen.insert(format!(
+                    "{}/{}",
+                    normalised.resource_type(),
+                    normalised.id()
+                )) {
+                    collected.resources.push(normalised);
                 }
             }
             self.report_dropped(info, dropped, &mut collected.reports);
@@ -442,7 +467,7 @@ impl Federation {
             nhs_number: person.nhs.as_str(),
             local_patient_ids: person.links.get(source_id).unwrap_or(&empty),
         };
-        match normalise(resource, &ctx) {
+        match normalise(Arc::new(resource), &ctx) {
             Ok(r) => Ok(Some((r, person))),
             Err(fault) => {
                 self.metrics.source_fault(source_id, fault.kind(), 1);
@@ -450,6 +475,17 @@ impl Federation {
             }
         }
     }
+}
+
+/// A fingerprint of a person's patient ids in one source, so that reused normalised resources
+/// are only reused for exactly the same links.
+fn links_fingerprint(ids: &HashSet<String>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut sorted: Vec<&String> = ids.iter().collect();
+    sorted.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    sorted.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Runs a source call, turning an error or a missed deadline into a [`Problem`].

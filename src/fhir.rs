@@ -9,6 +9,7 @@ pub mod date;
 pub mod nhs_number;
 pub mod outcome;
 pub mod reference;
+pub mod resource;
 pub mod search;
 
 pub use nhs_number::{NHS_NUMBER_SYSTEM, NhsNumber};
@@ -22,3 +23,11 @@ pub const CONCORD_CANONICAL: &str = "https://fhir.concord.health";
 
 /// The code system of ODS organisation codes.
 pub const ODS_SYSTEM: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+
+/// The current time as a FHIR `instant`, to the millisecond.
+pub fn now_instant() -> String {
+    let now = jiff::Timestamp::now();
+    now.round(jiff::Unit::Millisecond)
+        .unwrap_or(now)
+        .to_string()
+}

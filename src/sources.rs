@@ -45,8 +45,9 @@ impl SourceInfo {
 /// Resources a source returned.
 #[derive(Debug, Default)]
 pub struct Fetched {
-    /// The resources, as the source holds them.
-    pub resources: Vec<Value>,
+    /// The resources, as the source holds them (shared: an export's resources are not copied
+    /// until they are normalised).
+    pub resources: Vec<Arc<Value>>,
     /// True when the source had more than the configured page cap allowed to fetch.
     pub truncated: bool,
 }
@@ -105,6 +106,12 @@ pub trait Source: Send + Sync + Debug {
 
     /// One resource by type and local id; `None` when the source does not have it.
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Value>, SourceError>;
+
+    /// True when the source's resources never change while the gateway runs (an export read
+    /// at start-up), so their normalised form can be reused between requests.
+    fn is_static(&self) -> bool {
+        false
+    }
 
     /// The circuit breaker's state (sources without one are always closed).
     fn breaker_state(&self) -> BreakerState {

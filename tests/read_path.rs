@@ -415,6 +415,14 @@ async fn ndjson_exports_and_fhir_servers_federate_alike() {
     ];
     expected.sort();
     assert_eq!(got, expected);
+    // Served again from reused normalised resources: the same answer, byte for byte but for
+    // the Bundle's own id and time.
+    let again = app.get(&format!("Patient/{id}/$everything")).await;
+    assert_eq!(again.body["entry"], all.body["entry"]);
+    let pretty = app
+        .get(&format!("Patient/{id}/$everything?_pretty=true"))
+        .await;
+    assert_eq!(pretty.body["entry"], all.body["entry"]);
     let read = app.get("Encounter/gp.e1").await;
     assert_eq!(read.status, StatusCode::OK);
     assert_eq!(read.body["subject"]["reference"], format!("Patient/{id}"));

@@ -100,3 +100,66 @@ mod tests {
         assert!(cache.by_nhs("9434765919").is_none());
     }
 }
+
+/// Normalised resources of static sources (NDJSON exports), reused between requests. An entry
+/// is keyed by the address of the source's own shared resource, and keeps that resource alive
+/// so the address cannot be reused; it is used only for the same person with the same links.
+#[derive(Debug, Default)]
+pub struct NormalisedCache {
+    inner: Mutex<HashMap<usize, CachedResource>>,
+}
+
+#[derive(Debug)]
+struct CachedResource {
+    _source: std::sync::Arc<serde_json::Value>,
+    person: Uuid,
+    links: u64,
+    normalised: crate::fhir::resource::SharedResource,
+}
+
+/// Most normalised resources held; past this the cache starts again empty.
+const MAX_NORMALISED: usize = 1_000_000;
+
+impl NormalisedCache {
+    fn lock(&self) -> MutexGuard<'_, HashMap<usize, CachedResource>> {
+        // Every update is a whole insert, so a poisoned lock holds no half-state.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The normalised form of `source` for this person and links fingerprint, if cached.
+    pub fn get(
+        &self,
+        source: &std::sync::Arc<serde_json::Value>,
+        person: Uuid,
+        links: u64,
+    ) -> Option<crate::fhir::resource::SharedResource> {
+        let key = std::sync::Arc::as_ptr(source) as usize;
+        let inner = self.lock();
+        let hit = inner.get(&key)?;
+        (hit.person == person && hit.links == links).then(|| hit.normalised.clone())
+    }
+
+    /// Remembers the normalised form of `source`.
+    pub fn put(
+        &self,
+        source: std::sync::Arc<serde_json::Value>,
+        person: Uuid,
+        links: u64,
+        normalised: crate::fhir::resource::SharedResource,
+    ) {
+        let key = std::sync::Arc::as_ptr(&source) as usize;
+        let mut inner = self.lock();
+        if inner.len() >= MAX_NORMALISED {
+            inner.clear();
+        }
+        inner.insert(
+            key,
+            CachedResource {
+                _source: source,
+                person,
+                links,
+                normalised,
+            },
+        );
+    }
+}

@@ -10,6 +10,7 @@
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use crate::fhir::resource::SharedResource;
 use crate::fhir::{CONCORD_CANONICAL, NHS_NUMBER_SYSTEM};
 
 /// URL of the extension that names the source of a merged element.
@@ -21,7 +22,7 @@ const LISTS: [&str; 5] = ["identifier", "name", "address", "telecom", "contact"]
 const SKIP: [&str; 6] = ["resourceType", "id", "meta", "link", "text", "contained"];
 
 /// Merges normalised Patients (each with `meta.source` set) into the person's one Patient.
-pub fn merge_patient(person_id: Uuid, parts: &[Value]) -> Value {
+pub fn merge_patient(person_id: Uuid, parts: &[SharedResource]) -> Value {
     let ext_url = data_source_extension_url();
     let mut merged = Map::new();
     merged.insert("resourceType".into(), "Patient".into());
@@ -32,7 +33,7 @@ pub fn merge_patient(person_id: Uuid, parts: &[Value]) -> Value {
     let mut extensions: Vec<Value> = Vec::new();
     let mut links = Vec::new();
 
-    for part in parts {
+    for part in parts.iter().map(|p| p.value()) {
         let Some(obj) = part.as_object() else {
             continue;
         };
@@ -169,6 +170,7 @@ fn add_traced(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fhir::resource::Resource;
 
     fn part(source: &str, phone: &str, city: &str) -> Value {
         json!({
@@ -189,8 +191,8 @@ mod tests {
         let merged = merge_patient(
             id,
             &[
-                part("gp", "0100", "Riverside"),
-                part("community", "0200", "Riverside"),
+                Resource::shared(part("gp", "0100", "Riverside")),
+                Resource::shared(part("community", "0200", "Riverside")),
             ],
         );
         assert_eq!(merged["id"], id.to_string());

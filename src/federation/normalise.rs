@@ -2,6 +2,7 @@
 //! giving it a gateway id, rewriting its references and stamping its provenance.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -77,37 +78,42 @@ pub fn patient_reference<'a>(resource: &'a Value, base: Option<&str>) -> Option<
     (r.resource_type == "Patient").then_some(r.id)
 }
 
-/// Checks the resource is about the person, then makes it the gateway's.
-pub fn normalise(mut resource: Value, ctx: &Context<'_>) -> Result<Value, Fault> {
-    let rtype = resource
-        .get("resourceType")
-        .and_then(Value::as_str)
-        .ok_or(Fault::Invalid)?
-        .to_owned();
-    let local_id = resource
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|id| is_valid_id(id))
-        .ok_or(Fault::Invalid)?
-        .to_owned();
-    let belongs = if rtype == "Patient" {
-        nhs_numbers(&resource).any(|n| n == ctx.nhs_number)
-    } else {
-        if crate::fhir::search::type_def(&rtype).is_none() {
-            return Err(Fault::Invalid);
-        }
-        patient_reference(&resource, ctx.source.base_url.as_deref())
-            .is_some_and(|p| ctx.local_patient_ids.contains(p))
-    };
-    if !belongs {
-        return Err(Fault::Foreign);
-    }
-    let id = gateway_id(&ctx.source.id, &local_id).ok_or(Fault::IdTooLong)?;
+/// Checks the resource is about the person, then makes it the gateway's. The check reads the
+/// shared resource; only a resource that passes is copied (or taken, when not shared).
+pub fn normalise(resource: Arc<Value>, ctx: &Context<'_>) -> Result<Value, Fault> {
+    let id = check(&resource, ctx)?;
+    let mut resource = Arc::try_unwrap(resource).unwrap_or_else(|shared| (*shared).clone());
     rewrite_references(&mut resource, ctx);
     let obj = resource.as_object_mut().ok_or(Fault::Invalid)?;
     obj.insert("id".into(), Value::String(id));
     stamp_provenance(obj, ctx.source);
     Ok(resource)
+}
+
+/// Whether the resource may be passed on as the person's; its gateway id when it may.
+fn check(resource: &Value, ctx: &Context<'_>) -> Result<String, Fault> {
+    let rtype = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .ok_or(Fault::Invalid)?;
+    let local_id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| is_valid_id(id))
+        .ok_or(Fault::Invalid)?;
+    let belongs = if rtype == "Patient" {
+        nhs_numbers(resource).any(|n| n == ctx.nhs_number)
+    } else {
+        if crate::fhir::search::type_def(rtype).is_none() {
+            return Err(Fault::Invalid);
+        }
+        patient_reference(resource, ctx.source.base_url.as_deref())
+            .is_some_and(|p| ctx.local_patient_ids.contains(p))
+    };
+    if !belongs {
+        return Err(Fault::Foreign);
+    }
+    gateway_id(&ctx.source.id, local_id).ok_or(Fault::IdTooLong)
 }
 
 /// Sets `meta.source` to the source's URI and tags the providing organisation.
@@ -192,7 +198,7 @@ mod tests {
             "hasMember": [{"reference": "#c1"}, {"reference": "http://elsewhere/Observation/9"}],
             "performer": [{"reference": "Practitioner/dr"}]
         });
-        let out = normalise(obs, &ctx).expect("belongs");
+        let out = normalise(Arc::new(obs), &ctx).expect("belongs");
         assert_eq!(out["id"], "gp.o1");
         assert_eq!(out["subject"]["reference"], format!("Patient/{person}"));
         assert_eq!(out["encounter"]["reference"], "Encounter/gp.e1");
@@ -217,16 +223,34 @@ mod tests {
             local_patient_ids: &ids,
         };
         let foreign = json!({"resourceType": "Observation", "id": "o2", "subject": {"reference": "Patient/p2"}});
-        assert_eq!(normalise(foreign, &ctx).err(), Some(Fault::Foreign));
+        assert_eq!(
+            normalise(Arc::new(foreign), &ctx).err(),
+            Some(Fault::Foreign)
+        );
         let no_subject = json!({"resourceType": "Observation", "id": "o3"});
-        assert_eq!(normalise(no_subject, &ctx).err(), Some(Fault::Foreign));
+        assert_eq!(
+            normalise(Arc::new(no_subject), &ctx).err(),
+            Some(Fault::Foreign)
+        );
         let other_patient = json!({"resourceType": "Patient", "id": "p9", "identifier": [{"system": NHS_NUMBER_SYSTEM, "value": "9990000018"}]});
-        assert_eq!(normalise(other_patient, &ctx).err(), Some(Fault::Foreign));
+        assert_eq!(
+            normalise(Arc::new(other_patient), &ctx).err(),
+            Some(Fault::Foreign)
+        );
         let bad_id = json!({"resourceType": "Observation", "id": "a b", "subject": {"reference": "Patient/p1"}});
-        assert_eq!(normalise(bad_id, &ctx).err(), Some(Fault::Invalid));
+        assert_eq!(
+            normalise(Arc::new(bad_id), &ctx).err(),
+            Some(Fault::Invalid)
+        );
         let long = json!({"resourceType": "Observation", "id": "x".repeat(63), "subject": {"reference": "Patient/p1"}});
-        assert_eq!(normalise(long, &ctx).err(), Some(Fault::IdTooLong));
+        assert_eq!(
+            normalise(Arc::new(long), &ctx).err(),
+            Some(Fault::IdTooLong)
+        );
         let unserved = json!({"resourceType": "Practitioner", "id": "dr"});
-        assert_eq!(normalise(unserved, &ctx).err(), Some(Fault::Invalid));
+        assert_eq!(
+            normalise(Arc::new(unserved), &ctx).err(),
+            Some(Fault::Invalid)
+        );
     }
 }

@@ -1,6 +1,11 @@
 //! Building searchset Bundles.
+//!
+//! A Bundle is written straight to JSON text: shared resources contribute the text they
+//! already hold, so a large answer is assembled by copying rather than re-serialising.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+
+use super::resource::SharedResource;
 
 /// How an entry came to be in a searchset (`Bundle.entry.search.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +28,27 @@ impl SearchMode {
     }
 }
 
+#[derive(Debug)]
+enum Body {
+    Owned(Value),
+    Shared(SharedResource),
+}
+
+impl Body {
+    fn get(&self, key: &str) -> Option<&str> {
+        let value = match self {
+            Body::Owned(v) => v,
+            Body::Shared(r) => r.value(),
+        };
+        value.get(key).and_then(Value::as_str)
+    }
+}
+
 /// A searchset Bundle under construction.
 #[derive(Debug)]
 pub struct Searchset {
     base: String,
-    entries: Vec<Value>,
+    entries: Vec<(Body, SearchMode)>,
     links: Vec<Value>,
     total: Option<usize>,
 }
@@ -55,43 +76,113 @@ impl Searchset {
         self
     }
 
-    /// Adds an entry; resources with a type and id get a `fullUrl` on the gateway.
+    /// Adds an entry made for this answer.
     pub fn entry(&mut self, resource: Value, mode: SearchMode) -> &mut Self {
-        let mut entry = Map::new();
-        if let (Some(t), Some(id)) = (
-            resource.get("resourceType").and_then(Value::as_str),
-            resource.get("id").and_then(Value::as_str),
-        ) {
-            entry.insert(
-                "fullUrl".into(),
-                Value::String(format!("{}/{t}/{id}", self.base)),
-            );
-        }
-        entry.insert("resource".into(), resource);
-        entry.insert("search".into(), json!({"mode": mode.code()}));
-        self.entries.push(Value::Object(entry));
+        self.entries.push((Body::Owned(resource), mode));
         self
     }
 
-    /// The finished Bundle.
-    pub fn build(self) -> Value {
-        let mut bundle = Map::new();
-        bundle.insert("resourceType".into(), "Bundle".into());
-        bundle.insert("id".into(), uuid::Uuid::new_v4().to_string().into());
-        bundle.insert(
-            "meta".into(),
-            json!({"lastUpdated": jiff::Timestamp::now().to_string()}),
-        );
-        bundle.insert("type".into(), "searchset".into());
+    /// Adds a shared resource.
+    pub fn shared(&mut self, resource: SharedResource, mode: SearchMode) -> &mut Self {
+        self.entries.push((Body::Shared(resource), mode));
+        self
+    }
+
+    /// The finished Bundle as compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut head = serde_json::Map::new();
+        head.insert("resourceType".into(), "Bundle".into());
+        head.insert("id".into(), uuid::Uuid::new_v4().to_string().into());
+        head.insert("meta".into(), json!({"lastUpdated": super::now_instant()}));
+        head.insert("type".into(), "searchset".into());
         if let Some(total) = self.total {
-            bundle.insert("total".into(), total.into());
+            head.insert("total".into(), total.into());
         }
         if !self.links.is_empty() {
-            bundle.insert("link".into(), Value::Array(self.links));
+            head.insert("link".into(), Value::Array(self.links.clone()));
         }
-        if !self.entries.is_empty() {
-            bundle.insert("entry".into(), Value::Array(self.entries));
+        let shared_bytes: usize = self
+            .entries
+            .iter()
+            .map(|(b, _)| {
+                if let Body::Shared(r) = b {
+                    r.json().len() + 160
+                } else {
+                    0
+                }
+            })
+            .sum();
+        let mut out = Vec::with_capacity(shared_bytes + 1024);
+        // INVARIANT: serialising a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &Value::Object(head));
+        if self.entries.is_empty() {
+            return out;
         }
-        Value::Object(bundle)
+        out.pop(); // the closing brace; entries follow
+        out.extend_from_slice(br#","entry":["#);
+        for (i, (body, mode)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'{');
+            if let (Some(t), Some(id)) = (body.get("resourceType"), body.get("id")) {
+                out.extend_from_slice(br#""fullUrl":"#);
+                let _ = serde_json::to_writer(&mut out, &format!("{}/{t}/{id}", self.base));
+                out.push(b',');
+            }
+            out.extend_from_slice(br#""resource":"#);
+            match body {
+                Body::Owned(v) => {
+                    let _ = serde_json::to_writer(&mut out, v);
+                }
+                Body::Shared(r) => out.extend_from_slice(r.json().as_bytes()),
+            }
+            out.extend_from_slice(br#","search":{"mode":""#);
+            out.extend_from_slice(mode.code().as_bytes());
+            out.extend_from_slice(br#""}}"#);
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fhir::resource::Resource;
+
+    #[test]
+    fn writes_a_valid_bundle_from_owned_and_shared_entries() {
+        let mut b = Searchset::new("http://gw/fhir/");
+        b.total(2)
+            .link("self", "http://gw/fhir/Observation?patient=x".into());
+        b.shared(Resource::shared(json!({"resourceType": "Observation", "id": "gp.1", "note": [{"text": "quote \" and \\ slash"}]})), SearchMode::Match);
+        b.entry(
+            json!({"resourceType": "OperationOutcome", "issue": []}),
+            SearchMode::Outcome,
+        );
+        let parsed: Value = serde_json::from_slice(&b.to_json()).expect("valid JSON");
+        assert_eq!(parsed["resourceType"], "Bundle");
+        assert_eq!(parsed["total"], 2);
+        assert_eq!(
+            parsed["entry"][0]["fullUrl"],
+            "http://gw/fhir/Observation/gp.1"
+        );
+        assert_eq!(
+            parsed["entry"][0]["resource"]["note"][0]["text"],
+            "quote \" and \\ slash"
+        );
+        assert_eq!(parsed["entry"][0]["search"]["mode"], "match");
+        assert!(parsed["entry"][1].get("fullUrl").is_none());
+        assert_eq!(parsed["entry"][1]["search"]["mode"], "outcome");
+    }
+
+    #[test]
+    fn an_empty_bundle_has_no_entry_array() {
+        let mut b = Searchset::new("http://gw/fhir");
+        b.total(0);
+        let parsed: Value = serde_json::from_slice(&b.to_json()).expect("valid JSON");
+        assert!(parsed.get("entry").is_none());
+        assert_eq!(parsed["total"], 0);
     }
 }

@@ -10,12 +10,13 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::{ApiError, fhir_response};
+use super::error::{ApiError, bundle_response, fhir_response};
 use super::query::{self, CURSOR, SortSpec, TypeSearch, Used};
 use crate::federation::merge::merge_patient;
 use crate::federation::{Collected, Person, Problem, SourceReport};
 use crate::fhir::bundle::{SearchMode, Searchset};
 use crate::fhir::reference::{is_resource_type_name, is_valid_id};
+use crate::fhir::resource::SharedResource;
 use crate::fhir::search::{self, KeyPart, TYPES, TypeDef, compare_keys, encode_cursor};
 use crate::fhir::{
     CONCORD_CANONICAL, Issue, NHS_NUMBER_SYSTEM, NhsNumber, Severity, operation_outcome,
@@ -82,10 +83,10 @@ pub async fn search_type(
         .await;
     let mut reports = person.1;
     reports.extend(collected.reports);
-    let matching: Vec<Value> = collected
+    let matching: Vec<SharedResource> = collected
         .resources
         .into_iter()
-        .filter(|r| search.filters.iter().all(|f| f.matches(r)))
+        .filter(|r| search.filters.iter().all(|f| f.matches(r.value())))
         .collect();
     Ok(paged(&state, def.name, &search, matching, reports, None))
 }
@@ -135,7 +136,7 @@ fn empty_for_unknown(state: &AppState, path: &str, used: &Used) -> Response {
         )]),
         SearchMode::Outcome,
     );
-    fhir_response(StatusCode::OK, &bundle.build(), false)
+    bundle_response(&bundle, false)
 }
 
 /// `GET /fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}`.
@@ -213,7 +214,7 @@ async fn patient_search(state: &AppState, pairs: Vec<(String, String)>, strict: 
         }
     }
     add_outcomes(&mut bundle, &reports, &used);
-    Ok(fhir_response(StatusCode::OK, &bundle.build(), pretty))
+    Ok(bundle_response(&bundle, pretty))
 }
 
 /// `GET /fhir/{type}/{id}`.
@@ -355,9 +356,9 @@ pub async fn everything(
         reports: fetched_reports,
     } = state.federation.collect(&person, &types, deadline).await;
     reports.extend(fetched_reports);
-    let (patients, others): (Vec<Value>, Vec<Value>) = resources
+    let (patients, others): (Vec<SharedResource>, Vec<SharedResource>) = resources
         .into_iter()
-        .partition(|r| r.get("resourceType").and_then(Value::as_str) == Some("Patient"));
+        .partition(|r| r.resource_type() == "Patient");
     let patient = (!patients.is_empty()).then(|| merge_patient(person.id, &patients));
     let search = TypeSearch {
         patient: Some(id.clone()),
@@ -384,14 +385,14 @@ fn paged(
     state: &AppState,
     path: &str,
     search: &TypeSearch,
-    resources: Vec<Value>,
+    resources: Vec<SharedResource>,
     reports: Vec<SourceReport>,
     first: Option<Value>,
 ) -> Response {
     let descending = search.sort.descending();
-    let mut keyed: Vec<(Vec<KeyPart>, Value)> = resources
+    let mut keyed: Vec<(Vec<KeyPart>, SharedResource)> = resources
         .into_iter()
-        .map(|r| (search.sort.key(&r), r))
+        .map(|r| (search.sort.key(r.value()), r))
         .collect();
     keyed.sort_by(|a, b| compare_keys(&a.0, &b.0, &descending));
     let total = keyed.len() + usize::from(first.is_some());
@@ -416,10 +417,10 @@ fn paged(
         bundle.entry(p, SearchMode::Match);
     }
     for (_, resource) in keyed.into_iter().skip(start).take(take) {
-        bundle.entry(resource, SearchMode::Match);
+        bundle.shared(resource, SearchMode::Match);
     }
     add_outcomes(&mut bundle, &reports, &search.used);
-    fhir_response(StatusCode::OK, &bundle.build(), search.pretty)
+    bundle_response(&bundle, search.pretty)
 }
 
 /// One OperationOutcome entry per source that did not simply answer, naming the source (never

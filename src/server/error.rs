@@ -109,6 +109,20 @@ pub fn fhir_response(status: StatusCode, body: &Value, pretty: bool) -> Response
     }
 }
 
+/// A Bundle response, written once as compact JSON (re-indented when `_pretty=true`).
+pub fn bundle_response(bundle: &crate::fhir::bundle::Searchset, pretty: bool) -> Response {
+    let bytes = bundle.to_json();
+    if pretty && let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+        return fhir_response(StatusCode::OK, &value, true);
+    }
+    let mut response = (StatusCode::OK, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+    );
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = fhir_response(self.status, &operation_outcome(&self.issues), false);

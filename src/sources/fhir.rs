@@ -214,7 +214,7 @@ impl FhirSource {
                         continue;
                     }
                     match entry.get_mut("resource").map(Value::take) {
-                        Some(r) if r.is_object() => fetched.resources.push(r),
+                        Some(r) if r.is_object() => fetched.resources.push(Arc::new(r)),
                         _ => {}
                     }
                 }
@@ -295,7 +295,7 @@ impl Source for FhirSource {
             if wanted.contains(&"Patient") {
                 self.read("Patient", patient_id)
                     .await
-                    .map(|p| p.into_iter().collect::<Vec<_>>())
+                    .map(|p| p.into_iter().map(Arc::new).collect::<Vec<_>>())
             } else {
                 Ok(Vec::new())
             }

@@ -123,6 +123,12 @@ impl NdjsonSource {
         self.resources.push(Arc::new(resource));
     }
 
+    fn lookup(&self, resource_type: &str, id: &str) -> Option<&Arc<Value>> {
+        self.by_key
+            .get(&(resource_type.to_owned(), id.to_owned()))
+            .and_then(|i| self.resources.get(*i))
+    }
+
     /// How many lines were skipped as invalid.
     pub fn skipped_lines(&self) -> u64 {
         self.skipped_lines
@@ -180,7 +186,7 @@ impl Source for NdjsonSource {
             .into_iter()
             .flatten()
             .filter_map(|i| self.resources.get(*i))
-            .map(|r| (**r).clone())
+            .cloned()
             .collect();
         Ok(Fetched {
             resources,
@@ -192,7 +198,7 @@ impl Source for NdjsonSource {
         let resources = self
             .of_patient(patient_id)
             .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some(resource_type))
-            .map(|r| (**r).clone())
+            .cloned()
             .collect();
         Ok(Fetched {
             resources,
@@ -207,9 +213,9 @@ impl Source for NdjsonSource {
     ) -> Result<Fetched, SourceError> {
         let mut resources = Vec::new();
         if types.contains(&"Patient")
-            && let Some(p) = self.read("Patient", patient_id).await?
+            && let Some(p) = self.lookup("Patient", patient_id)
         {
-            resources.push(p);
+            resources.push(p.clone());
         }
         resources.extend(
             self.of_patient(patient_id)
@@ -218,7 +224,7 @@ impl Source for NdjsonSource {
                         .and_then(Value::as_str)
                         .is_some_and(|t| types.contains(&t))
                 })
-                .map(|r| (**r).clone()),
+                .cloned(),
         );
         Ok(Fetched {
             resources,
@@ -227,11 +233,11 @@ impl Source for NdjsonSource {
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Value>, SourceError> {
-        Ok(self
-            .by_key
-            .get(&(resource_type.to_owned(), id.to_owned()))
-            .and_then(|i| self.resources.get(*i))
-            .map(|r| (**r).clone()))
+        Ok(self.lookup(resource_type, id).map(|r| (**r).clone()))
+    }
+
+    fn is_static(&self) -> bool {
+        true
     }
 }
 

@@ -1,0 +1,60 @@
+//! A resource that can be shared between requests and is serialised at most once.
+//!
+//! Answers are assembled from many resources; when the same normalised resource is served
+//! again (an NDJSON export does not change while the gateway runs), neither copying nor
+//! re-serialising it is needed: the Bundle writer copies its JSON text.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+
+/// A normalised FHIR resource with its JSON text, made on first use.
+#[derive(Debug)]
+pub struct Resource {
+    value: Value,
+    json: OnceLock<Box<str>>,
+}
+
+/// Resources are passed around shared.
+pub type SharedResource = Arc<Resource>;
+
+impl Resource {
+    /// Wraps a resource.
+    pub fn shared(value: Value) -> SharedResource {
+        Arc::new(Self {
+            value,
+            json: OnceLock::new(),
+        })
+    }
+
+    /// The resource.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// `resourceType`, or `""`.
+    pub fn resource_type(&self) -> &str {
+        self.value
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// `id`, or `""`.
+    pub fn id(&self) -> &str {
+        self.value
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// Compact JSON text of the resource.
+    pub fn json(&self) -> &str {
+        // INVARIANT: a `Value` always serialises (its map keys are strings).
+        self.json.get_or_init(|| {
+            serde_json::to_string(&self.value)
+                .unwrap_or_default()
+                .into_boxed_str()
+        })
+    }
+}
