@@ -298,16 +298,17 @@ impl Federation {
         dropped: Vec<Fault>,
         reports: &mut Vec<SourceReport>,
     ) {
-        if dropped.is_empty() {
-            return;
-        }
         for fault in &dropped {
             self.metrics.source_fault(&info.id, fault.kind(), 1);
         }
-        tracing::warn!(source.id = %info.id, dropped = dropped.len(), "source returned resources that are not about the person asked for, or invalid; dropped");
+        let faults = dropped.iter().filter(|f| **f != Fault::Unserved).count();
+        if faults == 0 {
+            return;
+        }
+        tracing::warn!(source.id = %info.id, dropped = faults, "source returned resources that are not about the person asked for, or invalid; dropped");
         reports.push(SourceReport {
             source: info.clone(),
-            problem: Problem::Dropped(dropped.len()),
+            problem: Problem::Dropped(faults),
         });
     }
 

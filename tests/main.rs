@@ -10,6 +10,7 @@ mod support {
 
 mod errors;
 mod failures;
+mod hygiene;
 mod ops;
 mod paging;
 mod read_path;

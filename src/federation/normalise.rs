@@ -16,8 +16,11 @@ use crate::sources::SourceInfo;
 pub enum Fault {
     /// It is not about the person asked for (a provider that ignored the search parameters).
     Foreign,
-    /// It has no valid type or id, or is of a type the gateway does not serve.
+    /// It has no valid type or id.
     Invalid,
+    /// It is of a type the gateway does not serve (an upstream `$everything` may include
+    /// Practitioners, Organizations, …): left out, counted, but not a fault to report.
+    Unserved,
     /// Its gateway id (`{source}.{id}`) would be longer than FHIR's 64 characters.
     IdTooLong,
 }
@@ -28,6 +31,7 @@ impl Fault {
         match self {
             Fault::Foreign => "foreign_resource",
             Fault::Invalid => "invalid_resource",
+            Fault::Unserved => "unserved_type",
             Fault::IdTooLong => "id_too_long",
         }
     }
@@ -105,7 +109,7 @@ fn check(resource: &Value, ctx: &Context<'_>) -> Result<String, Fault> {
         nhs_numbers(resource).any(|n| n == ctx.nhs_number)
     } else {
         if crate::fhir::search::type_def(rtype).is_none() {
-            return Err(Fault::Invalid);
+            return Err(Fault::Unserved);
         }
         patient_reference(resource, ctx.source.base_url.as_deref())
             .is_some_and(|p| ctx.local_patient_ids.contains(p))
@@ -250,7 +254,7 @@ mod tests {
         let unserved = json!({"resourceType": "Practitioner", "id": "dr"});
         assert_eq!(
             normalise(Arc::new(unserved), &ctx).err(),
-            Some(Fault::Invalid)
+            Some(Fault::Unserved)
         );
     }
 }

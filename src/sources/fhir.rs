@@ -151,7 +151,7 @@ impl FhirSource {
             if e.is_timeout() {
                 SourceError::Timeout
             } else {
-                SourceError::Connect(e.to_string())
+                SourceError::Connect(e.without_url().to_string())
             }
         })?;
         match response.status() {
@@ -170,7 +170,7 @@ impl FhirSource {
             if e.is_timeout() {
                 SourceError::Timeout
             } else {
-                SourceError::Connect(e.to_string())
+                SourceError::Connect(e.without_url().to_string())
             }
         })? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {

@@ -1,0 +1,110 @@
+//! Logs never carry personal data: no NHS numbers, names or query strings, even when sources
+//! fail and upstream errors are logged. The real `concord` binary runs with every log level
+//! on, and its stderr is read.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::read_path::three_sources;
+use crate::support::data::{ANN, NOBODY};
+use crate::support::upstream::Mode;
+
+#[tokio::test]
+async fn logs_never_carry_personal_data() {
+    let (gp, community, social) = three_sources().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nrequest_timeout_ms = 1500\n\n[store]\nurl = \"sqlite://concord.db\"\n\n\
+         [[source]]\nid = \"gp\"\nname = \"GP\"\nods = \"A81001\"\nkind = \"fhir\"\nbase_url = \"{}\"\n\n\
+         [[source]]\nid = \"community\"\nname = \"Community\"\nods = \"RY4\"\nkind = \"fhir\"\nbase_url = \"{}\"\n\n\
+         [[source]]\nid = \"social\"\nname = \"Social care\"\nods = \"LA001\"\nkind = \"fhir\"\nbase_url = \"{}\"\n",
+        gp.base_url(),
+        community.base_url(),
+        social.base_url()
+    );
+    std::fs::write(dir.path().join("concord.toml"), config).expect("config");
+    let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("concord.toml"))
+        .env("CONCORD_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("concord starts");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}/fhir");
+    let mut up = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the gateway came up");
+
+    let get = |path: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let r = client
+                .get(format!("{base}/{path}"))
+                .send()
+                .await
+                .expect("answers");
+            serde_json::from_slice::<serde_json::Value>(&r.bytes().await.expect("body"))
+                .expect("json")
+        }
+    };
+    let found = get(format!(
+        "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{ANN}"
+    ))
+    .await;
+    let id = found["entry"][0]["resource"]["id"]
+        .as_str()
+        .expect("found")
+        .to_owned();
+    community.set_mode(Mode::Garbage);
+    social.set_mode(Mode::Status(500));
+    get(format!("Patient/{id}/$everything")).await;
+    get(format!("Observation?patient={id}&code=271649006")).await;
+    drop(gp);
+    get(format!(
+        "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{NOBODY}"
+    ))
+    .await;
+    child.start_kill().expect("stop");
+    let _ = child.wait().await;
+
+    let logs = std::fs::read_to_string(dir.path().join("stderr.log")).expect("read log");
+    assert!(
+        logs.contains("source call failed"),
+        "the failures were logged:\n{logs}"
+    );
+    assert!(logs.contains("http.route"), "requests were logged:\n{logs}");
+    for secret in [
+        ANN,
+        NOBODY,
+        "Smith",
+        "01632",
+        "identifier=",
+        "271649006",
+        id.as_str(),
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "`{secret}` appeared in the logs:\n{logs}"
+        );
+    }
+}
