@@ -8,6 +8,7 @@ mod support {
     pub(crate) mod upstream;
 }
 
+mod demo;
 mod errors;
 mod failures;
 mod hygiene;

@@ -87,13 +87,14 @@ pub(crate) fn district_nursing(
     rng: &mut Rng,
 ) -> io::Result<()> {
     let age = p.age();
-    let focus = match rng.unit() {
-        _ if p.has(codes::T2DM) && rng.chance(0.3) => Focus::Diabetes,
-        u if u < 0.30 && age >= 70 => Focus::PressureUlcer,
-        u if u < 0.55 => Focus::LegUlcer,
-        u if u < 0.75 => Focus::Catheter,
-        _ if age >= 75 => Focus::Anticipatory,
-        _ => Focus::LegUlcer,
+    let diabetic = p.has(codes::T2DM) && rng.chance(0.3);
+    let focus = match (rng.unit(), age >= 70) {
+        _ if diabetic => Focus::Diabetes,
+        (u, true) if u < 0.35 => Focus::PressureUlcer,
+        (u, _) if u < 0.55 => Focus::LegUlcer,
+        (u, _) if u < 0.80 => Focus::Catheter,
+        (_, true) => Focus::Anticipatory,
+        _ => Focus::Catheter,
     };
     let start = REFERENCE.plus(-rng.range(20, 1500)).weekday_or_next();
     let end = (start < REFERENCE.plus(-200) || rng.chance(0.3))

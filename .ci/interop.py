@@ -1,0 +1,66 @@
+"""Interoperability check: a FHIR client nobody on the team wrote (SMART on FHIR's Python
+`fhirclient`, whose models reject JSON that does not fit FHIR R4) searches and reads through
+the demo gateway, unchanged.
+
+Usage: python interop.py BASE_URL DEMO_DIR
+"""
+
+import json
+import pathlib
+import sys
+
+from fhirclient import client
+from fhirclient.models.bundle import Bundle
+from fhirclient.models.encounter import Encounter
+from fhirclient.models.observation import Observation
+from fhirclient.models.patient import Patient
+
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+
+
+def nhs_numbers(path):
+    found = set()
+    for line in path.read_text().splitlines():
+        if line.strip():
+            for ident in json.loads(line).get("identifier", []):
+                if ident.get("system") == NHS:
+                    found.add(ident["value"])
+    return found
+
+
+def main(base, demo):
+    demo = pathlib.Path(demo)
+    everywhere = nhs_numbers(demo / "gp" / "Patient.ndjson") & nhs_numbers(demo / "community" / "Patient.ndjson") & nhs_numbers(demo / "socialcare" / "Patient.ndjson")
+    assert everywhere, "the demo has people known to all three providers"
+    nhs = sorted(everywhere)[0]
+
+    smart = client.FHIRClient(settings={"app_id": "concord-interop", "api_base": base})
+    server = smart.server
+    server.get_capability()  # parsed into fhirclient's CapabilityStatement model
+    assert server.capabilityStatement.fhirVersion == "4.0.1"
+
+    patients = Patient.where(struct={"identifier": f"{NHS}|{nhs}"}).perform_resources(server)
+    assert len(patients) == 1, f"one merged Patient, got {len(patients)}"
+    patient = Patient.read(patients[0].id, server)
+    assert any(i.system == NHS and i.value == nhs for i in patient.identifier)
+    assert len(patient.link) == 3, "linked to the three providers' own records"
+
+    first = server.request_json(f"Observation?patient={patient.id}&_count=5")
+    total = first["total"]
+    observations = list(Observation.where(struct={"patient": patient.id, "_count": "5"}).perform_resources_iter(server))
+    ids = [o.id for o in observations]
+    assert len(ids) == total and len(set(ids)) == total, f"paged {len(ids)} of {total}, {len(set(ids))} distinct"
+    for o in observations:
+        assert o.subject.reference == f"Patient/{patient.id}", o.subject.reference
+        if o.encounter is not None:
+            Encounter.read(o.encounter.reference.split("/")[1], server)
+
+    everything = Bundle(server.request_json(f"Patient/{patient.id}/$everything"))  # strict model parse
+    kinds = sorted({e.resource.resource_type for e in everything.entry})
+    sources = sorted({e.resource.meta.source for e in everything.entry if e.resource.meta and e.resource.meta.source})
+    print(f"interop: fhirclient read {len(everything.entry)} resources ({', '.join(kinds)}) from {len(sources)} sources; "
+          f"paged {total} Observations with _count=5")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
