@@ -475,6 +475,18 @@ impl Config {
                     ),
                 ));
             }
+            if let SourceKind::Fhir(f) = src.kind(i)?
+                && f.timeout >= s.request_timeout()
+            {
+                return Err(invalid(
+                    field("timeout_ms"),
+                    format!(
+                        "{} ms must be shorter than server.request_timeout_ms ({} ms), so that a slow source is caught by its own timeout and circuit breaker",
+                        f.timeout.as_millis(),
+                        s.request_timeout_ms
+                    ),
+                ));
+            }
             if let SourceKind::Ndjson(n) = src.kind(i)?
                 && !n.path.is_dir()
             {

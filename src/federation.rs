@@ -261,9 +261,13 @@ impl Federation {
                 .filter(|(s, _)| !answers.iter().any(|(a, _)| a == s))
                 .collect();
             for (source_id, ids) in answers {
-                self.store
+                let moved_from = self
+                    .store
                     .record_links(person_id, &source_id, &ids, now)
                     .await?;
+                for previous in moved_from {
+                    self.cache.evict(previous);
+                }
                 checked.push((source_id.clone(), now));
                 links.insert(source_id, ids.into_iter().collect());
             }
@@ -330,7 +334,11 @@ impl Federation {
         let results = join_all(calls.iter().map(|(source, local)| {
             within(deadline, async move {
                 match types {
-                    [one] if *one != "Patient" => source.search(one, local).await,
+                    ["Patient"] => source.read("Patient", local).await.map(|p| Fetched {
+                        resources: p.into_iter().map(Arc::new).collect(),
+                        truncated: false,
+                    }),
+                    [one] => source.search(one, local).await,
                     _ => source.everything(local, types).await,
                 }
             })
@@ -339,9 +347,25 @@ impl Federation {
         let mut collected = Collected::default();
         let mut seen = HashSet::new();
         let mut failed = HashSet::new();
-        for ((source, _), result) in calls.iter().zip(results) {
+        for ((source, local), result) in calls.iter().zip(results) {
             let info = source.info();
             let fetched = match result {
+                Ok(f) if self.link_is_stale(&f, local, person) => {
+                    // The source's own Patient no longer carries this NHS number (it corrected
+                    // a record): what it holds under that id is someone else's. Leave it all
+                    // out and look the person up again next time.
+                    tracing::warn!(source.id = %info.id, "a linked patient no longer carries the person's NHS number; link dropped");
+                    self.metrics.source_fault(&info.id, "stale_link", 1);
+                    if let Err(e) = self.store.forget_check(person.id, &info.id).await {
+                        tracing::warn!(error = %e, "could not mark a stale link for refresh");
+                    }
+                    self.cache.evict(person.id);
+                    collected.reports.push(SourceReport {
+                        source: info.clone(),
+                        problem: Problem::Dropped(f.resources.len()),
+                    });
+                    continue;
+                }
                 Ok(f) => f,
                 Err(problem) => {
                     if failed.insert(info.id.clone()) {
@@ -405,6 +429,16 @@ impl Federation {
             self.report_dropped(info, dropped, &mut collected.reports);
         }
         collected
+    }
+
+    /// True when an answer includes the linked Patient itself and it no longer carries the
+    /// person's NHS number.
+    fn link_is_stale(&self, fetched: &Fetched, local: &str, person: &Person) -> bool {
+        fetched.resources.iter().any(|r| {
+            r.get("resourceType").and_then(Value::as_str) == Some("Patient")
+                && r.get("id").and_then(Value::as_str) == Some(local)
+                && !normalise::nhs_numbers(r).any(|n| n == person.nhs.as_str())
+        })
     }
 
     /// Reads one resource by gateway id (`{source}.{local id}`), provided it is about a person

@@ -162,7 +162,7 @@ async fn request_context(
         .http_requests
         .get_or_create(&HttpLabels {
             route: route.clone(),
-            method: method.to_string(),
+            method: method_label(&method).to_owned(),
             status,
         })
         .inc();
@@ -182,6 +182,20 @@ async fn request_context(
         "request"
     );
     response
+}
+
+/// A fixed set of method labels: made-up methods must not mint new metric series.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 fn precheck(config: &ServerConfig, request: &Request<Body>) -> Result<(), ApiError> {

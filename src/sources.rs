@@ -70,6 +70,9 @@ pub enum SourceError {
     /// The body was not the FHIR JSON expected.
     #[error("invalid response: {0}")]
     InvalidResponse(String),
+    /// The gateway's own concurrency limit for the source stayed full until the deadline.
+    #[error("concurrency limit reached")]
+    Saturated,
 }
 
 impl SourceError {
@@ -81,6 +84,19 @@ impl SourceError {
             SourceError::Connect(_) => "connect_error",
             SourceError::Status(_) => "http_error",
             SourceError::InvalidResponse(_) => "invalid_response",
+            SourceError::Saturated => "saturated",
+        }
+    }
+
+    /// True when the error says the upstream is unwell (what the circuit breaker counts):
+    /// timeouts, connection failures, 5xx and 429 answers, and bodies that are not FHIR.
+    pub fn is_upstream_failure(&self) -> bool {
+        match self {
+            SourceError::Timeout | SourceError::Connect(_) | SourceError::InvalidResponse(_) => {
+                true
+            }
+            SourceError::Status(code) => *code >= 500 || *code == 429,
+            SourceError::Unavailable | SourceError::Saturated => false,
         }
     }
 }

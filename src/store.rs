@@ -201,26 +201,47 @@ impl Store {
     }
 
     /// Records what one source said about the person: their local ids there (possibly none),
-    /// as of `now`. Replaces what was known before, and moves a local id that was linked to
-    /// someone else (a source that corrected an NHS number) to this person.
+    /// as of `now`. Replaces what was known before. A local id that was linked to someone else
+    /// (a source that corrected an NHS number) moves to this person, and the previous owner's
+    /// check of that source is forgotten so their links are looked up again; their ids are
+    /// returned.
     pub async fn record_links(
         &self,
         person: Uuid,
         source_id: &str,
         local_ids: &[String],
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Uuid>, StoreError> {
         let key = person.to_string();
+        let mut previous: Vec<String> = Vec::new();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM source_links WHERE person_id = $1 AND source_id = $2").bind(&key).bind(source_id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM source_links WHERE person_id = $1 AND source_id = $2")
+                .bind(&key).bind(source_id).execute(&mut *tx).await?;
             for local in local_ids {
+                let owner: Option<String> = sqlx::query_scalar("SELECT person_id FROM source_links WHERE source_id = $1 AND local_id = $2")
+                    .bind(source_id).bind(local).fetch_optional(&mut *tx).await?;
+                if let Some(owner) = owner.filter(|o| *o != key) {
+                    sqlx::query("DELETE FROM source_checks WHERE person_id = $1 AND source_id = $2")
+                        .bind(&owner).bind(source_id).execute(&mut *tx).await?;
+                    previous.push(owner);
+                }
                 sqlx::query("INSERT INTO source_links (source_id, local_id, person_id) VALUES ($1, $2, $3) ON CONFLICT (source_id, local_id) DO UPDATE SET person_id = excluded.person_id")
                     .bind(source_id).bind(local).bind(&key).execute(&mut *tx).await?;
             }
             sqlx::query("INSERT INTO source_checks (person_id, source_id, checked_at) VALUES ($1, $2, $3) ON CONFLICT (person_id, source_id) DO UPDATE SET checked_at = excluded.checked_at")
                 .bind(&key).bind(source_id).bind(now).execute(&mut *tx).await?;
             tx.commit().await?;
+        });
+        previous.iter().map(|p| parse_id(p)).collect()
+    }
+
+    /// Forgets when a source was last asked about the person, so their links there are
+    /// looked up again on the next request (used when a source's answer shows a link is stale).
+    pub async fn forget_check(&self, person: Uuid, source_id: &str) -> Result<(), StoreError> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM source_checks WHERE person_id = $1 AND source_id = $2")
+                .bind(person.to_string()).bind(source_id).execute(pool).await?;
         });
         Ok(())
     }

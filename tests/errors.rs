@@ -111,6 +111,11 @@ async fn bad_requests_are_operation_outcomes() {
             "valid FHIR id",
         ),
         (
+            "Observation/gp..".into(),
+            StatusCode::NOT_FOUND,
+            "is not known",
+        ),
+        (
             "Observation/gp.o1/_history/1".into(),
             StatusCode::NOT_FOUND,
             "no such endpoint",

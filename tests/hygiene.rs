@@ -18,7 +18,7 @@ async fn logs_never_carry_personal_data() {
         l.local_addr().expect("addr").port()
     };
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nrequest_timeout_ms = 1500\n\n[store]\nurl = \"sqlite://concord.db\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nrequest_timeout_ms = 5000\n\n[store]\nurl = \"sqlite://concord.db\"\n\n\
          [[source]]\nid = \"gp\"\nname = \"GP\"\nods = \"A81001\"\nkind = \"fhir\"\nbase_url = \"{}\"\n\n\
          [[source]]\nid = \"community\"\nname = \"Community\"\nods = \"RY4\"\nkind = \"fhir\"\nbase_url = \"{}\"\n\n\
          [[source]]\nid = \"social\"\nname = \"Social care\"\nods = \"LA001\"\nkind = \"fhir\"\nbase_url = \"{}\"\n",

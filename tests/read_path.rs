@@ -262,6 +262,9 @@ async fn references_resolve_through_the_gateway() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(r.body["resourceType"], "Patient");
     }
+    // A source's own Patient id names the person in searches too.
+    let via_gp = app.get("Observation?patient=gp.g-ann").await;
+    assert_eq!(via_gp.body["total"], 3, "{}", via_gp.body);
     // The reference to the GP's Organization is rewritten too, but Organization is not served.
     let enc_org = enc.body["serviceProvider"]["reference"]
         .as_str()

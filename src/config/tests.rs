@@ -61,6 +61,10 @@ fn bad_values_name_their_field() {
             "source[0].base_url",
         ),
         (format!("{MINIMAL}max_pages = 0\n"), "source[0].max_pages"),
+        (
+            format!("[server]\nrequest_timeout_ms = 2000\n{MINIMAL}"),
+            "source[0].timeout_ms",
+        ),
     ];
     for (text, field) in cases {
         let err = Config::parse(&text)

@@ -56,6 +56,14 @@ impl LinkCache {
         self.by_id(id)
     }
 
+    /// Forgets a person (their links changed elsewhere).
+    pub fn evict(&self, id: Uuid) {
+        let mut inner = self.lock();
+        if let Some((_, record)) = inner.by_id.remove(&id) {
+            inner.by_nhs.remove(&record.nhs_number);
+        }
+    }
+
     /// Remembers what the store holds for a person now.
     pub fn put(&self, record: PersonRecord) {
         if self.ttl.is_zero() {
@@ -106,7 +114,14 @@ mod tests {
 /// so the address cannot be reused; it is used only for the same person with the same links.
 #[derive(Debug, Default)]
 pub struct NormalisedCache {
-    inner: Mutex<HashMap<usize, CachedResource>>,
+    inner: Mutex<Normalised>,
+}
+
+#[derive(Debug, Default)]
+struct Normalised {
+    entries: HashMap<usize, CachedResource>,
+    /// JSON text held, in bytes: the budget is counted in these.
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -117,11 +132,12 @@ struct CachedResource {
     normalised: crate::fhir::resource::SharedResource,
 }
 
-/// Most normalised resources held; past this the cache starts again empty.
-const MAX_NORMALISED: usize = 1_000_000;
+/// JSON text of normalised resources held at most (the resident size, with the parsed form,
+/// is a few times this); past it the cache starts again empty. The demo needs about 4 MB.
+const MAX_NORMALISED_BYTES: usize = 64 * 1024 * 1024;
 
 impl NormalisedCache {
-    fn lock(&self) -> MutexGuard<'_, HashMap<usize, CachedResource>> {
+    fn lock(&self) -> MutexGuard<'_, Normalised> {
         // Every update is a whole insert, so a poisoned lock holds no half-state.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -135,7 +151,7 @@ impl NormalisedCache {
     ) -> Option<crate::fhir::resource::SharedResource> {
         let key = std::sync::Arc::as_ptr(source) as usize;
         let inner = self.lock();
-        let hit = inner.get(&key)?;
+        let hit = inner.entries.get(&key)?;
         (hit.person == person && hit.links == links).then(|| hit.normalised.clone())
     }
 
@@ -148,11 +164,13 @@ impl NormalisedCache {
         normalised: crate::fhir::resource::SharedResource,
     ) {
         let key = std::sync::Arc::as_ptr(&source) as usize;
+        let size = normalised.json().len();
         let mut inner = self.lock();
-        if inner.len() >= MAX_NORMALISED {
-            inner.clear();
+        if inner.bytes + size > MAX_NORMALISED_BYTES {
+            *inner = Normalised::default();
         }
-        inner.insert(
+        inner.bytes += size;
+        let replaced = inner.entries.insert(
             key,
             CachedResource {
                 _source: source,
@@ -161,5 +179,8 @@ impl NormalisedCache {
                 normalised,
             },
         );
+        if let Some(old) = replaced {
+            inner.bytes = inner.bytes.saturating_sub(old.normalised.json().len());
+        }
     }
 }

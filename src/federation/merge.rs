@@ -4,7 +4,9 @@
 //! the union over the sources; each item carries a `data-source` extension for every source
 //! that holds it, so a moved address or a changed phone number shows where each version came
 //! from. The NHS number appears once. Single elements (`gender`, `birthDate`, …) come from the
-//! first source, in config order, that has them. `Patient.link` points at each source's own
+//! first source, in config order, that has them; a choice element (`deceased[x]`,
+//! `multipleBirth[x]`) appears in one form only, and a death recorded by any source outweighs
+//! another source's `deceasedBoolean: false`. `Patient.link` points at each source's own
 //! Patient (`Patient/{source}.{id}`), which can be read on its own.
 
 use serde_json::{Map, Value, json};
@@ -85,6 +87,28 @@ pub fn merge_patient(person_id: Uuid, parts: &[SharedResource]) -> Value {
             if SKIP.contains(&key.as_str()) || LISTS.contains(&key.as_str()) || key == "extension" {
                 continue;
             }
+            if let Some(group) = choice_group(key) {
+                let existing = merged
+                    .keys()
+                    .find(|k| choice_group(k) == Some(group))
+                    .cloned();
+                match existing {
+                    None => {
+                        merged.insert(key.clone(), value.clone());
+                    }
+                    // A death recorded by any source outweighs another's "not deceased".
+                    Some(k)
+                        if group == "deceased"
+                            && merged.get(&k) == Some(&Value::Bool(false))
+                            && value != &Value::Bool(false) =>
+                    {
+                        merged.shift_remove(&k);
+                        merged.insert(key.clone(), value.clone());
+                    }
+                    Some(_) => {}
+                }
+                continue;
+            }
             merged.entry(key.clone()).or_insert_with(|| value.clone());
         }
     }
@@ -108,6 +132,13 @@ pub fn merge_patient(person_id: Uuid, parts: &[SharedResource]) -> Value {
         merged.insert("link".into(), Value::Array(links));
     }
     Value::Object(merged)
+}
+
+/// Choice elements of Patient (`deceased[x]`, `multipleBirth[x]`): one value per group.
+fn choice_group(key: &str) -> Option<&'static str> {
+    ["deceased", "multipleBirth"]
+        .into_iter()
+        .find(|g| key.len() > g.len() && key.starts_with(g))
 }
 
 /// The item without our data-source extensions, for comparing items across sources.
@@ -225,5 +256,23 @@ mod tests {
         assert_eq!(merged["meta"]["tag"].as_array().map(Vec::len), Some(2));
         assert_eq!(merged["meta"]["lastUpdated"], "2026-01-02T00:00:00Z");
         assert!(merged["meta"].get("source").is_none());
+    }
+
+    #[test]
+    fn one_value_per_choice_element_and_a_recorded_death_wins() {
+        let mut alive = part("gp", "0100", "Riverside");
+        alive["deceasedBoolean"] = json!(false);
+        alive["multipleBirthBoolean"] = json!(true);
+        let mut dead = part("social", "0100", "Riverside");
+        dead["deceasedDateTime"] = json!("2026-01-03");
+        dead["multipleBirthInteger"] = json!(2);
+        let merged = merge_patient(
+            Uuid::nil(),
+            &[Resource::shared(alive), Resource::shared(dead)],
+        );
+        assert!(merged.get("deceasedBoolean").is_none());
+        assert_eq!(merged["deceasedDateTime"], "2026-01-03");
+        assert_eq!(merged["multipleBirthBoolean"], true);
+        assert!(merged.get("multipleBirthInteger").is_none());
     }
 }

@@ -46,7 +46,7 @@ pub fn gateway_id(source_id: &str, local_id: &str) -> Option<String> {
 /// Splits a gateway id into source id and local id.
 pub fn split_gateway_id(id: &str) -> Option<(&str, &str)> {
     id.split_once('.')
-        .filter(|(s, l)| !s.is_empty() && !l.is_empty())
+        .filter(|(s, l)| !s.is_empty() && is_valid_id(l))
 }
 
 /// What normalising needs to know about the person and the source.

@@ -1,11 +1,14 @@
 //! FHIR references (`Reference.reference`) and resource ids.
 
-/// True when `id` is a valid FHIR id: 1 to 64 of `A-Z a-z 0-9 - .`.
+/// True when `id` is a valid FHIR id: 1 to 64 of `A-Z a-z 0-9 - .`. Ids made only of dots
+/// (`.`, `..`) match FHIR's pattern but are refused: in a URL path they mean "this folder" and
+/// "the folder above", and would turn a read into a search of everyone's records.
 pub fn is_valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !id.bytes().all(|b| b == b'.')
 }
 
 /// True when `name` looks like a FHIR resource type name (`Observation`, `CarePlan`).
@@ -116,5 +119,8 @@ mod tests {
         assert!(!is_valid_id(""));
         assert!(!is_valid_id(&"a".repeat(65)));
         assert!(!is_valid_id("a/b"));
+        assert!(!is_valid_id("."));
+        assert!(!is_valid_id(".."));
+        assert!(is_valid_id("a.."));
     }
 }

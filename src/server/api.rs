@@ -98,7 +98,13 @@ async fn find_person(
     deadline: Instant,
 ) -> Result<Option<(Person, Vec<SourceReport>)>, ApiError> {
     let Ok(uuid) = Uuid::parse_str(id) else {
-        return Ok(None);
+        // A source's own Patient id (`gp.123`, as in the merged Patient's links) names the
+        // person too.
+        return Ok(state
+            .federation
+            .read("Patient", id, deadline)
+            .await?
+            .map(|(_, person)| (person, Vec::new())));
     };
     match state.federation.resolve_id(uuid, deadline).await? {
         Some(resolution) => Ok(resolution.person.map(|p| (p, resolution.reports))),
@@ -441,6 +447,12 @@ fn add_outcomes(bundle: &mut Searchset, reports: &[SourceReport], used: &Used) {
             Problem::DeadlineExceeded | Problem::Failed(SourceError::Timeout) => (
                 "timeout",
                 format!("{who} did not answer in time; its records are missing from this result"),
+            ),
+            Problem::Failed(SourceError::Saturated) => (
+                "throttled",
+                format!(
+                    "{who} is busy (the gateway's limit of requests to it was reached); its records are missing from this result"
+                ),
             ),
             Problem::Failed(SourceError::Unavailable) => (
                 "transient",

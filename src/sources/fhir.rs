@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::breaker::{Breaker, BreakerState};
 use super::{Fetched, SetupError, Source, SourceError, SourceInfo};
 use crate::config::FhirSourceConfig;
+use crate::fhir::reference::is_valid_id;
 use crate::fhir::{FHIR_JSON, NHS_NUMBER_SYSTEM, NhsNumber};
 use crate::telemetry::Metrics;
 
@@ -91,7 +92,8 @@ impl FhirSource {
             .set(self.breaker.state().gauge());
     }
 
-    /// Runs one operation behind the breaker and under the source deadline, recording metrics.
+    /// Runs one operation behind the breaker, recording its outcome (once, however many
+    /// upstream calls it made) and metrics.
     async fn guarded<T>(
         &self,
         operation: &'static str,
@@ -99,13 +101,13 @@ impl FhirSource {
     ) -> Result<T, SourceError> {
         let started = Instant::now();
         let result = if self.breaker.allow() {
-            let result = match tokio::time::timeout(self.config.timeout, work).await {
-                Ok(r) => r,
-                Err(_) => Err(SourceError::Timeout),
-            };
+            let result = work.await;
             match &result {
-                Ok(_) | Err(SourceError::Status(400..=428 | 430..=499)) => self.breaker.success(),
-                Err(_) => self.breaker.failure(),
+                Err(e) if e.is_upstream_failure() => self.breaker.failure(),
+                // The gateway's own queue was full: says nothing about the upstream.
+                Err(SourceError::Saturated) => {}
+                // An answer, even a 4xx, shows the upstream is up.
+                _ => self.breaker.success(),
             }
             result
         } else {
@@ -124,12 +126,41 @@ impl FhirSource {
         result
     }
 
-    /// A URL under the base: `{base}/{path}` with query pairs.
-    fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, SourceError> {
-        let mut url = self
-            .base
-            .join(path)
-            .map_err(|e| SourceError::InvalidResponse(format!("bad url: {e}")))?;
+    /// Runs upstream work under the concurrency limit and the source's timeout. Waiting for a
+    /// place in the queue is bounded by the same timeout but reported apart
+    /// ([`SourceError::Saturated`]), so that load on the gateway never opens the breaker of a
+    /// healthy upstream.
+    async fn limited<T>(
+        &self,
+        work: impl Future<Output = Result<T, SourceError>>,
+    ) -> Result<T, SourceError> {
+        let _permit = match tokio::time::timeout(self.config.timeout, self.permits.acquire()).await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => return Err(SourceError::Saturated),
+        };
+        match tokio::time::timeout(self.config.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(SourceError::Timeout),
+        }
+    }
+
+    /// A URL under the base: `{base}/{segment}/{segment}…` with query pairs. Segments are
+    /// added one by one (never parsed as a relative path), and ids that are not valid FHIR ids
+    /// (including `.` and `..`) are refused before any request is made.
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, SourceError> {
+        let mut url = self.base.clone();
+        for segment in segments {
+            if !is_valid_id(segment) && !segment.starts_with('$') {
+                return Err(SourceError::InvalidResponse(
+                    "refused to build a URL from an invalid id".into(),
+                ));
+            }
+        }
+        url.path_segments_mut()
+            .map_err(|()| SourceError::InvalidResponse("base URL cannot hold a path".into()))?
+            .pop_if_empty()
+            .extend(segments);
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
@@ -142,11 +173,6 @@ impl FhirSource {
     }
 
     async fn get(&self, url: Url) -> Result<Got, SourceError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| SourceError::Unavailable)?;
         let mut response = self.client.get(url).send().await.map_err(|e| {
             if e.is_timeout() {
                 SourceError::Timeout
@@ -198,9 +224,11 @@ impl FhirSource {
                 break;
             }
             pages += 1;
+            // A search or a next page that is not there is a failure, not an empty result:
+            // a wrong base URL or an expired paging link must not look like "no records".
             let mut bundle = match self.get(url).await? {
                 Got::Json(v) => v,
-                Got::NotFound => break,
+                Got::NotFound => return Err(SourceError::Status(404)),
             };
             if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
                 return Err(SourceError::InvalidResponse(
@@ -255,21 +283,22 @@ impl Source for FhirSource {
     async fn find_patients(&self, nhs: &NhsNumber) -> Result<Fetched, SourceError> {
         let identifier = format!("{NHS_NUMBER_SYSTEM}|{}", nhs.as_str());
         let url = self.url(
-            "Patient",
+            &["Patient"],
             &[("identifier", &identifier), ("_count", &self.count())],
         )?;
-        self.guarded("find_patient", self.search_pages(url)).await
+        self.guarded("find_patient", self.limited(self.search_pages(url)))
+            .await
     }
 
     async fn search(&self, resource_type: &str, patient_id: &str) -> Result<Fetched, SourceError> {
         if !self.serves(resource_type) {
             return Ok(Fetched::default());
         }
-        let url = self.url(
-            resource_type,
-            &[("patient", patient_id), ("_count", &self.count())],
-        )?;
-        self.guarded("search", self.search_pages(url)).await
+        self.guarded(
+            "search",
+            self.limited(self.search_type(resource_type, patient_id)),
+        )
+        .await
     }
 
     async fn everything(
@@ -279,10 +308,12 @@ impl Source for FhirSource {
     ) -> Result<Fetched, SourceError> {
         if self.config.everything_operation {
             let url = self.url(
-                &format!("Patient/{patient_id}/$everything"),
+                &["Patient", patient_id, "$everything"],
                 &[("_count", &self.count())],
             )?;
-            let mut fetched = self.guarded("everything", self.search_pages(url)).await?;
+            let mut fetched = self
+                .guarded("everything", self.limited(self.search_pages(url)))
+                .await?;
             fetched.resources.retain(|r| {
                 r.get("resourceType")
                     .and_then(Value::as_str)
@@ -290,38 +321,13 @@ impl Source for FhirSource {
             });
             return Ok(fetched);
         }
-        let wanted: Vec<&str> = types.iter().copied().filter(|t| self.serves(t)).collect();
-        let patient = async {
-            if wanted.contains(&"Patient") {
-                self.read("Patient", patient_id)
-                    .await
-                    .map(|p| p.into_iter().map(Arc::new).collect::<Vec<_>>())
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let searches = futures_util::future::join_all(
-            wanted
-                .iter()
-                .filter(|t| **t != "Patient")
-                .map(|t| self.search(t, patient_id)),
-        );
-        let (patient, results) = tokio::join!(patient, searches);
-        let mut fetched = Fetched {
-            resources: patient?,
-            truncated: false,
-        };
-        for result in results {
-            let part = result?;
-            fetched.truncated |= part.truncated;
-            fetched.resources.extend(part.resources);
-        }
-        Ok(fetched)
+        self.guarded("everything", self.everything_by_type(patient_id, types))
+            .await
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Value>, SourceError> {
-        let url = self.url(&format!("{resource_type}/{id}"), &[])?;
-        let got = self.guarded("read", self.get(url)).await?;
+        let url = self.url(&[resource_type, id], &[])?;
+        let got = self.guarded("read", self.limited(self.get(url))).await?;
         match got {
             Got::NotFound => Ok(None),
             Got::Json(v)
@@ -341,6 +347,66 @@ impl Source for FhirSource {
 }
 
 impl FhirSource {
+    async fn search_type(
+        &self,
+        resource_type: &str,
+        patient_id: &str,
+    ) -> Result<Fetched, SourceError> {
+        let url = self.url(
+            &[resource_type],
+            &[("patient", patient_id), ("_count", &self.count())],
+        )?;
+        self.search_pages(url).await
+    }
+
+    /// `$everything` as one search per type, in parallel. A type the upstream does not
+    /// support (400, 404, 405 or 501 to its search) is left out and counted; any other
+    /// failure fails the whole answer from this source, so that it is reported as missing
+    /// rather than silently partial.
+    async fn everything_by_type(
+        &self,
+        patient_id: &str,
+        types: &[&'static str],
+    ) -> Result<Fetched, SourceError> {
+        let wanted: Vec<&str> = types.iter().copied().filter(|t| self.serves(t)).collect();
+        let patient = async {
+            if wanted.contains(&"Patient") {
+                let url = self.url(&["Patient", patient_id], &[])?;
+                match self.limited(self.get(url)).await? {
+                    Got::Json(p) => Ok(vec![Arc::new(p)]),
+                    Got::NotFound => Ok(Vec::new()),
+                }
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let searches = futures_util::future::join_all(
+            wanted
+                .iter()
+                .filter(|t| **t != "Patient")
+                .map(|t| self.limited(self.search_type(t, patient_id))),
+        );
+        let (patient, results) = tokio::join!(patient, searches);
+        let mut fetched = Fetched {
+            resources: patient?,
+            truncated: false,
+        };
+        for result in results {
+            match result {
+                Ok(part) => {
+                    fetched.truncated |= part.truncated;
+                    fetched.resources.extend(part.resources);
+                }
+                Err(SourceError::Status(400 | 404 | 405 | 501)) => {
+                    self.metrics
+                        .source_fault(&self.info.id, "type_not_supported", 1);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(fetched)
+    }
+
     fn serves(&self, resource_type: &str) -> bool {
         match &self.config.resource_types {
             Some(types) => resource_type == "Patient" || types.iter().any(|t| t == resource_type),

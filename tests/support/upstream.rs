@@ -111,6 +111,8 @@ struct Shared {
     mode: Mutex<Mode>,
     latency: Mutex<Duration>,
     page_size: AtomicUsize,
+    /// Types whose searches answer 400, like a server that does not support them.
+    unsupported: Mutex<Vec<String>>,
     requests: Mutex<Vec<String>>,
     last_accept: Mutex<Option<String>>,
     shutdown: watch::Receiver<bool>,
@@ -141,6 +143,7 @@ impl Upstream {
             mode: Mutex::new(Mode::Normal),
             latency: Mutex::new(Duration::ZERO),
             page_size: AtomicUsize::new(DEFAULT_PAGE_SIZE),
+            unsupported: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
             last_accept: Mutex::new(None),
             shutdown: shutdown_rx.clone(),
@@ -187,14 +190,28 @@ impl Upstream {
         self.shared.page_size.store(n.max(1), Ordering::Relaxed);
     }
 
-    /// Adds a resource to the served data set, e.g. to simulate new data
+    /// Makes searches of these types answer 400, as a server that does not support them.
+    pub(crate) fn set_unsupported_types(&self, types: &[&str]) {
+        *lock(&self.shared.unsupported) = types.iter().map(|t| (*t).to_owned()).collect();
+    }
+
+    /// Adds a resource (or replaces the one with the same type and id) to the served data set, e.g. to simulate new data
     /// arriving mid-test.
     pub(crate) fn add_resource(&self, resource: Value) {
-        self.shared
+        let mut resources = self
+            .shared
             .resources
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(resource);
+            .unwrap_or_else(PoisonError::into_inner);
+        // A resource with the same type and id is an update: it replaces the old version.
+        let same = |r: &Value| {
+            r.get("resourceType") == resource.get("resourceType")
+                && r.get("id") == resource.get("id")
+        };
+        match resources.iter().position(same) {
+            Some(i) => resources[i] = resource,
+            None => resources.push(resource),
+        }
     }
 
     /// How many requests have been received (all paths, all modes).
@@ -332,6 +349,12 @@ fn read(shared: &Shared, ty: &str, id: &str) -> Response {
 
 /// `GET {base}/{Type}?...`.
 fn search(shared: &Shared, uri: &Uri, ty: &str, ignore_params: bool) -> Response {
+    if lock(&shared.unsupported).iter().any(|t| t == ty) {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            &format!("searching {ty} is not supported"),
+        );
+    }
     let query = match SearchQuery::parse(uri, shared) {
         Ok(query) => query,
         Err(diagnostics) => return outcome(StatusCode::BAD_REQUEST, &diagnostics),
