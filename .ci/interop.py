@@ -2,10 +2,11 @@
 `fhirclient`, whose models reject JSON that does not fit FHIR R4) searches and reads through
 the demo gateway, unchanged.
 
-Usage: python interop.py BASE_URL DEMO_DIR
+Usage: CONCORD_TOKEN=... python interop.py BASE_URL DEMO_DIR
 """
 
 import json
+import os
 import pathlib
 import sys
 
@@ -36,6 +37,9 @@ def main(base, demo):
 
     smart = client.FHIRClient(settings={"app_id": "concord-interop", "api_base": base})
     server = smart.server
+    # The gateway wants a bearer token on every FHIR request but the CapabilityStatement;
+    # the client's own HTTP session carries it, as an EHR integration would configure it.
+    server.session.headers["Authorization"] = "Bearer " + os.environ["CONCORD_TOKEN"]
     server.get_capability()  # parsed into fhirclient's CapabilityStatement model
     assert server.capabilityStatement.fhirVersion == "4.0.1"
 

@@ -21,10 +21,11 @@ trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 sed -e "s|^listen = .*|listen = \"127.0.0.1:$PORT\"|" \
     -e "s|^url = \"sqlite://data/concord.db\"|url = \"sqlite://$work/concord.db\"|" \
     -e "s|^level = .*|level = \"warn\"|" \
-    -e "s|path = \"examples/|path = \"$PWD/examples/|" concord.toml > "$work/concord.toml"
+    -e "s|\"examples/|\"$PWD/examples/|" concord.toml > "$work/concord.toml"
 ./target/release/concord serve --config "$work/concord.toml" &
 pid=$!
 base="http://127.0.0.1:$PORT/fhir"
+token=$(./target/release/concord dev-token --config "$work/concord.toml" --ttl 7200 2>/dev/null)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 
 # Resolve the first $PEOPLE people of the GP export to gateway ids (not timed).
@@ -33,7 +34,7 @@ grep -o '"system":"https://fhir.nhs.uk/Id/nhs-number","value":"[0-9]*"' examples
 head -n "$PEOPLE" "$work/all-nhs.txt" > "$work/nhs.txt"
 : > "$work/paths.txt"
 while read -r nhs; do
-    id=$(curl -sf "$base/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|$nhs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
+    id=$(curl -sf -H "Authorization: Bearer $token" "$base/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|$nhs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
     echo "/fhir/Patient/$id/\$everything" >> "$work/paths.txt"
 done < "$work/nhs.txt"
 echo "load: $(wc -l < "$work/paths.txt") people, ${SECONDS_TO_RUN}s, $CONNECTIONS connections, 1 wrk thread, gateway pid $pid"
@@ -44,7 +45,7 @@ for line in io.lines("$work/paths.txt") do paths[#paths + 1] = line end
 local i = 0
 request = function()
   i = i % #paths + 1
-  return wrk.format("GET", paths[i], {["Accept"] = "application/fhir+json"})
+  return wrk.format("GET", paths[i], {["Accept"] = "application/fhir+json", ["Authorization"] = "Bearer $token"})
 end
 LUA
 wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_TO_RUN}s" --latency -s "$work/rotate.lua" "http://127.0.0.1:$PORT" | tee "$work/wrk.txt"

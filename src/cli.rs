@@ -1,4 +1,4 @@
-//! The command line: `concord serve` and `concord migrate`.
+//! The command line: `concord serve`, `concord dev-token` and `concord migrate`.
 
 use std::path::PathBuf;
 
@@ -26,6 +26,39 @@ pub enum Command {
         #[arg(long, default_value = "concord.toml")]
         config: PathBuf,
     },
+    /// Sign a token with the demo key (DEMO ONLY: the key is published in the repository).
+    DevToken {
+        /// The config file (its [auth] issuer, audience, claim names and dev_signing_key).
+        #[arg(long, default_value = "concord.toml")]
+        config: PathBuf,
+        /// The user's role, e.g. clinician, nurse, social-worker, ig-lead, patient.
+        #[arg(long, default_value = "clinician")]
+        role: String,
+        /// The user's organisation (ODS code).
+        #[arg(long, default_value = "A81001")]
+        org: String,
+        /// HL7 v3 PurposeOfUse.
+        #[arg(long, default_value = "TREAT")]
+        purpose: String,
+        /// Make a patient token for the person with this NHS number.
+        #[arg(long)]
+        patient: Option<String>,
+        /// For a carer's patient token: their relationship to the person (e.g. SON).
+        #[arg(long)]
+        relationship: Option<String>,
+        /// The user id (`sub`).
+        #[arg(long, default_value = "demo-user")]
+        user: String,
+        /// The user's name.
+        #[arg(long, default_value = "Demo User")]
+        name: String,
+        /// SMART scopes; default `user/*.rs`, or `patient/*.rs` with --patient.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
     /// Apply database migrations and exit.
     Migrate {
         /// The config file.
@@ -38,6 +71,51 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => serve(&config).await,
+        Command::DevToken {
+            config,
+            role,
+            org,
+            purpose,
+            patient,
+            relationship,
+            user,
+            name,
+            scope,
+            ttl,
+        } => {
+            let config = Config::load(&config)?;
+            let auth = config
+                .auth
+                .as_ref()
+                .context("the config has no [auth] section")?;
+            if let Some(nhs) = &patient {
+                crate::fhir::NhsNumber::parse(nhs)
+                    .map_err(|e| anyhow::anyhow!("--patient: {e}"))?;
+            }
+            let scope = scope.unwrap_or_else(|| {
+                if patient.is_some() {
+                    "patient/*.rs".into()
+                } else {
+                    "user/*.rs".into()
+                }
+            });
+            let spec = crate::auth::DevToken {
+                user,
+                name,
+                org,
+                role,
+                purpose_of_use: purpose,
+                patient,
+                relationship,
+                scope,
+                ttl_secs: ttl,
+            };
+            eprintln!(
+                "concord: DEMO token, signed with the published demo key; never trust that key outside the demo"
+            );
+            println!("{}", crate::auth::sign_dev_token(auth, &spec)?);
+            Ok(())
+        }
         Command::Migrate { config } => {
             let config = Config::load(&config)?;
             init_logging(&config);

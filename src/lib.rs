@@ -5,6 +5,7 @@
 //!
 //! | step | module | what it does |
 //! | --- | --- | --- |
+//! | authenticate | [`auth`] | bearer JWTs verified against pinned keys; SMART scopes; the `Principal` |
 //! | front door | [`server`] | axum router, request ids, limits, FHIR errors, `/healthz` `/readyz` `/metrics` |
 //! | resolve, fan out, normalise, merge | [`federation`] | finds the person in every source, asks them in parallel under one deadline, checks and rewrites what comes back |
 //! | sources | [`sources`] | the `Source` trait: upstream FHIR servers and NDJSON exports |
@@ -15,6 +16,7 @@
 //! (the `concord` command). Dependencies point one way: `server` → `federation` → `sources`;
 //! everything may use `fhir`, `store` and `telemetry`; nothing uses `server` or `cli`.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod federation;

@@ -36,6 +36,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// Sources, store and the rules for asking them.
     pub federation: Federation,
+    /// Verifies callers' bearer tokens.
+    pub verifier: crate::auth::Verifier,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// `[server]` settings.
@@ -53,10 +55,16 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Bundles the parts.
-    pub fn new(federation: Federation, metrics: Arc<Metrics>, config: ServerConfig) -> Self {
+    pub fn new(
+        federation: Federation,
+        verifier: crate::auth::Verifier,
+        metrics: Arc<Metrics>,
+        config: ServerConfig,
+    ) -> Self {
         let base = config.base_url();
         Self(Arc::new(Inner {
             federation,
+            verifier,
             metrics,
             config,
             base,
@@ -66,11 +74,14 @@ impl AppState {
 
 /// The whole service as a router, ready to serve.
 pub fn app(state: AppState) -> Router {
+    // Every FHIR route needs a verified token, but the CapabilityStatement (added after the
+    // layer, so it is not covered by it).
     let fhir = Router::new()
-        .route("/metadata", get(api::metadata))
         .route("/Patient/{id}/$everything", get(api::everything))
         .route("/{type}", get(api::search_type))
-        .route("/{type}/{id}", get(api::read));
+        .route("/{type}/{id}", get(api::read))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route("/metadata", get(api::metadata));
     Router::new()
         .nest("/fhir", fhir)
         .route("/healthz", get(healthz))
@@ -104,6 +115,24 @@ async fn fallback(method: Method) -> ApiError {
         );
     }
     ApiError::not_found("no such endpoint; see /fhir/metadata")
+}
+
+/// Verifies the bearer token and hands the [`crate::auth::Principal`] to the handler.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{1}"));
+    match state.verifier.verify_header(header) {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(e) => {
+            tracing::info!(reason = %e, "request refused: bad or missing bearer token");
+            ApiError::unauthorized(&e).into_response()
+        }
+    }
 }
 
 /// A usable caller-supplied request id: 1 to 128 visible ASCII characters.
@@ -338,6 +367,12 @@ pub enum StartError {
     /// A source could not be set up.
     #[error(transparent)]
     Source(#[from] crate::sources::SetupError),
+    /// The token keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] crate::auth::KeyError),
+    /// The config has no `[auth]`.
+    #[error("the config has no [auth] section")]
+    NoAuth,
 }
 
 /// Connects the store (migrating it when configured to), builds the sources and returns the
@@ -348,6 +383,13 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
     if config.store.migrate_on_start {
         store.migrate().await?;
     }
+    let verifier =
+        crate::auth::Verifier::from_config(config.auth.as_ref().ok_or(StartError::NoAuth)?)?;
+    if verifier.trusts_demo_key() {
+        tracing::warn!(
+            "THE DEMO SIGNING KEY IS TRUSTED: anyone can mint tokens this gateway accepts. Never do this outside the demo."
+        );
+    }
     let metrics = Metrics::new();
     let sources = crate::sources::build(&config.sources, &metrics).await?;
     let federation = Federation::new(
@@ -357,5 +399,10 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         std::time::Duration::from_secs(config.store.link_max_age_secs),
         std::time::Duration::from_secs(config.store.link_cache_secs),
     );
-    Ok(AppState::new(federation, metrics, config.server.clone()))
+    Ok(AppState::new(
+        federation,
+        verifier,
+        metrics,
+        config.server.clone(),
+    ))
 }

@@ -45,8 +45,34 @@ async fn demo() -> (
     )
 }
 
+/// A clinician's token from `concord dev-token`'s signer, with the demo config.
+fn demo_token() -> String {
+    let config = Config::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/concord.toml"
+    )))
+    .expect("demo config");
+    let spec = concord::auth::DevToken {
+        user: "demo".into(),
+        name: "Demo Clinician".into(),
+        org: "A81001".into(),
+        role: "clinician".into(),
+        purpose_of_use: "TREAT".into(),
+        patient: None,
+        relationship: None,
+        scope: "user/*.rs".into(),
+        ttl_secs: 600,
+    };
+    concord::auth::sign_dev_token(config.auth.as_ref().expect("auth"), &spec).expect("signs")
+}
+
 async fn get(client: &reqwest::Client, url: String) -> serde_json::Value {
-    let r = client.get(url).send().await.expect("answers");
+    let r = client
+        .get(url)
+        .bearer_auth(demo_token())
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(r.status(), StatusCode::OK);
     serde_json::from_slice(&r.bytes().await.expect("body")).expect("json")
 }

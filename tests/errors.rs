@@ -228,6 +228,7 @@ async fn headers_methods_and_bodies() {
     let post = app
         .client
         .post(format!("{}/Patient", app.base))
+        .bearer_auth(&app.token)
         .body("{}")
         .send()
         .await
@@ -240,6 +241,7 @@ async fn headers_methods_and_bodies() {
     let big = app
         .client
         .post(format!("{}/Patient", app.base))
+        .bearer_auth(&app.token)
         .body(vec![b'x'; 2 * 1024 * 1024])
         .send()
         .await

@@ -17,8 +17,11 @@ async fn logs_never_carry_personal_data() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         l.local_addr().expect("addr").port()
     };
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/keys");
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nrequest_timeout_ms = 5000\n\n[store]\nurl = \"sqlite://concord.db\"\n\n\
+         [auth]\nissuer = \"https://concord.demo.invalid\"\naudience = \"concord\"\ndev_signing_key = \"{keys}/demo-signing-key.pem\"\n\n\
+         [[auth.key]]\nkid = \"concord-demo\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"{keys}/demo-signing-key.pub.pem\"\n\n\
          [[source]]\nid = \"gp\"\nname = \"GP\"\nods = \"A81001\"\nkind = \"fhir\"\nbase_url = \"{}\"\n\n\
          [[source]]\nid = \"community\"\nname = \"Community\"\nods = \"RY4\"\nkind = \"fhir\"\nbase_url = \"{}\"\n\n\
          [[source]]\nid = \"social\"\nname = \"Social care\"\nods = \"LA001\"\nkind = \"fhir\"\nbase_url = \"{}\"\n",
@@ -54,12 +57,28 @@ async fn logs_never_carry_personal_data() {
     }
     assert!(up, "the gateway came up");
 
+    let parsed = concord::config::Config::load(&dir.path().join("concord.toml")).expect("config");
+    let spec = concord::auth::DevToken {
+        user: "u".into(),
+        name: "N".into(),
+        org: "A81001".into(),
+        role: "clinician".into(),
+        purpose_of_use: "TREAT".into(),
+        patient: None,
+        relationship: None,
+        scope: "user/*.rs".into(),
+        ttl_secs: 600,
+    };
+    let token =
+        concord::auth::sign_dev_token(parsed.auth.as_ref().expect("auth"), &spec).expect("token");
     let get = |path: String| {
         let client = client.clone();
         let base = base.clone();
+        let token = token.clone();
         async move {
             let r = client
                 .get(format!("{base}/{path}"))
+                .bearer_auth(token)
                 .send()
                 .await
                 .expect("answers");
@@ -73,7 +92,7 @@ async fn logs_never_carry_personal_data() {
     .await;
     let id = found["entry"][0]["resource"]["id"]
         .as_str()
-        .expect("found")
+        .unwrap_or_else(|| panic!("found: {found}"))
         .to_owned();
     community.set_mode(Mode::Garbage);
     social.set_mode(Mode::Status(500));
@@ -93,6 +112,10 @@ async fn logs_never_carry_personal_data() {
         "the failures were logged:\n{logs}"
     );
     assert!(logs.contains("http.route"), "requests were logged:\n{logs}");
+    assert!(
+        logs.contains("DEMO SIGNING KEY IS TRUSTED"),
+        "the demo key warning:\n{logs}"
+    );
     for secret in [
         ANN,
         NOBODY,
@@ -101,6 +124,7 @@ async fn logs_never_carry_personal_data() {
         "identifier=",
         "271649006",
         id.as_str(),
+        token.as_str(),
     ] {
         assert!(
             !logs.contains(secret),

@@ -8,6 +8,7 @@ mod support {
     pub(crate) mod upstream;
 }
 
+mod auth;
 mod demo;
 mod errors;
 mod failures;

@@ -1,6 +1,15 @@
 use super::*;
 
 const MINIMAL: &str = r#"
+[auth]
+issuer = "https://idp.example"
+audience = "concord"
+
+[[auth.key]]
+kid = "k1"
+algorithm = "EdDSA"
+public_key_file = "k1.pem"
+
 [[source]]
 id = "gp"
 name = "Riverside Medical Practice"
@@ -39,7 +48,10 @@ fn bad_values_name_their_field() {
             "source[0].base_url",
         ),
         (
-            format!("{MINIMAL}{}", MINIMAL.replace("Riverside", "Other")),
+            format!(
+                "{MINIMAL}{}",
+                &MINIMAL[MINIMAL.find("[[source]]").unwrap_or(0)..].replace("Riverside", "Other")
+            ),
             "source[1].id",
         ),
         (
@@ -55,6 +67,11 @@ fn bad_values_name_their_field() {
             "source[0].resource_types",
         ),
         (String::new(), "source"),
+        (MINIMAL.replace("EdDSA", "HS256"), "auth.key[0].algorithm"),
+        (
+            MINIMAL.replace("audience = \"concord\"", "audience = \"\""),
+            "auth.audience",
+        ),
         (format!("{MINIMAL}path = \"x\"\n"), "source[0].path"),
         (
             MINIMAL.replace("base_url = \"http://127.0.0.1:9000/fhir\"", ""),
@@ -78,8 +95,26 @@ fn bad_values_name_their_field() {
 }
 
 #[test]
+fn auth_is_required() {
+    let no_auth = MINIMAL
+        .split("[[source]]")
+        .nth(1)
+        .map(|rest| format!("[[source]]{rest}"))
+        .expect("source part");
+    let err = Config::parse(&no_auth)
+        .and_then(|c| c.validate())
+        .expect_err("no [auth]");
+    assert!(
+        matches!(&err, ConfigError::Invalid { field, .. } if field == "auth"),
+        "{err}"
+    );
+}
+
+#[test]
 fn relative_paths_follow_the_config_file() {
     let mut c = Config::parse(MINIMAL).expect("parses");
     c.resolve_paths(Path::new("/etc/concord"));
     assert_eq!(c.store.url, "sqlite:///etc/concord/data/concord.db");
+    let key = &c.auth.as_ref().expect("auth").keys[0];
+    assert_eq!(key.public_key_file, Path::new("/etc/concord/k1.pem"));
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -12,6 +12,8 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, bundle_response, fhir_response};
 use super::query::{self, CURSOR, SortSpec, TypeSearch, Used};
+use crate::auth::Principal;
+use crate::auth::scopes::Interaction;
 use crate::federation::merge::merge_patient;
 use crate::federation::{Collected, Person, Problem, SourceReport};
 use crate::fhir::bundle::{SearchMode, Searchset};
@@ -41,6 +43,7 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 /// `GET /fhir/{type}`.
 pub async fn search_type(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(resource_type): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -48,9 +51,11 @@ pub async fn search_type(
     let pairs = query::pairs(raw.as_deref());
     let strict = query::strict(&headers);
     if resource_type == "Patient" {
-        return patient_search(&state, pairs, strict).await;
+        require(&principal, "Patient", Interaction::Search)?;
+        return patient_search(&state, &principal, pairs, strict).await;
     }
     let def = served_type(&resource_type)?;
+    require(&principal, def.name, Interaction::Search)?;
     let search = query::type_search(
         def,
         pairs,
@@ -74,7 +79,14 @@ pub async fn search_type(
         ));
     };
     let deadline = deadline(&state);
-    let Some(person) = find_person(&state, &patient, deadline).await? else {
+    let person = find_person(&state, &patient, deadline).await?;
+    let Some(person) = person.filter(|(p, _)| principal.may_see_person(&p.nhs)) else {
+        if principal.patient.is_some() {
+            // A patient token learns nothing about anyone else, not even whether they exist.
+            return Err(ApiError::not_found(format!(
+                "Patient/{patient} is not known"
+            )));
+        }
         return Ok(empty_for_unknown(&state, def.name, &search.used));
     };
     let collected = state
@@ -112,6 +124,24 @@ async fn find_person(
     }
 }
 
+/// 403 unless the token's scopes allow `interaction` on `resource_type`.
+fn require(
+    principal: &Principal,
+    resource_type: &str,
+    interaction: Interaction,
+) -> Result<(), ApiError> {
+    if principal.may(resource_type, interaction) {
+        return Ok(());
+    }
+    let verb = match interaction {
+        Interaction::Read => "reading",
+        Interaction::Search => "searching",
+    };
+    Err(ApiError::insufficient_scope(&format!(
+        "{verb} {resource_type}"
+    )))
+}
+
 fn served_type(name: &str) -> Result<&'static TypeDef, ApiError> {
     if !is_resource_type_name(name) {
         return Err(ApiError::new(
@@ -146,7 +176,12 @@ fn empty_for_unknown(state: &AppState, path: &str, used: &Used) -> Response {
 }
 
 /// `GET /fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}`.
-async fn patient_search(state: &AppState, pairs: Vec<(String, String)>, strict: bool) -> ApiResult {
+async fn patient_search(
+    state: &AppState,
+    principal: &Principal,
+    pairs: Vec<(String, String)>,
+    strict: bool,
+) -> ApiResult {
     let mut used = Used::default();
     let mut nhs: Option<NhsNumber> = None;
     let mut pretty = false;
@@ -194,6 +229,10 @@ async fn patient_search(state: &AppState, pairs: Vec<(String, String)>, strict: 
             format!("a Patient search needs `identifier={NHS_NUMBER_SYSTEM}|{{nhs number}}`"),
         ));
     };
+    if !principal.may_see_person(&nhs) {
+        // Checked before any source is asked: a patient token learns nothing about others.
+        return Err(ApiError::not_found("no such patient"));
+    }
     let deadline = deadline(state);
     let resolution = state.federation.resolve_nhs(&nhs, deadline).await?;
     let mut reports = resolution.reports;
@@ -226,6 +265,7 @@ async fn patient_search(state: &AppState, pairs: Vec<(String, String)>, strict: 
 /// `GET /fhir/{type}/{id}`.
 pub async fn read(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
@@ -233,12 +273,15 @@ pub async fn read(
     if resource_type != "Patient" {
         served_type(&resource_type)?;
     }
+    require(&principal, &resource_type, Interaction::Read)?;
     if !is_valid_id(&id) {
         return Err(ApiError::bad_param("id", "is not a valid FHIR id"));
     }
     let deadline = deadline(&state);
     if resource_type == "Patient" && Uuid::parse_str(&id).is_ok() {
-        let Some((person, reports)) = find_person(&state, &id, deadline).await? else {
+        let found = find_person(&state, &id, deadline).await?;
+        let Some((person, reports)) = found.filter(|(p, _)| principal.may_see_person(&p.nhs))
+        else {
             return Err(ApiError::not_found(format!("Patient/{id} is not known")));
         };
         let collected = state
@@ -258,8 +301,10 @@ pub async fn read(
         ));
     }
     match state.federation.read(&resource_type, &id, deadline).await? {
-        Some((resource, _person)) => Ok(fhir_response(StatusCode::OK, &resource, pretty)),
-        None => Err(ApiError::not_found(format!(
+        Some((resource, person)) if principal.may_see_person(&person.nhs) => {
+            Ok(fhir_response(StatusCode::OK, &resource, pretty))
+        }
+        _ => Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"
         ))),
     }
@@ -302,6 +347,7 @@ fn unanswered<'a>(reports: impl Iterator<Item = &'a SourceReport>, what: &str) -
 /// from every source (optionally limited by `_type`), grouped by type, newest first.
 pub async fn everything(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -352,11 +398,20 @@ pub async fn everything(
         }
         used.pairs.push((name, value));
     }
+    // Only the types the token may read are asked for, let alone returned.
+    types.retain(|t| principal.may(t, Interaction::Read));
+    if principal.may("Patient", Interaction::Read) {
+        types.push("Patient");
+    }
+    if types.is_empty() {
+        return Err(ApiError::insufficient_scope("reading any resource type"));
+    }
     let deadline = deadline(&state);
-    let Some((person, mut reports)) = find_person(&state, &id, deadline).await? else {
+    let found = find_person(&state, &id, deadline).await?;
+    let Some((person, mut reports)) = found.filter(|(p, _)| principal.may_see_person(&p.nhs))
+    else {
         return Err(ApiError::not_found(format!("Patient/{id} is not known")));
     };
-    types.push("Patient");
     let Collected {
         resources,
         reports: fetched_reports,

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The OperationOutcome's issues.
     pub issues: Vec<Issue>,
+    /// A `WWW-Authenticate` challenge (401 and 403 for bearer tokens).
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
         Self {
             status,
             issues: vec![Issue::new(Severity::Error, code, diagnostics)],
+            challenge: None,
         }
     }
 
@@ -34,6 +37,28 @@ impl ApiError {
             format!("parameter `{param}`: {message}"),
         );
         e.issues[0].expression = Some(param.to_owned());
+        e
+    }
+
+    /// 401 for a missing or bad token, with an RFC 6750 challenge. The description says
+    /// what is wrong and never repeats the token.
+    pub fn unauthorized(error: &crate::auth::AuthError) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "login", error.to_string());
+        e.challenge = Some(format!(
+            "Bearer realm=\"concord\", error=\"invalid_token\", error_description=\"{}\"",
+            error.to_string().replace(['"', '\\'], "'")
+        ));
+        e
+    }
+
+    /// 403 for a valid token whose scopes do not cover the request.
+    pub fn insufficient_scope(what: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the token's scopes do not allow {what}"),
+        );
+        e.challenge = Some("Bearer realm=\"concord\", error=\"insufficient_scope\"".into());
         e
     }
 
@@ -126,6 +151,15 @@ pub fn bundle_response(bundle: &crate::fhir::bundle::Searchset, pretty: bool) ->
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = fhir_response(self.status, &operation_outcome(&self.issues), false);
+        if let Some(challenge) = self
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -77,6 +77,10 @@ pub(crate) struct TestApp {
     pub(crate) base: String,
     pub(crate) origin: String,
     pub(crate) client: reqwest::Client,
+    /// The private key the gateway trusts (kid `test`, EdDSA), for minting tokens.
+    pub(crate) signing_key: jsonwebtoken::EncodingKey,
+    /// A staff token with `user/*.rs`, sent by `get` unless a test gives its own.
+    pub(crate) token: String,
     _dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
 }
@@ -113,8 +117,14 @@ impl TestApp {
             StoreChoice::Sqlite => "sqlite://data/concord.db".to_owned(),
             StoreChoice::Postgres(url) => url,
         };
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("test key");
+        std::fs::write(dir.path().join("test-key.pub.pem"), pair.public_key_pem())
+            .expect("write key");
+        let signing_key = jsonwebtoken::EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes())
+            .expect("signing key");
         let mut toml = format!(
-            "[server]\nlisten = \"{addr}\"\nrequest_timeout_ms = 1500\n{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n"
+            "[server]\nlisten = \"{addr}\"\nrequest_timeout_ms = 1500\n{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n\n\
+             [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\nleeway_secs = 5\n\n[[auth.key]]\nkid = \"test\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"test-key.pub.pem\"\n"
         );
         for s in &sources {
             toml.push_str(&format!(
@@ -151,6 +161,7 @@ impl TestApp {
             let _ = axum::serve(listener, concord::server::app(state)).await;
         });
         let origin = format!("http://{addr}");
+        let token = mint(&signing_key, &claims(&[]));
         TestApp {
             base: format!("{origin}/fhir"),
             origin,
@@ -158,13 +169,35 @@ impl TestApp {
                 .timeout(Duration::from_secs(20))
                 .build()
                 .expect("client"),
+            signing_key,
+            token,
             _dir: dir,
             server,
         }
     }
 
-    /// GET `{base}/{path}` (or an absolute URL) with extra headers.
+    /// The gateway's temporary directory (its config, key and store).
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// A token signed by the key this gateway trusts, with the default claims changed or
+    /// added by `extra` (a `null` value removes a claim).
+    pub(crate) fn token_with(&self, extra: &[(&str, Value)]) -> String {
+        mint(&self.signing_key, &claims(extra))
+    }
+
+    /// GET with the default staff token, plus extra headers.
     pub(crate) async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let bearer = format!("Bearer {}", self.token);
+        let mut all = vec![("Authorization", bearer.as_str())];
+        all.extend_from_slice(headers);
+        self.get_raw(path, &all).await
+    }
+
+    /// GET `{base}/{path}` (or an absolute URL) with exactly these headers (no token unless
+    /// given).
+    pub(crate) async fn get_raw(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
         let url = if path.starts_with("http") {
             path.to_owned()
         } else {
@@ -214,6 +247,48 @@ impl TestApp {
         assert_eq!(patient.len(), 1, "one merged Patient: {}", a.body);
         patient[0]["id"].as_str().expect("id").to_owned()
     }
+}
+
+/// The issuer and audience test gateways trust.
+pub(crate) const ISSUER: &str = "https://idp.test.invalid";
+pub(crate) const AUDIENCE: &str = "concord-test";
+
+/// Default claims: a clinician at the GP with `user/*.rs`, valid for ten minutes; `extra`
+/// replaces or adds claims, and a `null` removes one.
+pub(crate) fn claims(extra: &[(&str, Value)]) -> serde_json::Map<String, Value> {
+    let now = jiff::Timestamp::now().as_second();
+    let mut c = serde_json::Map::new();
+    for (k, v) in [
+        ("iss", Value::from(ISSUER)),
+        ("aud", Value::from(AUDIENCE)),
+        ("iat", Value::from(now)),
+        ("exp", Value::from(now + 600)),
+        ("sub", Value::from("dr-test")),
+        ("name", Value::from("Dr Test")),
+        ("org", Value::from("A81001")),
+        ("role", Value::from("clinician")),
+        ("scope", Value::from("user/*.rs")),
+    ] {
+        c.insert(k.into(), v);
+    }
+    for (k, v) in extra {
+        if v.is_null() {
+            c.remove(*k);
+        } else {
+            c.insert((*k).into(), v.clone());
+        }
+    }
+    c
+}
+
+/// Signs claims with an EdDSA key as kid `test`.
+pub(crate) fn mint(
+    key: &jsonwebtoken::EncodingKey,
+    claims: &serde_json::Map<String, Value>,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("test".into());
+    jsonwebtoken::encode(&header, claims, key).expect("sign a test token")
 }
 
 /// Resources of a type in a Bundle's match entries.
