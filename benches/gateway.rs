@@ -81,9 +81,13 @@ fn summary(label: &str, mut ms: Vec<f64>) -> (f64, f64) {
     (p50, p99)
 }
 
-async fn timed_get(client: &reqwest::Client, url: &str) -> f64 {
+async fn timed_get(client: &reqwest::Client, url: &str, token: Option<&str>) -> f64 {
     let started = Instant::now();
-    let response = client.get(url).send().await.expect("answers");
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("answers");
     assert!(
         response.status().is_success(),
         "{url}: {}",
@@ -122,7 +126,7 @@ async fn everything_across_three_slow_sources() {
     let direct = format!("{}/Patient/g1/$everything", ups[0].base_url());
     let mut samples = Vec::new();
     for _ in 0..100 {
-        samples.push(timed_get(&client, &direct).await);
+        samples.push(timed_get(&client, &direct, None).await);
     }
     summary(
         "one upstream's $everything called directly (the floor)",
@@ -144,11 +148,11 @@ async fn everything_across_three_slow_sources() {
         let id = app.patient_id(NHS).await;
         let url = format!("{}/Patient/{id}/$everything", app.base);
         for _ in 0..5 {
-            timed_get(&app.client, &url).await;
+            timed_get(&app.client, &url, Some(&app.token)).await;
         }
         let mut samples = Vec::new();
         for _ in 0..200 {
-            samples.push(timed_get(&app.client, &url).await);
+            samples.push(timed_get(&app.client, &url, Some(&app.token)).await);
         }
         summary(&format!("$everything, 3 sources x 20 ms, {label}"), samples);
     }
@@ -168,13 +172,13 @@ async fn overhead_on_a_single_source_search() {
     let direct = format!("{}/Observation?patient=g1", up.base_url());
     let client = reqwest::Client::new();
     for _ in 0..50 {
-        timed_get(&client, &direct).await;
-        timed_get(&client, &via_gateway).await;
+        timed_get(&client, &direct, None).await;
+        timed_get(&client, &via_gateway, Some(&app.token)).await;
     }
     let (mut d, mut g, mut added) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3000 {
-        let a = timed_get(&client, &direct).await;
-        let b = timed_get(&client, &via_gateway).await;
+        let a = timed_get(&client, &direct, None).await;
+        let b = timed_get(&client, &via_gateway, Some(&app.token)).await;
         d.push(a);
         g.push(b);
         added.push(b - a);

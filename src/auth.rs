@@ -146,8 +146,36 @@ struct TrustedKey {
     key: DecodingKey,
 }
 
+/// Verified tokens, by the SHA-256 of their text (the tokens themselves are not kept), with
+/// their principal and expiry. Verifying a signature costs tens of microseconds; a client
+/// sends the same token with every request until it expires.
+#[derive(Debug, Default)]
+struct VerifiedCache {
+    entries: std::sync::Mutex<HashMap<[u8; 32], (i64, Principal)>>,
+}
+
+/// Most verified tokens remembered; past this the cache starts again empty.
+const MAX_VERIFIED: usize = 50_000;
+
+impl VerifiedCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (i64, Principal)>> {
+        // Each update is one insert or clear, so a poisoned lock holds no half-state.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
 /// Verifies bearer tokens.
 pub struct Verifier {
+    verified: VerifiedCache,
     keys: HashMap<String, TrustedKey>,
     issuer: String,
     audience: String,
@@ -258,6 +286,7 @@ impl Verifier {
             }
         }
         Ok(Verifier {
+            verified: VerifiedCache::default(),
             keys,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
@@ -278,11 +307,30 @@ impl Verifier {
         self.verify(token)
     }
 
-    /// Verifies a compact JWT.
+    /// Verifies a compact JWT. A token verified before is recognised by its hash and trusted
+    /// until its `exp` (plus leeway), never longer.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
+        let hash = token_hash(token);
+        let now = jiff::Timestamp::now().as_second();
+        let leeway = i64::try_from(self.leeway).unwrap_or(i64::MAX);
+        if let Some((exp, principal)) = self.verified.lock().get(&hash)
+            && now <= exp.saturating_add(leeway)
+        {
+            return Ok(principal.clone());
+        }
+        let (exp, principal) = self.verify_uncached(token)?;
+        let mut cache = self.verified.lock();
+        if cache.len() >= MAX_VERIFIED {
+            cache.clear();
+        }
+        cache.insert(hash, (exp, principal.clone()));
+        Ok(principal)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<(i64, Principal), AuthError> {
         let (alg, kid) = header_alg_kid(token)?;
         let trusted = match kid {
             Some(kid) => self.keys.get(&kid).ok_or(AuthError::UnknownKey)?,
@@ -318,7 +366,12 @@ impl Verifier {
                     _ => AuthError::Malformed,
                 }
             })?;
-        self.principal(&data.claims)
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64)))
+            .ok_or_else(|| AuthError::Claim("exp".into()))?;
+        Ok((exp, self.principal(&data.claims)?))
     }
 
     fn principal(&self, claims: &Map<String, Value>) -> Result<Principal, AuthError> {

@@ -202,3 +202,19 @@ fn the_demo_key_is_recognised() {
             .trusts_demo_key()
     );
 }
+
+#[test]
+fn a_remembered_token_is_not_trusted_past_its_expiry() {
+    let mut m = mint();
+    m.config.leeway_secs = 0;
+    let v = Verifier::from_config(&m.config).expect("keys load");
+    let exp = jiff::Timestamp::now().as_second() + 1;
+    let t = sign(&m, "ed", &claims(&[("exp", exp.into())]));
+    assert!(v.verify(&t).is_ok());
+    assert!(v.verify(&t).is_ok(), "the second time from the cache");
+    // Wait until the token has expired (the cache must not outlive it).
+    while jiff::Timestamp::now().as_second() <= exp {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(v.verify(&t).err(), Some(AuthError::Expired));
+}
