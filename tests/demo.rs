@@ -52,18 +52,7 @@ fn demo_token() -> String {
         "/concord.toml"
     )))
     .expect("demo config");
-    let spec = concord::auth::DevToken {
-        user: "demo".into(),
-        name: "Demo Clinician".into(),
-        org: "A81001".into(),
-        role: "clinician".into(),
-        purpose_of_use: "TREAT".into(),
-        patient: None,
-        relationship: None,
-        scope: "user/*.rs".into(),
-        ttl_secs: 600,
-    };
-    concord::auth::sign_dev_token(config.auth.as_ref().expect("auth"), &spec).expect("signs")
+    crate::support::app::dev_token(&config)
 }
 
 async fn get(client: &reqwest::Client, url: String) -> serde_json::Value {

@@ -58,19 +58,7 @@ async fn logs_never_carry_personal_data() {
     assert!(up, "the gateway came up");
 
     let parsed = concord::config::Config::load(&dir.path().join("concord.toml")).expect("config");
-    let spec = concord::auth::DevToken {
-        user: "u".into(),
-        name: "N".into(),
-        org: "A81001".into(),
-        role: "clinician".into(),
-        purpose_of_use: "TREAT".into(),
-        patient: None,
-        relationship: None,
-        scope: "user/*.rs".into(),
-        ttl_secs: 600,
-    };
-    let token =
-        concord::auth::sign_dev_token(parsed.auth.as_ref().expect("auth"), &spec).expect("token");
+    let token = crate::support::app::dev_token(&parsed);
     let get = |path: String| {
         let client = client.clone();
         let base = base.clone();

@@ -291,6 +291,24 @@ pub(crate) fn mint(
     jsonwebtoken::encode(&header, claims, key).expect("sign a test token")
 }
 
+/// A clinician's token signed as `concord dev-token` signs it, with a config's
+/// `dev_signing_key` (the demo key).
+pub(crate) fn dev_token(config: &Config) -> String {
+    let spec = concord::auth::DevToken {
+        user: "demo".into(),
+        name: "Demo Clinician".into(),
+        org: "A81001".into(),
+        role: "clinician".into(),
+        purpose_of_use: "TREAT".into(),
+        patient: None,
+        relationship: None,
+        scope: "user/*.rs".into(),
+        ttl_secs: 600,
+    };
+    let auth = config.auth.as_ref().expect("the config has [auth]");
+    concord::auth::sign_dev_token(auth, &spec).expect("the demo key signs")
+}
+
 /// Resources of a type in a Bundle's match entries.
 pub(crate) fn entries(bundle: &Value, resource_type: &str) -> Vec<Value> {
     bundle["entry"]
