@@ -92,6 +92,8 @@ pub struct ServerConfig {
     pub default_page_size: usize,
     /// Largest page; a larger `_count` is reduced to it.
     pub max_page_size: usize,
+    /// Require a verified bearer token (any valid token) for `/metrics`.
+    pub metrics_require_token: bool,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +106,7 @@ impl Default for ServerConfig {
             max_url_bytes: 8 * 1024,
             default_page_size: 50,
             max_page_size: 1_000,
+            metrics_require_token: false,
         }
     }
 }

@@ -82,11 +82,15 @@ pub fn app(state: AppState) -> Router {
         .route("/{type}/{id}", get(api::read))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/metadata", get(api::metadata));
+    let mut ops = Router::new().route("/metrics", get(metrics));
+    if state.config.metrics_require_token {
+        ops = ops.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    }
     Router::new()
         .nest("/fhir", fhir)
+        .merge(ops)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(
             state.clone(),

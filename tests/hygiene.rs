@@ -108,7 +108,7 @@ async fn logs_never_carry_personal_data() {
         ANN,
         NOBODY,
         "Smith",
-        "01632",
+        "01632 960001",
         "identifier=",
         "271649006",
         id.as_str(),

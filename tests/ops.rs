@@ -95,3 +95,34 @@ async fn capability_statement_lists_what_works() {
         assert_eq!(a.status, StatusCode::OK, "{t}: {}", a.body);
     }
 }
+
+#[tokio::test]
+async fn metrics_can_be_put_behind_a_token() {
+    let (gp, community, social) = three_sources().await;
+    let app = crate::support::app::TestApp::start_with(
+        specs(&gp, &community, &social),
+        crate::support::app::StoreChoice::Sqlite,
+        "metrics_require_token = true",
+    )
+    .await;
+    let (status, body) = app.get_root("/metrics").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let with_token = app
+        .client
+        .get(format!("{}/metrics", app.origin))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(with_token.status(), StatusCode::OK);
+    assert!(
+        with_token
+            .text()
+            .await
+            .expect("body")
+            .contains("concord_http_requests_total")
+    );
+    // Health and readiness stay open for load balancers.
+    assert_eq!(app.get_root("/healthz").await.0, StatusCode::OK);
+    assert_eq!(app.get_root("/readyz").await.0, StatusCode::OK);
+}
