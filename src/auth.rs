@@ -506,8 +506,8 @@ pub enum DevTokenError {
     },
 }
 
-/// Signs a token with the config's `dev_signing_key` (Ed25519), for the first `[[auth.key]]`
-/// whose public key matches; the claims use the config's claim names.
+/// Signs a token with the config's `dev_signing_key` (Ed25519), naming the kid of the first
+/// EdDSA `[[auth.key]]`; the claims use the config's claim names.
 pub fn sign_dev_token(config: &AuthConfig, spec: &DevToken) -> Result<String, DevTokenError> {
     let path = config
         .dev_signing_key

@@ -437,7 +437,7 @@ impl Federation {
         fetched.resources.iter().any(|r| {
             r.get("resourceType").and_then(Value::as_str) == Some("Patient")
                 && r.get("id").and_then(Value::as_str) == Some(local)
-                && !normalise::nhs_numbers(r).any(|n| n == person.nhs.as_str())
+                && !crate::fhir::nhs_number::carried_by(r).any(|n| n == person.nhs.as_str())
         })
     }
 
@@ -468,10 +468,10 @@ impl Federation {
         };
         // Whose is it? A Patient says by NHS number; anything else by its patient reference.
         let nhs = if resource_type == "Patient" {
-            normalise::nhs_numbers(&resource).find_map(|n| NhsNumber::parse(&n).ok())
+            crate::fhir::nhs_number::carried_by(&resource).find_map(|n| NhsNumber::parse(&n).ok())
         } else {
             let base = source.info().base_url.as_deref();
-            let Some(patient_local) = normalise::patient_reference(&resource, base) else {
+            let Some(patient_local) = crate::fhir::search::patient_id_of(&resource, base) else {
                 return Ok(None);
             };
             match self.store.person_by_link(source_id, patient_local).await? {
@@ -481,9 +481,8 @@ impl Federation {
                     .await?
                     .and_then(|p| NhsNumber::parse(&p.nhs_number).ok()),
                 None => match within(deadline, source.read("Patient", patient_local)).await {
-                    Ok(Some(p)) => {
-                        normalise::nhs_numbers(&p).find_map(|n| NhsNumber::parse(&n).ok())
-                    }
+                    Ok(Some(p)) => crate::fhir::nhs_number::carried_by(&p)
+                        .find_map(|n| NhsNumber::parse(&n).ok()),
                     Ok(None) => None,
                     Err(Problem::Failed(e)) => return Err(failed(e)),
                     Err(_) => return Err(failed(SourceError::Timeout)),
@@ -546,7 +545,7 @@ fn patient_ids(fetched: &Fetched, nhs: &str) -> (Vec<String>, Vec<Fault>) {
             .filter(|id| crate::fhir::reference::is_valid_id(id));
         let is_patient = p.get("resourceType").and_then(Value::as_str) == Some("Patient");
         match id {
-            Some(id) if is_patient && normalise::nhs_numbers(p).any(|n| n == nhs) => {
+            Some(id) if is_patient && crate::fhir::nhs_number::carried_by(p).any(|n| n == nhs) => {
                 if !ids.iter().any(|i| i == id) {
                     ids.push(id.to_owned());
                 }

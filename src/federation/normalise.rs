@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use crate::fhir::ODS_SYSTEM;
 use crate::fhir::reference::{is_valid_id, parse_under_base};
-use crate::fhir::{NHS_NUMBER_SYSTEM, ODS_SYSTEM};
 use crate::sources::SourceInfo;
 
 /// Why a resource from a source was not passed on.
@@ -62,26 +62,6 @@ pub struct Context<'a> {
     pub local_patient_ids: &'a HashSet<String>,
 }
 
-/// The NHS numbers a Patient resource carries.
-pub fn nhs_numbers(patient: &Value) -> impl Iterator<Item = String> + '_ {
-    patient
-        .get("identifier")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|i| i.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM))
-        .filter_map(|i| i.get("value").and_then(Value::as_str))
-        .map(|v| v.replace(' ', ""))
-}
-
-/// The local id of the patient a resource names in its patient element.
-pub fn patient_reference<'a>(resource: &'a Value, base: Option<&str>) -> Option<&'a str> {
-    let rtype = resource.get("resourceType").and_then(Value::as_str)?;
-    let element = crate::fhir::search::type_def(rtype)?.patient_element;
-    let r = parse_under_base(resource.get(element)?.get("reference")?.as_str()?, base)?;
-    (r.resource_type == "Patient").then_some(r.id)
-}
-
 /// Checks the resource is about the person, then makes it the gateway's. The check reads the
 /// shared resource; only a resource that passes is copied (or taken, when not shared).
 pub fn normalise(resource: Arc<Value>, ctx: &Context<'_>) -> Result<Value, Fault> {
@@ -106,12 +86,12 @@ fn check(resource: &Value, ctx: &Context<'_>) -> Result<String, Fault> {
         .filter(|id| is_valid_id(id))
         .ok_or(Fault::Invalid)?;
     let belongs = if rtype == "Patient" {
-        nhs_numbers(resource).any(|n| n == ctx.nhs_number)
+        crate::fhir::nhs_number::carried_by(resource).any(|n| n == ctx.nhs_number)
     } else {
         if crate::fhir::search::type_def(rtype).is_none() {
             return Err(Fault::Unserved);
         }
-        patient_reference(resource, ctx.source.base_url.as_deref())
+        crate::fhir::search::patient_id_of(resource, ctx.source.base_url.as_deref())
             .is_some_and(|p| ctx.local_patient_ids.contains(p))
     };
     if !belongs {
@@ -173,6 +153,7 @@ fn rewritten(reference: &str, ctx: &Context<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fhir::NHS_NUMBER_SYSTEM;
 
     fn source() -> SourceInfo {
         SourceInfo {

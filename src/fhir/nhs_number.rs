@@ -55,6 +55,18 @@ pub fn check_digit(first_nine: &[u8]) -> Option<u8> {
     }
 }
 
+/// The NHS numbers a Patient resource carries in `identifier` (spaces removed, not checked).
+pub fn carried_by(patient: &serde_json::Value) -> impl Iterator<Item = String> + '_ {
+    patient
+        .get("identifier")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|i| i.get("system").and_then(serde_json::Value::as_str) == Some(NHS_NUMBER_SYSTEM))
+        .filter_map(|i| i.get("value").and_then(serde_json::Value::as_str))
+        .map(|v| v.replace(' ', ""))
+}
+
 impl fmt::Debug for NhsNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("NhsNumber(<redacted>)")

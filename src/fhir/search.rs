@@ -241,6 +241,23 @@ impl TypeDef {
     }
 }
 
+/// The local id of the patient a resource is about: its type's patient element (`subject` or
+/// `patient`), or for a type the gateway does not serve, whichever of the two names a Patient.
+/// The reference may be relative or absolute under `base`.
+pub fn patient_id_of<'a>(resource: &'a Value, base: Option<&str>) -> Option<&'a str> {
+    let rtype = resource.get("resourceType").and_then(Value::as_str)?;
+    let candidates: &[&str] = match type_def(rtype).map(|t| t.patient_element) {
+        Some("patient") => &["patient"],
+        Some(_) => &["subject"],
+        None => &["subject", "patient"],
+    };
+    candidates.iter().find_map(|e| {
+        let reference = resource.get(*e)?.get("reference")?.as_str()?;
+        let r = super::reference::parse_under_base(reference, base)?;
+        (r.resource_type == "Patient").then_some(r.id)
+    })
+}
+
 /// Every value found at a dotted element path, flattening arrays on the way.
 pub fn values_at<'a>(resource: &'a Value, path: &str) -> Vec<&'a Value> {
     let mut current = vec![resource];

@@ -190,7 +190,7 @@ async fn patient_search(
             "identifier" => {
                 let number = match value.split_once('|') {
                     Some((NHS_NUMBER_SYSTEM, n)) => n,
-                    Some(("", _)) | Some(_) => {
+                    Some(_) => {
                         return Err(ApiError::bad_param(
                             "identifier",
                             format!(
@@ -381,12 +381,7 @@ pub async fn everything(
             }
             "_count" => count = query::page_size(&value, state.config.max_page_size)?,
             CURSOR => {
-                cursor = Some(search::decode_cursor(&value).ok_or_else(|| {
-                    ApiError::bad_param(
-                        CURSOR,
-                        "is not a cursor this gateway made; follow the Bundle's next link",
-                    )
-                })?);
+                cursor = Some(query::cursor(&value)?);
                 continue;
             }
             "_format" => query::check_format(&value)?,

@@ -265,12 +265,7 @@ pub fn type_search(
             "_count" => out.count = page_size(&value, page.1)?,
             "_sort" => out.sort = SortSpec::parse(def, &value)?,
             CURSOR => {
-                out.cursor = Some(search::decode_cursor(&value).ok_or_else(|| {
-                    ApiError::bad_param(
-                        CURSOR,
-                        "is not a cursor this gateway made; follow the Bundle's next link",
-                    )
-                })?);
+                out.cursor = Some(cursor(&value)?);
                 continue; // never repeated in self links
             }
             "_format" => check_format(&value)?,
@@ -288,6 +283,16 @@ pub fn type_search(
         out.used.pairs.push((name, value));
     }
     Ok(out)
+}
+
+/// Decodes `_cursor`, which only ever comes from a `next` link this gateway made.
+pub fn cursor(value: &str) -> Result<Vec<KeyPart>, ApiError> {
+    search::decode_cursor(value).ok_or_else(|| {
+        ApiError::bad_param(
+            CURSOR,
+            "is not a cursor this gateway made; follow the Bundle's next link",
+        )
+    })
 }
 
 /// `_format` may only ask for JSON.

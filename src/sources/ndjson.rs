@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{Fetched, SetupError, Source, SourceError, SourceInfo};
-use crate::fhir::reference::{is_resource_type_name, is_valid_id, parse_relative};
-use crate::fhir::{NHS_NUMBER_SYSTEM, NhsNumber};
+use crate::fhir::NhsNumber;
+use crate::fhir::reference::{is_resource_type_name, is_valid_id};
 
 /// An indexed NDJSON export.
 #[derive(Debug)]
@@ -99,22 +99,10 @@ impl NdjsonSource {
             tracing::warn!(source.id = %self.info.id, resource_type = rtype, "duplicate id in export; the later line wins");
         }
         if rtype == "Patient" {
-            for identifier in resource
-                .get("identifier")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if identifier.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM)
-                    && let Some(value) = identifier.get("value").and_then(Value::as_str)
-                {
-                    self.by_nhs
-                        .entry(value.replace(' ', ""))
-                        .or_default()
-                        .push(index);
-                }
+            for nhs in crate::fhir::nhs_number::carried_by(&resource) {
+                self.by_nhs.entry(nhs).or_default().push(index);
             }
-        } else if let Some(patient) = patient_of(&resource) {
+        } else if let Some(patient) = crate::fhir::search::patient_id_of(&resource, None) {
             self.by_patient
                 .entry(patient.to_owned())
                 .or_default()
@@ -141,21 +129,6 @@ impl NdjsonSource {
             .flatten()
             .filter_map(|i| self.resources.get(*i))
     }
-}
-
-/// The local id of the patient a resource is about, from `subject` or `patient`.
-fn patient_of(resource: &Value) -> Option<&str> {
-    let rtype = resource.get("resourceType").and_then(Value::as_str)?;
-    let element = crate::fhir::search::type_def(rtype).map(|t| t.patient_element);
-    let candidates: &[&str] = match element {
-        Some("patient") => &["patient"],
-        Some(_) => &["subject"],
-        None => &["subject", "patient"],
-    };
-    candidates.iter().find_map(|e| {
-        let r = parse_relative(resource.get(*e)?.get("reference")?.as_str()?)?;
-        (r.resource_type == "Patient").then_some(r.id)
-    })
 }
 
 fn parse_line(line: &str, resource_type: &str) -> Result<Value, &'static str> {
