@@ -97,6 +97,15 @@ pub struct PatientContext {
     pub acting_for_relationship: Option<String>,
 }
 
+/// The certificate a caller presented over mutual TLS, verified against the configured CAs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The subject's distinguished name, e.g. `CN=ehr.riverside.example, O=Riverside GP`.
+    pub subject: String,
+    /// SHA-256 of the certificate (DER), lower-case hex.
+    pub sha256: String,
+}
+
 /// A verified caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -114,6 +123,8 @@ pub struct Principal {
     pub scopes: Scopes,
     /// Set for patient (and carer) tokens: the only person they may see.
     pub patient: Option<PatientContext>,
+    /// The client certificate of the connection the request came on (mutual TLS).
+    pub client_certificate: Option<ClientCertificate>,
 }
 
 impl Principal {
@@ -413,6 +424,7 @@ impl Verifier {
             purpose_of_use: text(&names.purpose_of_use).unwrap_or_else(|| "TREAT".into()),
             scopes,
             patient,
+            client_certificate: None,
         })
     }
 }

@@ -148,12 +148,18 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let state = crate::server::build_state(&config)
         .await
         .context("cannot start")?;
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let tcp = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    tracing::info!(listen = %config.server.listen, base = %config.server.base_url(), sources = config.sources.len(), store = state.federation.store().backend(), "concord is serving");
-    axum::serve(listener, crate::server::app(state))
-        .with_graceful_shutdown(shutdown_signal())
+    let listener = crate::server::tls::Listener::new(tcp, config.server.tls.as_ref())
+        .context("cannot set up TLS")?;
+    let mtls = config
+        .server
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_ca_file.as_ref().map(|_| t.client_auth));
+    tracing::info!(listen = %config.server.listen, base = %config.server.base_url(), tls = config.server.tls.is_some(), client_certificates = ?mtls, sources = config.sources.len(), store = state.federation.store().backend(), "concord is serving");
+    crate::server::tls::serve(listener, crate::server::app(state), shutdown_signal())
         .await
         .context("server failed")?;
     tracing::info!("stopped");

@@ -94,6 +94,42 @@ pub struct ServerConfig {
     pub max_page_size: usize,
     /// Require a verified bearer token (any valid token) for `/metrics`.
     pub metrics_require_token: bool,
+    /// `[server.tls]`: serve HTTPS (and optionally demand client certificates).
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// `[server.tls]`: HTTPS for callers, with rustls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM file with the server's certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM file with the CA certificates that issue callers' client certificates; setting it
+    /// turns on mutual TLS.
+    pub client_ca_file: Option<PathBuf>,
+    /// `required` (the default with `client_ca_file`): a caller without a certificate from
+    /// those CAs cannot connect. `optional`: a certificate is checked and recorded when
+    /// presented, and callers without one still connect (they still need a bearer token).
+    pub client_auth: Option<ClientAuth>,
+    /// Longest a TLS handshake may take, in milliseconds (default 10 000).
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_handshake_timeout() -> u64 {
+    10_000
+}
+
+/// Whether callers must present a client certificate.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No connection without a valid client certificate.
+    Required,
+    /// A presented certificate must be valid and is recorded; none is also accepted.
+    Optional,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +143,7 @@ impl Default for ServerConfig {
             default_page_size: 50,
             max_page_size: 1_000,
             metrics_require_token: false,
+            tls: None,
         }
     }
 }
@@ -121,6 +158,7 @@ impl ServerConfig {
     pub fn base_url(&self) -> String {
         match &self.public_base_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
+            None if self.tls.is_some() => format!("https://{}/fhir", self.listen),
             None => format!("http://{}/fhir", self.listen),
         }
     }
@@ -294,7 +332,48 @@ pub struct SourceConfig {
     pub breaker_cool_down_secs: Option<u64>,
     /// ndjson: directory holding `{ResourceType}.ndjson` files (relative to the config file).
     pub path: Option<PathBuf>,
+    /// fhir: `[source.tls]`, the CAs to trust and the client certificate to present.
+    pub tls: Option<SourceTlsConfig>,
+    /// fhir: `[source.oauth]`, OAuth 2.0 client credentials with a signed JWT assertion.
+    pub oauth: Option<OAuthConfig>,
 }
+
+/// `[source.tls]`: TLS towards one upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTlsConfig {
+    /// PEM bundle of the CAs to trust for this source *instead of* the system's roots (a
+    /// provider on a private network such as HSCN usually has its own CA).
+    pub ca_file: Option<PathBuf>,
+    /// PEM file with the certificate chain the gateway presents (mutual TLS).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file with that certificate's private key.
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// `[source.oauth]`: the SMART Backend Services pattern. The gateway signs a short-lived JWT
+/// assertion with its private key, exchanges it at the token endpoint for an access token
+/// (`grant_type=client_credentials`) and sends that token to the source until shortly before
+/// it expires.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The authorisation server's token endpoint.
+    pub token_url: String,
+    /// The gateway's client id, registered with that server (`iss` and `sub` of the assertion).
+    pub client_id: String,
+    /// PEM file with the private key the assertion is signed with.
+    pub key_file: PathBuf,
+    /// `RS384` or `ES384` (what SMART Backend Services names), or `RS256`, `ES256`, `EdDSA`.
+    pub algorithm: String,
+    /// `kid` put in the assertion's header, naming the key in the server's JWKS.
+    pub kid: Option<String>,
+    /// Scopes asked for, e.g. `system/*.rs`.
+    pub scope: String,
+}
+
+/// Algorithms an OAuth client assertion may be signed with.
+pub const ASSERTION_ALGORITHMS: &[&str] = &["RS384", "ES384", "RS256", "ES256", "EdDSA"];
 
 /// The kinds of source.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -310,7 +389,7 @@ pub enum SourceKindName {
 #[derive(Debug, Clone)]
 pub enum SourceKind {
     /// An upstream FHIR R4 REST server.
-    Fhir(FhirSourceConfig),
+    Fhir(Box<FhirSourceConfig>),
     /// A directory of FHIR Bulk Data export files.
     Ndjson(NdjsonSourceConfig),
 }
@@ -336,6 +415,10 @@ pub struct FhirSourceConfig {
     pub breaker_failures: u32,
     /// Cool-down of an open breaker (default 30 s).
     pub breaker_cool_down: Duration,
+    /// TLS settings towards the upstream.
+    pub tls: Option<SourceTlsConfig>,
+    /// Client-credentials settings.
+    pub oauth: Option<OAuthConfig>,
 }
 
 /// Settings of a `kind = "ndjson"` source.
@@ -362,6 +445,8 @@ impl SourceConfig {
                 "breaker_cool_down_secs",
                 self.breaker_cool_down_secs.is_some(),
             ),
+            ("tls", self.tls.is_some()),
+            ("oauth", self.oauth.is_some()),
         ];
         match self.kind {
             SourceKindName::Ndjson => {
@@ -414,7 +499,31 @@ impl SourceConfig {
                         ));
                     }
                 }
-                Ok(SourceKind::Fhir(FhirSourceConfig {
+                if let Some(tls) = &self.tls
+                    && tls.client_cert_file.is_some() != tls.client_key_file.is_some()
+                {
+                    return Err(invalid(
+                        field("tls.client_key_file"),
+                        "client_cert_file and client_key_file go together",
+                    ));
+                }
+                if let Some(oauth) = &self.oauth {
+                    check_http_url(&field("oauth.token_url"), &oauth.token_url)?;
+                    if oauth.client_id.trim().is_empty() {
+                        return Err(invalid(field("oauth.client_id"), "must not be empty"));
+                    }
+                    if !ASSERTION_ALGORITHMS.contains(&oauth.algorithm.as_str()) {
+                        return Err(invalid(
+                            field("oauth.algorithm"),
+                            format!(
+                                "`{}` is not one of {}",
+                                oauth.algorithm,
+                                ASSERTION_ALGORITHMS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Ok(SourceKind::Fhir(Box::new(FhirSourceConfig {
                     base_url: base_url.trim_end_matches('/').to_owned(),
                     timeout: Duration::from_millis(timeout),
                     max_concurrency,
@@ -424,7 +533,9 @@ impl SourceConfig {
                     resource_types: self.resource_types.clone(),
                     breaker_failures,
                     breaker_cool_down: Duration::from_secs(cool_down),
-                }))
+                    tls: self.tls.clone(),
+                    oauth: self.oauth.clone(),
+                })))
             }
         }
     }
@@ -468,24 +579,42 @@ impl Config {
     pub fn resolve_paths(&mut self, dir: &Path) {
         if let Some(auth) = &mut self.auth {
             for key in &mut auth.keys {
-                if key.public_key_file.is_relative() {
-                    key.public_key_file = dir.join(&key.public_key_file);
-                }
+                resolve(dir, &mut key.public_key_file);
             }
             for path in [&mut auth.jwks_file, &mut auth.dev_signing_key]
                 .into_iter()
                 .flatten()
             {
-                if path.is_relative() {
-                    *path = dir.join(&*path);
-                }
+                resolve(dir, path);
+            }
+        }
+        if let Some(tls) = &mut self.server.tls {
+            for path in [Some(&mut tls.cert_file), Some(&mut tls.key_file)]
+                .into_iter()
+                .chain([tls.client_ca_file.as_mut()])
+                .flatten()
+            {
+                resolve(dir, path);
             }
         }
         for source in &mut self.sources {
-            if let Some(path) = &mut source.path
-                && path.is_relative()
-            {
-                *path = dir.join(&*path);
+            if let Some(path) = &mut source.path {
+                resolve(dir, path);
+            }
+            if let Some(tls) = &mut source.tls {
+                for path in [
+                    &mut tls.ca_file,
+                    &mut tls.client_cert_file,
+                    &mut tls.client_key_file,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    resolve(dir, path);
+                }
+            }
+            if let Some(oauth) = &mut source.oauth {
+                resolve(dir, &mut oauth.key_file);
             }
         }
         if let Some(rest) = self.store.url.strip_prefix("sqlite://") {
@@ -522,6 +651,20 @@ impl Config {
         }
         if let Some(url) = &s.public_base_url {
             check_http_url("server.public_base_url", url)?;
+        }
+        if let Some(tls) = &s.tls {
+            if tls.client_auth.is_some() && tls.client_ca_file.is_none() {
+                return Err(invalid(
+                    "server.tls.client_auth",
+                    "needs server.tls.client_ca_file (the CAs client certificates must come from)",
+                ));
+            }
+            if tls.handshake_timeout_ms == 0 {
+                return Err(invalid(
+                    "server.tls.handshake_timeout_ms",
+                    "must be greater than 0",
+                ));
+            }
         }
         if !(self.store.url.starts_with("sqlite:")
             || self.store.url.starts_with("postgres://")
@@ -626,6 +769,12 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+fn resolve(dir: &Path, path: &mut PathBuf) {
+    if path.is_relative() {
+        *path = dir.join(&*path);
     }
 }
 

@@ -5,6 +5,7 @@ pub mod api;
 pub mod capability;
 pub mod error;
 pub mod query;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -128,7 +129,11 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{1}"));
     match state.verifier.verify_header(header) {
-        Ok(principal) => {
+        Ok(mut principal) => {
+            principal.client_certificate = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<tls::Peer>>()
+                .and_then(|peer| peer.0.client_certificate.clone());
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
@@ -377,6 +382,9 @@ pub enum StartError {
     /// The config has no `[auth]`.
     #[error("the config has no [auth] section")]
     NoAuth,
+    /// The TLS certificates or keys could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Connects the store (migrating it when configured to), builds the sources and returns the

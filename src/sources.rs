@@ -9,6 +9,7 @@
 pub mod breaker;
 pub mod fhir;
 pub mod ndjson;
+pub mod oauth;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -73,6 +74,9 @@ pub enum SourceError {
     /// The gateway's own concurrency limit for the source stayed full until the deadline.
     #[error("concurrency limit reached")]
     Saturated,
+    /// No access token could be obtained for the source (`[source.oauth]`).
+    #[error("no access token: {0}")]
+    Token(String),
 }
 
 impl SourceError {
@@ -85,6 +89,7 @@ impl SourceError {
             SourceError::Status(_) => "http_error",
             SourceError::InvalidResponse(_) => "invalid_response",
             SourceError::Saturated => "saturated",
+            SourceError::Token(_) => "token_error",
         }
     }
 
@@ -92,9 +97,10 @@ impl SourceError {
     /// timeouts, connection failures, 5xx and 429 answers, and bodies that are not FHIR.
     pub fn is_upstream_failure(&self) -> bool {
         match self {
-            SourceError::Timeout | SourceError::Connect(_) | SourceError::InvalidResponse(_) => {
-                true
-            }
+            SourceError::Timeout
+            | SourceError::Connect(_)
+            | SourceError::InvalidResponse(_)
+            | SourceError::Token(_) => true,
             SourceError::Status(code) => *code >= 500 || *code == 429,
             SourceError::Unavailable | SourceError::Saturated => false,
         }
@@ -175,7 +181,7 @@ pub async fn build(
         match cfg.kind(i)? {
             SourceKind::Fhir(f) => {
                 info.base_url = Some(f.base_url.clone());
-                out.push(Arc::new(fhir::FhirSource::new(info, f, metrics.clone())?));
+                out.push(Arc::new(fhir::FhirSource::new(info, *f, metrics.clone())?));
             }
             SourceKind::Ndjson(n) => {
                 let path = n.path.clone();

@@ -5,6 +5,7 @@
 mod support {
     pub(crate) mod app;
     pub(crate) mod data;
+    pub(crate) mod pki;
     pub(crate) mod upstream;
 }
 
@@ -16,3 +17,4 @@ mod hygiene;
 mod ops;
 mod paging;
 mod read_path;
+mod tls;

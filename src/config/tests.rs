@@ -118,3 +118,72 @@ fn relative_paths_follow_the_config_file() {
     let key = &c.auth.as_ref().expect("auth").keys[0];
     assert_eq!(key.public_key_file, Path::new("/etc/concord/k1.pem"));
 }
+
+#[test]
+fn tls_and_oauth_settings_are_checked() {
+    let oauth = "[source.oauth]\ntoken_url = \"https://auth.example/token\"\nclient_id = \"concord-gw\"\nkey_file = \"client.key\"\nalgorithm = \"ES384\"\nscope = \"system/*.rs\"\n";
+    let tls = "[source.tls]\nca_file = \"hscn-ca.pem\"\nclient_cert_file = \"client.pem\"\nclient_key_file = \"client.key\"\n";
+    let good = Config::parse(&format!("{MINIMAL}{tls}{oauth}")).expect("parses");
+    good.validate().expect("valid");
+    let cases = [
+        (
+            format!("{MINIMAL}{oauth}").replace("ES384", "HS256"),
+            "source[0].oauth.algorithm",
+        ),
+        (
+            format!("{MINIMAL}{oauth}").replace("https://auth.example/token", "not a url"),
+            "source[0].oauth.token_url",
+        ),
+        (
+            format!("{MINIMAL}{oauth}").replace("\"concord-gw\"", "\" \""),
+            "source[0].oauth.client_id",
+        ),
+        (
+            format!("{MINIMAL}{tls}").replace("client_key_file = \"client.key\"\n", ""),
+            "source[0].tls.client_key_file",
+        ),
+        (
+            format!(
+                "[server.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\nclient_auth = \"required\"\n{MINIMAL}"
+            ),
+            "server.tls.client_auth",
+        ),
+        (
+            format!(
+                "[server.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\nhandshake_timeout_ms = 0\n{MINIMAL}"
+            ),
+            "server.tls.handshake_timeout_ms",
+        ),
+    ];
+    for (text, field) in cases {
+        let err = Config::parse(&text)
+            .and_then(|c| c.validate())
+            .expect_err(field);
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+    // TLS and OAuth settings belong to FHIR sources only.
+    let mut ndjson = Config::parse(&format!("{MINIMAL}{tls}")).expect("parses");
+    ndjson.sources[0].kind = SourceKindName::Ndjson;
+    ndjson.sources[0].base_url = None;
+    ndjson.sources[0].path = Some(PathBuf::from("."));
+    let err = ndjson.sources[0].kind(0).expect_err("tls on ndjson");
+    assert!(err.to_string().contains("source[0].tls"), "{err}");
+    // An unknown key in a subtable is named.
+    let err = Config::parse(&format!("{MINIMAL}{tls}crl_file = \"x\"\n")).expect_err("unknown");
+    assert!(err.to_string().contains("crl_file"), "{err}");
+}
+
+#[test]
+fn https_changes_the_default_base_url_and_paths_resolve() {
+    let mut c = Config::parse(&format!(
+        "[server.tls]\ncert_file = \"tls/s.pem\"\nkey_file = \"/etc/s.key\"\n{MINIMAL}[source.oauth]\ntoken_url = \"https://a.example/t\"\nclient_id = \"c\"\nkey_file = \"keys/c.pem\"\nalgorithm = \"RS384\"\nscope = \"system/*.rs\"\n"
+    ))
+    .expect("parses");
+    assert_eq!(c.server.base_url(), "https://127.0.0.1:8080/fhir");
+    c.resolve_paths(Path::new("/srv/concord"));
+    let tls = c.server.tls.as_ref().expect("tls");
+    assert_eq!(tls.cert_file, Path::new("/srv/concord/tls/s.pem"));
+    assert_eq!(tls.key_file, Path::new("/etc/s.key"));
+    let oauth = c.sources[0].oauth.as_ref().expect("oauth");
+    assert_eq!(oauth.key_file, Path::new("/srv/concord/keys/c.pem"));
+}

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::breaker::{Breaker, BreakerState};
+use super::oauth::TokenClient;
 use super::{Fetched, SetupError, Source, SourceError, SourceInfo};
 use crate::config::FhirSourceConfig;
 use crate::fhir::reference::is_valid_id;
@@ -34,6 +35,7 @@ pub struct FhirSource {
     permits: Arc<Semaphore>,
     breaker: Breaker,
     metrics: Arc<Metrics>,
+    oauth: Option<TokenClient>,
 }
 
 /// The result of one GET.
@@ -58,15 +60,49 @@ impl FhirSource {
             reqwest::header::ACCEPT,
             reqwest::header::HeaderValue::from_static(FHIR_JSON),
         );
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("concord/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| client_error(e.to_string()))?;
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(tls) = &config.tls {
+            let read = |path: &std::path::Path, what: &str| {
+                std::fs::read(path).map_err(|e| {
+                    client_error(format!("cannot read tls.{what} `{}`: {e}", path.display()))
+                })
+            };
+            if let Some(path) = &tls.ca_file {
+                let cas = reqwest::Certificate::from_pem_bundle(&read(path, "ca_file")?)
+                    .ok()
+                    .filter(|cas| !cas.is_empty())
+                    .ok_or_else(|| {
+                        client_error(format!(
+                            "tls.ca_file `{}` holds no usable certificate",
+                            path.display()
+                        ))
+                    })?;
+                builder = builder.tls_certs_only(cas);
+            }
+            if let (Some(cert), Some(key)) = (&tls.client_cert_file, &tls.client_key_file) {
+                let mut pem = read(cert, "client_cert_file")?;
+                pem.push(b'\n');
+                pem.extend(read(key, "client_key_file")?);
+                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    client_error(format!(
+                        "tls.client_cert_file and tls.client_key_file are not a usable certificate and key: {e}"
+                    ))
+                })?;
+                builder = builder.identity(identity);
+            }
+        }
+        let client = builder.build().map_err(|e| client_error(e.to_string()))?;
+        let oauth = config
+            .oauth
+            .clone()
+            .map(|o| TokenClient::new(&info.id, o))
+            .transpose()?;
         let base = Url::parse(&format!("{}/", config.base_url))
             .map_err(|e| client_error(e.to_string()))?;
         let metrics_ = metrics.clone();
@@ -78,6 +114,7 @@ impl FhirSource {
             base,
             client,
             metrics: metrics_,
+            oauth,
         };
         source.publish_breaker();
         Ok(source)
@@ -172,14 +209,42 @@ impl FhirSource {
         url.origin() == self.base.origin() && url.path().starts_with(self.base.path())
     }
 
-    async fn get(&self, url: Url) -> Result<Got, SourceError> {
-        let mut response = self.client.get(url).send().await.map_err(|e| {
+    /// Sends a GET, with the source's access token when it has `[source.oauth]`. A 401 drops
+    /// the token and tries once more with a new one (the server may have revoked it early).
+    async fn send(&self, url: Url) -> Result<reqwest::Response, SourceError> {
+        let connect = |e: reqwest::Error| {
             if e.is_timeout() {
                 SourceError::Timeout
             } else {
                 SourceError::Connect(e.without_url().to_string())
             }
-        })?;
+        };
+        let Some(oauth) = &self.oauth else {
+            return self.client.get(url).send().await.map_err(connect);
+        };
+        let token = oauth.token(&self.client).await?;
+        let response = self
+            .client
+            .get(url.clone())
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(connect)?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        oauth.invalidate(&token).await;
+        let token = oauth.token(&self.client).await?;
+        self.client
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(connect)
+    }
+
+    async fn get(&self, url: Url) -> Result<Got, SourceError> {
+        let mut response = self.send(url).await?;
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(Got::NotFound),

@@ -133,17 +133,17 @@ impl TestApp {
             ));
             match &s.target {
                 Target::Fhir { base_url, extra } => {
-                    toml.push_str(&format!(
-                        "kind = \"fhir\"\nbase_url = \"{base_url}\"\n{extra}"
-                    ));
+                    toml.push_str(&format!("kind = \"fhir\"\nbase_url = \"{base_url}\"\n"));
                     // Test defaults: a short source timeout, and a breaker that only the
-                    // breaker test trips.
+                    // breaker test trips. They come before `extra`, which may open subtables
+                    // such as `[source.tls]`.
                     if !extra.contains("timeout_ms") {
                         toml.push_str("timeout_ms = 1000\n");
                     }
                     if !extra.contains("breaker_failures") {
                         toml.push_str("breaker_failures = 100\n");
                     }
+                    toml.push_str(extra);
                 }
                 Target::Ndjson(path) => toml.push_str(&format!(
                     "kind = \"ndjson\"\npath = \"{}\"\n",
@@ -157,10 +157,18 @@ impl TestApp {
         let state = concord::server::build_state(&config)
             .await
             .expect("gateway starts");
+        let scheme = if config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let listener = concord::server::tls::Listener::new(listener, config.server.tls.as_ref())
+            .expect("the gateway's TLS config");
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, concord::server::app(state)).await;
+            let app = concord::server::app(state);
+            let _ = concord::server::tls::serve(listener, app, std::future::pending()).await;
         });
-        let origin = format!("http://{addr}");
+        let origin = format!("{scheme}://{addr}");
         let token = mint(&signing_key, &claims(&[]));
         TestApp {
             base: format!("{origin}/fhir"),

@@ -36,11 +36,16 @@
 //! [`Upstream::requests`] (path and query, in order) and
 //! [`Upstream::last_accept_header`].
 //!
+//! [`Upstream::start_secure`] serves the same over HTTPS, optionally demanding
+//! a client certificate and a bearer token that its own token endpoint
+//! (`POST /token`) issues for a client-credentials grant with a signed JWT
+//! assertion (SMART Backend Services).
+//!
 //! Dropping the [`Upstream`] (or calling [`Upstream::shutdown`]) stops the
 //! server; requests that are hanging or waiting out the latency are released
 //! with a 503 rather than kept open forever.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -116,6 +121,37 @@ struct Shared {
     requests: Mutex<Vec<String>>,
     last_accept: Mutex<Option<String>>,
     shutdown: watch::Receiver<bool>,
+    oauth: Option<OAuthState>,
+}
+
+/// What [`Upstream::start_secure`] demands of callers.
+pub(crate) struct Secure {
+    /// The server certificate and, with `client_ca_file`, client certificates.
+    pub(crate) tls: concord::config::ServerTlsConfig,
+    /// When set, every FHIR request needs a bearer token from `POST /token`.
+    pub(crate) oauth: Option<OAuthServer>,
+}
+
+/// The token endpoint's one registered client.
+#[derive(Debug)]
+pub(crate) struct OAuthServer {
+    /// The client id assertions must name as `iss` and `sub`.
+    pub(crate) client_id: String,
+    /// The client's public key (PEM) and the one algorithm it signs with.
+    pub(crate) public_key_pem: Vec<u8>,
+    pub(crate) algorithm: jsonwebtoken::Algorithm,
+    /// `expires_in` of issued tokens, in seconds.
+    pub(crate) expires_in: u64,
+}
+
+#[derive(Debug)]
+struct OAuthState {
+    server: OAuthServer,
+    token_url: String,
+    issued: Mutex<HashSet<String>>,
+    seen_jtis: Mutex<HashSet<String>>,
+    token_requests: AtomicUsize,
+    refused: AtomicUsize,
 }
 
 impl Upstream {
@@ -127,13 +163,36 @@ impl Upstream {
     ///
     /// Panics if the listener cannot be bound.
     pub(crate) async fn start(resources: Vec<Value>) -> Self {
+        Self::start_inner(resources, None).await
+    }
+
+    /// Like [`Upstream::start`], over HTTPS with `secure`'s demands.
+    pub(crate) async fn start_secure(resources: Vec<Value>, secure: Secure) -> Self {
+        Self::start_inner(resources, Some(secure)).await
+    }
+
+    async fn start_inner(resources: Vec<Value>, secure: Option<Secure>) -> Self {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await
             .expect("bind the fake upstream FHIR server to 127.0.0.1:0");
         let addr = listener
             .local_addr()
             .expect("read the fake upstream's local address");
-        let origin = format!("http://{addr}");
+        let (scheme, tls, oauth) = match secure {
+            None => ("http", None, None),
+            Some(Secure { tls, oauth }) => ("https", Some(tls), oauth),
+        };
+        let origin = format!("{scheme}://{addr}");
+        let oauth = oauth.map(|server| OAuthState {
+            server,
+            token_url: format!("{origin}/token"),
+            issued: Mutex::new(HashSet::new()),
+            seen_jtis: Mutex::new(HashSet::new()),
+            token_requests: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
+        });
+        let listener = concord::server::tls::Listener::new(listener, tls.as_ref())
+            .expect("the fake upstream's TLS config");
         let base_url = format!("{origin}/fhir");
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -147,18 +206,20 @@ impl Upstream {
             requests: Mutex::new(Vec::new()),
             last_accept: Mutex::new(None),
             shutdown: shutdown_rx.clone(),
+            oauth,
         });
         let app = Router::new()
+            .route("/token", axum::routing::post(token))
             .fallback(handle)
             .with_state(Arc::clone(&shared));
         let mut stop = shutdown_rx;
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let stopped = async move {
                 // An error means the sender is gone, which also means "stop".
                 let _ = stop.wait_for(|stopped| *stopped).await;
-            });
+            };
             // A fake server has nobody to report accept errors to.
-            let _ = serve.await;
+            let _ = concord::server::tls::serve(listener, app, stopped).await;
         });
         Self {
             base_url,
@@ -237,6 +298,34 @@ impl Upstream {
         lock(&self.shared.last_accept).clone()
     }
 
+    /// The token endpoint's URL (`{origin}/token`).
+    pub(crate) fn token_url(&self) -> String {
+        format!("{}/token", self.shared.origin)
+    }
+
+    /// How many token requests arrived (granted or not).
+    pub(crate) fn token_requests(&self) -> usize {
+        self.shared
+            .oauth
+            .as_ref()
+            .map_or(0, |o| o.token_requests.load(Ordering::Relaxed))
+    }
+
+    /// How many FHIR requests were refused with 401 for a missing or unknown token.
+    pub(crate) fn refused_requests(&self) -> usize {
+        self.shared
+            .oauth
+            .as_ref()
+            .map_or(0, |o| o.refused.load(Ordering::Relaxed))
+    }
+
+    /// Forgets every token issued so far, as a server revoking them early.
+    pub(crate) fn revoke_tokens(&self) {
+        if let Some(o) = &self.shared.oauth {
+            lock(&o.issued).clear();
+        }
+    }
+
     /// Stops the server and waits until it has closed its listener and all
     /// connections. Hanging requests are released with a 503.
     pub(crate) async fn shutdown(mut self) {
@@ -273,6 +362,22 @@ async fn handle(
     *lock(&shared.last_accept) = headers
         .get(ACCEPT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if let Some(oauth) = &shared.oauth {
+        let token = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !token.is_some_and(|t| lock(&oauth.issued).contains(t)) {
+            oauth.refused.fetch_add(1, Ordering::Relaxed);
+            let mut response =
+                outcome(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            return response;
+        }
+    }
     let mode = *lock(&shared.mode);
     let latency = *lock(&shared.latency);
 
@@ -315,6 +420,79 @@ async fn handle(
             }
         }
     }
+}
+
+/// `POST /token`: a client-credentials grant with a JWT assertion (RFC 7523), checked as a
+/// SMART Backend Services authorisation server would: grant and assertion types, signature
+/// with the registered key and algorithm, `iss` = `sub` = client id, `aud` = this endpoint,
+/// an unexpired `exp`, and a `jti` never seen before.
+async fn token(State(shared): State<Arc<Shared>>, body: String) -> Response {
+    let Some(oauth) = &shared.oauth else {
+        return not_found("this upstream has no token endpoint");
+    };
+    oauth.token_requests.fetch_add(1, Ordering::Relaxed);
+    let refuse = |status: StatusCode, error: &str| {
+        (
+            status,
+            [(CONTENT_TYPE, "application/json")],
+            json!({"error": error, "error_description": "refused by the fake upstream"})
+                .to_string(),
+        )
+            .into_response()
+    };
+    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let field = |k: &str| form.get(k).map(String::as_str);
+    if field("grant_type") != Some("client_credentials") {
+        return refuse(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    }
+    if field("client_assertion_type")
+        != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    {
+        return refuse(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let Some(assertion) = field("client_assertion") else {
+        return refuse(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    let key = match oauth.server.algorithm {
+        jsonwebtoken::Algorithm::EdDSA => {
+            jsonwebtoken::DecodingKey::from_ed_pem(&oauth.server.public_key_pem)
+        }
+        jsonwebtoken::Algorithm::RS256 | jsonwebtoken::Algorithm::RS384 => {
+            jsonwebtoken::DecodingKey::from_rsa_pem(&oauth.server.public_key_pem)
+        }
+        _ => jsonwebtoken::DecodingKey::from_ec_pem(&oauth.server.public_key_pem),
+    }
+    .expect("the registered client key");
+    let mut validation = jsonwebtoken::Validation::new(oauth.server.algorithm);
+    validation.set_audience(&[&oauth.token_url]);
+    validation.set_issuer(&[&oauth.server.client_id]);
+    validation.sub = Some(oauth.server.client_id.clone());
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    let Ok(data) = jsonwebtoken::decode::<Value>(assertion, &key, &validation) else {
+        return refuse(StatusCode::UNAUTHORIZED, "invalid_client");
+    };
+    let Some(jti) = data.claims.get("jti").and_then(Value::as_str) else {
+        return refuse(StatusCode::UNAUTHORIZED, "invalid_client");
+    };
+    if !lock(&oauth.seen_jtis).insert(jti.to_owned()) {
+        return refuse(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let access_token = format!("tok-{}", uuid::Uuid::new_v4().simple());
+    lock(&oauth.issued).insert(access_token.clone());
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "application/json")],
+        json!({
+            "access_token": access_token,
+            "token_type": "bearer",
+            "expires_in": oauth.server.expires_in,
+            "scope": field("scope").unwrap_or_default(),
+        })
+        .to_string(),
+    )
+        .into_response()
 }
 
 /// Routes a `GET` in normal operation.
