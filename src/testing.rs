@@ -58,3 +58,13 @@ impl TestDatabase {
         }
     }
 }
+
+/// The gateway's router with authentication taken out: every FHIR request runs as
+/// `principal`. For the benchmark that measures what verifying tokens costs; the `concord`
+/// binary never serves this.
+pub fn app_with_fixed_principal(
+    state: crate::server::AppState,
+    principal: crate::auth::Principal,
+) -> axum::Router {
+    crate::server::router(state, Some(principal))
+}
