@@ -1,4 +1,5 @@
-//! The command line: `concord serve`, `concord dev-token` and `concord migrate`.
+//! The command line: `concord serve`, `concord dev-token`, `concord policy check` and
+//! `concord migrate`.
 
 use std::path::PathBuf;
 
@@ -59,11 +60,28 @@ pub enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Data-sharing agreements.
+    Policy {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
     /// Apply database migrations and exit.
     Migrate {
         /// The config file.
         #[arg(long, default_value = "concord.toml")]
         config: PathBuf,
+    },
+}
+
+/// `concord policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check every agreement file and the label map; exit non-zero on any error.
+    Check {
+        /// The policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
     },
 }
 
@@ -116,6 +134,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", crate::auth::sign_dev_token(auth, &spec)?);
             Ok(())
         }
+        Command::Policy {
+            action: PolicyCommand::Check { dir },
+        } => policy_check(&dir),
         Command::Migrate { config } => {
             let config = Config::load(&config)?;
             init_logging(&config);
@@ -125,6 +146,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.migrate().await.context("migration failed")?;
             tracing::info!(store = store.backend(), "migrations applied");
             Ok(())
+        }
+    }
+}
+
+/// Prints every error and warning of a policy directory, then a one-line verdict.
+fn policy_check(dir: &std::path::Path) -> anyhow::Result<()> {
+    let today = jiff::Zoned::now().date();
+    match crate::policy::PolicySet::load(dir, today) {
+        Ok(set) => {
+            for warning in &set.warnings {
+                println!("warning: {warning}");
+            }
+            let rules: usize = set.agreements.iter().map(|a| a.rules.len()).sum();
+            let in_force = set.agreements.iter().filter(|a| a.in_force(today)).count();
+            println!(
+                "{}: {} agreement(s) ({} in force today), {} rule(s), {} label mapping(s), {} warning(s); policy set {}",
+                dir.display(),
+                set.agreements.len(),
+                in_force,
+                rules,
+                set.labels.mappings.len(),
+                set.warnings.len(),
+                set.hash
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            for error in &errors.0 {
+                println!("error: {error}");
+            }
+            anyhow::bail!(
+                "{}: {} error(s); the policy set cannot be used",
+                dir.display(),
+                errors.0.len()
+            )
         }
     }
 }

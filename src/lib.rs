@@ -12,7 +12,8 @@
 //! | FHIR helpers | [`fhir`] | NHS numbers, references, dates, search parameters, Bundles, OperationOutcome |
 //! | state | [`store`] | SQLite or PostgreSQL: people and their links to sources |
 //!
-//! Beside them: [`config`] (the TOML file), [`telemetry`] (Prometheus metrics) and [`cli`]
+//! Beside them: [`policy`] (data-sharing agreement files and their checker; enforcement comes
+//! next), [`config`] (the TOML file), [`telemetry`] (Prometheus metrics) and [`cli`]
 //! (the `concord` command). Dependencies point one way: `server` → `federation` → `sources`;
 //! everything may use `fhir`, `store` and `telemetry`; nothing uses `server` or `cli`.
 
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod federation;
 pub mod fhir;
+pub mod policy;
 pub mod server;
 pub mod sources;
 pub mod store;

@@ -126,3 +126,34 @@ async fn metrics_can_be_put_behind_a_token() {
     assert_eq!(app.get_root("/healthz").await.0, StatusCode::OK);
     assert_eq!(app.get_root("/readyz").await.0, StatusCode::OK);
 }
+
+/// `concord policy check`: the shipped agreements pass; a broken one fails, naming file,
+/// line and field, with a non-zero exit.
+#[test]
+fn policy_check_reports_errors_with_file_line_and_field() {
+    let run = |dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+            .args(["policy", "check"])
+            .arg(dir)
+            .output()
+            .expect("run concord")
+    };
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let ok = run(&shipped);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{out}");
+    assert!(out.contains("3 agreement(s)"), "{out}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let text = std::fs::read_to_string(shipped.join("dsa-northshire-direct-care.toml"))
+        .expect("read")
+        .replace("\"RY4\"]\nrecipients", "\"RY-4\"]\nrecipients");
+    std::fs::write(dir.path().join("dsa.toml"), text).expect("write");
+    let bad = run(dir.path());
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{out}");
+    assert!(
+        out.contains("dsa.toml:14: parties.disclosers[1]: `RY-4` is not an ODS code"),
+        "{out}"
+    );
+}

@@ -1,0 +1,203 @@
+//! Data-sharing agreements as policy files: their format and the checker behind
+//! `concord policy check`.
+//!
+//! Each `policies/*.toml` file (but `labels.toml`) is one agreement, written for an
+//! information-governance lead to read; `policies/labels.toml` maps clinical codes to HL7
+//! sensitivity labels. [`PolicySet::load`] reads a directory and returns either the whole set
+//! or every error found, each naming the file, the line and the field, so that one run of the
+//! checker shows everything that needs fixing. Nothing is partly loaded: a set with one error
+//! is not a set.
+//!
+//! The field names of `../shared/DESIGN.md` are the contract. Added here: `[agreement]
+//! access` (`staff`, the default, or `patient` for the patient-access agreement, whose
+//! recipients are the people themselves and, per rule, their carers by `relationships`).
+
+mod agreement;
+mod labels;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use agreement::{Access, Agreement, PURPOSES_OF_USE, Rule, Status};
+pub use labels::{ICD10, LabelMap, Mapping, SENSITIVITY_LABELS, SNOMED};
+
+/// The name of the label map in a policy directory.
+pub const LABELS_FILE: &str = "labels.toml";
+
+/// Days before `valid_until` from which an agreement is reported as lapsing.
+pub const LAPSE_WARNING_DAYS: i32 = 30;
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when the problem has a place.
+    pub line: Option<usize>,
+    /// Dotted field, e.g. `rule[2].resources`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Why a policy set could not be loaded: every error found.
+#[derive(Debug, thiserror::Error)]
+#[error("{} error(s) in the policy set:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct PolicyErrors(pub Vec<Finding>);
+
+/// A checked set of agreements and the label map.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    /// The agreements, ordered by id (so nothing depends on file order).
+    pub agreements: Vec<Agreement>,
+    /// Codes to sensitivity labels.
+    pub labels: LabelMap,
+    /// SHA-256 over every file's name and bytes, in name order: which set was in force.
+    pub hash: String,
+    /// Things an IG lead should look at that do not stop the set loading.
+    pub warnings: Vec<Finding>,
+}
+
+/// Records the line of a byte offset in a text.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+impl PolicySet {
+    /// Reads and checks every `*.toml` file in `dir`, as of `today`.
+    pub fn load(dir: &Path, today: jiff::civil::Date) -> Result<PolicySet, PolicyErrors> {
+        let fail = |message: String| {
+            PolicyErrors(vec![Finding {
+                file: dir.to_owned(),
+                line: None,
+                field: String::new(),
+                message,
+            }])
+        };
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| fail(format!("cannot read the policy directory: {e}")))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| fail(format!("cannot read the policy directory: {e}")))?
+                .path();
+            if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let mut hasher = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut texts = Vec::new();
+        for path in &files {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    hasher.update(name.unwrap_or_default().as_bytes());
+                    hasher.update(&[0]);
+                    hasher.update(text.as_bytes());
+                    hasher.update(&[0]);
+                    texts.push((path.clone(), text));
+                }
+                Err(e) => errors.push(Finding {
+                    file: path.clone(),
+                    line: None,
+                    field: String::new(),
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        let labels = match texts
+            .iter()
+            .find(|(p, _)| p.file_name().is_some_and(|n| n == LABELS_FILE))
+        {
+            Some((path, text)) => match LabelMap::parse(path, text) {
+                Ok(map) => map,
+                Err(found) => {
+                    errors.extend(found);
+                    LabelMap::default()
+                }
+            },
+            None => LabelMap::default(),
+        };
+        let mut agreements: Vec<Agreement> = Vec::new();
+        let mut first_seen: HashMap<String, PathBuf> = HashMap::new();
+        for (path, text) in &texts {
+            if path.file_name().is_some_and(|n| n == LABELS_FILE) {
+                continue;
+            }
+            match Agreement::parse(path, text, &labels, today) {
+                Ok((agreement, found)) => {
+                    warnings.extend(found);
+                    if let Some(other) = first_seen.get(&agreement.id) {
+                        errors.push(Finding {
+                            file: path.clone(),
+                            line: Some(agreement.id_line),
+                            field: "agreement.id".into(),
+                            message: format!(
+                                "`{}` is also the id of the agreement in {}",
+                                agreement.id,
+                                other.display()
+                            ),
+                        });
+                    } else {
+                        first_seen.insert(agreement.id.clone(), path.clone());
+                        agreements.push(agreement);
+                    }
+                }
+                Err(found) => errors.extend(found),
+            }
+        }
+        if texts
+            .iter()
+            .all(|(p, _)| p.file_name().is_some_and(|n| n == LABELS_FILE))
+            && errors.is_empty()
+        {
+            errors.push(Finding {
+                file: dir.to_owned(),
+                line: None,
+                field: String::new(),
+                message: "holds no agreement (*.toml): nothing could ever be disclosed".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(PolicyErrors(errors));
+        }
+        agreements.sort_by(|a, b| a.id.cmp(&b.id));
+        let hash = hasher
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(PolicySet {
+            agreements,
+            labels,
+            hash,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+//! `policies/labels.toml`: which clinical codes make a resource sensitive, and how.
+//!
+//! ```toml
+//! local_labels = ["SAFEGUARDING"]      # labels of our own beside HL7's
+//!
+//! [[map]]
+//! label = "HIV"                        # an HL7 v3 sensitivity label (or a local one)
+//! system = "http://snomed.info/sct"
+//! codes = ["86406008"]
+//!
+//! [[map]]
+//! label = "PSY"
+//! system = "http://hl7.org/fhir/sid/icd-10"
+//! ranges = ["F20-F29"]                 # ICD-10 only: every code from F20 to F29.9
+//! ```
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Finding, line_of};
+
+/// SNOMED CT.
+pub const SNOMED: &str = "http://snomed.info/sct";
+/// ICD-10 (WHO and the UK edition).
+pub const ICD10: &[&str] = &[
+    "http://hl7.org/fhir/sid/icd-10",
+    "http://hl7.org/fhir/sid/icd-10-uk",
+];
+
+/// HL7 v3 ActCode sensitivity labels (InformationSensitivityPolicy) and confidentiality codes
+/// agreements may name.
+pub const SENSITIVITY_LABELS: &[&str] = &[
+    "ETH", "GDIS", "HIV", "MST", "SCA", "SDV", "SEX", "SPI", "BH", "COGN", "DVD", "EMOTDIS", "MH",
+    "PSY", "PSYTHPN", "SUD", "SICKLE", "STD", "TBOO", "PRS", "LDS", "R", "V",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    local_labels: Vec<Spanned<String>>,
+    #[serde(default)]
+    map: Vec<Spanned<MapEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MapEntry {
+    label: Spanned<String>,
+    system: Spanned<String>,
+    #[serde(default)]
+    codes: Vec<Spanned<String>>,
+    #[serde(default)]
+    ranges: Vec<Spanned<String>>,
+}
+
+/// One mapping: codes of one system to one label.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// The label.
+    pub label: String,
+    /// The code system.
+    pub system: String,
+    /// Exact codes.
+    pub codes: HashSet<String>,
+    /// ICD-10 ranges, inclusive, by their three-character category.
+    pub ranges: Vec<(String, String)>,
+}
+
+/// The checked label map.
+#[derive(Debug, Clone, Default)]
+pub struct LabelMap {
+    /// The mappings, in file order.
+    pub mappings: Vec<Mapping>,
+    /// Labels of our own beside HL7's.
+    pub local_labels: Vec<String>,
+}
+
+fn is_icd10_code(code: &str) -> bool {
+    let b = code.as_bytes();
+    b.len() >= 3
+        && b[0].is_ascii_uppercase()
+        && b[1].is_ascii_digit()
+        && b[2].is_ascii_digit()
+        && match code.get(3..) {
+            Some("") | None => true,
+            Some(rest) => {
+                rest.strip_prefix('.')
+                    .unwrap_or(rest)
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric())
+                    && rest.len() <= 5
+            }
+        }
+}
+
+impl LabelMap {
+    /// True for an HL7 label or one this map declares.
+    pub fn is_known(&self, label: &str) -> bool {
+        SENSITIVITY_LABELS.contains(&label) || self.local_labels.iter().any(|l| l == label)
+    }
+
+    /// Parses and checks the file's text.
+    pub(super) fn parse(path: &Path, text: &str) -> Result<LabelMap, Vec<Finding>> {
+        let finding = |offset: usize, field: String, message: String| Finding {
+            file: path.to_owned(),
+            line: Some(line_of(text, offset)),
+            field,
+            message,
+        };
+        let file: File = toml::from_str(text).map_err(|e| {
+            vec![Finding {
+                file: path.to_owned(),
+                line: e.span().map(|s| line_of(text, s.start)),
+                field: String::new(),
+                message: e.message().to_owned(),
+            }]
+        })?;
+        let mut errors = Vec::new();
+        let mut map = LabelMap::default();
+        for (i, label) in file.local_labels.iter().enumerate() {
+            let name = label.get_ref();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+            {
+                errors.push(finding(
+                    label.span().start,
+                    format!("local_labels[{i}]"),
+                    format!("`{name}` must be upper-case letters, digits and -"),
+                ));
+            } else if SENSITIVITY_LABELS.contains(&name.as_str()) {
+                errors.push(finding(
+                    label.span().start,
+                    format!("local_labels[{i}]"),
+                    format!("`{name}` is an HL7 label already"),
+                ));
+            } else {
+                map.local_labels.push(name.clone());
+            }
+        }
+        for (i, entry) in file.map.iter().enumerate() {
+            let at = entry.span().start;
+            let entry = entry.get_ref();
+            let field = |name: &str| format!("map[{i}].{name}");
+            let label = entry.label.get_ref();
+            if !map.is_known(label) {
+                errors.push(finding(
+                    entry.label.span().start,
+                    field("label"),
+                    format!(
+                        "`{label}` is not an HL7 sensitivity label ({}) nor in local_labels",
+                        SENSITIVITY_LABELS.join(", ")
+                    ),
+                ));
+            }
+            let system = entry.system.get_ref();
+            let icd = ICD10.contains(&system.as_str());
+            if system != SNOMED && !icd {
+                errors.push(finding(
+                    entry.system.span().start,
+                    field("system"),
+                    format!(
+                        "`{system}` is neither SNOMED CT ({SNOMED}) nor ICD-10 ({})",
+                        ICD10.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            if entry.codes.is_empty() && entry.ranges.is_empty() {
+                errors.push(finding(at, field("codes"), "needs codes or ranges".into()));
+            }
+            let mut codes = HashSet::new();
+            for (j, code) in entry.codes.iter().enumerate() {
+                let c = code.get_ref();
+                let ok = if icd {
+                    is_icd10_code(c)
+                } else {
+                    (6..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit())
+                };
+                if !ok {
+                    errors.push(finding(
+                        code.span().start,
+                        format!("map[{i}].codes[{j}]"),
+                        format!(
+                            "`{c}` is not a {} code",
+                            if icd { "ICD-10" } else { "SNOMED CT" }
+                        ),
+                    ));
+                }
+                codes.insert(c.clone());
+            }
+            let mut ranges = Vec::new();
+            for (j, range) in entry.ranges.iter().enumerate() {
+                let r = range.get_ref();
+                let parsed = r.split_once('-').filter(|(from, to)| {
+                    from.len() == 3
+                        && to.len() == 3
+                        && is_icd10_code(from)
+                        && is_icd10_code(to)
+                        && from <= to
+                });
+                match parsed {
+                    Some((from, to)) if icd => ranges.push((from.to_owned(), to.to_owned())),
+                    _ => errors.push(finding(
+                        range.span().start,
+                        format!("map[{i}].ranges[{j}]"),
+                        if icd {
+                            format!("`{r}` is not an ICD-10 range such as F20-F29")
+                        } else {
+                            "ranges are for ICD-10 only".into()
+                        },
+                    )),
+                }
+            }
+            map.mappings.push(Mapping {
+                label: label.clone(),
+                system: system.clone(),
+                codes,
+                ranges,
+            });
+        }
+        if errors.is_empty() {
+            Ok(map)
+        } else {
+            Err(errors)
+        }
+    }
+}

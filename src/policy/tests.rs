@@ -1,0 +1,341 @@
+use super::*;
+
+/// A valid agreement; line numbers below refer to it.
+const GOOD: &str = r#"[agreement]
+id = "dsa-test"
+title = "Test agreement"
+version = "1.0.0"
+status = "active"
+legal_basis = ["UK GDPR 6(1)(e)"]
+valid_from = "2026-01-01"
+valid_until = "2027-12-31"
+review_by = "2027-06-30"
+owner = "Test IG"
+
+[parties]
+disclosers = ["A81001", "RY4"]
+recipients = ["A81001"]
+
+[[rule]]
+id = "direct-care"
+purpose_of_use = ["TREAT"]
+roles = ["clinician"]
+resources = ["Patient", "Observation"]
+exclude_labels = ["HIV"]
+requires_care_relationship = true
+redact = ["note"]
+"#;
+
+fn today() -> jiff::civil::Date {
+    jiff::civil::date(2026, 11, 25)
+}
+
+fn load(files: &[(&str, &str)]) -> Result<PolicySet, PolicyErrors> {
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    }
+    PolicySet::load(dir.path(), today())
+}
+
+/// Loads GOOD with `from` replaced by `to` and expects exactly one error, at `line` in
+/// `field`, whose message contains `says`.
+#[track_caller]
+fn one_error(from: &str, to: &str, line: usize, field: &str, says: &str) {
+    assert!(GOOD.contains(from), "{from}");
+    let text = GOOD.replacen(from, to, 1);
+    let errors = load(&[("dsa-test.toml", &text)]).expect_err(says).0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = &errors[0];
+    assert!(e.file.ends_with("dsa-test.toml"), "{e}");
+    assert_eq!(e.line, Some(line), "{e}");
+    assert_eq!(e.field, field, "{e}");
+    assert!(e.message.contains(says), "{e}");
+    let shown = e.to_string();
+    assert!(
+        shown.contains(&format!("dsa-test.toml:{line}: ")),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_good_set_loads_sorted_with_a_stable_hash() {
+    let other = GOOD.replace("dsa-test", "a-first");
+    let set = load(&[("z.toml", GOOD), ("b.toml", &other)]).expect("valid");
+    let ids: Vec<&str> = set.agreements.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["a-first", "dsa-test"]);
+    assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+    assert!(set.agreements[0].in_force(today()));
+    assert!(!set.agreements[0].in_force(jiff::civil::date(2028, 1, 1)));
+    let again = load(&[("z.toml", GOOD), ("b.toml", &other)]).expect("valid");
+    assert_eq!(set.hash, again.hash);
+    let changed = load(&[
+        ("z.toml", GOOD),
+        ("b.toml", &other.replace("1.0.0", "1.0.1")),
+    ])
+    .expect("valid");
+    assert_ne!(set.hash, changed.hash, "any edit changes the hash");
+}
+
+#[test]
+fn unknown_fields_are_named_with_their_line() {
+    one_error(
+        "redact = [\"note\"]",
+        "redact = [\"note\"]\nwher = \"x\"",
+        24,
+        "",
+        "unknown field `wher`",
+    );
+    one_error(
+        "owner = \"Test IG\"",
+        "owner = \"Test IG\"\nsigned_by = \"x\"",
+        11,
+        "",
+        "unknown field `signed_by`",
+    );
+}
+
+#[test]
+fn each_kind_of_error_names_file_line_and_field() {
+    one_error(
+        "\"Observation\"]",
+        "\"Observaton\"]",
+        20,
+        "rule[0].resources[1]",
+        "not a FHIR resource type",
+    );
+    one_error(
+        "\"RY4\"]",
+        "\"ry4\"]",
+        13,
+        "parties.disclosers[1]",
+        "not an ODS code",
+    );
+    one_error(
+        "recipients = [\"A81001\"]",
+        "recipients = [\"A81001\", \"X\"]",
+        14,
+        "parties.recipients[1]",
+        "not an ODS code",
+    );
+    one_error(
+        "[\"TREAT\"]",
+        "[\"TREATMENT\"]",
+        18,
+        "rule[0].purpose_of_use[0]",
+        "PurposeOfUse",
+    );
+    one_error(
+        "[\"HIV\"]",
+        "[\"HIVV\"]",
+        21,
+        "rule[0].exclude_labels[0]",
+        "sensitivity label",
+    );
+    one_error(
+        "valid_until = \"2027-12-31\"",
+        "valid_until = \"2025-12-31\"",
+        8,
+        "agreement.valid_until",
+        "before valid_from",
+    );
+    one_error(
+        "valid_from = \"2026-01-01\"",
+        "valid_from = \"1 Jan 2026\"",
+        7,
+        "agreement.valid_from",
+        "not a date",
+    );
+    one_error(
+        "id = \"dsa-test\"",
+        "id = \"DSA Test\"",
+        2,
+        "agreement.id",
+        "a-z",
+    );
+    one_error(
+        "legal_basis = [\"UK GDPR 6(1)(e)\"]",
+        "legal_basis = []",
+        6,
+        "agreement.legal_basis",
+        "no legal basis",
+    );
+    one_error(
+        "redact = [\"note\"]",
+        "redact = [\"meta.security\"]",
+        23,
+        "rule[0].redact[0]",
+        "element path",
+    );
+    one_error(
+        "redact = [\"note\"]",
+        "where = \"status = 'final'\"",
+        23,
+        "rule[0].where",
+        "FHIRPath",
+    );
+    one_error(
+        "status = \"active\"",
+        "status = \"live\"",
+        5,
+        "",
+        "unknown variant `live`",
+    );
+}
+
+#[test]
+fn rules_that_could_never_match_are_errors() {
+    one_error(
+        "roles = [\"clinician\"]",
+        "roles = []",
+        19,
+        "rule[0].roles",
+        "never match any role",
+    );
+    one_error(
+        "purpose_of_use = [\"TREAT\"]",
+        "purpose_of_use = []",
+        18,
+        "rule[0].purpose_of_use",
+        "never match any purpose",
+    );
+    one_error(
+        "resources = [\"Patient\", \"Observation\"]",
+        "resources = []",
+        20,
+        "rule[0].resources",
+        "never match any resource",
+    );
+    one_error(
+        "disclosers = [\"A81001\", \"RY4\"]",
+        "disclosers = []",
+        13,
+        "parties.disclosers",
+        "never disclose",
+    );
+    // A patient-access agreement: staff roles and care relationships cannot match.
+    let patient = GOOD
+        .replace(
+            "status = \"active\"",
+            "status = \"active\"\naccess = \"patient\"",
+        )
+        .replace("recipients = [\"A81001\"]\n", "")
+        .replace("roles = [\"clinician\"]\n", "")
+        .replace("[\"TREAT\"]", "[\"PATRQT\"]");
+    load(&[(
+        "p.toml",
+        &patient.replace("requires_care_relationship = true\n", ""),
+    )])
+    .expect("a patient-access agreement");
+    let errors = load(&[("p.toml", &patient)])
+        .expect_err("care relationship")
+        .0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "rule[0].requires_care_relationship");
+    assert_eq!(errors[0].line, Some(21));
+}
+
+#[test]
+fn duplicate_ids_are_errors() {
+    let two_rules = GOOD.to_owned()
+        + "\n[[rule]]\nid = \"direct-care\"\npurpose_of_use = [\"ETREAT\"]\nroles = [\"clinician\"]\nresources = [\"*\"]\n";
+    let errors = load(&[("dsa-test.toml", &two_rules)])
+        .expect_err("dup rule")
+        .0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0].line, errors[0].field.as_str()),
+        (Some(26), "rule[1].id")
+    );
+    let errors = load(&[("a.toml", GOOD), ("b.toml", GOOD)])
+        .expect_err("dup agreement")
+        .0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].file.ends_with("b.toml"), "{}", errors[0]);
+    assert_eq!(
+        (errors[0].line, errors[0].field.as_str()),
+        (Some(2), "agreement.id")
+    );
+    assert!(errors[0].message.contains("a.toml"), "{}", errors[0]);
+}
+
+#[test]
+fn every_error_of_every_file_is_reported_at_once() {
+    let bad = GOOD
+        .replace("\"RY4\"]", "\"ry4\"]")
+        .replace("[\"HIV\"]", "[\"HIVV\"]");
+    let errors = load(&[("a.toml", &bad), ("b.toml", "not toml [")])
+        .expect_err("bad")
+        .0;
+    assert_eq!(errors.len(), 3, "{errors:?}");
+}
+
+#[test]
+fn lapsing_and_overdue_agreements_are_warnings() {
+    let lapsing = GOOD.replace("2027-12-31", "2026-12-10");
+    let set = load(&[("dsa-test.toml", &lapsing)]).expect("still valid");
+    assert_eq!(set.warnings.len(), 1, "{:?}", set.warnings);
+    assert_eq!(set.warnings[0].field, "agreement.valid_until");
+    assert!(set.warnings[0].message.contains("2026-12-10"));
+    let overdue = GOOD.replace("review_by = \"2027-06-30\"", "review_by = \"2026-06-30\"");
+    let set = load(&[("dsa-test.toml", &overdue)]).expect("still valid");
+    assert_eq!(set.warnings.len(), 1, "{:?}", set.warnings);
+    assert_eq!(
+        (set.warnings[0].line, set.warnings[0].field.as_str()),
+        (Some(9), "agreement.review_by")
+    );
+}
+
+#[test]
+fn an_empty_directory_is_an_error() {
+    let errors = load(&[]).expect_err("empty").0;
+    assert!(errors[0].message.contains("no agreement"), "{errors:?}");
+    let missing =
+        PolicySet::load(Path::new("/nonexistent/policies"), today()).expect_err("missing");
+    assert!(missing.0[0].message.contains("cannot read"), "{missing}");
+}
+
+#[test]
+fn the_label_map_is_checked() {
+    let labels = "local_labels = [\"SAFEGUARDING\"]\n\n[[map]]\nlabel = \"PSY\"\nsystem = \"http://hl7.org/fhir/sid/icd-10\"\nranges = [\"F20-F29\"]\n\n[[map]]\nlabel = \"SAFEGUARDING\"\nsystem = \"http://snomed.info/sct\"\ncodes = [\"713025008\"]\n";
+    let with_local = GOOD.replace("[\"HIV\"]", "[\"SAFEGUARDING\"]");
+    let set = load(&[("dsa-test.toml", &with_local), ("labels.toml", labels)]).expect("valid");
+    assert_eq!(set.labels.mappings.len(), 2);
+    let cases = [
+        (labels.replace("\"PSY\"", "\"MENTAL\""), 4, "map[0].label"),
+        (labels.replace("icd-10\"", "icd-11\""), 5, "map[0].system"),
+        (labels.replace("F20-F29", "F29-F20"), 6, "map[0].ranges[0]"),
+        (labels.replace("713025008", "71A"), 11, "map[1].codes[0]"),
+        (
+            labels.replace("[\"SAFEGUARDING\"]", "[\"HIV\", \"SAFEGUARDING\"]"),
+            1,
+            "local_labels[0]",
+        ),
+    ];
+    for (text, line, field) in cases {
+        let errors = load(&[("dsa-test.toml", GOOD), ("labels.toml", &text)])
+            .expect_err(field)
+            .0;
+        assert_eq!(errors.len(), 1, "{field}: {errors:?}");
+        assert!(errors[0].file.ends_with("labels.toml"));
+        assert_eq!(
+            (errors[0].line, errors[0].field.as_str()),
+            (Some(line), field),
+            "{}",
+            errors[0]
+        );
+    }
+    // Without the local label declared, an agreement naming it is an error.
+    let errors = load(&[("dsa-test.toml", &with_local)])
+        .expect_err("unknown label")
+        .0;
+    assert_eq!(errors[0].field, "rule[0].exclude_labels[0]");
+}
+
+#[test]
+fn the_repository_policies_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let set = PolicySet::load(&dir, today()).expect("the shipped policies check");
+    assert!(set.agreements.iter().any(|a| a.access == Access::Patient));
+    assert!(set.labels.mappings.len() >= 4);
+}
