@@ -717,13 +717,7 @@ impl Config {
         let mut ids = HashSet::new();
         for (i, src) in self.sources.iter().enumerate() {
             let field = |name: &str| format!("source[{i}].{name}");
-            if src.id.is_empty()
-                || src.id.len() > 16
-                || !src
-                    .id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
+            if src.id.len() > 16 || !is_slug(&src.id) {
                 return Err(invalid(
                     field("id"),
                     format!("`{}` must be 1 to 16 characters of a-z, 0-9 and -", src.id),
@@ -776,6 +770,15 @@ fn resolve(dir: &Path, path: &mut PathBuf) {
     if path.is_relative() {
         *path = dir.join(&*path);
     }
+}
+
+/// Ids people write and other things are keyed by (source, agreement and rule ids): one or
+/// more of `a-z`, `0-9` and `-`.
+pub fn is_slug(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// ODS codes: 3 to 10 upper-case letters and digits (e.g. `A81001`, `RY4`, `RY4AB`).

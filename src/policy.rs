@@ -82,6 +82,41 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// One policy file's text, for findings that point into it.
+pub(crate) struct PolicyFile<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) text: &'a str,
+}
+
+impl PolicyFile<'_> {
+    /// A finding at a byte offset of the file.
+    pub(crate) fn at(&self, offset: usize, field: impl Into<String>, message: String) -> Finding {
+        Finding {
+            file: self.path.to_owned(),
+            line: Some(line_of(self.text, offset)),
+            field: field.into(),
+            message,
+        }
+    }
+
+    /// Deserialises the file; a TOML error (bad syntax, unknown field, wrong type) becomes
+    /// the one finding, with its line.
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, Vec<Finding>> {
+        toml::from_str(self.text).map_err(|e| {
+            vec![Finding {
+                file: self.path.to_owned(),
+                line: e.span().map(|s| line_of(self.text, s.start)),
+                field: String::new(),
+                message: e.message().to_owned(),
+            }]
+        })
+    }
+}
+
+fn is_labels_file(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == LABELS_FILE)
+}
+
 impl PolicySet {
     /// Reads and checks every `*.toml` file in `dir`, as of `today`.
     pub fn load(dir: &Path, today: jiff::civil::Date) -> Result<PolicySet, PolicyErrors> {
@@ -127,10 +162,7 @@ impl PolicySet {
                 }),
             }
         }
-        let labels = match texts
-            .iter()
-            .find(|(p, _)| p.file_name().is_some_and(|n| n == LABELS_FILE))
-        {
+        let labels = match texts.iter().find(|(p, _)| is_labels_file(p)) {
             Some((path, text)) => match LabelMap::parse(path, text) {
                 Ok(map) => map,
                 Err(found) => {
@@ -143,7 +175,7 @@ impl PolicySet {
         let mut agreements: Vec<Agreement> = Vec::new();
         let mut first_seen: HashMap<String, PathBuf> = HashMap::new();
         for (path, text) in &texts {
-            if path.file_name().is_some_and(|n| n == LABELS_FILE) {
+            if is_labels_file(path) {
                 continue;
             }
             match Agreement::parse(path, text, &labels, today) {
@@ -168,11 +200,7 @@ impl PolicySet {
                 Err(found) => errors.extend(found),
             }
         }
-        if texts
-            .iter()
-            .all(|(p, _)| p.file_name().is_some_and(|n| n == LABELS_FILE))
-            && errors.is_empty()
-        {
+        if texts.iter().all(|(p, _)| is_labels_file(p)) && errors.is_empty() {
             errors.push(Finding {
                 file: dir.to_owned(),
                 line: None,

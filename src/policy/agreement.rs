@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::labels::LabelMap;
-use super::{Finding, LAPSE_WARNING_DAYS, line_of};
+use super::{Finding, LAPSE_WARNING_DAYS, PolicyFile, line_of};
 
 /// HL7 v3 PurposeOfUse codes a rule may name.
 pub const PURPOSES_OF_USE: &[&str] = &[
@@ -189,30 +189,14 @@ impl Agreement {
         labels: &LabelMap,
         today: Date,
     ) -> Result<(Agreement, Vec<Finding>), Vec<Finding>> {
-        let file: File = toml::from_str(text).map_err(|e| {
-            vec![Finding {
-                file: path.to_owned(),
-                line: e.span().map(|s| line_of(text, s.start)),
-                field: String::new(),
-                message: e.message().to_owned(),
-            }]
-        })?;
+        let source = PolicyFile { path, text };
+        let file: File = source.parse()?;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let at = |offset: usize, field: &str, message: String| Finding {
-            file: path.to_owned(),
-            line: Some(line_of(text, offset)),
-            field: field.to_owned(),
-            message,
-        };
+        let at = |offset: usize, field: &str, message: String| source.at(offset, field, message);
         let head = file.agreement.get_ref();
         let id = head.id.get_ref();
-        if id.is_empty()
-            || id.len() > 64
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if id.len() > 64 || !crate::config::is_slug(id) {
             errors.push(at(
                 head.id.span().start,
                 "agreement.id",
@@ -371,11 +355,7 @@ impl Agreement {
                 .map_or(rule_at, |c| c.span().start);
             let field = |name: &str| format!("rule[{i}].{name}");
             let rid = rule.id.get_ref();
-            if rid.is_empty()
-                || !rid
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
+            if !crate::config::is_slug(rid) {
                 errors.push(at(
                     rule.id.span().start,
                     &field("id"),

@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Finding, line_of};
+use super::{Finding, PolicyFile};
 
 /// SNOMED CT.
 pub const SNOMED: &str = "http://snomed.info/sct";
@@ -105,20 +105,10 @@ impl LabelMap {
 
     /// Parses and checks the file's text.
     pub(super) fn parse(path: &Path, text: &str) -> Result<LabelMap, Vec<Finding>> {
-        let finding = |offset: usize, field: String, message: String| Finding {
-            file: path.to_owned(),
-            line: Some(line_of(text, offset)),
-            field,
-            message,
-        };
-        let file: File = toml::from_str(text).map_err(|e| {
-            vec![Finding {
-                file: path.to_owned(),
-                line: e.span().map(|s| line_of(text, s.start)),
-                field: String::new(),
-                message: e.message().to_owned(),
-            }]
-        })?;
+        let source = PolicyFile { path, text };
+        let finding =
+            |offset: usize, field: String, message: String| source.at(offset, field, message);
+        let file: File = source.parse()?;
         let mut errors = Vec::new();
         let mut map = LabelMap::default();
         for (i, label) in file.local_labels.iter().enumerate() {
