@@ -117,7 +117,8 @@ pub struct Principal {
     pub org: Option<String>,
     /// Role, e.g. `clinician`, `social-worker`, `patient`.
     pub role: Option<String>,
-    /// HL7 v3 PurposeOfUse; `TREAT` when the token gives none.
+    /// HL7 v3 PurposeOfUse. When the token gives none: `TREAT` for staff, `PATRQT` for the
+    /// person, `FAMRQT` for a carer.
     pub purpose_of_use: String,
     /// SMART scopes.
     pub scopes: Scopes,
@@ -125,6 +126,9 @@ pub struct Principal {
     pub patient: Option<PatientContext>,
     /// The client certificate of the connection the request came on (mutual TLS).
     pub client_certificate: Option<ClientCertificate>,
+    /// Emergency access asked for with `X-Break-Glass-Reason`: the reason given (kept for the
+    /// audit record, never logged).
+    pub break_glass: Option<String>,
 }
 
 impl Principal {
@@ -421,10 +425,18 @@ impl Verifier {
             name: text(&names.name),
             org: text(&names.org),
             role: text(&names.role),
-            purpose_of_use: text(&names.purpose_of_use).unwrap_or_else(|| "TREAT".into()),
+            purpose_of_use: text(&names.purpose_of_use).unwrap_or_else(|| {
+                match &patient {
+                    None => "TREAT",
+                    Some(p) if p.acting_for_relationship.is_some() => "FAMRQT",
+                    Some(_) => "PATRQT",
+                }
+                .into()
+            }),
             scopes,
             patient,
             client_certificate: None,
+            break_glass: None,
         })
     }
 }

@@ -204,6 +204,9 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let state = crate::server::build_state(&config)
         .await
         .context("cannot start")?;
+    tokio::spawn(state.policies.clone().watch(std::time::Duration::from_secs(
+        config.policy.reload_check_secs,
+    )));
     let tcp = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;

@@ -68,6 +68,9 @@ pub struct Config {
     pub log: LogConfig,
     /// `[auth]`: how callers' bearer tokens are verified. Required: deny by default.
     pub auth: Option<AuthConfig>,
+    /// `[policy]`: the data-sharing agreements the gateway enforces.
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// `[[source]]`: the providers' systems.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
@@ -265,6 +268,26 @@ impl Default for ClaimNames {
             scope: "scope".into(),
             nhs_number: "nhs_number".into(),
             relationship: "acting_for_relationship".into(),
+        }
+    }
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The directory of agreement files and `labels.toml` (default `policies`, beside the
+    /// config file). Nothing is disclosed that no agreement there permits.
+    pub dir: PathBuf,
+    /// How often to look for changed files, in seconds (0: only on `SIGHUP`).
+    pub reload_check_secs: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("policies"),
+            reload_check_secs: 5,
         }
     }
 }
@@ -588,6 +611,7 @@ impl Config {
                 resolve(dir, path);
             }
         }
+        resolve(dir, &mut self.policy.dir);
         if let Some(tls) = &mut self.server.tls {
             for path in [Some(&mut tls.cert_file), Some(&mut tls.key_file)]
                 .into_iter()

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::fhir::NhsNumber;
 use crate::fhir::resource::{Resource, SharedResource};
+use crate::policy::LabelMap;
 use crate::sources::{Fetched, Source, SourceError, SourceInfo};
 use crate::store::{Link, PersonRecord, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -91,6 +92,30 @@ pub struct Collected {
     pub reports: Vec<SourceReport>,
 }
 
+/// What one request may ask of the sources, worked out from the agreements before anything
+/// is asked (data minimisation): a source that is in neither list is not called at all.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan<'a> {
+    /// Source ids that may be asked whether they know the person.
+    pub identify: &'a HashSet<String>,
+    /// Per source id, the resource types it may be asked for.
+    pub types: &'a HashMap<String, Vec<&'static str>>,
+    /// The label map that labels what is fetched.
+    pub labels: &'a LabelMap,
+    /// Which label map (a change of it must not reuse resources labelled under another).
+    pub labels_key: u64,
+}
+
+impl Plan<'_> {
+    fn may_identify(&self, source: &SourceInfo) -> bool {
+        self.identify.contains(&source.id)
+    }
+
+    fn types_for(&self, source: &SourceInfo) -> &[&'static str] {
+        self.types.get(&source.id).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// The federation: sources, the store of links, and the rules for asking.
 #[derive(Debug)]
 pub struct Federation {
@@ -135,7 +160,8 @@ impl Federation {
         &self.store
     }
 
-    fn source(&self, id: &str) -> Option<&Arc<dyn Source>> {
+    /// The source with this id.
+    pub fn source(&self, id: &str) -> Option<&Arc<dyn Source>> {
         self.sources.iter().find(|s| s.info().id == id)
     }
 
@@ -144,6 +170,7 @@ impl Federation {
     pub async fn resolve_nhs(
         &self,
         nhs: &NhsNumber,
+        plan: &Plan<'_>,
         deadline: Instant,
     ) -> Result<Resolution, FederationError> {
         let record = match self.cache.by_nhs(nhs.as_str()) {
@@ -156,13 +183,14 @@ impl Federation {
                 stored
             }
         };
-        self.resolve(nhs.clone(), record, deadline).await
+        self.resolve(nhs.clone(), record, plan, deadline).await
     }
 
     /// Finds the person with this gateway id; `None` when the gateway has never met them.
     pub async fn resolve_id(
         &self,
         id: Uuid,
+        plan: &Plan<'_>,
         deadline: Instant,
     ) -> Result<Option<Resolution>, FederationError> {
         let record = match self.cache.by_id(id) {
@@ -180,13 +208,16 @@ impl Federation {
                 "persons.nhs_number",
             )));
         };
-        self.resolve(nhs, Some(record), deadline).await.map(Some)
+        self.resolve(nhs, Some(record), plan, deadline)
+            .await
+            .map(Some)
     }
 
     async fn resolve(
         &self,
         nhs: NhsNumber,
         record: Option<PersonRecord>,
+        plan: &Plan<'_>,
         deadline: Instant,
     ) -> Result<Resolution, FederationError> {
         let now = now_secs();
@@ -200,7 +231,8 @@ impl Federation {
                     .iter()
                     .any(|(s, at)| s == id && now.saturating_sub(*at) < max_age)
             });
-            if fresh {
+            // A source the plan may not ask keeps what is known of it, unrefreshed.
+            if fresh || !plan.may_identify(source.info()) {
                 let known = record
                     .iter()
                     .flat_map(|r| &r.links)
@@ -319,19 +351,18 @@ impl Federation {
     /// Everything of the given types about the person, from every source that knows them,
     /// asked in parallel before `deadline`. Each source answers with one `$everything`-style
     /// call (or one search when a single type is asked for).
-    pub async fn collect(
-        &self,
-        person: &Person,
-        types: &[&'static str],
-        deadline: Instant,
-    ) -> Collected {
+    pub async fn collect(&self, person: &Person, plan: &Plan<'_>, deadline: Instant) -> Collected {
         let mut calls = Vec::new();
         for source in &self.sources {
+            if plan.types_for(source.info()).is_empty() {
+                continue;
+            }
             for local in person.links.get(&source.info().id).into_iter().flatten() {
                 calls.push((source, local.clone()));
             }
         }
         let results = join_all(calls.iter().map(|(source, local)| {
+            let types = plan.types_for(source.info());
             within(deadline, async move {
                 match types {
                     ["Patient"] => source.read("Patient", local).await.map(|p| Fetched {
@@ -389,10 +420,11 @@ impl Federation {
                 person_id: person.id,
                 nhs_number: person.nhs.as_str(),
                 local_patient_ids: person.links.get(&info.id).unwrap_or(&empty),
+                labels: plan.labels,
             };
             let mut dropped = Vec::new();
             let reuse = source.is_static();
-            let links = links_fingerprint(ctx.local_patient_ids);
+            let links = links_fingerprint(ctx.local_patient_ids) ^ plan.labels_key;
             for resource in fetched.resources {
                 let normalised = match reuse
                     .then(|| self.normalised.get(&resource, person.id, links))
@@ -447,6 +479,7 @@ impl Federation {
         &self,
         resource_type: &str,
         gateway_id: &str,
+        plan: &Plan<'_>,
         deadline: Instant,
     ) -> Result<Option<(Value, Person)>, FederationError> {
         let Some((source_id, local_id)) = split_gateway_id(gateway_id) else {
@@ -490,7 +523,7 @@ impl Federation {
             }
         };
         let Some(nhs) = nhs else { return Ok(None) };
-        let resolution = self.resolve_nhs(&nhs, deadline).await?;
+        let resolution = self.resolve_nhs(&nhs, plan, deadline).await?;
         let Some(person) = resolution.person else {
             return Ok(None);
         };
@@ -500,6 +533,7 @@ impl Federation {
             person_id: person.id,
             nhs_number: person.nhs.as_str(),
             local_patient_ids: person.links.get(source_id).unwrap_or(&empty),
+            labels: plan.labels,
         };
         match normalise(Arc::new(resource), &ctx) {
             Ok(r) => Ok(Some((r, person))),

@@ -13,14 +13,22 @@
 //! recipients are the people themselves and, per rule, their carers by `relationships`).
 
 mod agreement;
+pub mod engine;
 mod labels;
+pub mod live;
+pub mod redact;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use agreement::{Access, Agreement, PURPOSES_OF_USE, Rule, Status};
-pub use labels::{ICD10, LabelMap, Mapping, SENSITIVITY_LABELS, SNOMED};
+pub use engine::{Acting, Caller, CallerPolicy, Consent, Explanation, Failure, Item, Permit};
+pub use labels::{
+    ACT_CODE, CONFIDENTIALITY, ICD10, LOCAL_LABEL_SYSTEM, LabelMap, Mapping, SENSITIVITY_LABELS,
+    SNOMED, label_system, labels_in_meta,
+};
+pub use live::LivePolicies;
 
 /// The name of the label map in a policy directory.
 pub const LABELS_FILE: &str = "labels.toml";
@@ -113,11 +121,61 @@ impl PolicyFile<'_> {
     }
 }
 
+/// The `*.toml` files of a policy directory, in name order.
+fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// SHA-256 over each file's name and bytes, in the order given, lower-case hex.
+fn hash_texts<'a>(files: impl Iterator<Item = (&'a Path, &'a [u8])>) -> String {
+    let mut hasher = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for (path, bytes) in files {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        hasher.update(name.unwrap_or_default().as_bytes());
+        hasher.update(&[0]);
+        hasher.update(bytes);
+        hasher.update(&[0]);
+    }
+    hasher
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn is_labels_file(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n == LABELS_FILE)
 }
 
 impl PolicySet {
+    /// The hash [`PolicySet::hash`] would have for the files now in `dir`, without checking
+    /// them: how a running gateway notices that the files changed.
+    pub fn files_hash(dir: &Path) -> std::io::Result<String> {
+        let mut texts = Vec::new();
+        for path in list_files(dir)? {
+            let bytes = std::fs::read(&path)?;
+            texts.push((path, bytes));
+        }
+        Ok(hash_texts(
+            texts.iter().map(|(p, b)| (p.as_path(), b.as_slice())),
+        ))
+    }
+
+    /// A number that changes with the label map (from the set's hash), for caches of labelled
+    /// resources.
+    pub fn labels_key(&self) -> u64 {
+        u64::from_str_radix(self.hash.get(..16).unwrap_or_default(), 16).unwrap_or_default()
+    }
+
     /// Reads and checks every `*.toml` file in `dir`, as of `today`.
     pub fn load(dir: &Path, today: jiff::civil::Date) -> Result<PolicySet, PolicyErrors> {
         let fail = |message: String| {
@@ -128,32 +186,14 @@ impl PolicySet {
                 message,
             }])
         };
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| fail(format!("cannot read the policy directory: {e}")))?;
-        let mut files = Vec::new();
-        for entry in entries {
-            let path = entry
-                .map_err(|e| fail(format!("cannot read the policy directory: {e}")))?
-                .path();
-            if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
-                files.push(path);
-            }
-        }
-        files.sort();
+        let files =
+            list_files(dir).map_err(|e| fail(format!("cannot read the policy directory: {e}")))?;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let mut hasher = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let mut texts = Vec::new();
         for path in &files {
             match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                    hasher.update(name.unwrap_or_default().as_bytes());
-                    hasher.update(&[0]);
-                    hasher.update(text.as_bytes());
-                    hasher.update(&[0]);
-                    texts.push((path.clone(), text));
-                }
+                Ok(text) => texts.push((path.clone(), text)),
                 Err(e) => errors.push(Finding {
                     file: path.clone(),
                     line: None,
@@ -212,12 +252,7 @@ impl PolicySet {
             return Err(PolicyErrors(errors));
         }
         agreements.sort_by(|a, b| a.id.cmp(&b.id));
-        let hash = hasher
-            .finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = hash_texts(texts.iter().map(|(p, t)| (p.as_path(), t.as_bytes())));
         Ok(PolicySet {
             agreements,
             labels,
@@ -229,3 +264,6 @@ impl PolicySet {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod decision_table;

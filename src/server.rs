@@ -1,6 +1,7 @@
 //! The HTTP front: the axum router, the middleware every request passes, and the
 //! operational endpoints (`/healthz`, `/readyz`, `/metrics`).
 
+mod access;
 pub mod api;
 pub mod capability;
 pub mod error;
@@ -45,6 +46,8 @@ pub struct Inner {
     pub config: ServerConfig,
     /// The FHIR base URL the gateway advertises.
     pub base: String,
+    /// The data-sharing agreements in force.
+    pub policies: Arc<crate::policy::LivePolicies>,
 }
 
 impl std::ops::Deref for AppState {
@@ -61,6 +64,7 @@ impl AppState {
         verifier: crate::auth::Verifier,
         metrics: Arc<Metrics>,
         config: ServerConfig,
+        policies: Arc<crate::policy::LivePolicies>,
     ) -> Self {
         let base = config.base_url();
         Self(Arc::new(Inner {
@@ -69,6 +73,7 @@ impl AppState {
             metrics,
             config,
             base,
+            policies,
         }))
     }
 }
@@ -148,6 +153,10 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
                 .extensions()
                 .get::<axum::extract::ConnectInfo<tls::Peer>>()
                 .and_then(|peer| peer.0.client_certificate.clone());
+            match break_glass_reason(request.headers(), &principal) {
+                Ok(reason) => principal.break_glass = reason,
+                Err(e) => return e.into_response(),
+            }
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
@@ -156,6 +165,56 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
             ApiError::unauthorized(&e).into_response()
         }
     }
+}
+
+/// The header that asks for emergency access, with the reason.
+pub const BREAK_GLASS_REASON: &str = "x-break-glass-reason";
+
+/// Longest break-glass reason kept, in characters.
+pub const MAX_BREAK_GLASS_REASON: usize = 1000;
+
+/// The reason of a break-glass request: text, 1 to 1,000 characters, no control characters.
+/// A token whose purpose of use is already ETREAT needs one too: emergency access is never
+/// given without a reason.
+fn break_glass_reason(
+    headers: &axum::http::HeaderMap,
+    principal: &crate::auth::Principal,
+) -> Result<Option<String>, ApiError> {
+    let bad = |message: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            format!("X-Break-Glass-Reason {message}"),
+        )
+    };
+    let Some(value) = headers.get(BREAK_GLASS_REASON) else {
+        if principal.purpose_of_use == crate::policy::engine::EMERGENCY {
+            return Err(bad(
+                "is required: emergency access (purpose of use ETREAT) needs a reason",
+            ));
+        }
+        return Ok(None);
+    };
+    if principal.patient.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "emergency access is for staff",
+        ));
+    }
+    let text = std::str::from_utf8(value.as_bytes())
+        .map_err(|_| bad("must be UTF-8 text"))?
+        .trim();
+    if text.is_empty() {
+        return Err(bad("must give the reason for emergency access"));
+    }
+    if text.chars().count() > MAX_BREAK_GLASS_REASON {
+        return Err(bad("is longer than 1,000 characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(bad("must not contain control characters"));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 /// A usable caller-supplied request id: 1 to 128 visible ASCII characters.
@@ -343,10 +402,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .iter()
         .map(|s| json!({"id": s.info().id, "name": s.info().name, "ods": s.info().ods, "breaker": s.breaker_state().name()}))
         .collect();
+    let set = state.policies.current();
+    let reload = state.policies.status();
     let body = json!({
         "status": if store_ok { "ready" } else { "unready" },
         "store": {"backend": state.federation.store().backend(), "ok": store_ok},
         "sources": sources,
+        "policy": {
+            "hash": set.hash,
+            "agreements": set.agreements.len(),
+            "in_force": set.agreements.iter().filter(|a| a.in_force(crate::policy::live::today())).count(),
+            "loaded_at": reload.loaded_at,
+            "warnings": set.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "reload_error": reload.error,
+        },
     });
     let status = if store_ok {
         StatusCode::OK
@@ -399,11 +468,15 @@ pub enum StartError {
     /// The TLS certificates or keys could not be loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The policy set is not valid.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyErrors),
 }
 
 /// Connects the store (migrating it when configured to), builds the sources and returns the
 /// state the router needs.
 pub async fn build_state(config: &crate::config::Config) -> Result<AppState, StartError> {
+    let policies = Arc::new(crate::policy::LivePolicies::load(&config.policy.dir)?);
     let store =
         crate::store::Store::connect(&config.store.url, config.store.max_connections).await?;
     if config.store.migrate_on_start {
@@ -430,5 +503,6 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         verifier,
         metrics,
         config.server.clone(),
+        policies,
     ))
 }

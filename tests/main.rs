@@ -9,6 +9,7 @@ mod support {
     pub(crate) mod upstream;
 }
 
+mod agreements;
 mod auth;
 mod demo;
 mod errors;

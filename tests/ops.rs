@@ -142,7 +142,7 @@ fn policy_check_reports_errors_with_file_line_and_field() {
     let ok = run(&shipped);
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{out}");
-    assert!(out.contains("3 agreement(s)"), "{out}");
+    assert!(out.contains("5 agreement(s)"), "{out}");
 
     let dir = tempfile::tempdir().expect("dir");
     let text = std::fs::read_to_string(shipped.join("dsa-northshire-direct-care.toml"))
@@ -153,7 +153,7 @@ fn policy_check_reports_errors_with_file_line_and_field() {
     let out = String::from_utf8_lossy(&bad.stdout);
     assert!(!bad.status.success(), "{out}");
     assert!(
-        out.contains("dsa.toml:14: parties.disclosers[1]: `RY-4` is not an ODS code"),
+        out.contains("dsa.toml:18: parties.disclosers[1]: `RY-4` is not an ODS code"),
         "{out}"
     );
 }

@@ -60,17 +60,22 @@ pub struct Context<'a> {
     pub nhs_number: &'a str,
     /// The person's patient ids in this source.
     pub local_patient_ids: &'a HashSet<String>,
+    /// Codes to sensitivity labels.
+    pub labels: &'a crate::policy::LabelMap,
 }
 
-/// Checks the resource is about the person, then makes it the gateway's. The check reads the
-/// shared resource; only a resource that passes is copied (or taken, when not shared).
+/// Checks the resource is about the person, then makes it the gateway's, with its sensitivity
+/// labels in `meta.security`. The check reads the shared resource; only a resource that passes
+/// is copied (or taken, when not shared).
 pub fn normalise(resource: Arc<Value>, ctx: &Context<'_>) -> Result<Value, Fault> {
     let id = check(&resource, ctx)?;
     let mut resource = Arc::try_unwrap(resource).unwrap_or_else(|shared| (*shared).clone());
     rewrite_references(&mut resource, ctx);
+    let labels = ctx.labels.labels_of(&resource);
     let obj = resource.as_object_mut().ok_or(Fault::Invalid)?;
     obj.insert("id".into(), Value::String(id));
     stamp_provenance(obj, ctx.source);
+    crate::policy::LabelMap::stamp(obj, &labels);
     Ok(resource)
 }
 
@@ -174,6 +179,7 @@ mod tests {
             person_id: person,
             nhs_number: "9434765919",
             local_patient_ids: &ids,
+            labels: &crate::policy::LabelMap::default(),
         };
         let obs = json!({
             "resourceType": "Observation", "id": "o1",
@@ -206,6 +212,7 @@ mod tests {
             person_id: Uuid::nil(),
             nhs_number: "9434765919",
             local_patient_ids: &ids,
+            labels: &crate::policy::LabelMap::default(),
         };
         let foreign = json!({"resourceType": "Observation", "id": "o2", "subject": {"reference": "Patient/p2"}});
         assert_eq!(

@@ -12,12 +12,22 @@
 //! label = "PSY"
 //! system = "http://hl7.org/fhir/sid/icd-10"
 //! ranges = ["F20-F29"]                 # ICD-10 only: every code from F20 to F29.9
+//!
+//! [[map]]
+//! label = "SAFEGUARDING"
+//! system = "http://terminology.hl7.org/CodeSystem/flag-category"
+//! codes = ["safety"]                   # any other code system: exact codes
 //! ```
+//!
+//! A resource carries a label when any coding anywhere in it (its code, category, type,
+//! reason, medication, …, but not its `meta`) has a mapped system and code, or when its
+//! source already put the label in `meta.security`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use toml::Spanned;
 
 use super::{Finding, PolicyFile};
@@ -77,6 +87,63 @@ pub struct LabelMap {
     pub mappings: Vec<Mapping>,
     /// Labels of our own beside HL7's.
     pub local_labels: Vec<String>,
+    /// Mapping indexes by code system.
+    by_system: HashMap<String, Vec<usize>>,
+}
+
+/// The code system of HL7 sensitivity labels in `meta.security`.
+pub const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+/// The code system of the confidentiality codes `R` and `V`.
+pub const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+/// The code system of local labels (those of `local_labels`) in `meta.security`.
+pub const LOCAL_LABEL_SYSTEM: &str = "https://fhir.concord.health/CodeSystem/sensitivity-label";
+
+/// The system a label is written with in `meta.security`.
+pub fn label_system(label: &str) -> &'static str {
+    match label {
+        "R" | "V" => CONFIDENTIALITY,
+        l if SENSITIVITY_LABELS.contains(&l) => ACT_CODE,
+        _ => LOCAL_LABEL_SYSTEM,
+    }
+}
+
+/// The labels in a resource's `meta.security` (HL7 labels and local ones), in order.
+pub fn labels_in_meta(resource: &Value) -> impl Iterator<Item = &str> {
+    resource
+        .pointer("/meta/security")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let system = c.get("system")?.as_str()?;
+            let code = c.get("code")?.as_str()?;
+            let known = match system {
+                ACT_CODE | CONFIDENTIALITY => SENSITIVITY_LABELS.contains(&code),
+                LOCAL_LABEL_SYSTEM => true,
+                _ => false,
+            };
+            known.then_some(code)
+        })
+}
+
+impl Mapping {
+    fn matches(&self, code: &str) -> bool {
+        if self.codes.contains(code) {
+            return true;
+        }
+        let category = code.get(..3).unwrap_or(code);
+        self.ranges
+            .iter()
+            .any(|(from, to)| from.as_str() <= category && category <= to.as_str())
+    }
+}
+
+/// An absolute URI naming a code system: `http(s)://…`, `urn:oid:…` or `urn:uuid:…`.
+fn is_system_uri(system: &str) -> bool {
+    let rest = ["http://", "https://", "urn:oid:", "urn:uuid:"]
+        .iter()
+        .find_map(|p| system.strip_prefix(p));
+    rest.is_some_and(|r| !r.is_empty() && !r.bytes().any(|b| b.is_ascii_whitespace()))
 }
 
 fn is_icd10_code(code: &str) -> bool {
@@ -98,6 +165,60 @@ fn is_icd10_code(code: &str) -> bool {
 }
 
 impl LabelMap {
+    /// The labels a resource carries: those its codings map to, and HL7 (or declared local)
+    /// labels its source already put in `meta.security`; sorted, each once.
+    pub fn labels_of(&self, resource: &Value) -> Vec<String> {
+        let mut found: Vec<String> = labels_in_meta(resource)
+            .filter(|l| self.is_known(l))
+            .map(str::to_owned)
+            .collect();
+        if let Some(obj) = resource.as_object() {
+            for (key, child) in obj {
+                if key != "meta" {
+                    self.scan(child, &mut found, 0);
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    fn scan(&self, value: &Value, found: &mut Vec<String>, depth: usize) {
+        // FHIR resources are not deep; a hostile one could be. Labels below this depth are
+        // not looked for (normalised resources have passed the JSON parser's own limit).
+        if depth > 64 {
+            return;
+        }
+        match value {
+            Value::Object(obj) => {
+                if let (Some(Value::String(system)), Some(Value::String(code))) =
+                    (obj.get("system"), obj.get("code"))
+                    && let Some(indexes) = self.by_system.get(system.as_str())
+                {
+                    for &i in indexes {
+                        let mapping = &self.mappings[i];
+                        if mapping.matches(code) && !found.contains(&mapping.label) {
+                            found.push(mapping.label.clone());
+                        }
+                    }
+                }
+                for child in obj.values() {
+                    self.scan(child, found, depth + 1);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.scan(i, found, depth + 1)),
+            _ => {}
+        }
+    }
+
+    /// Puts each label in `meta.security` (with its system) unless it is there already.
+    pub fn stamp(obj: &mut Map<String, Value>, labels: &[String]) {
+        for label in labels {
+            super::redact::add_security(obj, label_system(label), label);
+        }
+    }
+
     /// True for an HL7 label or one this map declares.
     pub fn is_known(&self, label: &str) -> bool {
         SENSITIVITY_LABELS.contains(&label) || self.local_labels.iter().any(|l| l == label)
@@ -150,13 +271,14 @@ impl LabelMap {
             }
             let system = entry.system.get_ref();
             let icd = ICD10.contains(&system.as_str());
-            if system != SNOMED && !icd {
+            let snomed = system == SNOMED;
+            if !is_system_uri(system) {
                 errors.push(finding(
                     entry.system.span().start,
                     field("system"),
                     format!(
-                        "`{system}` is neither SNOMED CT ({SNOMED}) nor ICD-10 ({})",
-                        ICD10.join(", ")
+                        "`{system}` is not a code system URI (such as {SNOMED} or {})",
+                        ICD10[0]
                     ),
                 ));
                 continue;
@@ -169,8 +291,10 @@ impl LabelMap {
                 let c = code.get_ref();
                 let ok = if icd {
                     is_icd10_code(c)
-                } else {
+                } else if snomed {
                     (6..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit())
+                } else {
+                    !c.trim().is_empty() && c.trim() == c
                 };
                 if !ok {
                     errors.push(finding(
@@ -178,7 +302,13 @@ impl LabelMap {
                         format!("map[{i}].codes[{j}]"),
                         format!(
                             "`{c}` is not a {} code",
-                            if icd { "ICD-10" } else { "SNOMED CT" }
+                            if icd {
+                                "ICD-10"
+                            } else if snomed {
+                                "SNOMED CT"
+                            } else {
+                                "usable"
+                            }
                         ),
                     ));
                 }
@@ -213,6 +343,12 @@ impl LabelMap {
                 codes,
                 ranges,
             });
+        }
+        for (i, mapping) in map.mappings.iter().enumerate() {
+            map.by_system
+                .entry(mapping.system.clone())
+                .or_default()
+                .push(i);
         }
         if errors.is_empty() {
             Ok(map)

@@ -303,7 +303,11 @@ fn the_label_map_is_checked() {
     assert_eq!(set.labels.mappings.len(), 2);
     let cases = [
         (labels.replace("\"PSY\"", "\"MENTAL\""), 4, "map[0].label"),
-        (labels.replace("icd-10\"", "icd-11\""), 5, "map[0].system"),
+        (
+            labels.replace("\"http://hl7.org/fhir/sid/icd-10\"", "\"icd-10\""),
+            5,
+            "map[0].system",
+        ),
         (labels.replace("F20-F29", "F29-F20"), 6, "map[0].ranges[0]"),
         (labels.replace("713025008", "71A"), 11, "map[1].codes[0]"),
         (

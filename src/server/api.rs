@@ -10,15 +10,17 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::AppState;
+use super::access::{Access, Notices};
 use super::error::{ApiError, bundle_response, fhir_response};
 use super::query::{self, CURSOR, SortSpec, TypeSearch, Used};
 use crate::auth::Principal;
 use crate::auth::scopes::Interaction;
 use crate::federation::merge::merge_patient;
-use crate::federation::{Collected, Person, Problem, SourceReport};
+use crate::federation::normalise::split_gateway_id;
+use crate::federation::{Collected, Person, Plan, Problem, SourceReport};
 use crate::fhir::bundle::{SearchMode, Searchset};
 use crate::fhir::reference::{is_resource_type_name, is_valid_id};
-use crate::fhir::resource::SharedResource;
+use crate::fhir::resource::{Resource, SharedResource};
 use crate::fhir::search::{self, KeyPart, TYPES, TypeDef, compare_keys, encode_cursor};
 use crate::fhir::{
     CONCORD_CANONICAL, Issue, NHS_NUMBER_SYSTEM, NhsNumber, Severity, operation_outcome,
@@ -63,6 +65,10 @@ pub async fn search_type(
         &state.base,
         (state.config.default_page_size, state.config.max_page_size),
     )?;
+    let set = state.policies.current();
+    let access = Access::new(&set, &principal)?;
+    let asking = access.asking(&state.federation, &[def.name]);
+    let plan = access.plan(&asking);
     let Some(patient) = search.patient.clone() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -79,7 +85,7 @@ pub async fn search_type(
         ));
     };
     let deadline = deadline(&state);
-    let person = find_person(&state, &patient, deadline).await?;
+    let person = find_person(&state, &patient, &plan, deadline).await?;
     let Some(person) = person.filter(|(p, _)| principal.may_see_person(&p.nhs)) else {
         if principal.patient.is_some() {
             // A patient token learns nothing about anyone else, not even whether they exist.
@@ -89,36 +95,42 @@ pub async fn search_type(
         }
         return Ok(empty_for_unknown(&state, def.name, &search.used));
     };
-    let collected = state
-        .federation
-        .collect(&person.0, &[def.name], deadline)
-        .await;
+    let collected = state.federation.collect(&person.0, &plan, deadline).await;
     let mut reports = person.1;
     reports.extend(collected.reports);
-    let matching: Vec<SharedResource> = collected
-        .resources
+    let (disclosed, mut notices) =
+        access.disclose(&state.federation, &person.0, collected.resources);
+    notices.withheld |= access.narrowed(&asking, &state.federation, &person.0);
+    let matching: Vec<SharedResource> = disclosed
         .into_iter()
         .filter(|r| search.filters.iter().all(|f| f.matches(r.value())))
         .collect();
-    Ok(paged(&state, def.name, &search, matching, reports, None))
+    Ok(paged(
+        &state, def.name, &search, matching, reports, None, notices,
+    ))
 }
 
 /// Resolves a gateway patient id to a person (with the reports of the sources asked).
 async fn find_person(
     state: &AppState,
     id: &str,
+    plan: &Plan<'_>,
     deadline: Instant,
 ) -> Result<Option<(Person, Vec<SourceReport>)>, ApiError> {
     let Ok(uuid) = Uuid::parse_str(id) else {
         // A source's own Patient id (`gp.123`, as in the merged Patient's links) names the
-        // person too.
+        // person too, when the plan may ask that source.
+        let asked = split_gateway_id(id).is_some_and(|(source, _)| plan.identify.contains(source));
+        if !asked {
+            return Ok(None);
+        }
         return Ok(state
             .federation
-            .read("Patient", id, deadline)
+            .read("Patient", id, plan, deadline)
             .await?
             .map(|(_, person)| (person, Vec::new())));
     };
-    match state.federation.resolve_id(uuid, deadline).await? {
+    match state.federation.resolve_id(uuid, plan, deadline).await? {
         Some(resolution) => Ok(resolution.person.map(|p| (p, resolution.reports))),
         None => Ok(None),
     }
@@ -160,6 +172,7 @@ fn served_type(name: &str) -> Result<&'static TypeDef, ApiError> {
 }
 
 fn empty_for_unknown(state: &AppState, path: &str, used: &Used) -> Response {
+    // Nothing was asked of any source about a person; nothing to say about agreements.
     let mut bundle = Searchset::new(&state.base);
     bundle
         .total(0)
@@ -233,32 +246,36 @@ async fn patient_search(
         // Checked before any source is asked: a patient token learns nothing about others.
         return Err(ApiError::not_found("no such patient"));
     }
+    let set = state.policies.current();
+    let access = Access::new(&set, principal)?;
+    let asking = access.asking(&state.federation, &["Patient"]);
+    let plan = access.plan(&asking);
     let deadline = deadline(state);
-    let resolution = state.federation.resolve_nhs(&nhs, deadline).await?;
+    let resolution = state.federation.resolve_nhs(&nhs, &plan, deadline).await?;
     let mut reports = resolution.reports;
+    let mut notices = Notices::default();
     let mut bundle = Searchset::new(&state.base);
     bundle.link("self", query::link(&state.base, "Patient", &used.pairs));
     match resolution.person {
         Some(person) => {
-            let collected = state
-                .federation
-                .collect(&person, &["Patient"], deadline)
-                .await;
+            let collected = state.federation.collect(&person, &plan, deadline).await;
             reports.extend(collected.reports);
-            if collected.resources.is_empty() {
+            let (patients, seen) = access.disclose(&state.federation, &person, collected.resources);
+            notices = seen;
+            notices.withheld |= access.narrowed(&asking, &state.federation, &person);
+            if patients.is_empty() {
                 bundle.total(0);
             } else {
-                bundle.total(1).entry(
-                    merge_patient(person.id, &collected.resources),
-                    SearchMode::Match,
-                );
+                bundle
+                    .total(1)
+                    .entry(merge_patient(person.id, &patients), SearchMode::Match);
             }
         }
         None => {
             bundle.total(0);
         }
     }
-    add_outcomes(&mut bundle, &reports, &used);
+    add_outcomes(&mut bundle, &reports, &used, notices);
     Ok(bundle_response(&bundle, pretty))
 }
 
@@ -277,18 +294,22 @@ pub async fn read(
     if !is_valid_id(&id) {
         return Err(ApiError::bad_param("id", "is not a valid FHIR id"));
     }
+    let set = state.policies.current();
+    let access = Access::new(&set, &principal)?;
+    let def_name = search::type_def(&resource_type).map_or("Patient", |d| d.name);
+    let asking = access.asking(&state.federation, &[def_name]);
+    let plan = access.plan(&asking);
     let deadline = deadline(&state);
+    let not_known = || ApiError::not_found(format!("{resource_type}/{id} is not known"));
     if resource_type == "Patient" && Uuid::parse_str(&id).is_ok() {
-        let found = find_person(&state, &id, deadline).await?;
+        let found = find_person(&state, &id, &plan, deadline).await?;
         let Some((person, reports)) = found.filter(|(p, _)| principal.may_see_person(&p.nhs))
         else {
-            return Err(ApiError::not_found(format!("Patient/{id} is not known")));
+            return Err(not_known());
         };
-        let collected = state
-            .federation
-            .collect(&person, &["Patient"], deadline)
-            .await;
-        if collected.resources.is_empty() {
+        let collected = state.federation.collect(&person, &plan, deadline).await;
+        let (patients, _) = access.disclose(&state.federation, &person, collected.resources);
+        if patients.is_empty() {
             return Err(unanswered(
                 reports.iter().chain(&collected.reports),
                 &format!("Patient/{id}"),
@@ -296,17 +317,29 @@ pub async fn read(
         }
         return Ok(fhir_response(
             StatusCode::OK,
-            &merge_patient(person.id, &collected.resources),
+            &merge_patient(person.id, &patients),
             pretty,
         ));
     }
-    match state.federation.read(&resource_type, &id, deadline).await? {
+    // Withheld and unknown look the same (404); a read no rule could permit is not even sent
+    // to the source.
+    if !access.may_read(&state.federation, def_name, &id) {
+        return Err(not_known());
+    }
+    match state
+        .federation
+        .read(&resource_type, &id, &plan, deadline)
+        .await?
+    {
         Some((resource, person)) if principal.may_see_person(&person.nhs) => {
-            Ok(fhir_response(StatusCode::OK, &resource, pretty))
+            let (mut disclosed, _) =
+                access.disclose(&state.federation, &person, vec![Resource::shared(resource)]);
+            match disclosed.pop() {
+                Some(r) => Ok(fhir_response(StatusCode::OK, r.value(), pretty)),
+                None => Err(not_known()),
+            }
         }
-        _ => Err(ApiError::not_found(format!(
-            "{resource_type}/{id} is not known"
-        ))),
+        _ => Err(not_known()),
     }
 }
 
@@ -401,8 +434,12 @@ pub async fn everything(
     if types.is_empty() {
         return Err(ApiError::insufficient_scope("reading any resource type"));
     }
+    let set = state.policies.current();
+    let access = Access::new(&set, &principal)?;
+    let asking = access.asking(&state.federation, &types);
+    let plan = access.plan(&asking);
     let deadline = deadline(&state);
-    let found = find_person(&state, &id, deadline).await?;
+    let found = find_person(&state, &id, &plan, deadline).await?;
     let Some((person, mut reports)) = found.filter(|(p, _)| principal.may_see_person(&p.nhs))
     else {
         return Err(ApiError::not_found(format!("Patient/{id} is not known")));
@@ -410,9 +447,11 @@ pub async fn everything(
     let Collected {
         resources,
         reports: fetched_reports,
-    } = state.federation.collect(&person, &types, deadline).await;
+    } = state.federation.collect(&person, &plan, deadline).await;
     reports.extend(fetched_reports);
-    let (patients, others): (Vec<SharedResource>, Vec<SharedResource>) = resources
+    let (disclosed, mut notices) = access.disclose(&state.federation, &person, resources);
+    notices.withheld |= access.narrowed(&asking, &state.federation, &person);
+    let (patients, others): (Vec<SharedResource>, Vec<SharedResource>) = disclosed
         .into_iter()
         .partition(|r| r.resource_type() == "Patient");
     let patient = (!patients.is_empty()).then(|| merge_patient(person.id, &patients));
@@ -432,6 +471,7 @@ pub async fn everything(
         others,
         reports,
         patient,
+        notices,
     ))
 }
 
@@ -444,6 +484,7 @@ fn paged(
     resources: Vec<SharedResource>,
     reports: Vec<SourceReport>,
     first: Option<Value>,
+    notices: Notices,
 ) -> Response {
     let descending = search.sort.descending();
     let mut keyed: Vec<(Vec<KeyPart>, SharedResource)> = resources
@@ -475,13 +516,35 @@ fn paged(
     for (_, resource) in keyed.into_iter().skip(start).take(take) {
         bundle.shared(resource, SearchMode::Match);
     }
-    add_outcomes(&mut bundle, &reports, &search.used);
+    add_outcomes(&mut bundle, &reports, &search.used, notices);
     bundle_response(&bundle, search.pretty)
 }
 
 /// One OperationOutcome entry per source that did not simply answer, naming the source (never
-/// its error text), and one for parameters that were ignored.
-fn add_outcomes(bundle: &mut Searchset, reports: &[SourceReport], used: &Used) {
+/// its error text); one saying that information was withheld under the agreements (never how
+/// much, nor of what type, nor from whom); one for emergency access; one for parameters that
+/// were ignored.
+fn add_outcomes(bundle: &mut Searchset, reports: &[SourceReport], used: &Used, notices: Notices) {
+    if notices.withheld {
+        bundle.entry(
+            operation_outcome(&[Issue::new(
+                Severity::Information,
+                "suppressed",
+                "Some information about this person is not shown: the data-sharing agreements in force do not permit its disclosure to you. This view may be incomplete.",
+            )]),
+            SearchMode::Outcome,
+        );
+    }
+    if notices.emergency {
+        bundle.entry(
+            operation_outcome(&[Issue::new(
+                Severity::Warning,
+                "informational",
+                "Some of this information was disclosed under emergency access (break-glass, purpose of use ETREAT); those resources carry ETREAT in meta.security.",
+            )]),
+            SearchMode::Outcome,
+        );
+    }
     let mut seen = HashSet::new();
     for report in reports {
         let key = format!(

@@ -97,6 +97,46 @@ pub(crate) struct Answer {
     pub(crate) body: Value,
 }
 
+/// The agreements of a test gateway.
+pub(crate) enum Policies {
+    /// The read-path tests' set: staff `clinician`s of the GP (`A81001`) and of every source's
+    /// organisation see everything from every source for `TREAT`; people see their own
+    /// records, and carers (`DAU`, `SON`) theirs.
+    ReadPath,
+    /// Copies of these files.
+    Files(Vec<(String, String)>),
+}
+
+/// The read-path tests' agreements for these source organisations.
+fn read_path_policies(ods: &[&str]) -> Vec<(String, String)> {
+    let mut orgs: Vec<&str> = ods.to_vec();
+    orgs.push("A81001");
+    orgs.sort_unstable();
+    orgs.dedup();
+    let list = orgs
+        .iter()
+        .map(|o| format!("\"{o}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let staff = format!(
+        "[agreement]\nid = \"test-read-path\"\ntitle = \"Read-path tests\"\nversion = \"1\"\nstatus = \"active\"\n\
+         legal_basis = [\"test\"]\nvalid_from = \"2020-01-01\"\nvalid_until = \"2099-12-31\"\nowner = \"tests\"\n\n\
+         [parties]\ndisclosers = [{list}]\nrecipients = [{list}]\n\n\
+         [[rule]]\nid = \"everything\"\npurpose_of_use = [\"TREAT\"]\nroles = [\"clinician\"]\nresources = [\"*\"]\n"
+    );
+    let patients = format!(
+        "[agreement]\nid = \"test-patient-access\"\ntitle = \"Patient access tests\"\nversion = \"1\"\nstatus = \"active\"\n\
+         access = \"patient\"\nlegal_basis = [\"test\"]\nvalid_from = \"2020-01-01\"\nvalid_until = \"2099-12-31\"\nowner = \"tests\"\n\n\
+         [parties]\ndisclosers = [{list}]\n\n\
+         [[rule]]\nid = \"own-record\"\npurpose_of_use = [\"PATRQT\"]\nresources = [\"*\"]\n\n\
+         [[rule]]\nid = \"carers\"\npurpose_of_use = [\"FAMRQT\"]\nrelationships = [\"DAU\", \"SON\"]\nresources = [\"*\"]\n"
+    );
+    vec![
+        ("test-read-path.toml".into(), staff),
+        ("test-patient-access.toml".into(), patients),
+    ]
+}
+
 impl TestApp {
     pub(crate) async fn start(sources: Vec<SourceSpec>) -> TestApp {
         Self::start_with(sources, StoreChoice::Sqlite, "").await
@@ -108,7 +148,35 @@ impl TestApp {
         store: StoreChoice,
         server_toml: &str,
     ) -> TestApp {
+        Self::start_full(sources, store, server_toml, Policies::ReadPath).await
+    }
+
+    /// Starts a gateway with its own agreements.
+    pub(crate) async fn start_with_policies(
+        sources: Vec<SourceSpec>,
+        policies: Policies,
+    ) -> TestApp {
+        Self::start_full(sources, StoreChoice::Sqlite, "", policies).await
+    }
+
+    /// Starts a gateway: sources, store, lines for `[server]` and the agreements.
+    pub(crate) async fn start_full(
+        sources: Vec<SourceSpec>,
+        store: StoreChoice,
+        server_toml: &str,
+        policies: Policies,
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
+        let files = match policies {
+            Policies::ReadPath => {
+                read_path_policies(&sources.iter().map(|s| s.ods).collect::<Vec<_>>())
+            }
+            Policies::Files(files) => files,
+        };
+        std::fs::create_dir(dir.path().join("policies")).expect("policy dir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join("policies").join(name), text).expect("policy file");
+        }
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind gateway");
@@ -123,7 +191,7 @@ impl TestApp {
         let signing_key = jsonwebtoken::EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes())
             .expect("signing key");
         let mut toml = format!(
-            "[server]\nlisten = \"{addr}\"\nrequest_timeout_ms = 1500\n{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n\n\
+            "[server]\nlisten = \"{addr}\"\nrequest_timeout_ms = 1500\n{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n\n[policy]\nreload_check_secs = 1\n\n\
              [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\nleeway_secs = 5\n\n[[auth.key]]\nkid = \"test\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"test-key.pub.pem\"\n"
         );
         for s in &sources {
@@ -165,8 +233,12 @@ impl TestApp {
         let listener = concord::server::tls::Listener::new(listener, config.server.tls.as_ref())
             .expect("the gateway's TLS config");
         let server = tokio::spawn(async move {
+            let watch = state.policies.clone().watch(Duration::from_secs(1));
             let app = concord::server::app(state);
-            let _ = concord::server::tls::serve(listener, app, std::future::pending()).await;
+            tokio::select! {
+                _ = concord::server::tls::serve(listener, app, std::future::pending()) => {}
+                () = watch => {}
+            }
         });
         let origin = format!("{scheme}://{addr}");
         let token = mint(&signing_key, &claims(&[]));

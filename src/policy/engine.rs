@@ -1,0 +1,424 @@
+//! The decision: may this resource go to this caller, under which agreement and rule.
+//!
+//! A request is decided in two steps. [`PolicySet::for_caller`] keeps, once per request, the
+//! rules that could ever apply to the caller (agreement in force today, the caller's kind of
+//! access, organisation, role or carer's relationship, and purpose of use); that is the plan
+//! (which sources and types are worth asking) and makes each resource's decision cheap.
+//! [`CallerPolicy::decide`] then checks, per resource, the providing organisation, the
+//! resource type, its sensitivity labels, the care relationship and the person's consent.
+//!
+//! **Which rule wins.** When several rules permit a resource, the one named in the answer and
+//! the audit record, and whose redactions apply, is the first in this order: rules that serve
+//! the caller's own purpose of use before emergency (ETREAT) rules, then agreements by id,
+//! then rules in file order. So emergency access is only ever used for what nothing else
+//! permits, and the choice never depends on the order files were read in.
+//!
+//! **Consent.** A person's objection (not from a provider, or not to an organisation) withholds
+//! what it covers under every rule except emergency rules.
+//!
+//! [`explain`] walks every agreement with the same checks and reports, per agreement, the first
+//! condition that failed: `concord policy explain` and the gateway decide with the same code.
+
+use std::fmt;
+
+use jiff::civil::Date;
+
+use super::{Access, Agreement, PolicySet, Rule, Status};
+
+/// The purpose of use of emergency access.
+pub const EMERGENCY: &str = "ETREAT";
+
+/// Who is asking, as far as agreements care.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The caller's organisation (ODS code); staff without one match no staff agreement.
+    pub org: Option<&'a str>,
+    /// The caller's role (staff).
+    pub role: Option<&'a str>,
+    /// The purpose of use the token gives.
+    pub purpose: &'a str,
+    /// Emergency access was asked for (`X-Break-Glass-Reason`): ETREAT rules apply too.
+    pub emergency: bool,
+    /// Staff, the person, or a carer.
+    pub acting: Acting<'a>,
+}
+
+/// In what capacity the caller acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acting<'a> {
+    /// Staff of an organisation.
+    Staff,
+    /// The person the record is about.
+    Person,
+    /// A carer, with their relationship to the person (HL7 RoleCode, e.g. `DAU`).
+    Carer(&'a str),
+}
+
+/// A person's sharing choices that bind every non-emergency rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Consent {
+    /// Providers (ODS codes) whose records the person does not want shared.
+    pub not_from: Vec<String>,
+    /// Organisations (ODS codes) the person does not want their records shared with.
+    pub not_to: Vec<String>,
+}
+
+impl Consent {
+    /// True when the person objects to records of `source_org` going to `caller_org`.
+    pub fn objects(&self, source_org: &str, caller_org: Option<&str>) -> bool {
+        self.not_from.iter().any(|o| o == source_org)
+            || caller_org.is_some_and(|c| self.not_to.iter().any(|o| o == c))
+    }
+}
+
+/// One resource, as far as agreements care.
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    /// ODS code of the organisation whose source holds it.
+    pub source_org: &'a str,
+    /// Its resource type.
+    pub resource_type: &'a str,
+    /// Its sensitivity labels.
+    pub labels: &'a [&'a str],
+    /// The person is known to the caller's own organisation (a record of them in a source
+    /// that organisation controls).
+    pub care_relationship: bool,
+    /// The person's consent.
+    pub consent: &'a Consent,
+}
+
+/// Why an agreement or rule did not permit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The agreement is not active, or today is outside its dates.
+    NotInForce {
+        /// Its status.
+        status: Status,
+        /// First day in force.
+        from: Date,
+        /// Last day in force.
+        until: Date,
+    },
+    /// A staff agreement and a patient's token, or the other way round.
+    Access(Access),
+    /// The token names no organisation.
+    NoOrganisation,
+    /// The caller's organisation is not among the recipients.
+    NotRecipient(String),
+    /// The providing organisation is not among the disclosers.
+    NotDiscloser(String),
+    /// The caller's role is not among the rule's roles.
+    Role(Option<String>),
+    /// The rule is for the person only, or for other carers.
+    Relationship(Option<String>),
+    /// The caller's purpose of use is not among the rule's.
+    Purpose(String),
+    /// The resource type is not among the rule's.
+    ResourceType(String),
+    /// The resource carries a label the rule excludes.
+    Label(String),
+    /// The rule needs the person to be known to the caller's organisation, and they are not.
+    NoCareRelationship,
+    /// The person objected to this sharing.
+    Consent,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::NotInForce {
+                status: Status::Active,
+                from,
+                until,
+            } => write!(f, "not in force today (valid {from} to {until})"),
+            Failure::NotInForce { status, .. } => {
+                write!(f, "not in force (status {})", status.name())
+            }
+            Failure::Access(Access::Staff) => {
+                f.write_str("a staff agreement; the caller is a patient or carer")
+            }
+            Failure::Access(Access::Patient) => {
+                f.write_str("a patient-access agreement; the caller is staff")
+            }
+            Failure::NoOrganisation => f.write_str("the caller's token names no organisation"),
+            Failure::NotRecipient(org) => write!(f, "organisation {org} is not a recipient"),
+            Failure::NotDiscloser(org) => write!(f, "provider {org} is not a discloser"),
+            Failure::Role(Some(role)) => write!(f, "role `{role}` is not among the rule's roles"),
+            Failure::Role(None) => f.write_str("the caller's token names no role"),
+            Failure::Relationship(Some(rel)) => {
+                write!(f, "relationship `{rel}` is not among the rule's")
+            }
+            Failure::Relationship(None) => f.write_str("the rule is for carers, not the person"),
+            Failure::Purpose(p) => write!(f, "purpose of use `{p}` is not among the rule's"),
+            Failure::ResourceType(t) => write!(f, "{t} is not among the rule's resources"),
+            Failure::Label(l) => write!(f, "the resource is labelled {l}, which the rule excludes"),
+            Failure::NoCareRelationship => f.write_str(
+                "needs a care relationship: the person is not known to the caller's organisation",
+            ),
+            Failure::Consent => f.write_str("the person has asked for this not to be shared"),
+        }
+    }
+}
+
+impl Status {
+    /// Its name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Active => "active",
+            Status::Suspended => "suspended",
+            Status::Retired => "retired",
+        }
+    }
+}
+
+/// The agreement and rule that permit a resource.
+#[derive(Debug, Clone, Copy)]
+pub struct Permit<'p> {
+    /// The agreement.
+    pub agreement: &'p Agreement,
+    /// The rule.
+    pub rule: &'p Rule,
+    /// Permitted only under emergency access.
+    pub emergency: bool,
+}
+
+/// A rule that can apply to a caller.
+#[derive(Debug, Clone, Copy)]
+struct Applicable<'p> {
+    agreement: &'p Agreement,
+    rule: &'p Rule,
+    emergency: bool,
+}
+
+/// The rules that can apply to one caller today, in the order they are tried.
+#[derive(Debug, Clone)]
+pub struct CallerPolicy<'p> {
+    rules: Vec<Applicable<'p>>,
+    caller_org: Option<String>,
+}
+
+/// The first condition of the agreement itself that fails for this caller today.
+fn agreement_failure(agreement: &Agreement, caller: &Caller<'_>, today: Date) -> Option<Failure> {
+    if !agreement.in_force(today) {
+        return Some(Failure::NotInForce {
+            status: agreement.status,
+            from: agreement.valid_from,
+            until: agreement.valid_until,
+        });
+    }
+    match (agreement.access, caller.acting) {
+        (Access::Staff, Acting::Staff) => match caller.org {
+            None => Some(Failure::NoOrganisation),
+            Some(org) if !agreement.recipients.iter().any(|r| r == org) => {
+                Some(Failure::NotRecipient(org.to_owned()))
+            }
+            Some(_) => None,
+        },
+        (Access::Patient, Acting::Person | Acting::Carer(_)) => None,
+        (access, _) => Some(Failure::Access(access)),
+    }
+}
+
+/// Whether the rule can apply to the caller: `Ok(true)` when only as emergency access.
+fn rule_caller(rule: &Rule, access: Access, caller: &Caller<'_>) -> Result<bool, Failure> {
+    match (access, caller.acting) {
+        (Access::Staff, _) => {
+            let role = caller.role.unwrap_or_default();
+            if caller.role.is_none() || !rule.roles.iter().any(|r| r == role) {
+                return Err(Failure::Role(caller.role.map(str::to_owned)));
+            }
+        }
+        (Access::Patient, Acting::Carer(rel)) => {
+            if !rule.relationships.iter().any(|r| r == rel) {
+                return Err(Failure::Relationship(Some(rel.to_owned())));
+            }
+        }
+        (Access::Patient, _) => {
+            if !rule.relationships.is_empty() {
+                return Err(Failure::Relationship(None));
+            }
+        }
+    }
+    if rule.purpose_of_use.iter().any(|p| p == caller.purpose) {
+        return Ok(caller.purpose == EMERGENCY);
+    }
+    if caller.emergency && rule.purpose_of_use.iter().any(|p| p == EMERGENCY) {
+        return Ok(true);
+    }
+    Err(Failure::Purpose(caller.purpose.to_owned()))
+}
+
+/// Whether an applicable rule permits this resource.
+fn rule_item(
+    rule: &Rule,
+    emergency: bool,
+    caller_org: Option<&str>,
+    item: &Item<'_>,
+) -> Result<(), Failure> {
+    if !rule
+        .resources
+        .iter()
+        .any(|r| r == "*" || r == item.resource_type)
+    {
+        return Err(Failure::ResourceType(item.resource_type.to_owned()));
+    }
+    if let Some(label) = item
+        .labels
+        .iter()
+        .find(|l| rule.exclude_labels.iter().any(|x| x == *l))
+    {
+        return Err(Failure::Label((*label).to_owned()));
+    }
+    if rule.requires_care_relationship && !item.care_relationship {
+        return Err(Failure::NoCareRelationship);
+    }
+    if !emergency && item.consent.objects(item.source_org, caller_org) {
+        return Err(Failure::Consent);
+    }
+    Ok(())
+}
+
+impl PolicySet {
+    /// The rules that can apply to `caller` on `today`.
+    pub fn for_caller(&self, caller: &Caller<'_>, today: Date) -> CallerPolicy<'_> {
+        let mut normal = Vec::new();
+        let mut emergency = Vec::new();
+        for agreement in &self.agreements {
+            if agreement_failure(agreement, caller, today).is_some() {
+                continue;
+            }
+            for rule in &agreement.rules {
+                match rule_caller(rule, agreement.access, caller) {
+                    Ok(false) => normal.push(Applicable {
+                        agreement,
+                        rule,
+                        emergency: false,
+                    }),
+                    Ok(true) => emergency.push(Applicable {
+                        agreement,
+                        rule,
+                        emergency: true,
+                    }),
+                    Err(_) => {}
+                }
+            }
+        }
+        normal.extend(emergency);
+        CallerPolicy {
+            rules: normal,
+            caller_org: caller.org.map(str::to_owned),
+        }
+    }
+}
+
+impl<'p> CallerPolicy<'p> {
+    /// True when no rule can apply: the caller may see nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// True when some emergency rule applies to the caller.
+    pub fn has_emergency(&self) -> bool {
+        self.rules.iter().any(|a| a.emergency)
+    }
+
+    /// True when some rule could permit resources of `resource_type` from `source_org`: the
+    /// plan asks a source only for such types.
+    pub fn may_disclose(&self, source_org: &str, resource_type: &str) -> bool {
+        self.rules.iter().any(|a| {
+            a.agreement.disclosers.iter().any(|d| d == source_org)
+                && a.rule
+                    .resources
+                    .iter()
+                    .any(|r| r == "*" || r == resource_type)
+        })
+    }
+
+    /// True when some rule could permit anything from `source_org`.
+    pub fn may_disclose_any(&self, source_org: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|a| a.agreement.disclosers.iter().any(|d| d == source_org))
+    }
+
+    /// The rule that permits this resource, or `None`: withheld.
+    pub fn decide(&self, item: &Item<'_>) -> Option<Permit<'p>> {
+        self.rules
+            .iter()
+            .find(|a| {
+                a.agreement.disclosers.iter().any(|d| d == item.source_org)
+                    && rule_item(a.rule, a.emergency, self.caller_org.as_deref(), item).is_ok()
+            })
+            .map(|a| Permit {
+                agreement: a.agreement,
+                rule: a.rule,
+                emergency: a.emergency,
+            })
+    }
+}
+
+/// Why one agreement (or one of its rules) did not permit.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The agreement.
+    pub agreement: String,
+    /// The rule, when the agreement applied and a rule failed.
+    pub rule: Option<String>,
+    /// The first condition that failed.
+    pub failure: Failure,
+}
+
+/// A decision with its reasons.
+#[derive(Debug, Clone)]
+pub struct Explanation<'p> {
+    /// The permitting rule, or `None`: withheld.
+    pub permit: Option<Permit<'p>>,
+    /// When withheld: for each agreement, its first failed condition (and, where the agreement
+    /// applied, each rule's).
+    pub refusals: Vec<Refusal>,
+}
+
+/// Decides like the gateway and says why: for a permit, the agreement and rule; otherwise, for
+/// each agreement, the first condition that failed.
+pub fn explain<'p>(
+    set: &'p PolicySet,
+    caller: &Caller<'_>,
+    item: &Item<'_>,
+    today: Date,
+) -> Explanation<'p> {
+    let permit = set.for_caller(caller, today).decide(item);
+    let mut refusals = Vec::new();
+    if permit.is_none() {
+        for agreement in &set.agreements {
+            let refuse = |rule: Option<&Rule>, failure| Refusal {
+                agreement: agreement.id.clone(),
+                rule: rule.map(|r| r.id.clone()),
+                failure,
+            };
+            if let Some(failure) = agreement_failure(agreement, caller, today) {
+                refusals.push(refuse(None, failure));
+                continue;
+            }
+            if !agreement.disclosers.iter().any(|d| d == item.source_org) {
+                refusals.push(refuse(
+                    None,
+                    Failure::NotDiscloser(item.source_org.to_owned()),
+                ));
+                continue;
+            }
+            for rule in &agreement.rules {
+                let failure = match rule_caller(rule, agreement.access, caller) {
+                    Err(f) => f,
+                    Ok(emergency) => match rule_item(rule, emergency, caller.org, item) {
+                        Err(f) => f,
+                        // INVARIANT: decide found no permitting rule, so every rule fails.
+                        Ok(()) => continue,
+                    },
+                };
+                refusals.push(refuse(Some(rule), failure));
+            }
+        }
+    }
+    Explanation { permit, refusals }
+}

@@ -1,0 +1,227 @@
+//! What one request may see: the plan made from the agreements before any source is asked,
+//! and the decision on every resource the sources return.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::http::StatusCode;
+
+use super::error::ApiError;
+use crate::auth::Principal;
+use crate::federation::normalise::split_gateway_id;
+use crate::federation::{Federation, Person, Plan};
+use crate::fhir::resource::{Resource, SharedResource};
+use crate::policy::engine::{Acting, Caller, CallerPolicy, Consent, Item, Permit};
+use crate::policy::redact::{ACT_REASON, OBSERVATION_VALUE, add_security, redact};
+use crate::policy::{PolicySet, labels_in_meta};
+
+/// The agreements as they apply to one caller.
+pub(crate) struct Access<'p> {
+    set: &'p PolicySet,
+    policy: CallerPolicy<'p>,
+    caller_org: Option<&'p str>,
+}
+
+/// The caller as agreements see it.
+pub(crate) fn caller(principal: &Principal) -> Caller<'_> {
+    Caller {
+        org: principal.org.as_deref(),
+        role: principal.role.as_deref(),
+        purpose: &principal.purpose_of_use,
+        emergency: principal.break_glass.is_some(),
+        acting: match &principal.patient {
+            None => Acting::Staff,
+            Some(p) => match &p.acting_for_relationship {
+                None => Acting::Person,
+                Some(rel) => Acting::Carer(rel),
+            },
+        },
+    }
+}
+
+/// What a request was given, beyond the resources: said in the answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Notices {
+    /// Something was withheld, or not asked for, under the agreements.
+    pub(crate) withheld: bool,
+    /// Something was disclosed only under emergency access.
+    pub(crate) emergency: bool,
+}
+
+/// Which sources a request may ask, and for which types.
+pub(crate) struct Asking {
+    identify: HashSet<String>,
+    types: HashMap<String, Vec<&'static str>>,
+    requested: Vec<&'static str>,
+}
+
+impl<'p> Access<'p> {
+    /// The agreements in `set` as they apply to `principal` today. 403 when none can ever
+    /// disclose anything to this caller, or when emergency access was asked for and no
+    /// agreement gives it to the caller's role.
+    pub(crate) fn new(set: &'p PolicySet, principal: &'p Principal) -> Result<Self, ApiError> {
+        let caller = caller(principal);
+        let policy = set.for_caller(&caller, crate::policy::live::today());
+        if caller.emergency && !policy.has_emergency() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "no data-sharing agreement in force gives emergency access to this role in this organisation",
+            ));
+        }
+        if policy.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "no data-sharing agreement in force lets this caller (organisation, role and purpose of use) see records",
+            ));
+        }
+        Ok(Self {
+            set,
+            policy,
+            caller_org: caller.org,
+        })
+    }
+
+    /// The plan for `requested` types: each source is asked only for the types some rule could
+    /// permit from its organisation, and asked who the person is only when it could disclose
+    /// something or belongs to the caller's own organisation (which shows a care
+    /// relationship).
+    pub(crate) fn asking(&self, federation: &Federation, requested: &[&'static str]) -> Asking {
+        let mut identify = HashSet::new();
+        let mut types = HashMap::new();
+        for source in federation.sources() {
+            let info = source.info();
+            let allowed: Vec<&'static str> = requested
+                .iter()
+                .copied()
+                .filter(|t| self.policy.may_disclose(&info.ods, t))
+                .collect();
+            if self.policy.may_disclose_any(&info.ods) || self.caller_org == Some(&info.ods) {
+                identify.insert(info.id.clone());
+            }
+            if !allowed.is_empty() {
+                types.insert(info.id.clone(), allowed);
+            }
+        }
+        Asking {
+            identify,
+            types,
+            requested: requested.to_vec(),
+        }
+    }
+
+    /// The plan in the federation's terms.
+    pub(crate) fn plan<'a>(&'a self, asking: &'a Asking) -> Plan<'a> {
+        Plan {
+            identify: &asking.identify,
+            types: &asking.types,
+            labels: &self.set.labels,
+            labels_key: self.set.labels_key(),
+        }
+    }
+
+    /// True when the plan left out a type asked for from a source that knows the person: the
+    /// answer is then incomplete under the agreements, whatever the sources hold.
+    pub(crate) fn narrowed(
+        &self,
+        asking: &Asking,
+        federation: &Federation,
+        person: &Person,
+    ) -> bool {
+        federation.sources().iter().any(|s| {
+            let id = &s.info().id;
+            let knows = person.links.get(id).is_some_and(|l| !l.is_empty());
+            let asked = asking.types.get(id).map_or(0, Vec::len);
+            knows && asked < asking.requested.len()
+        })
+    }
+
+    /// True when some rule could permit `resource_type` from the source of `gateway_id`: a read
+    /// of anything else is not even sent to the source.
+    pub(crate) fn may_read(
+        &self,
+        federation: &Federation,
+        resource_type: &str,
+        gateway_id: &str,
+    ) -> bool {
+        split_gateway_id(gateway_id)
+            .and_then(|(source, _)| federation.source(source))
+            .is_some_and(|s| self.policy.may_disclose(&s.info().ods, resource_type))
+    }
+
+    /// True when the person is known to a source of the caller's own organisation.
+    fn care_relationship(&self, federation: &Federation, person: &Person) -> bool {
+        let Some(org) = self.caller_org else {
+            return false;
+        };
+        person.links.iter().any(|(source, ids)| {
+            !ids.is_empty()
+                && federation
+                    .source(source)
+                    .is_some_and(|s| s.info().ods == org)
+        })
+    }
+
+    /// The decision on one resource about `person`.
+    fn decide(
+        &self,
+        federation: &Federation,
+        resource: &Resource,
+        care_relationship: bool,
+        consent: &Consent,
+    ) -> Option<Permit<'p>> {
+        let source = split_gateway_id(resource.id()).and_then(|(s, _)| federation.source(s))?;
+        let labels: Vec<&str> = labels_in_meta(resource.value()).collect();
+        self.policy.decide(&Item {
+            source_org: &source.info().ods,
+            resource_type: resource.resource_type(),
+            labels: &labels,
+            care_relationship,
+            consent,
+        })
+    }
+
+    /// Keeps the resources some rule permits, each with that rule's redactions applied; says
+    /// whether anything was withheld and whether emergency access was used.
+    pub(crate) fn disclose(
+        &self,
+        federation: &Federation,
+        person: &Person,
+        resources: Vec<SharedResource>,
+    ) -> (Vec<SharedResource>, Notices) {
+        let care = self.care_relationship(federation, person);
+        let consent = Consent::default();
+        let mut notices = Notices::default();
+        let mut kept = Vec::with_capacity(resources.len());
+        for resource in resources {
+            match self.decide(federation, &resource, care, &consent) {
+                Some(permit) => {
+                    notices.emergency |= permit.emergency;
+                    kept.push(apply(resource, &permit));
+                }
+                None => notices.withheld = true,
+            }
+        }
+        (kept, notices)
+    }
+}
+
+/// The resource as the permitting rule lets it go: redacted paths removed and marked
+/// `REDACTED`, and marked `ETREAT` when given under emergency access. Unchanged resources are
+/// not copied.
+fn apply(resource: SharedResource, permit: &Permit<'_>) -> SharedResource {
+    if permit.rule.redact.is_empty() && !permit.emergency {
+        return resource;
+    }
+    let mut value = resource.value().clone();
+    let removed = redact(&mut value, &permit.rule.redact);
+    if let Some(obj) = value.as_object_mut() {
+        if removed {
+            add_security(obj, OBSERVATION_VALUE, "REDACTED");
+        }
+        if permit.emergency {
+            add_security(obj, ACT_REASON, crate::policy::engine::EMERGENCY);
+        }
+    }
+    Resource::shared(value)
+}

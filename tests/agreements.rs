@@ -1,0 +1,709 @@
+//! The repository's demo agreements (`policies/`), enforced end to end over HTTP: each persona
+//! gets exactly what its agreements allow, with labels and redactions, from real upstream FHIR
+//! servers on 127.0.0.1.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::app::{Policies, SourceSpec, TestApp, matches, outcomes};
+use crate::support::data::{NHS_SYSTEM, condition, encounter, observation, patient};
+use crate::support::upstream::Upstream;
+
+/// Known to the GP, community services and social care.
+const DORA: &str = "9990000050";
+/// Known to the GP and social care, not to community services.
+const EVE: &str = "9990000069";
+
+fn coded(mut resource: Value, field: &str, system: &str, code: &str) -> Value {
+    resource[field] = json!({"coding": [{"system": system, "code": code}]});
+    resource
+}
+
+const SNOMED: &str = "http://snomed.info/sct";
+
+fn gp_records() -> Vec<Value> {
+    let mut medicine = json!({
+        "resourceType": "MedicationStatement", "id": "m-cit", "status": "active",
+        "medicationCodeableConcept": {"coding": [{"system": SNOMED, "code": "321987003", "display": "Citalopram 20mg tablets"}]},
+        "subject": {"reference": "Patient/g-dora"},
+        "effectivePeriod": {"start": "2025-01-01"},
+        "reasonReference": [{"reference": "Condition/c-dep"}]
+    });
+    medicine["dosage"] = json!([{"text": "One tablet daily"}]);
+    vec![
+        patient("g-dora", DORA, "Dawson", "01632 960101", "Riverside"),
+        patient("g-eve", EVE, "Evans", "01632 960102", "Riverside"),
+        condition("c-ht", "g-dora", "59621000", "2015-01-01"),
+        condition("c-hiv", "g-dora", "86406008", "2012-05-01"),
+        condition("c-dep", "g-dora", "35489007", "2024-11-01"),
+        observation("o-bp", "g-dora", "271649006", "2026-06-01"),
+        medicine,
+        json!({
+            "resourceType": "Immunization", "id": "i-flu", "status": "completed",
+            "vaccineCode": {"coding": [{"system": SNOMED, "code": "1181000221105"}]},
+            "patient": {"reference": "Patient/g-dora"}, "occurrenceDateTime": "2025-10-01"
+        }),
+        condition("c-eve", "g-eve", "195967001", "2001-01-01"),
+    ]
+}
+
+fn community_records() -> Vec<Value> {
+    vec![
+        patient("c-dora", DORA, "Dawson", "07700 900101", "Riverside"),
+        coded(
+            encounter("e-sm", "c-dora", "2026-05-02"),
+            "serviceType",
+            SNOMED,
+            "494041000000102",
+        ),
+        encounter("e-home", "c-dora", "2026-05-09"),
+        json!({
+            "resourceType": "CarePlan", "id": "cp-c", "status": "active", "intent": "plan",
+            "subject": {"reference": "Patient/c-dora"}, "period": {"start": "2026-05-01"},
+            "description": "Leg ulcer dressings twice a week"
+        }),
+    ]
+}
+
+fn social_records() -> Vec<Value> {
+    vec![
+        patient("s-dora", DORA, "Dawson", "01632 960101", "Millbrook"),
+        patient("s-eve", EVE, "Evans", "01632 960102", "Millbrook"),
+        json!({
+            "resourceType": "CarePlan", "id": "cp-s", "status": "active", "intent": "plan",
+            "subject": {"reference": "Patient/s-dora"}, "period": {"start": "2026-04-01"},
+            "description": "Home care, two visits a day"
+        }),
+        json!({
+            "resourceType": "Flag", "id": "f-safe", "status": "active",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/flag-category", "code": "safety"}]}],
+            "code": {"text": "Adult safeguarding: section 42 enquiry open"},
+            "subject": {"reference": "Patient/s-dora"}
+        }),
+        json!({
+            "resourceType": "RelatedPerson", "id": "rp-dau", "active": true,
+            "patient": {"reference": "Patient/s-dora"},
+            "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "DAU"}]}],
+            "name": [{"family": "Dawson", "given": ["Daisy"]}]
+        }),
+        encounter("e-s", "s-dora", "2026-04-02"),
+        json!({
+            "resourceType": "CarePlan", "id": "cp-eve", "status": "active", "intent": "plan",
+            "subject": {"reference": "Patient/s-eve"}, "period": {"start": "2026-04-01"},
+            "description": "Day centre on Tuesdays"
+        }),
+    ]
+}
+
+/// A sexual health clinic's records of Dora: no agreement names the clinic.
+fn clinic_records() -> Vec<Value> {
+    vec![
+        patient("x-dora", DORA, "Dawson", "07700 900101", "Riverside"),
+        condition("x-1", "x-dora", "105629000", "2020-02-02"),
+    ]
+}
+
+/// The shipped policy files.
+fn shipped() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("policies/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            files.push((
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned(),
+                std::fs::read_to_string(&path).expect("read policy"),
+            ));
+        }
+    }
+    files
+}
+
+struct World {
+    app: TestApp,
+    gp: Upstream,
+    community: Upstream,
+    social: Upstream,
+    clinic: Upstream,
+}
+
+async fn world_with(files: Vec<(String, String)>) -> World {
+    let gp = Upstream::start(gp_records()).await;
+    let community = Upstream::start(community_records()).await;
+    let social = Upstream::start(social_records()).await;
+    let clinic = Upstream::start(clinic_records()).await;
+    let app = TestApp::start_with_policies(
+        vec![
+            SourceSpec::fhir("gp", "Riverside GP", "A81001", gp.base_url()),
+            SourceSpec::fhir(
+                "community",
+                "Northshire Community",
+                "RY4",
+                community.base_url(),
+            ),
+            SourceSpec::fhir(
+                "social",
+                "Northshire Adult Social Care",
+                "LA001",
+                social.base_url(),
+            ),
+            SourceSpec::fhir("clinic", "Sexual Health Clinic", "RXX99", clinic.base_url()),
+        ],
+        Policies::Files(files),
+    )
+    .await;
+    World {
+        app,
+        gp,
+        community,
+        social,
+        clinic,
+    }
+}
+
+async fn world() -> World {
+    world_with(shipped()).await
+}
+
+fn staff(app: &TestApp, org: &str, role: &str) -> String {
+    app.token_with(&[("org", json!(org)), ("role", json!(role))])
+}
+
+fn person_token(app: &TestApp, nhs: &str, relationship: Option<&str>) -> String {
+    let mut claims = vec![
+        ("scope", json!("patient/*.rs")),
+        ("nhs_number", json!(nhs)),
+        ("role", json!("patient")),
+        ("org", Value::Null),
+    ];
+    if let Some(rel) = relationship {
+        claims.push(("acting_for_relationship", json!(rel)));
+    }
+    app.token_with(&claims)
+}
+
+async fn as_(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![("Authorization", bearer.as_str())];
+    headers.extend_from_slice(extra);
+    let a = app.get_raw(path, &headers).await;
+    (a.status, a.body)
+}
+
+/// The gateway id of a person, found with a GP clinician's token.
+async fn person_id(app: &TestApp, nhs: &str) -> String {
+    let token = staff(app, "A81001", "clinician");
+    let (status, body) = as_(
+        app,
+        &token,
+        &format!("Patient?identifier={NHS_SYSTEM}|{nhs}"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    matches(&body)[0]["id"].as_str().expect("id").to_owned()
+}
+
+/// `Type/id` of every match but the merged Patient, sorted.
+fn disclosed(bundle: &Value) -> BTreeSet<String> {
+    matches(bundle)
+        .iter()
+        .filter(|r| r["resourceType"] != "Patient")
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or(""),
+                r["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn find(bundle: &Value, id: &str) -> Option<Value> {
+    matches(bundle).into_iter().find(|r| r["id"] == id)
+}
+
+fn security(resource: &Value) -> BTreeSet<String> {
+    resource["meta"]["security"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn withheld_notice(bundle: &Value) -> bool {
+    outcomes(bundle)
+        .iter()
+        .any(|o| o.contains("data-sharing agreements in force do not permit"))
+}
+
+fn merged_links(bundle: &Value) -> usize {
+    matches(bundle)
+        .iter()
+        .find(|r| r["resourceType"] == "Patient")
+        .and_then(|p| p["link"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_gp_clinician_sees_direct_care_and_social_care_but_not_hiv() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let token = staff(&w.app, "A81001", "clinician");
+    let (status, body) = as_(&w.app, &token, &format!("Patient/{dora}/$everything"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        disclosed(&body),
+        set(&[
+            "CarePlan/community.cp-c",
+            "CarePlan/social.cp-s",
+            "Condition/gp.c-dep",
+            "Condition/gp.c-ht",
+            "Encounter/community.e-home",
+            "Encounter/community.e-sm",
+            "Flag/social.f-safe",
+            "Immunization/gp.i-flu",
+            "MedicationStatement/gp.m-cit",
+            "Observation/gp.o-bp",
+            "RelatedPerson/social.rp-dau",
+        ])
+    );
+    assert_eq!(
+        merged_links(&body),
+        3,
+        "the Patient of each agreed provider"
+    );
+    assert!(
+        withheld_notice(&body),
+        "HIV and social care's contacts are withheld: {body}"
+    );
+    let notice = outcomes(&body).join(" ");
+    assert!(
+        !notice.contains("HIV") && !notice.contains("Condition"),
+        "no types or labels: {notice}"
+    );
+    // Labels are on what is disclosed.
+    assert!(security(&find(&body, "gp.c-dep").expect("c-dep")).contains("PSY"));
+    assert!(security(&find(&body, "community.e-sm").expect("e-sm")).contains("SUD"));
+    assert!(security(&find(&body, "social.f-safe").expect("flag")).contains("SAFEGUARDING"));
+    assert!(security(&find(&body, "gp.c-ht").expect("c-ht")).is_empty());
+    // The clinic is in no agreement: never asked, not even who Dora is.
+    assert_eq!(w.clinic.request_count(), 0, "{:?}", w.clinic.requests());
+
+    // A read of a withheld resource is a 404, like a resource that does not exist.
+    let (status, _) = as_(&w.app, &token, "Condition/gp.c-hiv", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, c) = as_(&w.app, &token, "Condition/gp.c-dep", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(security(&c).contains("PSY"));
+    // A search leaves the withheld out of the total too.
+    let (_, conditions) = as_(&w.app, &token, &format!("Condition?patient={dora}"), &[]).await;
+    assert_eq!(conditions["total"], 2, "{conditions}");
+    assert!(withheld_notice(&conditions));
+}
+
+#[tokio::test]
+async fn a_community_nurse_needs_a_care_relationship() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let eve = person_id(&w.app, EVE).await;
+    let token = staff(&w.app, "RY4", "nurse");
+    let (_, body) = as_(&w.app, &token, &format!("Patient/{dora}/$everything"), &[]).await;
+    assert!(disclosed(&body).contains("Observation/gp.o-bp"), "{body}");
+    assert!(disclosed(&body).contains("CarePlan/social.cp-s"));
+    assert!(!disclosed(&body).contains("Condition/gp.c-hiv"));
+
+    // Eve is not known to community services: nothing of hers goes to its nurse.
+    let (status, body) = as_(&w.app, &token, &format!("Patient/{eve}/$everything"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(matches(&body).is_empty(), "{body}");
+    assert_eq!(body["total"], 0);
+    assert!(withheld_notice(&body));
+    let (status, _) = as_(&w.app, &token, "Condition/gp.c-eve", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_social_worker_sees_the_assessment_view_and_the_gp_is_asked_for_nothing_else() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    w.gp.clear_requests();
+    w.community.clear_requests();
+    let token = staff(&w.app, "LA001", "social-worker");
+    let (status, body) = as_(&w.app, &token, &format!("Patient/{dora}/$everything"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        disclosed(&body),
+        set(&[
+            "CarePlan/community.cp-c",
+            "CarePlan/social.cp-s",
+            "Condition/gp.c-ht",
+            "Encounter/social.e-s",
+            "Flag/social.f-safe",
+            "RelatedPerson/social.rp-dau",
+        ]),
+        "no mental health (PSY), no HIV, no observations, medicines or GP encounters"
+    );
+    assert!(withheld_notice(&body));
+    // Planning: the GP and community services were asked only for the agreed types.
+    for (name, upstream) in [("gp", &w.gp), ("community", &w.community)] {
+        for request in upstream.requests() {
+            for never in [
+                "Observation",
+                "MedicationStatement",
+                "Immunization",
+                "Encounter",
+            ] {
+                assert!(!request.contains(never), "{name} was asked `{request}`");
+            }
+        }
+    }
+    assert_eq!(w.clinic.request_count(), 0);
+    assert!(w.social.request_count() > 0, "the council's own system is asked");
+    let before = w.gp.request_count();
+    let (status, _) = as_(&w.app, &token, "Observation/gp.o-bp", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.gp.request_count(),
+        before,
+        "a read no rule could permit is not sent"
+    );
+
+    // No emergency access for social workers.
+    let (status, body) = as_(
+        &w.app,
+        &token,
+        &format!("Patient/{dora}/$everything"),
+        &[("X-Break-Glass-Reason", "worried")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+}
+
+#[tokio::test]
+async fn a_patient_sees_their_own_record_but_not_alerts_or_third_parties() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let token = person_token(&w.app, DORA, None);
+    let (status, body) = as_(&w.app, &token, &format!("Patient/{dora}/$everything"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        disclosed(&body),
+        set(&[
+            "CarePlan/community.cp-c",
+            "CarePlan/social.cp-s",
+            "Condition/gp.c-dep",
+            "Condition/gp.c-hiv",
+            "Condition/gp.c-ht",
+            "Encounter/community.e-home",
+            "Encounter/community.e-sm",
+            "Encounter/social.e-s",
+            "Immunization/gp.i-flu",
+            "MedicationStatement/gp.m-cit",
+            "Observation/gp.o-bp",
+        ])
+    );
+    assert!(
+        withheld_notice(&body),
+        "the safeguarding alert and carer are held back"
+    );
+    assert_eq!(w.clinic.request_count(), 0);
+}
+
+#[tokio::test]
+async fn a_carer_sees_what_their_relationship_is_granted_with_redactions() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let token = person_token(&w.app, DORA, Some("DAU"));
+    let (status, body) = as_(&w.app, &token, &format!("Patient/{dora}/$everything"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        disclosed(&body),
+        set(&[
+            "CarePlan/community.cp-c",
+            "CarePlan/social.cp-s",
+            "MedicationStatement/gp.m-cit",
+        ])
+    );
+    let medicine = find(&body, "gp.m-cit").expect("medicine");
+    assert!(medicine.get("reasonReference").is_none(), "{medicine}");
+    assert_eq!(medicine["dosage"][0]["text"], "One tablet daily");
+    assert!(security(&medicine).contains("REDACTED"));
+    let (status, read) = as_(&w.app, &token, "MedicationStatement/gp.m-cit", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(read.get("reasonReference").is_none());
+    let (status, _) = as_(&w.app, &token, "Condition/gp.c-ht", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A relationship the agreement does not name gets nothing.
+    let stranger = person_token(&w.app, DORA, Some("GRFTH"));
+    let (status, body) = as_(
+        &w.app,
+        &stranger,
+        &format!("Patient/{dora}/$everything"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn emergency_access_needs_a_reason_and_is_marked() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let eve = person_id(&w.app, EVE).await;
+    let token = staff(&w.app, "RY4", "clinician");
+    let (_, plain) = as_(&w.app, &token, &format!("Patient/{eve}/$everything"), &[]).await;
+    assert!(matches(&plain).is_empty(), "no care relationship: {plain}");
+
+    let reason = [(
+        "X-Break-Glass-Reason",
+        "Unconscious in A&E, no history available",
+    )];
+    let (status, body) = as_(
+        &w.app,
+        &token,
+        &format!("Patient/{eve}/$everything"),
+        &reason,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        disclosed(&body),
+        set(&["CarePlan/social.cp-eve", "Condition/gp.c-eve"])
+    );
+    for r in matches(&body)
+        .iter()
+        .filter(|r| r["resourceType"] != "Patient")
+    {
+        assert!(security(r).contains("ETREAT"), "{r}");
+    }
+    assert!(
+        outcomes(&body)
+            .iter()
+            .any(|o| o.contains("emergency access")),
+        "{body}"
+    );
+
+    // Under emergency access, what the normal rules permit is not marked; only what needed it.
+    let gp_token = staff(&w.app, "A81001", "clinician");
+    let (_, body) = as_(
+        &w.app,
+        &gp_token,
+        &format!("Patient/{dora}/$everything"),
+        &reason,
+    )
+    .await;
+    let hiv = find(&body, "gp.c-hiv").expect("HIV disclosed under emergency access");
+    assert!(security(&hiv).contains("ETREAT") && security(&hiv).contains("HIV"));
+    let ht = find(&body, "gp.c-ht").expect("hypertension");
+    assert!(!security(&ht).contains("ETREAT"), "{ht}");
+    assert!(disclosed(&body).contains("Encounter/social.e-s"));
+    assert_eq!(
+        w.clinic.request_count(),
+        0,
+        "no agreement names the clinic, even in an emergency"
+    );
+
+    for bad in ["", "   ", "tab\tinside"] {
+        let (status, body) = as_(
+            &w.app,
+            &token,
+            &format!("Patient/{eve}/$everything"),
+            &[("X-Break-Glass-Reason", bad)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+    }
+    let long = "x".repeat(1001);
+    let (status, _) = as_(
+        &w.app,
+        &token,
+        &format!("Patient/{eve}/$everything"),
+        &[("X-Break-Glass-Reason", long.as_str())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A token that claims ETREAT still needs the reason.
+    let etreat = w
+        .app
+        .token_with(&[("org", json!("RY4")), ("purpose_of_use", json!("ETREAT"))]);
+    let (status, _) = as_(&w.app, &etreat, &format!("Patient/{eve}/$everything"), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Nurses have no emergency rule.
+    let nurse = staff(&w.app, "RY4", "nurse");
+    let (status, _) = as_(
+        &w.app,
+        &nurse,
+        &format!("Patient/{eve}/$everything"),
+        &reason,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn callers_no_agreement_names_are_refused() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    for (org, role) in [("RXX99", "clinician"), ("A81001", "receptionist")] {
+        let token = staff(&w.app, org, role);
+        let (status, body) = as_(&w.app, &token, &format!("Patient/{dora}/$everything"), &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{org} {role}: {body}");
+        assert_eq!(body["issue"][0]["code"], "forbidden");
+    }
+    let no_org = w.app.token_with(&[("org", Value::Null)]);
+    let (status, _) = as_(&w.app, &no_org, &format!("Patient/{dora}/$everything"), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let research = w.app.token_with(&[("purpose_of_use", json!("HRESCH"))]);
+    let (status, _) = as_(
+        &w.app,
+        &research,
+        &format!("Patient/{dora}/$everything"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_agreement_past_its_valid_until_stops_disclosures() {
+    let files = shipped()
+        .into_iter()
+        .map(|(name, text)| {
+            let text = if name == "dsa-northshire-direct-care.toml" {
+                text.replace(
+                    "valid_until = \"2027-12-31\"",
+                    "valid_until = \"2026-01-31\"",
+                )
+                .replace("review_by = \"2027-06-30\"\n", "")
+            } else {
+                text
+            };
+            (name, text)
+        })
+        .collect();
+    let w = world_with(files).await;
+    let token = staff(&w.app, "A81001", "clinician");
+    let (status, found) = as_(
+        &w.app,
+        &token,
+        &format!("Patient?identifier={NHS_SYSTEM}|{DORA}"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let dora = matches(&found)[0]["id"]
+        .as_str()
+        .expect("social care's Patient")
+        .to_owned();
+    let (_, body) = as_(&w.app, &token, &format!("Patient/{dora}/$everything"), &[]).await;
+    assert_eq!(
+        disclosed(&body),
+        set(&[
+            "CarePlan/community.cp-c",
+            "CarePlan/social.cp-s",
+            "Flag/social.f-safe",
+            "RelatedPerson/social.rp-dau"
+        ]),
+        "only the health and social care agreement's rule for health staff applies"
+    );
+}
+
+/// Reads `/readyz` as JSON.
+async fn readyz(app: &TestApp) -> Value {
+    let (status, text) = app.get_root("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    serde_json::from_str(&text).expect("json")
+}
+
+async fn until(app: &TestApp, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let ready = readyz(app).await;
+        if check(&ready) {
+            return ready;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within 10 s: {}", readyz(app).await);
+}
+
+#[tokio::test]
+async fn a_change_under_policies_is_picked_up_and_a_broken_one_keeps_the_last_good_set() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let token = staff(&w.app, "LA001", "social-worker");
+    let path = format!("Patient/{dora}/$everything");
+    let before = readyz(&w.app).await;
+    assert_eq!(before["policy"]["agreements"], 5, "{before}");
+    assert!(before["policy"]["reload_error"].is_null());
+
+    let file = w
+        .app
+        .dir()
+        .join("policies/dsa-northshire-social-care-records.toml");
+    let good = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(
+        &file,
+        good.replace(
+            "roles = [\"social-worker\"]",
+            "roles = [\"social-worker\"]\nwhere = 1",
+        ),
+    )
+    .expect("break the file");
+    let broken = until(&w.app, "the failed reload", |r| {
+        !r["policy"]["reload_error"].is_null()
+    })
+    .await;
+    let error = broken["policy"]["reload_error"].as_str().expect("error");
+    assert!(
+        error.contains("dsa-northshire-social-care-records.toml:"),
+        "{error}"
+    );
+    assert_eq!(
+        broken["policy"]["hash"], before["policy"]["hash"],
+        "the last good set stays"
+    );
+    let (status, body) = as_(&w.app, &token, &path, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        disclosed(&body).contains("Encounter/social.e-s"),
+        "still enforced as before"
+    );
+
+    // A valid change: the council's own-records agreement is suspended.
+    std::fs::write(
+        &file,
+        good.replace("status = \"active\"", "status = \"suspended\""),
+    )
+    .expect("suspend");
+    let changed = until(&w.app, "the reload", |r| {
+        r["policy"]["reload_error"].is_null() && r["policy"]["hash"] != before["policy"]["hash"]
+    })
+    .await;
+    assert_eq!(changed["policy"]["in_force"], 4);
+    let (_, body) = as_(&w.app, &token, &path, &[]).await;
+    assert!(!disclosed(&body).contains("Encounter/social.e-s"), "{body}");
+    assert!(
+        disclosed(&body).contains("CarePlan/social.cp-s"),
+        "the other agreement still holds"
+    );
+}
