@@ -13,6 +13,7 @@
 //! recipients are the people themselves and, per rule, their carers by `relationships`).
 
 mod agreement;
+pub mod consent;
 pub mod engine;
 mod labels;
 pub mod live;

@@ -4,6 +4,7 @@
 mod access;
 pub mod api;
 pub mod capability;
+mod consent;
 pub mod error;
 pub mod query;
 pub mod tls;
@@ -90,6 +91,7 @@ pub(crate) fn router(state: AppState, assumed: Option<crate::auth::Principal>) -
     // layer, so it is not covered by it).
     let fhir = Router::new()
         .route("/Patient/{id}/$everything", get(api::everything))
+        .route("/Consent", get(consent::search).post(consent::create))
         .route("/{type}", get(api::search_type))
         .route("/{type}/{id}", get(api::read));
     let fhir = match assumed {
@@ -112,6 +114,9 @@ pub(crate) fn router(state: AppState, assumed: Option<crate::auth::Principal>) -
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(fallback)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,
@@ -135,7 +140,7 @@ async fn fallback(method: Method) -> ApiError {
         return ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "not-supported",
-            "this gateway is read-only",
+            "only GET is supported here (and POST to /fhir/Consent)",
         );
     }
     ApiError::not_found("no such endpoint; see /fhir/metadata")

@@ -375,7 +375,10 @@ async fn a_social_worker_sees_the_assessment_view_and_the_gp_is_asked_for_nothin
         }
     }
     assert_eq!(w.clinic.request_count(), 0);
-    assert!(w.social.request_count() > 0, "the council's own system is asked");
+    assert!(
+        w.social.request_count() > 0,
+        "the council's own system is asked"
+    );
     let before = w.gp.request_count();
     let (status, _) = as_(&w.app, &token, "Observation/gp.o-bp", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -706,4 +709,273 @@ async fn a_change_under_policies_is_picked_up_and_a_broken_one_keeps_the_last_go
         disclosed(&body).contains("CarePlan/social.cp-s"),
         "the other agreement still holds"
     );
+}
+
+fn consent(patient: &str, role: &str, org: &str, status: &str) -> Vec<u8> {
+    json!({
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": format!("Patient/{patient}")},
+        "provision": {"type": "deny", "actor": [{
+            "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": role}]},
+            "reference": {"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": org}}
+        }]}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+async fn post_consent(app: &TestApp, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let bearer = format!("Bearer {token}");
+    let a = app
+        .post_raw(
+            "Consent",
+            &[
+                ("Authorization", bearer.as_str()),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            body,
+        )
+        .await;
+    (a.status, a.body)
+}
+
+fn from(bundle: &Value, source: &str) -> usize {
+    disclosed(bundle)
+        .iter()
+        .filter(|r| r.contains(&format!("/{source}.")))
+        .count()
+}
+
+#[tokio::test]
+async fn a_consent_opt_out_takes_effect_on_the_next_request() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let everything = format!("Patient/{dora}/$everything");
+    let nurse = staff(&w.app, "RY4", "nurse");
+    let (_, before) = as_(&w.app, &nurse, &everything, &[]).await;
+    assert!(from(&before, "gp") > 0);
+
+    // Dora asks, through the portal, that her GP record is not shared.
+    let dora_token = w.app.token_with(&[
+        ("scope", json!("patient/*.rs patient/Consent.cs")),
+        ("nhs_number", json!(DORA)),
+        ("role", json!("patient")),
+    ]);
+    let (status, recorded) = post_consent(
+        &w.app,
+        &dora_token,
+        consent(&dora, "CST", "A81001", "active"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{recorded}");
+    assert_eq!(recorded["resourceType"], "Consent");
+    assert_eq!(
+        recorded["provision"]["actor"][0]["reference"]["identifier"]["value"],
+        "A81001"
+    );
+
+    let (_, after) = as_(&w.app, &nurse, &everything, &[]).await;
+    assert_eq!(from(&after, "gp"), 0, "{after}");
+    assert_eq!(from(&after, "community"), from(&before, "community"));
+    assert_eq!(from(&after, "social"), from(&before, "social"));
+    assert!(withheld_notice(&after));
+    let (status, _) = as_(&w.app, &nurse, "Observation/gp.o-bp", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The GP's own staff still see the GP's records; Dora still sees her whole record.
+    let (_, gp_view) = as_(
+        &w.app,
+        &staff(&w.app, "A81001", "clinician"),
+        &everything,
+        &[],
+    )
+    .await;
+    assert!(from(&gp_view, "gp") > 0);
+    let (_, own) = as_(&w.app, &person_token(&w.app, DORA, None), &everything, &[]).await;
+    assert!(from(&own, "gp") > 0);
+    // Her daughter, as carer, no longer sees the GP's medicines.
+    let (_, carer) = as_(
+        &w.app,
+        &person_token(&w.app, DORA, Some("DAU")),
+        &everything,
+        &[],
+    )
+    .await;
+    assert_eq!(from(&carer, "gp"), 0, "{carer}");
+    // Only emergency access overrides it, and is marked.
+    let clinician = staff(&w.app, "RY4", "clinician");
+    let (_, emergency) = as_(
+        &w.app,
+        &clinician,
+        &everything,
+        &[("X-Break-Glass-Reason", "collapsed at home")],
+    )
+    .await;
+    let bp = find(&emergency, "gp.o-bp").expect("emergency access overrides the objection");
+    assert!(security(&bp).contains("ETREAT"));
+
+    // Withdrawn: shared again on the next request.
+    let (status, _) = post_consent(
+        &w.app,
+        &dora_token,
+        consent(&dora, "CST", "A81001", "inactive"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, again) = as_(&w.app, &nurse, &everything, &[]).await;
+    assert_eq!(from(&again, "gp"), from(&before, "gp"));
+
+    let (status, listed) = as_(&w.app, &dora_token, &format!("Consent?patient={dora}"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let statuses: Vec<String> = matches(&listed)
+        .iter()
+        .map(|c| c["status"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(statuses, ["inactive", "active"], "newest first");
+}
+
+#[tokio::test]
+async fn staff_record_choices_for_people_their_organisation_knows() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let eve = person_id(&w.app, EVE).await;
+    let social_worker = w.app.token_with(&[
+        ("org", json!("LA001")),
+        ("role", json!("social-worker")),
+        ("scope", json!("user/*.rs user/Consent.c")),
+    ]);
+    let (status, body) = post_consent(
+        &w.app,
+        &social_worker,
+        consent(&dora, "PRCP", "RY4", "active"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["performer"][0]["identifier"]["value"], "LA001");
+    let (_, nurse_view) = as_(
+        &w.app,
+        &staff(&w.app, "RY4", "nurse"),
+        &format!("Patient/{dora}/$everything"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        from(&nurse_view, "gp") + from(&nurse_view, "social"),
+        0,
+        "{nurse_view}"
+    );
+    assert!(
+        from(&nurse_view, "community") > 0,
+        "RY4's own records are not shared with it"
+    );
+
+    // Community services do not know Eve: their staff cannot record for her.
+    let nurse = w.app.token_with(&[
+        ("org", json!("RY4")),
+        ("role", json!("nurse")),
+        ("scope", json!("user/Consent.cs")),
+    ]);
+    let (status, _) = post_consent(&w.app, &nurse, consent(&eve, "PRCP", "LA001", "active")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_consent_requests_are_refused_with_an_operation_outcome() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let eve = person_id(&w.app, EVE).await;
+    let dora_token = w.app.token_with(&[
+        ("scope", json!("patient/*.rs patient/Consent.cs")),
+        ("nhs_number", json!(DORA)),
+        ("role", json!("patient")),
+    ]);
+    let ok = consent(&dora, "CST", "A81001", "active");
+    let cases: Vec<(String, &str, Vec<u8>, StatusCode)> = vec![
+        (
+            w.app.token.clone(),
+            "application/fhir+json",
+            ok.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            dora_token.clone(),
+            "text/plain",
+            ok.clone(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            dora_token.clone(),
+            "application/fhir+json",
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            dora_token.clone(),
+            "application/fhir+json",
+            consent(&dora, "CST", "A81001", "draft"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            dora_token.clone(),
+            "application/fhir+json",
+            consent(&dora, "CST", "RXX01", "active"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            dora_token.clone(),
+            "application/fhir+json",
+            consent(&eve, "CST", "A81001", "active"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            dora_token.clone(),
+            "application/fhir+json",
+            consent(
+                "00000000-0000-0000-0000-000000000000",
+                "CST",
+                "A81001",
+                "active",
+            ),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            w.app.token_with(&[
+                ("scope", json!("patient/*.rs patient/Consent.cs")),
+                ("nhs_number", json!(DORA)),
+                ("acting_for_relationship", json!("DAU")),
+            ]),
+            "application/fhir+json",
+            ok.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            dora_token.clone(),
+            "application/fhir+json",
+            vec![b' '; 2 * 1024 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (i, (token, content_type, body, expected)) in cases.into_iter().enumerate() {
+        let bearer = format!("Bearer {token}");
+        let a = w
+            .app
+            .post_raw(
+                "Consent",
+                &[
+                    ("Authorization", bearer.as_str()),
+                    ("Content-Type", content_type),
+                ],
+                body,
+            )
+            .await;
+        assert_eq!(a.status, expected, "case {i}: {}", a.body);
+        assert_eq!(a.body["resourceType"], "OperationOutcome", "case {i}");
+    }
+    // Nothing was recorded.
+    let (_, listed) = as_(&w.app, &dora_token, &format!("Consent?patient={dora}"), &[]).await;
+    assert_eq!(listed["total"], 0, "{listed}");
+    let (status, _) = as_(&w.app, &dora_token, &format!("Consent?patient={eve}"), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -23,6 +23,8 @@ pub enum Interaction {
     Read,
     /// Search.
     Search,
+    /// Create (recording a Consent).
+    Create,
 }
 
 impl Interaction {
@@ -30,6 +32,7 @@ impl Interaction {
         match self {
             Interaction::Read => 'r',
             Interaction::Search => 's',
+            Interaction::Create => 'c',
         }
     }
 }

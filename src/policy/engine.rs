@@ -14,7 +14,9 @@
 //! permits, and the choice never depends on the order files were read in.
 //!
 //! **Consent.** A person's objection (not from a provider, or not to an organisation) withholds
-//! what it covers under every rule except emergency rules.
+//! what it covers under every rule except emergency rules. It is about sharing: a provider's
+//! own staff still see the records it holds, and the person always sees their own record
+//! (their right of access); carers are bound by it like anyone else.
 //!
 //! [`explain`] walks every agreement with the same checks and reports, per agreement, the first
 //! condition that failed: `concord policy explain` and the gateway decide with the same code.
@@ -64,8 +66,13 @@ pub struct Consent {
 }
 
 impl Consent {
-    /// True when the person objects to records of `source_org` going to `caller_org`.
+    /// True when the person objects to records of `source_org` going to `caller_org` (staff)
+    /// or to a carer (`None`). Records never count as shared with the organisation that holds
+    /// them.
     pub fn objects(&self, source_org: &str, caller_org: Option<&str>) -> bool {
+        if caller_org == Some(source_org) {
+            return false;
+        }
         self.not_from.iter().any(|o| o == source_org)
             || caller_org.is_some_and(|c| self.not_to.iter().any(|o| o == c))
     }
@@ -196,6 +203,9 @@ struct Applicable<'p> {
 pub struct CallerPolicy<'p> {
     rules: Vec<Applicable<'p>>,
     caller_org: Option<String>,
+    /// False for the person themself: their own choices about sharing never limit their
+    /// access to their own record.
+    consent_applies: bool,
 }
 
 /// The first condition of the agreement itself that fails for this caller today.
@@ -253,9 +263,10 @@ fn rule_caller(rule: &Rule, access: Access, caller: &Caller<'_>) -> Result<bool,
 fn rule_item(
     rule: &Rule,
     emergency: bool,
-    caller_org: Option<&str>,
+    caller: (Option<&str>, bool),
     item: &Item<'_>,
 ) -> Result<(), Failure> {
+    let (caller_org, consent_applies) = caller;
     if !rule
         .resources
         .iter()
@@ -273,7 +284,7 @@ fn rule_item(
     if rule.requires_care_relationship && !item.care_relationship {
         return Err(Failure::NoCareRelationship);
     }
-    if !emergency && item.consent.objects(item.source_org, caller_org) {
+    if consent_applies && !emergency && item.consent.objects(item.source_org, caller_org) {
         return Err(Failure::Consent);
     }
     Ok(())
@@ -308,6 +319,7 @@ impl PolicySet {
         CallerPolicy {
             rules: normal,
             caller_org: caller.org.map(str::to_owned),
+            consent_applies: caller.acting != Acting::Person,
         }
     }
 }
@@ -348,7 +360,13 @@ impl<'p> CallerPolicy<'p> {
             .iter()
             .find(|a| {
                 a.agreement.disclosers.iter().any(|d| d == item.source_org)
-                    && rule_item(a.rule, a.emergency, self.caller_org.as_deref(), item).is_ok()
+                    && rule_item(
+                        a.rule,
+                        a.emergency,
+                        (self.caller_org.as_deref(), self.consent_applies),
+                        item,
+                    )
+                    .is_ok()
             })
             .map(|a| Permit {
                 agreement: a.agreement,
@@ -410,7 +428,12 @@ pub fn explain<'p>(
             for rule in &agreement.rules {
                 let failure = match rule_caller(rule, agreement.access, caller) {
                     Err(f) => f,
-                    Ok(emergency) => match rule_item(rule, emergency, caller.org, item) {
+                    Ok(emergency) => match rule_item(
+                        rule,
+                        emergency,
+                        (caller.org, caller.acting != Acting::Person),
+                        item,
+                    ) {
                         Err(f) => f,
                         // INVARIANT: decide found no permitting rule, so every rule fails.
                         Ok(()) => continue,

@@ -21,6 +21,27 @@ pub(crate) struct Access<'p> {
     caller_org: Option<&'p str>,
 }
 
+/// The sharing choices that stand for a person. A store that cannot say means nothing is
+/// disclosed (503): an objection is never ignored because it could not be read.
+pub(crate) async fn consent_of(
+    federation: &Federation,
+    person: &Person,
+) -> Result<Consent, ApiError> {
+    let records = federation.store().consents(person.id).await.map_err(|e| {
+        tracing::error!(error = %e, "store failed reading consent");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transient",
+            "the gateway's store is unavailable; try again shortly",
+        )
+    })?;
+    Ok(crate::policy::consent::standing(
+        records
+            .iter()
+            .map(|r| (r.kind.as_str(), r.org.as_str(), r.active)),
+    ))
+}
+
 /// The caller as agreements see it.
 pub(crate) fn caller(principal: &Principal) -> Caller<'_> {
     Caller {
@@ -187,14 +208,14 @@ impl<'p> Access<'p> {
         &self,
         federation: &Federation,
         person: &Person,
+        consent: &Consent,
         resources: Vec<SharedResource>,
     ) -> (Vec<SharedResource>, Notices) {
         let care = self.care_relationship(federation, person);
-        let consent = Consent::default();
         let mut notices = Notices::default();
         let mut kept = Vec::with_capacity(resources.len());
         for resource in resources {
-            match self.decide(federation, &resource, care, &consent) {
+            match self.decide(federation, &resource, care, consent) {
                 Some(permit) => {
                     notices.emergency |= permit.emergency;
                     kept.push(apply(resource, &permit));

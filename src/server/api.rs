@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::AppState;
-use super::access::{Access, Notices};
+use super::access::{Access, Notices, consent_of};
 use super::error::{ApiError, bundle_response, fhir_response};
 use super::query::{self, CURSOR, SortSpec, TypeSearch, Used};
 use crate::auth::Principal;
@@ -98,8 +98,9 @@ pub async fn search_type(
     let collected = state.federation.collect(&person.0, &plan, deadline).await;
     let mut reports = person.1;
     reports.extend(collected.reports);
+    let consent = consent_of(&state.federation, &person.0).await?;
     let (disclosed, mut notices) =
-        access.disclose(&state.federation, &person.0, collected.resources);
+        access.disclose(&state.federation, &person.0, &consent, collected.resources);
     notices.withheld |= access.narrowed(&asking, &state.federation, &person.0);
     let matching: Vec<SharedResource> = disclosed
         .into_iter()
@@ -148,6 +149,7 @@ fn require(
     let verb = match interaction {
         Interaction::Read => "reading",
         Interaction::Search => "searching",
+        Interaction::Create => "creating",
     };
     Err(ApiError::insufficient_scope(&format!(
         "{verb} {resource_type}"
@@ -260,7 +262,9 @@ async fn patient_search(
         Some(person) => {
             let collected = state.federation.collect(&person, &plan, deadline).await;
             reports.extend(collected.reports);
-            let (patients, seen) = access.disclose(&state.federation, &person, collected.resources);
+            let consent = consent_of(&state.federation, &person).await?;
+            let (patients, seen) =
+                access.disclose(&state.federation, &person, &consent, collected.resources);
             notices = seen;
             notices.withheld |= access.narrowed(&asking, &state.federation, &person);
             if patients.is_empty() {
@@ -308,7 +312,9 @@ pub async fn read(
             return Err(not_known());
         };
         let collected = state.federation.collect(&person, &plan, deadline).await;
-        let (patients, _) = access.disclose(&state.federation, &person, collected.resources);
+        let consent = consent_of(&state.federation, &person).await?;
+        let (patients, _) =
+            access.disclose(&state.federation, &person, &consent, collected.resources);
         if patients.is_empty() {
             return Err(unanswered(
                 reports.iter().chain(&collected.reports),
@@ -332,8 +338,13 @@ pub async fn read(
         .await?
     {
         Some((resource, person)) if principal.may_see_person(&person.nhs) => {
-            let (mut disclosed, _) =
-                access.disclose(&state.federation, &person, vec![Resource::shared(resource)]);
+            let consent = consent_of(&state.federation, &person).await?;
+            let (mut disclosed, _) = access.disclose(
+                &state.federation,
+                &person,
+                &consent,
+                vec![Resource::shared(resource)],
+            );
             match disclosed.pop() {
                 Some(r) => Ok(fhir_response(StatusCode::OK, r.value(), pretty)),
                 None => Err(not_known()),
@@ -449,7 +460,8 @@ pub async fn everything(
         reports: fetched_reports,
     } = state.federation.collect(&person, &plan, deadline).await;
     reports.extend(fetched_reports);
-    let (disclosed, mut notices) = access.disclose(&state.federation, &person, resources);
+    let consent = consent_of(&state.federation, &person).await?;
+    let (disclosed, mut notices) = access.disclose(&state.federation, &person, &consent, resources);
     notices.withheld |= access.narrowed(&asking, &state.federation, &person);
     let (patients, others): (Vec<SharedResource>, Vec<SharedResource>) = disclosed
         .into_iter()

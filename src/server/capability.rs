@@ -32,6 +32,12 @@ pub fn statement(base: &str) -> Value {
             "searchParam": params,
         }));
     }
+    resources.push(json!({
+        "type": "Consent",
+        "interaction": [{"code": "create"}, {"code": "search-type"}],
+        "searchParam": [{"name": "patient", "type": "reference", "documentation": "Required: the gateway patient id."}],
+        "documentation": "A person's sharing choices (scope patient-privacy): a deny provision with one organisation as actor, role CST (that provider's records are not shared) or PRCP (nothing is shared with that organisation); status inactive withdraws it. Honoured by every decision except emergency access.",
+    }));
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -44,7 +50,7 @@ pub fn statement(base: &str) -> Value {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Read-only federated access to the records that every provider in the partnership holds about a person. Searches must name the person. Results are sorted and paged by the gateway; follow Bundle next links.",
+            "documentation": "Federated access to the records that every provider in the partnership holds about a person. Searches must name the person. Results are sorted and paged by the gateway; follow Bundle next links.",
             "resource": resources,
             "searchParam": [
                 {"name": "_count", "type": "number", "documentation": "Page size (capped by the server)."},

@@ -79,6 +79,28 @@ async fn exercise(store: &Store) {
         store.person_by_link("gp", "nobody").await.expect("lookup"),
         None
     );
+
+    // Sharing choices: kept in order, never changed.
+    let choice = |org: &str, active: bool, at: i64| ConsentRecord {
+        id: Uuid::new_v4(),
+        person: id,
+        kind: "not_from".into(),
+        org: org.into(),
+        active,
+        recorded_us: at,
+        resource: format!("{{\"org\":\"{org}\"}}"),
+    };
+    assert!(store.consents(id).await.expect("none yet").is_empty());
+    let first = choice("RY4", true, 1_000);
+    let second = choice("RY4", false, 2_000);
+    store.record_consent(&second).await.expect("record");
+    store.record_consent(&first).await.expect("record");
+    let read = store.consents(id).await.expect("read");
+    assert_eq!(
+        read,
+        vec![first, second],
+        "oldest first, whatever the insert order"
+    );
 }
 
 #[tokio::test]

@@ -300,6 +300,33 @@ impl TestApp {
         }
     }
 
+    /// POST a body to `{base}/{path}` with exactly these headers.
+    pub(crate) async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .post(format!("{}/{}", self.base, path.trim_start_matches('/')))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("gateway answers");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub(crate) async fn get(&self, path: &str) -> Answer {
         self.get_with(path, &[]).await
     }
