@@ -1,7 +1,7 @@
 //! The HTTP front: the axum router, the middleware every request passes, and the
 //! operational endpoints (`/healthz`, `/readyz`, `/metrics`).
 
-mod access;
+pub(crate) mod access;
 pub mod api;
 pub mod capability;
 mod consent;

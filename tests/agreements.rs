@@ -979,3 +979,94 @@ async fn bad_consent_requests_are_refused_with_an_operation_outcome() {
     let (status, _) = as_(&w.app, &dora_token, &format!("Consent?patient={eve}"), &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Runs `concord policy explain` with the test gateway's own config file.
+async fn explain(app: &TestApp, token: &str, nhs: &str, extra: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args([
+            "policy",
+            "explain",
+            "--token",
+            token,
+            "--patient",
+            nhs,
+            "--config",
+        ])
+        .arg(app.dir().join("concord.toml"))
+        .args(extra)
+        .output()
+        .await
+        .expect("run concord");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn policy_explain_says_which_rule_permits_and_why_others_do_not() {
+    let w = world().await;
+    person_id(&w.app, DORA).await;
+    let social_worker = staff(&w.app, "LA001", "social-worker");
+    let (ok, out) = explain(&w.app, &social_worker, DORA, &[]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("PERMIT    Condition/gp.c-ht  by dsa-northshire-health-and-social-care rule social-care-assessment"),
+        "{out}"
+    );
+    assert!(out.contains("WITHHELD  Condition/gp.c-dep"), "{out}");
+    assert!(
+        out.contains("dsa-northshire-health-and-social-care rule social-care-assessment: the resource is labelled PSY, which the rule excludes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dsa-northshire-direct-care: organisation LA001 is not a recipient"),
+        "{out}"
+    );
+    assert!(out.contains("WITHHELD  Observation/gp.o-bp"), "{out}");
+    assert!(!out.contains(DORA), "no NHS number in the output");
+
+    let carer = person_token(&w.app, DORA, Some("DAU"));
+    let (ok, out) = explain(
+        &w.app,
+        &carer,
+        DORA,
+        &["--resource", "MedicationStatement/gp.m-cit"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("PERMIT    MedicationStatement/gp.m-cit  by patient-access-northshire rule carer-care-plans, redacting reasonCode, reasonReference"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("PERMIT").count() + out.matches("WITHHELD").count(),
+        1,
+        "only the one resource: {out}"
+    );
+
+    let clinician = staff(&w.app, "RY4", "clinician");
+    let (_, out) = explain(
+        &w.app,
+        &clinician,
+        EVE,
+        &["--resource", "Condition/gp.c-eve", "--break-glass"],
+    )
+    .await;
+    assert!(
+        out.contains("by dsa-northshire-emergency-access rule emergency (emergency access)"),
+        "{out}"
+    );
+
+    let (ok, out) = explain(
+        &w.app,
+        &social_worker,
+        DORA,
+        &["--resource", "Condition/gp.nothing"],
+    )
+    .await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("no such resource"), "{out}");
+    let (ok, out) = explain(&w.app, "not-a-token", DORA, &[]).await;
+    assert!(!ok);
+    assert!(out.contains("--token: the token is malformed"), "{out}");
+}

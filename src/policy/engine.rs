@@ -259,6 +259,15 @@ fn rule_caller(rule: &Rule, access: Access, caller: &Caller<'_>) -> Result<bool,
     Err(Failure::Purpose(caller.purpose.to_owned()))
 }
 
+/// The organisation a disclosure goes to, as consent sees it: staff's own; none for the
+/// person or a carer, whatever organisation their token names.
+fn consent_org<'a>(caller: &Caller<'a>) -> Option<&'a str> {
+    match caller.acting {
+        Acting::Staff => caller.org,
+        Acting::Person | Acting::Carer(_) => None,
+    }
+}
+
 /// Whether an applicable rule permits this resource.
 fn rule_item(
     rule: &Rule,
@@ -318,7 +327,7 @@ impl PolicySet {
         normal.extend(emergency);
         CallerPolicy {
             rules: normal,
-            caller_org: caller.org.map(str::to_owned),
+            caller_org: consent_org(caller).map(str::to_owned),
             consent_applies: caller.acting != Acting::Person,
         }
     }
@@ -431,7 +440,7 @@ pub fn explain<'p>(
                     Ok(emergency) => match rule_item(
                         rule,
                         emergency,
-                        (caller.org, caller.acting != Acting::Person),
+                        (consent_org(caller), caller.acting != Acting::Person),
                         item,
                     ) {
                         Err(f) => f,

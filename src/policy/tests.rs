@@ -343,3 +343,58 @@ fn the_repository_policies_are_valid() {
     assert!(set.agreements.iter().any(|a| a.access == Access::Patient));
     assert!(set.labels.mappings.len() >= 4);
 }
+
+#[test]
+fn labels_come_from_any_coding_and_from_the_source_s_own_security_labels() {
+    let labels = "local_labels = [\"SAFEGUARDING\"]\n\n\
+        [[map]]\nlabel = \"PSY\"\nsystem = \"http://hl7.org/fhir/sid/icd-10\"\nranges = [\"F20-F39\"]\n\n\
+        [[map]]\nlabel = \"SUD\"\nsystem = \"http://snomed.info/sct\"\ncodes = [\"494041000000102\"]\n\n\
+        [[map]]\nlabel = \"SAFEGUARDING\"\nsystem = \"http://terminology.hl7.org/CodeSystem/flag-category\"\ncodes = [\"safety\"]\n";
+    let set = load(&[("dsa-test.toml", GOOD), ("labels.toml", labels)]).expect("valid");
+    let map = &set.labels;
+    let encounter = serde_json::json!({
+        "resourceType": "Encounter",
+        "meta": {
+            "tag": [{"system": "http://snomed.info/sct", "code": "494041000000102"}],
+            "security": [
+                {"system": ACT_CODE, "code": "HIV"},
+                {"system": ACT_CODE, "code": "NOT-A-LABEL"},
+                {"system": "http://example.org/other", "code": "SEX"}
+            ]
+        },
+        "serviceType": {"coding": [{"system": "http://snomed.info/sct", "code": "494041000000102"}]},
+        "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "F32.1"}]}],
+        "diagnosis": [{"use": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "F41.0"}]}}]
+    });
+    assert_eq!(map.labels_of(&encounter), ["HIV", "PSY", "SUD"]);
+    // Codes only in meta do not label; neither does an unmapped code or system.
+    let tagged = serde_json::json!({
+        "resourceType": "Flag",
+        "meta": {"tag": [{"system": "http://snomed.info/sct", "code": "494041000000102"}]},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "494041000000103"}]}
+    });
+    assert!(map.labels_of(&tagged).is_empty());
+    let flag = serde_json::json!({"resourceType": "Flag", "category": [{"coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/flag-category", "code": "safety"}]}]});
+    let found = map.labels_of(&flag);
+    assert_eq!(found, ["SAFEGUARDING"]);
+    let mut obj = flag.as_object().cloned().expect("object");
+    LabelMap::stamp(&mut obj, &found);
+    LabelMap::stamp(&mut obj, &found);
+    assert_eq!(
+        obj["meta"]["security"],
+        serde_json::json!([{"system": LOCAL_LABEL_SYSTEM, "code": "SAFEGUARDING"}]),
+        "stamped once, with the local system"
+    );
+    let stamped = serde_json::Value::Object(obj);
+    assert_eq!(
+        labels_in_meta(&stamped).collect::<Vec<_>>(),
+        ["SAFEGUARDING"]
+    );
+    // A non-URI system is refused by the checker; ranges only for ICD-10.
+    let bad = labels.replace(
+        "http://terminology.hl7.org/CodeSystem/flag-category",
+        "flag-category",
+    );
+    assert!(load(&[("dsa-test.toml", GOOD), ("labels.toml", &bad)]).is_err());
+}

@@ -172,15 +172,7 @@ impl<'p> Access<'p> {
 
     /// True when the person is known to a source of the caller's own organisation.
     fn care_relationship(&self, federation: &Federation, person: &Person) -> bool {
-        let Some(org) = self.caller_org else {
-            return false;
-        };
-        person.links.iter().any(|(source, ids)| {
-            !ids.is_empty()
-                && federation
-                    .source(source)
-                    .is_some_and(|s| s.info().ods == org)
-        })
+        care_relationship(federation, person, self.caller_org)
     }
 
     /// The decision on one resource about `person`.
@@ -191,15 +183,9 @@ impl<'p> Access<'p> {
         care_relationship: bool,
         consent: &Consent,
     ) -> Option<Permit<'p>> {
-        let source = split_gateway_id(resource.id()).and_then(|(s, _)| federation.source(s))?;
         let labels: Vec<&str> = labels_in_meta(resource.value()).collect();
-        self.policy.decide(&Item {
-            source_org: &source.info().ods,
-            resource_type: resource.resource_type(),
-            labels: &labels,
-            care_relationship,
-            consent,
-        })
+        let item = item(federation, resource, &labels, care_relationship, consent)?;
+        self.policy.decide(&item)
     }
 
     /// Keeps the resources some rule permits, each with that rule's redactions applied; says
@@ -225,6 +211,64 @@ impl<'p> Access<'p> {
         }
         (kept, notices)
     }
+}
+
+/// True when the person is known to a source of `org` (a record of them there).
+fn care_relationship(federation: &Federation, person: &Person, org: Option<&str>) -> bool {
+    let Some(org) = org else {
+        return false;
+    };
+    person.links.iter().any(|(source, ids)| {
+        !ids.is_empty()
+            && federation
+                .source(source)
+                .is_some_and(|s| s.info().ods == org)
+    })
+}
+
+/// A normalised resource as agreements see it: its provider (from its gateway id), type and
+/// labels (from `meta.security`). `None` for a resource of no configured source.
+fn item<'a>(
+    federation: &'a Federation,
+    resource: &'a Resource,
+    labels: &'a [&'a str],
+    care_relationship: bool,
+    consent: &'a Consent,
+) -> Option<Item<'a>> {
+    let source = split_gateway_id(resource.id()).and_then(|(s, _)| federation.source(s))?;
+    Some(Item {
+        source_org: &source.info().ods,
+        resource_type: resource.resource_type(),
+        labels,
+        care_relationship,
+        consent,
+    })
+}
+
+/// `concord policy explain`: for each resource, the decision the gateway would make for this
+/// principal today and why, with the same code the gateway decides with.
+pub(crate) fn explain_all<'p>(
+    set: &'p PolicySet,
+    principal: &Principal,
+    federation: &Federation,
+    person: &Person,
+    consent: &Consent,
+    resources: &[SharedResource],
+) -> Vec<(String, crate::policy::Explanation<'p>)> {
+    let caller = caller(principal);
+    let care = care_relationship(federation, person, caller.org);
+    let today = crate::policy::live::today();
+    resources
+        .iter()
+        .filter_map(|r| {
+            let labels: Vec<&str> = labels_in_meta(r.value()).collect();
+            let item = item(federation, r, &labels, care, consent)?;
+            Some((
+                format!("{}/{}", r.resource_type(), r.id()),
+                crate::policy::engine::explain(set, &caller, &item, today),
+            ))
+        })
+        .collect()
 }
 
 /// The resource as the permitting rule lets it go: redacted paths removed and marked
