@@ -15,6 +15,7 @@
 mod agreement;
 pub mod consent;
 pub mod engine;
+pub mod fhirpath;
 mod labels;
 pub mod live;
 pub mod redact;

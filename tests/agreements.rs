@@ -40,6 +40,11 @@ fn gp_records() -> Vec<Value> {
         condition("c-hiv", "g-dora", "86406008", "2012-05-01"),
         condition("c-dep", "g-dora", "35489007", "2024-11-01"),
         observation("o-bp", "g-dora", "271649006", "2026-06-01"),
+        {
+            let mut pending = observation("o-pending", "g-dora", "1000731000000107", "2026-11-20");
+            pending["status"] = json!("preliminary");
+            pending
+        },
         medicine,
         json!({
             "resourceType": "Immunization", "id": "i-flu", "status": "completed",
@@ -281,6 +286,7 @@ async fn a_gp_clinician_sees_direct_care_and_social_care_but_not_hiv() {
             "Immunization/gp.i-flu",
             "MedicationStatement/gp.m-cit",
             "Observation/gp.o-bp",
+            "Observation/gp.o-pending",
             "RelatedPerson/social.rp-dau",
         ])
     );
@@ -425,8 +431,12 @@ async fn a_patient_sees_their_own_record_but_not_alerts_or_third_parties() {
     );
     assert!(
         withheld_notice(&body),
-        "the safeguarding alert and carer are held back"
+        "the pending result, the safeguarding alert and the carer are held back"
     );
+    let (status, _) = as_(&w.app, &token, "Observation/gp.o-pending", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not until it is final");
+    let (status, _) = as_(&w.app, &token, "Observation/gp.o-bp", &[]).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(w.clinic.request_count(), 0);
 }
 
@@ -1042,6 +1052,19 @@ async fn policy_explain_says_which_rule_permits_and_why_others_do_not() {
         out.matches("PERMIT").count() + out.matches("WITHHELD").count(),
         1,
         "only the one resource: {out}"
+    );
+
+    let dora_token = person_token(&w.app, DORA, None);
+    let (_, out) = explain(
+        &w.app,
+        &dora_token,
+        DORA,
+        &["--resource", "Observation/gp.o-pending"],
+    )
+    .await;
+    assert!(
+        out.contains("patient-access-northshire rule own-results: the condition `status in ('final' | 'amended' | 'corrected')` does not hold"),
+        "{out}"
     );
 
     let clinician = staff(&w.app, "RY4", "clinician");

@@ -170,8 +170,8 @@ pub struct Rule {
     pub exclude_labels: Vec<String>,
     /// The person must be known to the user's own organisation.
     pub requires_care_relationship: bool,
-    /// FHIRPath condition on the resource.
-    pub where_: Option<String>,
+    /// FHIRPath condition on the resource (see [`super::fhirpath`] for what is supported).
+    pub where_: Option<super::fhirpath::Condition>,
     /// Element paths removed before disclosure.
     pub redact: Vec<String>,
 }
@@ -416,15 +416,20 @@ impl Agreement {
                     ));
                 }
             }
-            if let Some(condition) = &rule.where_ {
-                errors.push(at(
-                    condition.span().start,
-                    &field("where"),
-                    "FHIRPath conditions are not supported by this version of the gateway; \
-                     the rule would be applied without its condition, so it is refused"
-                        .into(),
-                ));
-            }
+            let condition = match &rule.where_ {
+                None => None,
+                Some(text) => match super::fhirpath::Condition::parse(text.get_ref()) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        errors.push(at(
+                            text.span().start,
+                            &field("where"),
+                            format!("the FHIRPath condition does not parse: {e}"),
+                        ));
+                        None
+                    }
+                },
+            };
             // Rules that could never match anything.
             let never = |what: &str| format!("is empty: the rule could never match {what}");
             if rule.purpose_of_use.get_ref().is_empty() {
@@ -493,7 +498,7 @@ impl Agreement {
                     .map(|l| l.get_ref().clone())
                     .collect(),
                 requires_care_relationship: care,
-                where_: rule.where_.as_ref().map(|w| w.get_ref().clone()),
+                where_: condition,
                 redact: rule.redact.iter().map(|r| r.get_ref().clone()).collect(),
             });
         }

@@ -856,6 +856,7 @@ impl Case {
             source_org: self.source,
             resource_type: self.rtype,
             labels: &self.labels,
+            resource: None,
             care_relationship: self.care,
             consent,
         }
@@ -2211,6 +2212,7 @@ fn an_organisation_on_a_carers_token_does_not_lift_an_objection() {
             source_org: "A81001",
             resource_type: "CarePlan",
             labels: &[],
+            resource: None,
             care_relationship: false,
             consent: &consent,
         };

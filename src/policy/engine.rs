@@ -5,7 +5,8 @@
 //! access, organisation, role or carer's relationship, and purpose of use); that is the plan
 //! (which sources and types are worth asking) and makes each resource's decision cheap.
 //! [`CallerPolicy::decide`] then checks, per resource, the providing organisation, the
-//! resource type, its sensitivity labels, the care relationship and the person's consent.
+//! resource type, its sensitivity labels, the rule's FHIRPath `where` condition, the care
+//! relationship and the person's consent.
 //!
 //! **Which rule wins.** When several rules permit a resource, the one named in the answer and
 //! the audit record, and whose redactions apply, is the first in this order: rules that serve
@@ -87,6 +88,9 @@ pub struct Item<'a> {
     pub resource_type: &'a str,
     /// Its sensitivity labels.
     pub labels: &'a [&'a str],
+    /// The resource itself, for rules' `where` conditions (without it, no rule with a
+    /// condition permits).
+    pub resource: Option<&'a serde_json::Value>,
     /// The person is known to the caller's own organisation (a record of them in a source
     /// that organisation controls).
     pub care_relationship: bool,
@@ -124,6 +128,8 @@ pub enum Failure {
     ResourceType(String),
     /// The resource carries a label the rule excludes.
     Label(String),
+    /// The rule's `where` condition does not hold for the resource.
+    Condition(String),
     /// The rule needs the person to be known to the caller's organisation, and they are not.
     NoCareRelationship,
     /// The person objected to this sharing.
@@ -159,6 +165,7 @@ impl fmt::Display for Failure {
             Failure::Purpose(p) => write!(f, "purpose of use `{p}` is not among the rule's"),
             Failure::ResourceType(t) => write!(f, "{t} is not among the rule's resources"),
             Failure::Label(l) => write!(f, "the resource is labelled {l}, which the rule excludes"),
+            Failure::Condition(c) => write!(f, "the condition `{c}` does not hold"),
             Failure::NoCareRelationship => f.write_str(
                 "needs a care relationship: the person is not known to the caller's organisation",
             ),
@@ -289,6 +296,11 @@ fn rule_item(
         .find(|l| rule.exclude_labels.iter().any(|x| x == *l))
     {
         return Err(Failure::Label((*label).to_owned()));
+    }
+    if let Some(condition) = &rule.where_
+        && !item.resource.is_some_and(|r| condition.holds(r))
+    {
+        return Err(Failure::Condition(condition.text().to_owned()));
     }
     if rule.requires_care_relationship && !item.care_relationship {
         return Err(Failure::NoCareRelationship);

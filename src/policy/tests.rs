@@ -169,10 +169,16 @@ fn each_kind_of_error_names_file_line_and_field() {
     );
     one_error(
         "redact = [\"note\"]",
-        "where = \"status = 'final'\"",
+        "where = \"status ~ 'final'\"",
         23,
         "rule[0].where",
-        "FHIRPath",
+        "the FHIRPath condition does not parse: `~` is not supported (at character 8)",
+    );
+    let with_condition = GOOD.replace("redact = [\"note\"]", "where = \"status = 'final'\"");
+    let set = load(&[("dsa-test.toml", &with_condition)]).expect("a condition that parses");
+    let condition = set.agreements[0].rules[0].where_.as_ref().expect("kept");
+    assert!(
+        condition.holds(&serde_json::json!({"resourceType": "Observation", "status": "final"}))
     );
     one_error(
         "status = \"active\"",

@@ -240,6 +240,7 @@ fn item<'a>(
         source_org: &source.info().ods,
         resource_type: resource.resource_type(),
         labels,
+        resource: Some(resource.value()),
         care_relationship,
         consent,
     })
