@@ -129,6 +129,14 @@ pub trait Source: Send + Sync + Debug {
     /// One resource by type and local id; `None` when the source does not have it.
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Value>, SourceError>;
 
+    /// False when the source is known never to hold resources of this type (a FHIR server
+    /// configured with `resource_types`, an export without that file): leaving such a type
+    /// unasked hides nothing.
+    fn may_hold(&self, resource_type: &str) -> bool {
+        let _ = resource_type;
+        true
+    }
+
     /// True when the source's resources never change while the gateway runs (an export read
     /// at start-up), so their normalised form can be reused between requests.
     fn is_static(&self) -> bool {

@@ -139,6 +139,11 @@ struct World {
 }
 
 async fn world_with(files: Vec<(String, String)>) -> World {
+    world_full(files, "").await
+}
+
+/// `social` adds TOML lines to the social care source.
+async fn world_full(files: Vec<(String, String)>, social_lines: &str) -> World {
     let gp = Upstream::start(gp_records()).await;
     let community = Upstream::start(community_records()).await;
     let social = Upstream::start(social_records()).await;
@@ -157,7 +162,8 @@ async fn world_with(files: Vec<(String, String)>) -> World {
                 "Northshire Adult Social Care",
                 "LA001",
                 social.base_url(),
-            ),
+            )
+            .with(social_lines),
             SourceSpec::fhir("clinic", "Sexual Health Clinic", "RXX99", clinic.base_url()),
         ],
         Policies::Files(files),
@@ -1092,4 +1098,23 @@ async fn policy_explain_says_which_rule_permits_and_why_others_do_not() {
     let (ok, out) = explain(&w.app, "not-a-token", DORA, &[]).await;
     assert!(!ok);
     assert!(out.contains("--token: the token is malformed"), "{out}");
+}
+
+#[tokio::test]
+async fn the_notice_is_not_given_for_types_a_provider_never_holds() {
+    let w = world_full(
+        shipped(),
+        "resource_types = [\"CarePlan\", \"Flag\", \"RelatedPerson\", \"Encounter\", \"EpisodeOfCare\"]",
+    )
+    .await;
+    let dora = person_id(&w.app, DORA).await;
+    let token = staff(&w.app, "A81001", "clinician");
+    // Social care is not asked for Observations (no rule lets a clinician see them), and holds
+    // none: nothing is missing, so nothing is said.
+    let (_, observations) = as_(&w.app, &token, &format!("Observation?patient={dora}"), &[]).await;
+    assert_eq!(observations["total"], 2, "{observations}");
+    assert!(!withheld_notice(&observations), "{observations}");
+    // Social care does hold Encounters, which no rule lets the GP see: said.
+    let (_, encounters) = as_(&w.app, &token, &format!("Encounter?patient={dora}"), &[]).await;
+    assert!(withheld_notice(&encounters), "{encounters}");
 }

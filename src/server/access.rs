@@ -141,8 +141,8 @@ impl<'p> Access<'p> {
         }
     }
 
-    /// True when the plan left out a type asked for from a source that knows the person: the
-    /// answer is then incomplete under the agreements, whatever the sources hold.
+    /// True when the plan left out a type asked for from a source that knows the person and
+    /// may hold that type: the answer may then be incomplete under the agreements.
     pub(crate) fn narrowed(
         &self,
         asking: &Asking,
@@ -152,8 +152,12 @@ impl<'p> Access<'p> {
         federation.sources().iter().any(|s| {
             let id = &s.info().id;
             let knows = person.links.get(id).is_some_and(|l| !l.is_empty());
-            let asked = asking.types.get(id).map_or(0, Vec::len);
-            knows && asked < asking.requested.len()
+            let asked = asking.types.get(id).map_or(&[][..], Vec::as_slice);
+            knows
+                && asking
+                    .requested
+                    .iter()
+                    .any(|t| !asked.contains(t) && s.may_hold(t))
         })
     }
 

@@ -345,6 +345,10 @@ impl Source for FhirSource {
         &self.info
     }
 
+    fn may_hold(&self, resource_type: &str) -> bool {
+        self.serves(resource_type)
+    }
+
     async fn find_patients(&self, nhs: &NhsNumber) -> Result<Fetched, SourceError> {
         let identifier = format!("{NHS_NUMBER_SYSTEM}|{}", nhs.as_str());
         let url = self.url(

@@ -27,6 +27,7 @@ pub struct NdjsonSource {
     by_nhs: HashMap<String, Vec<usize>>,
     by_patient: HashMap<String, Vec<usize>>,
     by_key: HashMap<(String, String), usize>,
+    types: std::collections::HashSet<String>,
     skipped_lines: u64,
 }
 
@@ -50,6 +51,7 @@ impl NdjsonSource {
             by_nhs: HashMap::new(),
             by_patient: HashMap::new(),
             by_key: HashMap::new(),
+            types: std::collections::HashSet::new(),
             skipped_lines: 0,
         };
         for path in files {
@@ -91,6 +93,9 @@ impl NdjsonSource {
         ) else {
             return;
         };
+        if !self.types.contains(rtype) {
+            self.types.insert(rtype.to_owned());
+        }
         if self
             .by_key
             .insert((rtype.to_owned(), id.to_owned()), index)
@@ -150,6 +155,10 @@ fn parse_line(line: &str, resource_type: &str) -> Result<Value, &'static str> {
 impl Source for NdjsonSource {
     fn info(&self) -> &SourceInfo {
         &self.info
+    }
+
+    fn may_hold(&self, resource_type: &str) -> bool {
+        self.types.contains(resource_type)
     }
 
     async fn find_patients(&self, nhs: &NhsNumber) -> Result<Fetched, SourceError> {
