@@ -180,6 +180,10 @@ pub struct StoreConfig {
     /// How long a person's links are kept in memory before the store is read again (0: never
     /// kept). Other instances' changes reach this one within this time.
     pub link_cache_secs: u64,
+    /// How long a person's sharing choices (Consent) are kept in memory, in milliseconds (0:
+    /// read from the store on every request). A choice recorded through this instance is
+    /// honoured on its next request regardless; other instances honour it within this time.
+    pub consent_cache_ms: u64,
     /// Apply migrations at start-up (`concord migrate` does it on demand).
     pub migrate_on_start: bool,
 }
@@ -191,6 +195,7 @@ impl Default for StoreConfig {
             max_connections: 8,
             link_max_age_secs: 3_600,
             link_cache_secs: 30,
+            consent_cache_ms: 1_000,
             migrate_on_start: true,
         }
     }

@@ -49,6 +49,8 @@ pub struct Inner {
     pub base: String,
     /// The data-sharing agreements in force.
     pub policies: Arc<crate::policy::LivePolicies>,
+    /// People's sharing choices, briefly kept.
+    pub(crate) consents: access::ConsentCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,6 +68,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         config: ServerConfig,
         policies: Arc<crate::policy::LivePolicies>,
+        consent_cache: std::time::Duration,
     ) -> Self {
         let base = config.base_url();
         Self(Arc::new(Inner {
@@ -75,6 +78,7 @@ impl AppState {
             config,
             base,
             policies,
+            consents: access::ConsentCache::new(consent_cache),
         }))
     }
 }
@@ -509,5 +513,6 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         metrics,
         config.server.clone(),
         policies,
+        std::time::Duration::from_millis(config.store.consent_cache_ms),
     ))
 }

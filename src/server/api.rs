@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::AppState;
-use super::access::{Access, Notices, consent_of};
+use super::access::{Access, Notices};
 use super::error::{ApiError, bundle_response, fhir_response};
 use super::query::{self, CURSOR, SortSpec, TypeSearch, Used};
 use crate::auth::Principal;
@@ -98,7 +98,7 @@ pub async fn search_type(
     let collected = state.federation.collect(&person.0, &plan, deadline).await;
     let mut reports = person.1;
     reports.extend(collected.reports);
-    let consent = consent_of(&state.federation, &person.0).await?;
+    let consent = state.consents.of(&state.federation, &person.0).await?;
     let (disclosed, mut notices) =
         access.disclose(&state.federation, &person.0, &consent, collected.resources);
     notices.withheld |= access.narrowed(&asking, &state.federation, &person.0);
@@ -262,7 +262,7 @@ async fn patient_search(
         Some(person) => {
             let collected = state.federation.collect(&person, &plan, deadline).await;
             reports.extend(collected.reports);
-            let consent = consent_of(&state.federation, &person).await?;
+            let consent = state.consents.of(&state.federation, &person).await?;
             let (patients, seen) =
                 access.disclose(&state.federation, &person, &consent, collected.resources);
             notices = seen;
@@ -312,7 +312,7 @@ pub async fn read(
             return Err(not_known());
         };
         let collected = state.federation.collect(&person, &plan, deadline).await;
-        let consent = consent_of(&state.federation, &person).await?;
+        let consent = state.consents.of(&state.federation, &person).await?;
         let (patients, _) =
             access.disclose(&state.federation, &person, &consent, collected.resources);
         if patients.is_empty() {
@@ -338,7 +338,7 @@ pub async fn read(
         .await?
     {
         Some((resource, person)) if principal.may_see_person(&person.nhs) => {
-            let consent = consent_of(&state.federation, &person).await?;
+            let consent = state.consents.of(&state.federation, &person).await?;
             let (mut disclosed, _) = access.disclose(
                 &state.federation,
                 &person,
@@ -460,7 +460,7 @@ pub async fn everything(
         reports: fetched_reports,
     } = state.federation.collect(&person, &plan, deadline).await;
     reports.extend(fetched_reports);
-    let consent = consent_of(&state.federation, &person).await?;
+    let consent = state.consents.of(&state.federation, &person).await?;
     let (disclosed, mut notices) = access.disclose(&state.federation, &person, &consent, resources);
     notices.withheld |= access.narrowed(&asking, &state.federation, &person);
     let (patients, others): (Vec<SharedResource>, Vec<SharedResource>) = disclosed

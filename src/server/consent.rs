@@ -167,6 +167,7 @@ pub(super) async fn create(
         .record_consent(&record)
         .await
         .map_err(|e| store_failed(&e))?;
+    state.consents.evict(person.id);
     tracing::info!(
         consent.kind = choice.kind.name(),
         consent.active = choice.active,
