@@ -8,7 +8,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::app::{Policies, SourceSpec, TestApp, matches, outcomes};
+use crate::support::app::{
+    Policies, SourceSpec, StoreChoice, TestApp, matches, outcomes, postgres,
+};
 use crate::support::data::{NHS_SYSTEM, condition, encounter, observation, patient};
 use crate::support::upstream::Upstream;
 
@@ -144,11 +146,15 @@ async fn world_with(files: Vec<(String, String)>) -> World {
 
 /// `social` adds TOML lines to the social care source.
 async fn world_full(files: Vec<(String, String)>, social_lines: &str) -> World {
+    world_on(files, social_lines, StoreChoice::Sqlite).await
+}
+
+async fn world_on(files: Vec<(String, String)>, social_lines: &str, store: StoreChoice) -> World {
     let gp = Upstream::start(gp_records()).await;
     let community = Upstream::start(community_records()).await;
     let social = Upstream::start(social_records()).await;
     let clinic = Upstream::start(clinic_records()).await;
-    let app = TestApp::start_with_policies(
+    let app = TestApp::start_full(
         vec![
             SourceSpec::fhir("gp", "Riverside GP", "A81001", gp.base_url()),
             SourceSpec::fhir(
@@ -166,6 +172,8 @@ async fn world_full(files: Vec<(String, String)>, social_lines: &str) -> World {
             .with(social_lines),
             SourceSpec::fhir("clinic", "Sexual Health Clinic", "RXX99", clinic.base_url()),
         ],
+        store,
+        "",
         Policies::Files(files),
     )
     .await;
@@ -767,7 +775,21 @@ fn from(bundle: &Value, source: &str) -> usize {
 
 #[tokio::test]
 async fn a_consent_opt_out_takes_effect_on_the_next_request() {
-    let w = world().await;
+    consent_round_trip(world().await).await;
+}
+
+/// The same with the store on PostgreSQL (when `CONCORD_TEST_DATABASE_URL` is set).
+#[tokio::test]
+async fn a_consent_opt_out_takes_effect_on_postgres_too() {
+    let Some(db) = postgres().await else {
+        return;
+    };
+    let w = world_on(shipped(), "", StoreChoice::Postgres(db.url().to_owned())).await;
+    consent_round_trip(w).await;
+    db.drop().await;
+}
+
+async fn consent_round_trip(w: World) {
     let dora = person_id(&w.app, DORA).await;
     let everything = format!("Patient/{dora}/$everything");
     let nurse = staff(&w.app, "RY4", "nurse");

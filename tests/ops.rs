@@ -157,3 +157,145 @@ fn policy_check_reports_errors_with_file_line_and_field() {
         "{out}"
     );
 }
+
+/// Writes a config for the real binary: no sources, the demo key, and `policies`.
+fn binary_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/keys");
+    let social = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/socialcare");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[store]\nurl = \"sqlite://concord.db\"\n\n\
+         [policy]\ndir = \"policies\"\nreload_check_secs = 0\n\n\
+         [auth]\nissuer = \"https://concord.demo.invalid\"\naudience = \"concord\"\n\n\
+         [[auth.key]]\nkid = \"concord-demo\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"{keys}/demo-signing-key.pub.pem\"\n\n\
+         [[source]]\nid = \"socialcare\"\nname = \"Social care\"\nods = \"LA001\"\nkind = \"ndjson\"\npath = \"{social}\"\n"
+    );
+    let path = dir.join("concord.toml");
+    std::fs::write(&path, config).expect("config");
+    path
+}
+
+fn copy_shipped_policies(to: &std::path::Path) {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    std::fs::create_dir_all(to).expect("policy dir");
+    for entry in std::fs::read_dir(shipped).expect("policies/") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy");
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    l.local_addr().expect("addr").port()
+}
+
+/// `concord serve` refuses to start on a policy set with an error, saying where.
+#[tokio::test]
+async fn serve_refuses_an_invalid_policy_set() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = binary_config(dir.path(), free_port());
+    copy_shipped_policies(&dir.path().join("policies"));
+    let file = dir.path().join("policies/patient-access.toml");
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&file, text.replace("\"PATRQT\"", "\"PATIENT\"")).expect("break");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output(),
+    )
+    .await
+    .expect("serve stops by itself")
+    .expect("run concord");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("patient-access.toml:")
+            && stderr.contains("`PATIENT` is not an HL7 v3 PurposeOfUse code"),
+        "{stderr}"
+    );
+}
+
+/// `SIGHUP` reloads the set; a broken set is reported and the last good one stays.
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_policy_set() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let config = binary_config(dir.path(), port);
+    let policies = dir.path().join("policies");
+    copy_shipped_policies(&policies);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("concord starts");
+    let client = reqwest::Client::new();
+    let readyz = || async {
+        let r = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        serde_json::from_slice::<serde_json::Value>(&r.bytes().await.ok()?).ok()
+    };
+    let mut first = None;
+    for _ in 0..200 {
+        if let Some(r) = readyz().await {
+            first = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let first = first.expect("the gateway came up");
+    let pid = child.id().expect("pid").to_string();
+    let hangup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    let wait_for = |check: fn(&serde_json::Value, &serde_json::Value) -> bool| {
+        let first = first.clone();
+        async move {
+            for _ in 0..100 {
+                if let Some(r) = readyz().await
+                    && check(&r, &first)
+                {
+                    return r;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("no reload seen");
+        }
+    };
+
+    // Files change, but without a check interval nothing happens until SIGHUP.
+    std::fs::remove_file(policies.join("dsa-northshire-social-care-records.toml")).expect("rm");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let same = readyz().await.expect("ready");
+    assert_eq!(same["policy"]["hash"], first["policy"]["hash"]);
+    hangup();
+    let reloaded = wait_for(|r, first| r["policy"]["hash"] != first["policy"]["hash"]).await;
+    assert_eq!(reloaded["policy"]["agreements"], 4);
+
+    std::fs::write(policies.join("broken.toml"), "[agreement]\nid = \"x\"\n").expect("write");
+    hangup();
+    let failed = wait_for(|r, _| !r["policy"]["reload_error"].is_null()).await;
+    assert!(
+        failed["policy"]["reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broken.toml")),
+        "{failed}"
+    );
+    assert_eq!(
+        failed["policy"]["hash"], reloaded["policy"]["hash"],
+        "the last good set stays"
+    );
+    assert_eq!(failed["status"], "ready");
+    child.kill().await.expect("stop");
+}

@@ -151,14 +151,6 @@ impl TestApp {
         Self::start_full(sources, store, server_toml, Policies::ReadPath).await
     }
 
-    /// Starts a gateway with its own agreements.
-    pub(crate) async fn start_with_policies(
-        sources: Vec<SourceSpec>,
-        policies: Policies,
-    ) -> TestApp {
-        Self::start_full(sources, StoreChoice::Sqlite, "", policies).await
-    }
-
     /// Starts a gateway: sources, store, lines for `[server]` and the agreements.
     pub(crate) async fn start_full(
         sources: Vec<SourceSpec>,
