@@ -130,9 +130,13 @@ fn config(dir: &Path) -> Config {
     let data = dir.join("gp");
     std::fs::create_dir_all(&data).expect("dir");
     write_record(&data);
+    let audit_key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/demo/keys/demo-audit.key"
+    );
     let mut toml = format!(
         "[server]\nlisten = \"127.0.0.1:8080\"\n\n[store]\nurl = \"sqlite://concord.db\"\n\n[log]\nlevel = \"error\"\n\n\
-         [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n"
+         [audit]\nkey_file = \"{audit_key}\"\n\n[auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n"
     );
     for (kid, algorithm) in [("rs", "RS256"), ("es", "ES256"), ("ed", "EdDSA")] {
         toml.push_str(&format!(

@@ -1012,10 +1012,14 @@ fn config(dir: &Path, data: &Path, policies: &Path) -> Config {
     std::fs::create_dir_all(dir).expect("gateway dir");
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
     std::fs::write(dir.join("bench.pub.pem"), pair.public_key_pem()).expect("write key");
+    let audit_key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/demo/keys/demo-audit.key"
+    );
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:8080\"\n\n[store]\nurl = \"sqlite://concord.db\"\n\n\
          [log]\nlevel = \"error\"\n\n[policy]\ndir = \"{}\"\nreload_check_secs = 0\n\n\
-         [auth]\nissuer = \"https://idp.bench.invalid\"\naudience = \"concord-bench\"\n\n\
+         [audit]\nkey_file = \"{audit_key}\"\n\n[auth]\nissuer = \"https://idp.bench.invalid\"\naudience = \"concord-bench\"\n\n\
          [[auth.key]]\nkid = \"bench\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"bench.pub.pem\"\n\n\
          [[source]]\nid = \"gp\"\nname = \"Bench GP\"\nods = \"{SOURCE_ODS}\"\nkind = \"ndjson\"\npath = \"{}\"\n",
         policies.display(),

@@ -66,9 +66,27 @@ pub enum Command {
         #[command(subcommand)]
         action: PolicyCommand,
     },
+    /// The audit log.
+    Audit {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Apply database migrations and exit.
     Migrate {
         /// The config file.
+        #[arg(long, default_value = "concord.toml")]
+        config: PathBuf,
+    },
+}
+
+/// `concord audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk every hash chain; exit non-zero naming the first record that was modified,
+    /// removed, inserted or moved.
+    Verify {
+        /// The config file (store and [audit] key).
         #[arg(long, default_value = "concord.toml")]
         config: PathBuf,
     },
@@ -167,6 +185,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     config,
                 },
         } => policy_explain(&config, &token, &patient, resource.as_deref(), break_glass).await,
+        Command::Audit {
+            action: AuditCommand::Verify { config },
+        } => audit_verify(&config).await,
         Command::Migrate { config } => {
             let config = Config::load(&config)?;
             init_logging(&config);
@@ -211,6 +232,36 @@ fn policy_check(dir: &std::path::Path) -> anyhow::Result<()> {
                 dir.display(),
                 errors.0.len()
             )
+        }
+    }
+}
+
+/// `concord audit verify`.
+async fn audit_verify(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    init_logging(&config);
+    let audit = config
+        .audit
+        .as_ref()
+        .context("the config has no [audit] section")?;
+    let key = crate::audit::AuditKey::load(audit.key_file.as_deref(), audit.key_env.as_deref())?;
+    let store = crate::store::Store::connect(&config.store.url, 1)
+        .await
+        .context("cannot connect to the store")?;
+    let started = std::time::Instant::now();
+    match crate::audit::verify(&store, &key).await? {
+        Ok(v) => {
+            println!(
+                "audit log verified: {} record(s) in {} chain(s), {:.2} s",
+                v.records,
+                v.chains,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Err(broken) => {
+            println!("audit log BROKEN: {broken}");
+            anyhow::bail!("the audit log does not verify")
         }
     }
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[auth]`: how callers' bearer tokens are verified. Required: deny by default.
     pub auth: Option<AuthConfig>,
+    /// `[audit]`: the audit log's key. Required: no disclosure without a record.
+    pub audit: Option<AuditConfig>,
     /// `[policy]`: the data-sharing agreements the gateway enforces.
     #[serde(default)]
     pub policy: PolicyConfig,
@@ -275,6 +277,17 @@ impl Default for ClaimNames {
             relationship: "acting_for_relationship".into(),
         }
     }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// A file holding the HMAC key audit records are hashed with (at least 32 bytes), kept
+    /// outside the database.
+    pub key_file: Option<PathBuf>,
+    /// Or the name of an environment variable holding it.
+    pub key_env: Option<String>,
 }
 
 /// `[policy]`.
@@ -617,6 +630,9 @@ impl Config {
             }
         }
         resolve(dir, &mut self.policy.dir);
+        if let Some(path) = self.audit.as_mut().and_then(|a| a.key_file.as_mut()) {
+            resolve(dir, path);
+        }
         if let Some(tls) = &mut self.server.tls {
             for path in [Some(&mut tls.cert_file), Some(&mut tls.key_file)]
                 .into_iter()

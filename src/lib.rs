@@ -10,13 +10,16 @@
 //! | resolve, fan out, normalise, merge | [`federation`] | finds the person in every source, asks them in parallel under one deadline, checks and rewrites what comes back |
 //! | sources | [`sources`] | the `Source` trait: upstream FHIR servers and NDJSON exports |
 //! | FHIR helpers | [`fhir`] | NHS numbers, references, dates, search parameters, Bundles, OperationOutcome |
-//! | state | [`store`] | SQLite or PostgreSQL: people and their links to sources |
+//! | decide | [`policy`] | agreements, labels, consent, FHIRPath: which resources each caller is given |
+//! | audit | [`audit`] | one hash-chained record per request, written before the answer |
+//! | state | [`store`] | SQLite or PostgreSQL: people, their links, consent, audit records |
 //!
-//! Beside them: [`policy`] (data-sharing agreement files and their checker; enforcement comes
-//! next), [`config`] (the TOML file), [`telemetry`] (Prometheus metrics) and [`cli`]
+//! Beside them: [`config`] (the TOML file), [`telemetry`] (Prometheus metrics) and [`cli`]
 //! (the `concord` command). Dependencies point one way: `server` → `federation` → `sources`;
-//! everything may use `fhir`, `store` and `telemetry`; nothing uses `server` or `cli`.
+//! everything may use `fhir`, `policy`, `audit`, `store` and `telemetry`; nothing uses `server`
+//! or `cli` (but `cli`).
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -3,6 +3,7 @@
 
 pub(crate) mod access;
 pub mod api;
+mod audit;
 pub mod capability;
 mod consent;
 pub mod error;
@@ -51,6 +52,10 @@ pub struct Inner {
     pub policies: Arc<crate::policy::LivePolicies>,
     /// People's sharing choices, briefly kept.
     pub(crate) consents: access::ConsentCache,
+    /// This process's audit chain.
+    pub audit: crate::audit::AuditLog,
+    /// False while the last audit append failed (`/readyz` is then unready).
+    pub(crate) audit_ok: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for AppState {
@@ -69,6 +74,7 @@ impl AppState {
         config: ServerConfig,
         policies: Arc<crate::policy::LivePolicies>,
         consent_cache: std::time::Duration,
+        audit: crate::audit::AuditLog,
     ) -> Self {
         let base = config.base_url();
         Self(Arc::new(Inner {
@@ -79,6 +85,8 @@ impl AppState {
             base,
             policies,
             consents: access::ConsentCache::new(consent_cache),
+            audit,
+            audit_ok: std::sync::atomic::AtomicBool::new(true),
         }))
     }
 }
@@ -102,11 +110,18 @@ pub(crate) fn router(state: AppState, assumed: Option<crate::auth::Principal>) -
         None => fhir.route_layer(middleware::from_fn_with_state(state.clone(), authenticate)),
         Some(principal) => fhir.route_layer(middleware::from_fn(
             move |mut request: Request, next: Next| {
+                let principal = principal.clone();
                 request.extensions_mut().insert(principal.clone());
-                next.run(request)
+                async move {
+                    let mut response = next.run(request).await;
+                    response.extensions_mut().insert(principal);
+                    response
+                }
             },
         )),
     };
+    // Outside authentication, so refused requests are recorded too.
+    let fhir = fhir.route_layer(middleware::from_fn_with_state(state.clone(), audit::record));
     let fhir = fhir.route("/metadata", get(api::metadata));
     let mut ops = Router::new().route("/metrics", get(metrics));
     if state.config.metrics_require_token {
@@ -162,12 +177,18 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
                 .extensions()
                 .get::<axum::extract::ConnectInfo<tls::Peer>>()
                 .and_then(|peer| peer.0.client_certificate.clone());
-            match break_glass_reason(request.headers(), &principal) {
-                Ok(reason) => principal.break_glass = reason,
-                Err(e) => return e.into_response(),
-            }
-            request.extensions_mut().insert(principal);
-            next.run(request).await
+            let reason = break_glass_reason(request.headers(), &principal);
+            let mut response = match reason {
+                Ok(reason) => {
+                    principal.break_glass = reason;
+                    request.extensions_mut().insert(principal.clone());
+                    next.run(request).await
+                }
+                Err(e) => e.into_response(),
+            };
+            // For the audit record.
+            response.extensions_mut().insert(principal);
+            response
         }
         Err(e) => {
             tracing::info!(reason = %e, "request refused: bad or missing bearer token");
@@ -411,11 +432,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .iter()
         .map(|s| json!({"id": s.info().id, "name": s.info().name, "ods": s.info().ods, "breaker": s.breaker_state().name()}))
         .collect();
+    let audit_ok = state.audit_ok.load(std::sync::atomic::Ordering::Relaxed);
+    let ready = store_ok && audit_ok;
     let set = state.policies.current();
     let reload = state.policies.status();
     let body = json!({
-        "status": if store_ok { "ready" } else { "unready" },
+        "status": if ready { "ready" } else { "unready" },
         "store": {"backend": state.federation.store().backend(), "ok": store_ok},
+        "audit": {"chain": state.audit.chain(), "ok": audit_ok},
         "sources": sources,
         "policy": {
             "hash": set.hash,
@@ -426,7 +450,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "reload_error": reload.error,
         },
     });
-    let status = if store_ok {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -474,6 +498,9 @@ pub enum StartError {
     /// The config has no `[auth]`.
     #[error("the config has no [auth] section")]
     NoAuth,
+    /// The config has no `[audit]`, or its key cannot be used.
+    #[error("[audit]: {0}")]
+    Audit(String),
     /// The TLS certificates or keys could not be loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -493,6 +520,15 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
     }
     let verifier =
         crate::auth::Verifier::from_config(config.auth.as_ref().ok_or(StartError::NoAuth)?)?;
+    let audit_config = config.audit.as_ref().ok_or_else(|| {
+        StartError::Audit("the config has no [audit] section (key_file or key_env)".into())
+    })?;
+    let key = crate::audit::AuditKey::load(
+        audit_config.key_file.as_deref(),
+        audit_config.key_env.as_deref(),
+    )
+    .map_err(|e| StartError::Audit(e.to_string()))?;
+    let audit = crate::audit::AuditLog::new(store.clone(), key);
     if verifier.trusts_demo_key() {
         tracing::warn!(
             "THE DEMO SIGNING KEY IS TRUSTED: anyone can mint tokens this gateway accepts. Never do this outside the demo."
@@ -514,5 +550,6 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         config.server.clone(),
         policies,
         std::time::Duration::from_millis(config.store.consent_cache_ms),
+        audit,
     ))
 }

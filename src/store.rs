@@ -299,6 +299,99 @@ impl Store {
     }
 }
 
+type AuditRow = (
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+);
+
+fn audit_row(r: AuditRow) -> crate::audit::Row {
+    let (chain, seq, recorded_us, person, user, org, purpose, outcome, body, prev_hash, hash) = r;
+    crate::audit::Row {
+        record: crate::audit::Record {
+            chain,
+            seq,
+            body,
+            prev_hash,
+            hash,
+        },
+        columns: crate::audit::Columns {
+            recorded_us,
+            person,
+            user,
+            org,
+            purpose,
+            outcome,
+        },
+    }
+}
+
+impl Store {
+    /// Appends audit records in one transaction, committed before returning.
+    pub async fn append_audit(
+        &self,
+        rows: &[(crate::audit::Record, crate::audit::Columns)],
+    ) -> Result<(), StoreError> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Many rows per statement: one round trip to the database per 256 records.
+            for chunk in rows.chunks(256) {
+                let mut insert = sqlx::QueryBuilder::new("INSERT INTO audit_records (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash) ");
+                insert.push_values(chunk, |mut row, (record, c)| {
+                    row.push_bind(record.chain.clone())
+                        .push_bind(record.seq)
+                        .push_bind(c.recorded_us)
+                        .push_bind(c.person.clone())
+                        .push_bind(c.user.clone())
+                        .push_bind(c.org.clone())
+                        .push_bind(c.purpose.clone())
+                        .push_bind(c.outcome.clone())
+                        .push_bind(record.body.clone())
+                        .push_bind(record.prev_hash.clone())
+                        .push_bind(record.hash.clone());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The last position and hash of a chain, if it has records.
+    pub async fn audit_head(&self, chain: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let head: Option<(i64, String)> = with_pool!(self, pool => sqlx::query_as("SELECT seq, hash FROM audit_records WHERE chain = $1 ORDER BY seq DESC LIMIT 1").bind(chain).fetch_optional(pool).await?);
+        Ok(head)
+    }
+
+    /// Every audit record, chain by chain in order, streamed (never all in memory).
+    pub fn audit_rows(
+        &self,
+    ) -> futures_util::stream::BoxStream<'_, Result<crate::audit::Row, StoreError>> {
+        use futures_util::{StreamExt, TryStreamExt};
+        const SQL: &str = "SELECT chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash FROM audit_records ORDER BY chain, seq";
+        match self {
+            Store::Sqlite(pool) => sqlx::query_as::<_, AuditRow>(SQL)
+                .fetch(pool)
+                .map_ok(audit_row)
+                .map_err(StoreError::from)
+                .boxed(),
+            Store::Postgres(pool) => sqlx::query_as::<_, AuditRow>(SQL)
+                .fetch(pool)
+                .map_ok(audit_row)
+                .map_err(StoreError::from)
+                .boxed(),
+        }
+    }
+}
+
 fn parse_id(raw: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(raw).map_err(|_| StoreError::Corrupt("persons.id"))
 }

@@ -522,6 +522,24 @@ async fn emergency_access_needs_a_reason_and_is_marked() {
     {
         assert!(security(r).contains("ETREAT"), "{r}");
     }
+    // The reason is kept in the audit record, with what it disclosed under emergency access.
+    let records = crate::audit::bodies(&w.app).await;
+    let glass = records
+        .iter()
+        .find(|b| b.break_glass_reason.is_some())
+        .expect("a break-glass record");
+    assert_eq!(
+        glass.break_glass_reason.as_deref(),
+        Some("Unconscious in A&E, no history available")
+    );
+    assert!(
+        glass
+            .disclosed
+            .iter()
+            .any(|d| d.reference == "Condition/gp.c-eve"
+                && d.agreement == "dsa-northshire-emergency-access"
+                && d.emergency)
+    );
     assert!(
         outcomes(&body)
             .iter()

@@ -10,6 +10,7 @@ mod support {
 }
 
 mod agreements;
+mod audit;
 mod auth;
 mod demo;
 mod errors;

@@ -162,10 +162,14 @@ fn policy_check_reports_errors_with_file_line_and_field() {
 fn binary_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/keys");
     let social = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/socialcare");
+    let audit_key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/demo/keys/demo-audit.key"
+    );
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[store]\nurl = \"sqlite://concord.db\"\n\n\
          [policy]\ndir = \"policies\"\nreload_check_secs = 0\n\n\
-         [auth]\nissuer = \"https://concord.demo.invalid\"\naudience = \"concord\"\n\n\
+         [audit]\nkey_file = \"{audit_key}\"\n\n[auth]\nissuer = \"https://concord.demo.invalid\"\naudience = \"concord\"\n\n\
          [[auth.key]]\nkid = \"concord-demo\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"{keys}/demo-signing-key.pub.pem\"\n\n\
          [[source]]\nid = \"socialcare\"\nname = \"Social care\"\nods = \"LA001\"\nkind = \"ndjson\"\npath = \"{social}\"\n"
     );

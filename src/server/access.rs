@@ -125,13 +125,17 @@ pub(crate) fn caller(principal: &Principal) -> Caller<'_> {
     }
 }
 
-/// What a request was given, beyond the resources: said in the answer.
-#[derive(Debug, Clone, Copy, Default)]
+/// What a request was given, beyond the resources: said in the answer, and recorded.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Notices {
     /// Something was withheld, or not asked for, under the agreements.
     pub(crate) withheld: bool,
     /// Something was disclosed only under emergency access.
     pub(crate) emergency: bool,
+    /// Each permitted resource with its agreement and rule (before searching and paging).
+    pub(crate) decisions: Vec<crate::audit::Disclosure>,
+    /// How many resources were withheld.
+    pub(crate) withheld_count: usize,
 }
 
 /// Which sources a request may ask, and for which types.
@@ -195,6 +199,43 @@ impl<'p> Access<'p> {
             types,
             requested: requested.to_vec(),
         }
+    }
+
+    /// How each source that holds the person and was asked answered, for the audit record.
+    pub(crate) fn source_outcomes(
+        &self,
+        asking: &Asking,
+        person: Option<&Person>,
+        reports: &[crate::federation::SourceReport],
+    ) -> Vec<crate::audit::SourceOutcome> {
+        use crate::federation::Problem;
+        let mut out: Vec<crate::audit::SourceOutcome> = Vec::new();
+        let mut ids: Vec<&String> = asking.identify.iter().collect();
+        ids.sort();
+        for id in ids {
+            let knows = person.is_some_and(|p| p.links.get(id).is_some_and(|l| !l.is_empty()));
+            let problem = reports
+                .iter()
+                .find(|r| &r.source.id == id)
+                .map(|r| match r.problem {
+                    Problem::Failed(crate::sources::SourceError::Timeout)
+                    | Problem::DeadlineExceeded => "timeout",
+                    Problem::Failed(_) => "failed",
+                    Problem::Truncated => "truncated",
+                    Problem::Dropped(_) => "dropped",
+                });
+            let outcome = match (problem, knows, asking.types.contains_key(id)) {
+                (Some(p), _, _) => p,
+                (None, true, true) => "ok",
+                (None, true, false) => "identified",
+                (None, false, _) => "not-known",
+            };
+            out.push(crate::audit::SourceOutcome {
+                source: id.clone(),
+                outcome: outcome.to_owned(),
+            });
+        }
+        out
     }
 
     /// The plan in the federation's terms.
@@ -274,9 +315,18 @@ impl<'p> Access<'p> {
             match self.decide(federation, &resource, care, consent) {
                 Some(permit) => {
                     notices.emergency |= permit.emergency;
+                    notices.decisions.push(crate::audit::Disclosure {
+                        reference: format!("{}/{}", resource.resource_type(), resource.id()),
+                        agreement: permit.agreement.id.clone(),
+                        rule: permit.rule.id.clone(),
+                        emergency: permit.emergency,
+                    });
                     kept.push(apply(resource, &permit));
                 }
-                None => notices.withheld = true,
+                None => {
+                    notices.withheld = true;
+                    notices.withheld_count += 1;
+                }
             }
         }
         (kept, notices)

@@ -4,13 +4,14 @@ use std::collections::HashSet;
 
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::AppState;
 use super::access::{Access, Notices};
+use super::audit::AuditFacts;
 use super::error::{ApiError, bundle_response, fhir_response};
 use super::query::{self, CURSOR, SortSpec, TypeSearch, Used};
 use crate::auth::Principal;
@@ -106,9 +107,9 @@ pub async fn search_type(
         .into_iter()
         .filter(|r| search.filters.iter().all(|f| f.matches(r.value())))
         .collect();
-    Ok(paged(
-        &state, def.name, &search, matching, reports, None, notices,
-    ))
+    let sources = access.source_outcomes(&asking, Some(&person.0), &reports);
+    let (response, sent) = paged(&state, def.name, &search, matching, reports, None, &notices);
+    Ok(AuditFacts::new(Some(person.0.id), sources, &notices, &sent).attach(response))
 }
 
 /// Resolves a gateway patient id to a person (with the reports of the sources asked).
@@ -257,7 +258,10 @@ async fn patient_search(
     let mut reports = resolution.reports;
     let mut notices = Notices::default();
     let mut bundle = Searchset::new(&state.base);
+    let mut sent = Vec::new();
     bundle.link("self", query::link(&state.base, "Patient", &used.pairs));
+    let person_id = resolution.person.as_ref().map(|p| p.id);
+    let sources = access.source_outcomes(&asking, resolution.person.as_ref(), &reports);
     match resolution.person {
         Some(person) => {
             let collected = state.federation.collect(&person, &plan, deadline).await;
@@ -273,14 +277,16 @@ async fn patient_search(
                 bundle
                     .total(1)
                     .entry(merge_patient(person.id, &patients), SearchMode::Match);
+                sent.push(format!("Patient/{}", person.id));
             }
         }
         None => {
             bundle.total(0);
         }
     }
-    add_outcomes(&mut bundle, &reports, &used, notices);
-    Ok(bundle_response(&bundle, pretty))
+    add_outcomes(&mut bundle, &reports, &used, &notices);
+    Ok(AuditFacts::new(person_id, sources, &notices, &sent)
+        .attach(bundle_response(&bundle, pretty)))
 }
 
 /// `GET /fhir/{type}/{id}`.
@@ -313,19 +319,18 @@ pub async fn read(
         };
         let collected = state.federation.collect(&person, &plan, deadline).await;
         let consent = state.consents.of(&state.federation, &person).await?;
-        let (patients, _) =
+        let (patients, notices) =
             access.disclose(&state.federation, &person, &consent, collected.resources);
+        let mut all_reports = reports;
+        all_reports.extend(collected.reports);
+        let sources = access.source_outcomes(&asking, Some(&person), &all_reports);
         if patients.is_empty() {
-            return Err(unanswered(
-                reports.iter().chain(&collected.reports),
-                &format!("Patient/{id}"),
-            ));
+            let response = unanswered(all_reports.iter(), &format!("Patient/{id}")).into_response();
+            return Ok(AuditFacts::new(Some(person.id), sources, &notices, &[]).attach(response));
         }
-        return Ok(fhir_response(
-            StatusCode::OK,
-            &merge_patient(person.id, &patients),
-            pretty,
-        ));
+        let response = fhir_response(StatusCode::OK, &merge_patient(person.id, &patients), pretty);
+        let sent = [format!("Patient/{}", person.id)];
+        return Ok(AuditFacts::new(Some(person.id), sources, &notices, &sent).attach(response));
     }
     // Withheld and unknown look the same (404); a read no rule could permit is not even sent
     // to the source.
@@ -339,16 +344,21 @@ pub async fn read(
     {
         Some((resource, person)) if principal.may_see_person(&person.nhs) => {
             let consent = state.consents.of(&state.federation, &person).await?;
-            let (mut disclosed, _) = access.disclose(
+            let (mut disclosed, notices) = access.disclose(
                 &state.federation,
                 &person,
                 &consent,
                 vec![Resource::shared(resource)],
             );
-            match disclosed.pop() {
-                Some(r) => Ok(fhir_response(StatusCode::OK, r.value(), pretty)),
-                None => Err(not_known()),
-            }
+            let sources = access.source_outcomes(&asking, Some(&person), &[]);
+            let (response, sent) = match disclosed.pop() {
+                Some(r) => (
+                    fhir_response(StatusCode::OK, r.value(), pretty),
+                    vec![format!("{}/{}", r.resource_type(), r.id())],
+                ),
+                None => (not_known().into_response(), Vec::new()),
+            };
+            Ok(AuditFacts::new(Some(person.id), sources, &notices, &sent).attach(response))
         }
         _ => Err(not_known()),
     }
@@ -463,6 +473,8 @@ pub async fn everything(
     let consent = state.consents.of(&state.federation, &person).await?;
     let (disclosed, mut notices) = access.disclose(&state.federation, &person, &consent, resources);
     notices.withheld |= access.narrowed(&asking, &state.federation, &person);
+    let sources = access.source_outcomes(&asking, Some(&person), &reports);
+    let person_id = person.id;
     let (patients, others): (Vec<SharedResource>, Vec<SharedResource>) = disclosed
         .into_iter()
         .partition(|r| r.resource_type() == "Patient");
@@ -476,15 +488,16 @@ pub async fn everything(
         pretty,
         used,
     };
-    Ok(paged(
+    let (response, sent) = paged(
         &state,
         &format!("Patient/{id}/$everything"),
         &search,
         others,
         reports,
         patient,
-        notices,
-    ))
+        &notices,
+    );
+    Ok(AuditFacts::new(Some(person_id), sources, &notices, &sent).attach(response))
 }
 
 /// Sorts, pages and answers a searchset. `first` (the merged Patient of `$everything`) leads
@@ -496,8 +509,8 @@ fn paged(
     resources: Vec<SharedResource>,
     reports: Vec<SourceReport>,
     first: Option<Value>,
-    notices: Notices,
-) -> Response {
+    notices: &Notices,
+) -> (Response, Vec<String>) {
     let descending = search.sort.descending();
     let mut keyed: Vec<(Vec<KeyPart>, SharedResource)> = resources
         .into_iter()
@@ -522,21 +535,26 @@ fn paged(
         next.push((CURSOR.to_owned(), encode_cursor(&keyed[start + take - 1].0)));
         bundle.link("next", query::link(&state.base, path, &next));
     }
+    let mut sent = Vec::with_capacity(take + 1);
     if let Some(p) = first.filter(|_| search.cursor.is_none() && search.count > 0) {
+        if let Some(id) = p.get("id").and_then(Value::as_str) {
+            sent.push(format!("Patient/{id}"));
+        }
         bundle.entry(p, SearchMode::Match);
     }
     for (_, resource) in keyed.into_iter().skip(start).take(take) {
+        sent.push(format!("{}/{}", resource.resource_type(), resource.id()));
         bundle.shared(resource, SearchMode::Match);
     }
     add_outcomes(&mut bundle, &reports, &search.used, notices);
-    bundle_response(&bundle, search.pretty)
+    (bundle_response(&bundle, search.pretty), sent)
 }
 
 /// One OperationOutcome entry per source that did not simply answer, naming the source (never
 /// its error text); one saying that information was withheld under the agreements (never how
 /// much, nor of what type, nor from whom); one for emergency access; one for parameters that
 /// were ignored.
-fn add_outcomes(bundle: &mut Searchset, reports: &[SourceReport], used: &Used, notices: Notices) {
+fn add_outcomes(bundle: &mut Searchset, reports: &[SourceReport], used: &Used, notices: &Notices) {
     if notices.withheld {
         bundle.entry(
             operation_outcome(&[Issue::new(

@@ -9,7 +9,7 @@
 use axum::body::Bytes;
 use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -177,7 +177,7 @@ pub(super) async fn create(
     if let Ok(location) = format!("{}/Consent/{id}", state.base).parse() {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response.into_response())
+    Ok(facts(person.id).attach(response))
 }
 
 /// `GET /fhir/Consent?patient={id}`: every choice recorded for the person, newest first.
@@ -226,5 +226,13 @@ pub(super) async fn search(
             .map_err(|_| store_failed(&StoreError::Corrupt("consents.resource")))?;
         bundle.entry(resource, SearchMode::Match);
     }
-    Ok(bundle_response(&bundle, pretty))
+    Ok(facts(person.id).attach(bundle_response(&bundle, pretty)))
+}
+
+/// The audit facts of a Consent request: whose choices.
+fn facts(person: Uuid) -> super::audit::AuditFacts {
+    super::audit::AuditFacts {
+        person: Some(person),
+        ..super::audit::AuditFacts::default()
+    }
 }

@@ -101,6 +101,25 @@ async fn exercise(store: &Store) {
         vec![first, second],
         "oldest first, whatever the insert order"
     );
+
+    // The audit chain appends and verifies on this backend too.
+    let key = || crate::audit::AuditKey::new(&[7u8; 32]).expect("key");
+    let log = crate::audit::AuditLog::new(store.clone(), key());
+    for i in 0..5 {
+        let body = crate::audit::Body {
+            recorded_us: i,
+            caller: "staff".into(),
+            outcome: "success".into(),
+            person: Some(id.to_string()),
+            ..crate::audit::Body::default()
+        };
+        assert_eq!(log.append(&body).await.expect("append").seq, i);
+    }
+    let verified = crate::audit::verify(store, &key())
+        .await
+        .expect("readable")
+        .expect("verifies");
+    assert_eq!(verified.records, 5);
 }
 
 #[tokio::test]

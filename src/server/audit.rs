@@ -1,0 +1,163 @@
+//! Writing the audit record of every FHIR request before its answer leaves.
+//!
+//! Handlers leave what they did in the response's extensions ([`AuditFacts`]: the person,
+//! how each source answered, what was disclosed under which agreement and rule, how much was
+//! withheld); [`authenticate`](super) leaves the principal. This layer, outside both, writes
+//! one record with the request's own details and returns the response only once the record
+//! is committed. When it cannot be written, nothing is disclosed: the answer becomes 503.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{ConnectInfo, MatchedPath, OriginalUri, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use super::access::Notices;
+use super::error::ApiError;
+use super::{AppState, REQUEST_ID, tls};
+use crate::audit::{Body, Disclosure, SourceOutcome};
+use crate::auth::Principal;
+
+/// What a handler did, for the audit record.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuditFacts {
+    /// The person whose record it was.
+    pub(crate) person: Option<Uuid>,
+    /// How each source answered.
+    pub(crate) sources: Vec<SourceOutcome>,
+    /// What the response disclosed.
+    pub(crate) disclosed: Vec<Disclosure>,
+    /// How many resources were withheld.
+    pub(crate) withheld: usize,
+}
+
+impl AuditFacts {
+    /// The facts of an answer that disclosed `sent` (`Type/id` of each resource in it; the
+    /// merged Patient as `Patient/{person}`), out of what the agreements permitted.
+    pub(crate) fn new(
+        person: Option<Uuid>,
+        sources: Vec<SourceOutcome>,
+        notices: &Notices,
+        sent: &[String],
+    ) -> AuditFacts {
+        let merged = person.map(|p| format!("Patient/{p}"));
+        let disclosed = notices
+            .decisions
+            .iter()
+            .filter(|d| {
+                sent.contains(&d.reference)
+                    || (d.reference.starts_with("Patient/")
+                        && merged.as_ref().is_some_and(|m| sent.contains(m)))
+            })
+            .cloned()
+            .collect();
+        AuditFacts {
+            person,
+            sources,
+            disclosed,
+            withheld: notices.withheld_count,
+        }
+    }
+
+    /// Puts the facts on a response.
+    pub(crate) fn attach(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// The layer: one committed record per request, or 503.
+pub(crate) async fn record(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(String::new, |m| m.as_str().to_owned());
+    // The URI as the caller sent it (inside `/fhir` the router sees it without the prefix).
+    let target = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri(), |o| &o.0)
+        .path_and_query()
+        .map_or_else(String::new, |pq| pq.as_str().to_owned());
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let client_address = request
+        .extensions()
+        .get::<ConnectInfo<tls::Peer>>()
+        .map(|peer| peer.0.addr.to_string());
+    let mut response = next.run(request).await;
+    let principal = response.extensions_mut().remove::<Principal>();
+    let facts = response
+        .extensions_mut()
+        .remove::<AuditFacts>()
+        .unwrap_or_default();
+    let status = response.status().as_u16();
+    let body = Body {
+        recorded_us: jiff::Timestamp::now().as_microsecond(),
+        request_id,
+        client_address,
+        user: principal.as_ref().map(|p| p.user.clone()),
+        user_name: principal.as_ref().and_then(|p| p.name.clone()),
+        org: principal.as_ref().and_then(|p| p.org.clone()),
+        role: principal.as_ref().and_then(|p| p.role.clone()),
+        caller: match principal.as_ref().map(|p| &p.patient) {
+            None => "unauthenticated",
+            Some(None) => "staff",
+            Some(Some(p)) if p.acting_for_relationship.is_some() => "carer",
+            Some(Some(_)) => "patient",
+        }
+        .to_owned(),
+        relationship: principal
+            .as_ref()
+            .and_then(|p| p.patient.as_ref())
+            .and_then(|p| p.acting_for_relationship.clone()),
+        client_certificate: principal
+            .as_ref()
+            .and_then(|p| p.client_certificate.as_ref())
+            .map(|c| c.subject.clone()),
+        method,
+        route,
+        target,
+        purpose: principal.as_ref().map(|p| p.purpose_of_use.clone()),
+        break_glass_reason: principal.as_ref().and_then(|p| p.break_glass.clone()),
+        person: facts.person.map(|p| p.to_string()),
+        sources: facts.sources,
+        disclosed: facts.disclosed,
+        withheld: facts.withheld,
+        policy_hash: state.policies.current().hash.clone(),
+        outcome: match status {
+            200..=399 => "success",
+            400..=499 => "refused",
+            _ => "error",
+        }
+        .to_owned(),
+        status,
+    };
+    match state.audit.append(&body).await {
+        Ok(_) => {
+            state.audit_ok.store(true, Ordering::Relaxed);
+            response
+        }
+        Err(e) => {
+            state.audit_ok.store(false, Ordering::Relaxed);
+            tracing::error!(error = %e, "the audit record could not be written; nothing disclosed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "the audit log cannot be written, and nothing is disclosed without a record; try again shortly",
+            )
+            .into_response()
+        }
+    }
+}
