@@ -275,21 +275,7 @@ impl TestApp {
         } else {
             format!("{}/{}", self.base, path.trim_start_matches('/'))
         };
-        let mut req = self.client.get(url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("gateway answers");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.expect("body");
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        send(self.client.get(url), headers).await
     }
 
     /// POST a body to `{base}/{path}` with exactly these headers.
@@ -299,24 +285,8 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Answer {
-        let mut req = self
-            .client
-            .post(format!("{}/{}", self.base, path.trim_start_matches('/')))
-            .body(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("gateway answers");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.expect("body");
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        let url = format!("{}/{}", self.base, path.trim_start_matches('/'));
+        send(self.client.post(url).body(body), headers).await
     }
 
     pub(crate) async fn get(&self, path: &str) -> Answer {
@@ -345,6 +315,24 @@ impl TestApp {
         let patient = entries(&a.body, "Patient");
         assert_eq!(patient.len(), 1, "one merged Patient: {}", a.body);
         patient[0]["id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// Sends a request with these headers and reads the answer (JSON when it is JSON).
+async fn send(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> Answer {
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("gateway answers");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Answer {
+        status,
+        headers,
+        body,
     }
 }
 
