@@ -42,14 +42,14 @@ impl AuditFacts {
         notices: &Notices,
         sent: &[String],
     ) -> AuditFacts {
-        let merged = person.map(|p| format!("Patient/{p}"));
+        let sent: std::collections::HashSet<&str> = sent.iter().map(String::as_str).collect();
+        let merged_sent = person.is_some_and(|p| sent.contains(format!("Patient/{p}").as_str()));
         let disclosed = notices
             .decisions
             .iter()
             .filter(|d| {
-                sent.contains(&d.reference)
-                    || (d.reference.starts_with("Patient/")
-                        && merged.as_ref().is_some_and(|m| sent.contains(m)))
+                sent.contains(d.reference.as_str())
+                    || (merged_sent && d.reference.starts_with("Patient/"))
             })
             .cloned()
             .collect();
