@@ -328,11 +328,7 @@ async fn policy_explain(
         );
     }
     let records = state.federation.store().consents(person.id).await?;
-    let consent = crate::policy::consent::standing(
-        records
-            .iter()
-            .map(|r| (r.kind.as_str(), r.org.as_str(), r.active)),
-    );
+    let consent = crate::policy::consent::standing_of(&records);
     let explained = crate::server::access::explain_all(
         &set,
         &principal,

@@ -193,6 +193,15 @@ pub fn render(id: &str, person: &str, choice: &Choice, recorded: &str, recorder:
     })
 }
 
+/// The objections that stand, from the person's stored choices (oldest first).
+pub fn standing_of(records: &[crate::store::ConsentRecord]) -> Consent {
+    standing(
+        records
+            .iter()
+            .map(|r| (r.kind.as_str(), r.org.as_str(), r.active)),
+    )
+}
+
 /// The objections that stand, from every choice recorded for a person (oldest first).
 pub fn standing<'a>(choices: impl IntoIterator<Item = (&'a str, &'a str, bool)>) -> Consent {
     let mut consent = Consent::default();

@@ -89,11 +89,7 @@ impl ConsentCache {
                 "the gateway's store is unavailable; try again shortly",
             )
         })?;
-        let consent = Arc::new(crate::policy::consent::standing(
-            records
-                .iter()
-                .map(|r| (r.kind.as_str(), r.org.as_str(), r.active)),
-        ));
+        let consent = Arc::new(crate::policy::consent::standing_of(&records));
         if !self.ttl.is_zero() {
             let mut state = self.lock();
             let raced = state.evicted.get(&person.id).is_some_and(|e| *e >= read_at);
