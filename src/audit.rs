@@ -173,11 +173,7 @@ impl AuditKey {
             ctx.update(part);
         }
         ctx.update(body.as_bytes());
-        ctx.sign()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::hex(ctx.sign().as_ref())
     }
 }
 

@@ -146,12 +146,7 @@ fn hash_texts<'a>(files: impl Iterator<Item = (&'a Path, &'a [u8])>) -> String {
         hasher.update(bytes);
         hasher.update(&[0]);
     }
-    hasher
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(hasher.finish().as_ref())
 }
 
 fn is_labels_file(path: &Path) -> bool {

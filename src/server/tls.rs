@@ -128,7 +128,7 @@ pub fn describe_certificate(der: &[u8]) -> ClientCertificate {
         .map(|(_, cert)| cert.subject().to_string())
         .unwrap_or_default();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    let sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = crate::hex(digest.as_ref());
     ClientCertificate { subject, sha256 }
 }
 
