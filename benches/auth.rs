@@ -14,6 +14,9 @@
 
 #![allow(missing_docs, reason = "a benchmark binary")]
 
+#[path = "common/load.rs"]
+mod load;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -194,74 +197,6 @@ fn verification_cost(config: &Config, keys: &[Key]) {
     }
 }
 
-/// Requests/s, median and p99 (ms) of one wrk run.
-struct Load {
-    rps: f64,
-    p50: String,
-    p99: String,
-}
-
-/// A wrk run sending `token`, or with `rotate`, a Lua script that sends a different token
-/// with each request.
-async fn wrk(url: &str, token: &str, rotate: Option<&Path>, seconds: u64) -> Load {
-    let mut command = tokio::process::Command::new("wrk");
-    command.args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"]);
-    match rotate {
-        Some(script) => command.arg("-s").arg(script),
-        None => command.args(["-H", &format!("Authorization: Bearer {token}")]),
-    };
-    let output = command
-        .args(["-H", "Accept: application/fhir+json", url])
-        .output()
-        .await
-        .expect("run wrk");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        !text.contains("Non-2xx"),
-        "every request must succeed:\n{text}"
-    );
-    let field = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()))
-            .unwrap_or_else(|| panic!("wrk printed no `{prefix}`:\n{text}"))
-    };
-    Load {
-        rps: field("Requests/sec:").parse().expect("requests/s"),
-        p50: field("50%"),
-        p99: field("99%"),
-    }
-}
-
-/// Closed loop of 32 in-process clients for a fixed number of requests (when wrk is absent).
-async fn closed_loop(url: &str, token: &str, requests: usize) -> Load {
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..32 {
-        let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..requests / 32 {
-                let r = client
-                    .get(&url)
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .expect("answer");
-                assert!(r.status().is_success());
-                let _ = r.bytes().await.expect("body");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client task");
-    }
-    Load {
-        rps: (requests / 32 * 32) as f64 / started.elapsed().as_secs_f64(),
-        p50: "-".into(),
-        p99: "-".into(),
-    }
-}
-
 /// More distinct tokens than the verified-token cache holds, so that rotating through them
 /// in order never finds one still cached: every request pays a signature check.
 const ROTATED_TOKENS: usize = 60_000;
@@ -329,14 +264,8 @@ async fn throughput(dir: &Path, config: &Config, keys: &[Key]) {
         .iter()
         .map(|b| format!("{b}/Patient/{id}/$everything"))
         .collect();
-    let has_wrk = std::process::Command::new("wrk")
-        .arg("--version")
-        .output()
-        .is_ok();
-    let seconds = std::env::var("LOAD_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let has_wrk = load::has_wrk();
+    let seconds = load::seconds();
     println!(
         "\n2. throughput, $everything of one person (21 resources) from an NDJSON source, {}",
         if has_wrk {
@@ -367,9 +296,16 @@ async fn throughput(dir: &Path, config: &Config, keys: &[Key]) {
         }
         for (i, (label, url, script)) in runs.into_iter().enumerate() {
             let load = if has_wrk {
-                wrk(url, &bearer, script, seconds).await
+                let extra: Vec<std::ffi::OsString> = match script {
+                    Some(script) => vec!["-s".into(), script.into()],
+                    None => vec![
+                        "-H".into(),
+                        format!("Authorization: Bearer {bearer}").into(),
+                    ],
+                };
+                load::wrk(url, &extra, seconds).await
             } else {
-                closed_loop(url, &bearer, 20_000).await
+                load::closed_loop(url, Some(&bearer), 20_000).await
             };
             sums[i] += load.rps;
             println!(

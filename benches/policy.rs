@@ -23,6 +23,9 @@
 
 #![allow(missing_docs, reason = "a benchmark binary")]
 
+#[path = "common/load.rs"]
+mod load;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -1045,62 +1048,6 @@ fn principal() -> Principal {
     }
 }
 
-/// Requests/s, median and p99 (ms) of one run.
-struct Load {
-    rps: f64,
-    p50: String,
-    p99: String,
-}
-
-async fn wrk(url: &str, seconds: u64) -> Load {
-    let output = tokio::process::Command::new("wrk")
-        .args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"])
-        .args(["-H", "Accept: application/fhir+json", url])
-        .output()
-        .await
-        .expect("run wrk");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        !text.contains("Non-2xx"),
-        "every request must succeed:\n{text}"
-    );
-    let field = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()))
-            .unwrap_or_else(|| panic!("wrk printed no `{prefix}`:\n{text}"))
-    };
-    Load {
-        rps: field("Requests/sec:").parse().expect("requests/s"),
-        p50: field("50%"),
-        p99: field("99%"),
-    }
-}
-
-/// Closed loop of 32 in-process clients for a fixed number of requests (when wrk is absent).
-async fn closed_loop(url: &str, requests: usize) -> Load {
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..32 {
-        let (client, url) = (client.clone(), url.to_owned());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..requests / 32 {
-                let r = client.get(&url).send().await.expect("answer");
-                assert!(r.status().is_success());
-                let _ = r.bytes().await.expect("body");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client task");
-    }
-    Load {
-        rps: (requests / 32 * 32) as f64 / started.elapsed().as_secs_f64(),
-        p50: "-".into(),
-        p99: "-".into(),
-    }
-}
-
 /// Starts a gateway over `config` running every request as the benchmark's caller; the URL of
 /// the person's `$everything`, checked to hold the whole record.
 async fn start(config: &Config) -> String {
@@ -1179,14 +1126,8 @@ async fn throughput(dir: &Path, today: Date) {
         start(&config(&dir.join("a"), &data, &enforced)).await,
         start(&config(&dir.join("b"), &data, &open)).await,
     ];
-    let has_wrk = std::process::Command::new("wrk")
-        .arg("--version")
-        .output()
-        .is_ok();
-    let seconds = std::env::var("LOAD_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let has_wrk = load::has_wrk();
+    let seconds = load::seconds();
     println!(
         "\n2. throughput, $everything of one person ({RECORD} resources, all disclosed by both) from \
          an NDJSON source, every request as one fixed principal (no token verified), {}",
@@ -1213,9 +1154,9 @@ async fn throughput(dir: &Path, today: Date) {
     for round in 1..=3 {
         for (i, url) in urls.iter().enumerate() {
             let load = if has_wrk {
-                wrk(url, seconds).await
+                load::wrk(url, &[], seconds).await
             } else {
-                closed_loop(url, 20_000).await
+                load::closed_loop(url, None, 20_000).await
             };
             sums[i] += load.rps;
             println!(
