@@ -137,6 +137,17 @@ fn config(dir: &Path) -> Config {
         env!("CARGO_MANIFEST_DIR"),
         "/examples/demo/keys/demo-audit.key"
     );
+    // Every disclosure needs an agreement: one that lets the benchmark's clinician see the
+    // whole record, so that what is measured is authentication.
+    std::fs::create_dir_all(dir.join("policies")).expect("policy dir");
+    std::fs::write(
+        dir.join("policies/bench.toml"),
+        "[agreement]\nid = \"bench\"\ntitle = \"Benchmark\"\nversion = \"1\"\nstatus = \"active\"\n\
+         legal_basis = [\"benchmark\"]\nvalid_from = \"2020-01-01\"\nvalid_until = \"2099-12-31\"\nowner = \"bench\"\n\n\
+         [parties]\ndisclosers = [\"A81001\"]\nrecipients = [\"A81001\"]\n\n\
+         [[rule]]\nid = \"all\"\npurpose_of_use = [\"TREAT\"]\nroles = [\"clinician\"]\nresources = [\"*\"]\n",
+    )
+    .expect("write agreement");
     let mut toml = format!(
         "[server]\nlisten = \"127.0.0.1:8080\"\n\n[store]\nurl = \"sqlite://concord.db\"\n\n[log]\nlevel = \"error\"\n\n\
          [audit]\nkey_file = \"{audit_key}\"\n\n[auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n"
