@@ -29,6 +29,28 @@ fn key() -> AuditKey {
     AuditKey::new(std::fs::read(AUDIT_KEY).expect("key").trim_ascii()).expect("key")
 }
 
+/// The store's chains, verified (the test fails if they do not verify).
+async fn verified(app: &TestApp) -> concord::audit::Verified {
+    concord::audit::verify(&store(app).await, &key())
+        .await
+        .expect("readable")
+        .expect("the chains verify")
+}
+
+/// Runs `concord audit verify` on the gateway's own config: success and what it printed.
+async fn verify_cli(app: &TestApp) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args(["audit", "verify", "--config"])
+        .arg(app.dir().join("concord.toml"))
+        .output()
+        .await
+        .expect("run concord");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 async fn exec(app: &TestApp, sql: &str) {
     let Store::Sqlite(pool) = store(app).await else {
         panic!("sqlite")
@@ -110,34 +132,19 @@ async fn every_request_is_recorded_with_who_whose_what_and_why() {
             .any(|b| b.status == 404 && b.disclosed.is_empty())
     );
 
-    let verified = concord::audit::verify(&store(&app).await, &key())
-        .await
-        .expect("readable")
-        .expect("an untouched chain verifies");
+    let verified = verified(&app).await;
     assert_eq!(verified.records, 4);
     // The command an IG lead runs says the same.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
-        .args(["audit", "verify", "--config"])
-        .arg(app.dir().join("concord.toml"))
-        .output()
-        .await
-        .expect("run concord");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = verify_cli(&app).await;
+    assert!(ok, "{text}");
     assert!(
         text.contains("verified: 4 record(s) in 1 chain(s)"),
         "{text}"
     );
     // And it names the record someone edited.
     exec(&app, "UPDATE audit_records SET body = replace(body, '\"status\":404', '\"status\":200') WHERE seq = 3").await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
-        .args(["audit", "verify", "--config"])
-        .arg(app.dir().join("concord.toml"))
-        .output()
-        .await
-        .expect("run concord");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success());
+    let (ok, text) = verify_cli(&app).await;
+    assert!(!ok, "{text}");
     assert!(
         text.contains("at position 3: its content was modified"),
         "{text}"
@@ -171,10 +178,7 @@ async fn nothing_is_disclosed_when_the_record_cannot_be_written() {
     let a = app.get(&format!("Patient/{id}/$everything")).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(app.get_root("/readyz").await.0, StatusCode::OK);
-    let verified = concord::audit::verify(&store(&app).await, &key())
-        .await
-        .expect("readable")
-        .expect("verifies");
+    let verified = verified(&app).await;
     assert_eq!(
         verified.records, 2,
         "the refused request left no record and no gap"
@@ -200,9 +204,6 @@ async fn concurrent_requests_each_get_one_record_and_the_chain_holds() {
             .count();
         assert_eq!(n, 1, "{path}");
     }
-    let verified = concord::audit::verify(&store(&app).await, &key())
-        .await
-        .expect("readable")
-        .expect("verifies");
+    let verified = verified(&app).await;
     assert_eq!(verified.records, 41);
 }
