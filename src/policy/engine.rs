@@ -216,9 +216,13 @@ pub struct CallerPolicy<'p> {
 }
 
 /// The first condition of the agreement itself that fails for this caller today.
-fn agreement_failure(agreement: &Agreement, caller: &Caller<'_>, today: Date) -> Option<Failure> {
+fn agreement_failure<'a>(
+    agreement: &Agreement,
+    caller: &Caller<'a>,
+    today: Date,
+) -> Option<Reject<'a>> {
     if !agreement.in_force(today) {
-        return Some(Failure::NotInForce {
+        return Some(Reject::NotInForce {
             status: agreement.status,
             from: agreement.valid_from,
             until: agreement.valid_until,
@@ -226,34 +230,84 @@ fn agreement_failure(agreement: &Agreement, caller: &Caller<'_>, today: Date) ->
     }
     match (agreement.access, caller.acting) {
         (Access::Staff, Acting::Staff) => match caller.org {
-            None => Some(Failure::NoOrganisation),
+            None => Some(Reject::NoOrganisation),
             Some(org) if !agreement.recipients.iter().any(|r| r == org) => {
-                Some(Failure::NotRecipient(org.to_owned()))
+                Some(Reject::NotRecipient(org))
             }
             Some(_) => None,
         },
         (Access::Patient, Acting::Person | Acting::Carer(_)) => None,
-        (access, _) => Some(Failure::Access(access)),
+        (access, _) => Some(Reject::Access(access)),
+    }
+}
+
+/// Why an agreement or rule did not permit, borrowing what it names: the gateway checks
+/// hundreds of rules a request and keeps none of the reasons, so only `explain` pays for
+/// the owned [`Failure`].
+#[derive(Debug, Clone, Copy)]
+enum Reject<'a> {
+    NotInForce {
+        status: Status,
+        from: Date,
+        until: Date,
+    },
+    Access(Access),
+    NoOrganisation,
+    NotRecipient(&'a str),
+    Role(Option<&'a str>),
+    Relationship(Option<&'a str>),
+    Purpose(&'a str),
+    ResourceType(&'a str),
+    Label(&'a str),
+    Condition(&'a str),
+    NoCareRelationship,
+    Consent,
+}
+
+impl Reject<'_> {
+    fn owned(self) -> Failure {
+        match self {
+            Reject::NotInForce {
+                status,
+                from,
+                until,
+            } => Failure::NotInForce {
+                status,
+                from,
+                until,
+            },
+            Reject::Access(access) => Failure::Access(access),
+            Reject::NoOrganisation => Failure::NoOrganisation,
+            Reject::NotRecipient(org) => Failure::NotRecipient(org.to_owned()),
+            Reject::Role(role) => Failure::Role(role.map(str::to_owned)),
+            Reject::Relationship(rel) => Failure::Relationship(rel.map(str::to_owned)),
+            Reject::Purpose(p) => Failure::Purpose(p.to_owned()),
+            Reject::ResourceType(t) => Failure::ResourceType(t.to_owned()),
+            Reject::Label(l) => Failure::Label(l.to_owned()),
+            Reject::Condition(c) => Failure::Condition(c.to_owned()),
+            Reject::NoCareRelationship => Failure::NoCareRelationship,
+            Reject::Consent => Failure::Consent,
+        }
     }
 }
 
 /// Whether the rule can apply to the caller: `Ok(true)` when only as emergency access.
-fn rule_caller(rule: &Rule, access: Access, caller: &Caller<'_>) -> Result<bool, Failure> {
+fn rule_caller<'a>(rule: &Rule, access: Access, caller: &Caller<'a>) -> Result<bool, Reject<'a>> {
     match (access, caller.acting) {
         (Access::Staff, _) => {
             let role = caller.role.unwrap_or_default();
             if caller.role.is_none() || !rule.roles.iter().any(|r| r == role) {
-                return Err(Failure::Role(caller.role.map(str::to_owned)));
+                return Err(Reject::Role(caller.role));
             }
         }
         (Access::Patient, Acting::Carer(rel)) => {
             if !rule.relationships.iter().any(|r| r == rel) {
-                return Err(Failure::Relationship(Some(rel.to_owned())));
+                return Err(Reject::Relationship(Some(rel)));
             }
         }
         (Access::Patient, _) => {
             if !rule.relationships.is_empty() {
-                return Err(Failure::Relationship(None));
+                return Err(Reject::Relationship(None));
             }
         }
     }
@@ -263,7 +317,7 @@ fn rule_caller(rule: &Rule, access: Access, caller: &Caller<'_>) -> Result<bool,
     if caller.emergency && rule.purpose_of_use.iter().any(|p| p == EMERGENCY) {
         return Ok(true);
     }
-    Err(Failure::Purpose(caller.purpose.to_owned()))
+    Err(Reject::Purpose(caller.purpose))
 }
 
 /// The organisation a disclosure goes to, as consent sees it: staff's own; none for the
@@ -276,37 +330,37 @@ fn consent_org<'a>(caller: &Caller<'a>) -> Option<&'a str> {
 }
 
 /// Whether an applicable rule permits this resource.
-fn rule_item(
-    rule: &Rule,
+fn rule_item<'a>(
+    rule: &'a Rule,
     emergency: bool,
     caller: (Option<&str>, bool),
-    item: &Item<'_>,
-) -> Result<(), Failure> {
+    item: &Item<'a>,
+) -> Result<(), Reject<'a>> {
     let (caller_org, consent_applies) = caller;
     if !rule
         .resources
         .iter()
         .any(|r| r == "*" || r == item.resource_type)
     {
-        return Err(Failure::ResourceType(item.resource_type.to_owned()));
+        return Err(Reject::ResourceType(item.resource_type));
     }
     if let Some(label) = item
         .labels
         .iter()
         .find(|l| rule.exclude_labels.iter().any(|x| x == *l))
     {
-        return Err(Failure::Label((*label).to_owned()));
+        return Err(Reject::Label(label));
     }
     if let Some(condition) = &rule.where_
         && !item.resource.is_some_and(|r| condition.holds(r))
     {
-        return Err(Failure::Condition(condition.text().to_owned()));
+        return Err(Reject::Condition(condition.text()));
     }
     if rule.requires_care_relationship && !item.care_relationship {
-        return Err(Failure::NoCareRelationship);
+        return Err(Reject::NoCareRelationship);
     }
     if consent_applies && !emergency && item.consent.objects(item.source_org, caller_org) {
-        return Err(Failure::Consent);
+        return Err(Reject::Consent);
     }
     Ok(())
 }
@@ -436,7 +490,7 @@ pub fn explain<'p>(
                 failure,
             };
             if let Some(failure) = agreement_failure(agreement, caller, today) {
-                refusals.push(refuse(None, failure));
+                refusals.push(refuse(None, failure.owned()));
                 continue;
             }
             if !agreement.disclosers.iter().any(|d| d == item.source_org) {
@@ -460,7 +514,7 @@ pub fn explain<'p>(
                         Ok(()) => continue,
                     },
                 };
-                refusals.push(refuse(Some(rule), failure));
+                refusals.push(refuse(Some(rule), failure.owned()));
             }
         }
     }
