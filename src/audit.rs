@@ -8,17 +8,25 @@
 //! database but does not hold the key cannot rewrite history and recompute the chain.
 //! [`verify`] walks every chain in order, one row at a time.
 //!
-//! This first part commits records in batches (group commit) and refuses to disclose (503)
-//! when the store cannot take the record. The local spool, group commit, signed chain heads and the
-//! AuditEvent API are the next steps (issue 5).
+//! Records are committed in batches (group commit). While the store cannot take them they
+//! go to a local spool ([`spool`]: append-only, synced, still in the chain) and are moved into
+//! the store, in order and checked, when it can again; only when neither takes a record is
+//! the request refused (503). Now and then the chain's head is signed ([`heads`]) and handed
+//! to an outside witness, so a cut-off tail is found too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
+
+pub mod heads;
+pub mod spool;
+mod verify;
 
 /// The hash before the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -114,8 +122,8 @@ pub struct Body {
     pub status: u16,
 }
 
-/// A stored record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A stored (or spooled) record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The chain.
     pub chain: String,
@@ -180,14 +188,78 @@ impl AuditKey {
 /// Most records committed in one transaction.
 pub const MAX_BATCH: usize = 512;
 
+/// How the audit log is set up beyond its store and key.
+#[derive(Debug)]
+pub struct Options {
+    /// Where records go while the store cannot take them. `None`: no spool, so a store
+    /// outage refuses every request (503).
+    pub spool_dir: Option<PathBuf>,
+    /// Signs the chain's head now and then.
+    pub signer: Option<heads::HeadSigner>,
+    /// How often the head is signed (when it moved).
+    pub head_interval: Duration,
+    /// Where signed heads are handed.
+    pub witness: heads::Witness,
+    /// How often spooled records are tried against the store again when no request comes.
+    pub retry: Duration,
+    /// Most records per transaction ([`MAX_BATCH`]; 1 turns group commit off, for
+    /// benchmarks).
+    pub max_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            spool_dir: None,
+            signer: None,
+            head_interval: Duration::from_secs(60),
+            witness: heads::Witness::default(),
+            retry: Duration::from_secs(1),
+            max_batch: MAX_BATCH,
+        }
+    }
+}
+
+/// How the log is doing, for `/readyz`.
+#[derive(Debug, Default)]
+struct Status {
+    /// Records of this chain waiting in the spool.
+    spooled: AtomicU64,
+    /// The newest position signed, or -1.
+    signed: AtomicI64,
+    /// Spool files of stopped processes not yet replayed.
+    orphans: AtomicU64,
+    /// The last problem with the spool, heads or replay, if it is not solved.
+    problem: Mutex<Option<String>>,
+}
+
+/// What `/readyz` shows of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// Records of this chain in the spool, waiting for the store.
+    pub spooled: u64,
+    /// Spool files other processes left, waiting for the store.
+    pub orphaned_spools: u64,
+    /// The newest signed position of this chain.
+    pub signed_head: Option<i64>,
+    /// An unsolved problem (spool unreadable, witness unreachable …).
+    pub problem: Option<String>,
+}
+
 /// This process's chain. Appends go to one writer task, which commits every record waiting
 /// at that moment in one transaction (group commit): while one transaction is committed, the
 /// next batch gathers, so concurrent requests share the cost of a commit instead of queueing
 /// behind one commit each. Order and hashes are exact: the writer alone gives positions.
+///
+/// When the store refuses a batch, the writer appends it to the spool instead (synced before
+/// anyone is answered) and the chain goes on there; every later batch follows it into the
+/// spool until the spooled records are in the store, so the order never changes. Spooled
+/// records are moved into the store, checked, before the next batch and every `retry`.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    id: std::sync::Arc<str>,
+    id: Arc<str>,
     jobs: tokio::sync::mpsc::Sender<Job>,
+    status: Arc<Status>,
 }
 
 #[derive(Debug)]
@@ -198,12 +270,33 @@ struct Job {
 }
 
 impl AuditLog {
-    /// A new chain for this process, with its writer task (call inside a Tokio runtime).
+    /// A new chain for this process with no spool and no signed heads (tests, benchmarks).
     pub fn new(store: Store, key: AuditKey) -> AuditLog {
-        let id: std::sync::Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        AuditLog::start(store, key, Options::default())
+    }
+
+    /// A new chain for this process, with its writer task (call inside a Tokio runtime). The
+    /// writer first replays spool files that stopped processes left in the spool directory.
+    pub fn start(store: Store, key: AuditKey, options: Options) -> AuditLog {
+        let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let (jobs, queue) = tokio::sync::mpsc::channel(16 * MAX_BATCH);
-        tokio::spawn(writer(store, key, id.clone(), queue));
-        AuditLog { id, jobs }
+        let status = Arc::new(Status {
+            signed: AtomicI64::new(-1),
+            ..Status::default()
+        });
+        let writer = Writer {
+            store,
+            key,
+            id: id.clone(),
+            options,
+            status: status.clone(),
+            next: (0, GENESIS.to_owned()),
+            stored: None,
+            signed: None,
+            spool: None,
+        };
+        tokio::spawn(writer.run(queue));
+        AuditLog { id, jobs, status }
     }
 
     /// This process's chain id.
@@ -211,9 +304,25 @@ impl AuditLog {
         &self.id
     }
 
-    /// Appends a record and returns once the store has committed it. The writer finishes a
-    /// batch even when a caller stops waiting, so a client that hangs up never leaves the
-    /// chain's head behind a committed record.
+    /// The spool, heads and problems, for `/readyz`.
+    pub fn health(&self) -> Health {
+        let signed = self.status.signed.load(Ordering::Relaxed);
+        Health {
+            spooled: self.status.spooled.load(Ordering::Relaxed),
+            orphaned_spools: self.status.orphans.load(Ordering::Relaxed),
+            signed_head: (signed >= 0).then_some(signed),
+            problem: self
+                .status
+                .problem
+                .lock()
+                .map(|p| p.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Appends a record and returns once the store (or, while it cannot, the spool) has it
+    /// on disk. The writer finishes a batch even when a caller stops waiting, so a client
+    /// that hangs up never leaves the chain's head behind a committed record.
     pub async fn append(&self, body: &Body) -> Result<Record, AuditError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -235,26 +344,69 @@ impl AuditLog {
     }
 }
 
-/// The writer: takes every waiting job (up to [`MAX_BATCH`]), gives them consecutive positions
-/// and commits them in one transaction. On failure every job of the batch is refused and the
-/// head is read back from the store, so the next batch takes the right position whatever the
-/// failure left behind.
-async fn writer(
+/// The writer task's state.
+struct Writer {
     store: Store,
     key: AuditKey,
-    id: std::sync::Arc<str>,
-    mut queue: tokio::sync::mpsc::Receiver<Job>,
-) {
-    let mut head = (0_i64, GENESIS.to_owned());
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (mut seq, mut prev) = head.clone();
+    id: Arc<str>,
+    options: Options,
+    status: Arc<Status>,
+    /// The next position and the hash it follows.
+    next: (i64, String),
+    /// The newest record known to be in the store (what a signed head may vouch for).
+    stored: Option<(i64, String)>,
+    /// The newest position signed.
+    signed: Option<i64>,
+    /// This chain's spool, open while it holds records the store does not have yet.
+    spool: Option<spool::Spool>,
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+        let mut orphans = self.replay_orphans().await;
+        let mut tick = tokio::time::interval(self.options.retry);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_signed = tokio::time::Instant::now();
+        let max_batch = self.options.max_batch.clamp(1, MAX_BATCH);
+        let mut batch = Vec::with_capacity(max_batch);
+        loop {
+            tokio::select! {
+                n = queue.recv_many(&mut batch, max_batch) => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.commit(&mut batch).await;
+                }
+                _ = tick.tick() => {
+                    if self.spool.is_some() {
+                        self.replay_own().await;
+                    }
+                    if orphans {
+                        orphans = self.replay_orphans().await;
+                    }
+                    if last_signed.elapsed() >= self.options.head_interval {
+                        self.sign_head().await;
+                        last_signed = tokio::time::Instant::now();
+                    }
+                }
+            }
+        }
+        if self.spool.is_some() {
+            self.replay_own().await;
+        }
+        self.sign_head().await;
+    }
+
+    /// Gives the batch consecutive positions and commits it to the store, or to the spool
+    /// when the store refuses or spooled records are still waiting; answers every job.
+    async fn commit(&mut self, batch: &mut Vec<Job>) {
+        let (mut seq, mut prev) = self.next.clone();
         let mut rows = Vec::with_capacity(batch.len());
-        for job in &batch {
-            let hash = key.hash(&id, seq, &prev, &job.text);
+        for job in batch.iter() {
+            let hash = self.key.hash(&self.id, seq, &prev, &job.text);
             rows.push((
                 Record {
-                    chain: id.to_string(),
+                    chain: self.id.to_string(),
                     seq,
                     body: job.text.clone(),
                     prev_hash: std::mem::replace(&mut prev, hash.clone()),
@@ -264,114 +416,291 @@ async fn writer(
             ));
             seq += 1;
         }
-        match store.append_audit(&rows).await {
-            Ok(()) => {
-                head = (seq, prev);
-                for (job, (record, _)) in batch.drain(..).zip(rows) {
-                    let _ = job.reply.send(Ok(record));
+        if self.spool.is_some() {
+            self.replay_own().await;
+        }
+        let mut refused = None;
+        if self.spool.is_none() {
+            match self.store.append_audit(&rows).await {
+                Ok(()) => {
+                    self.stored = Some((seq - 1, prev.clone()));
+                    self.next = (seq, prev);
+                    answer(batch, rows);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, records = rows.len(), "the audit store refused a batch");
+                    refused = Some(e.to_string());
                 }
             }
+        }
+        match self.spool_rows(&rows).await {
+            Ok(()) => {
+                self.status
+                    .spooled
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                self.next = (seq, prev);
+                answer(batch, rows);
+            }
             Err(e) => {
-                match store.audit_head(&id).await {
-                    Ok(Some((last, hash))) => head = (last + 1, hash),
-                    Ok(None) => head = (0, GENESIS.to_owned()),
-                    Err(read) => {
-                        tracing::error!(error = %read, "cannot read the audit chain's head back");
+                tracing::error!(error = %e, "neither the audit store nor the spool took the record");
+                if self.spool.is_none() {
+                    // What the failed transaction left behind decides the next position.
+                    match self.store.audit_head(&self.id).await {
+                        Ok(Some((last, hash))) => self.next = (last + 1, hash),
+                        Ok(None) => self.next = (0, GENESIS.to_owned()),
+                        Err(read) => {
+                            tracing::error!(error = %read, "cannot read the audit chain's head back");
+                        }
                     }
                 }
-                let message = e.to_string();
+                let message = refused.map_or_else(|| e.to_string(), |r| format!("{r}; {e}"));
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(message.clone()));
                 }
             }
         }
     }
-}
 
-/// What [`verify`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    /// Chains walked.
-    pub chains: u64,
-    /// Records checked.
-    pub records: u64,
-}
-
-/// The first record that does not fit its chain.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("chain {chain} at position {seq}: {problem}")]
-pub struct Broken {
-    /// The chain.
-    pub chain: String,
-    /// The position.
-    pub seq: i64,
-    /// What is wrong.
-    pub problem: String,
-}
-
-/// Walks every chain in order, one row at a time: positions without gaps from 0, each
-/// record's previous hash the hash of the one before, each hash the keyed hash of its
-/// content, and the searchable columns equal to the body.
-pub async fn verify(store: &Store, key: &AuditKey) -> Result<Result<Verified, Broken>, AuditError> {
-    let mut rows = store.audit_rows();
-    let mut verified = Verified {
-        chains: 0,
-        records: 0,
-    };
-    let mut current: Option<(String, i64, String)> = None;
-    while let Some(row) = rows.try_next().await? {
-        let broken = |problem: String| Broken {
-            chain: row.record.chain.clone(),
-            seq: row.record.seq,
-            problem,
+    /// Appends records to this chain's spool (opening it first when needed).
+    async fn spool_rows(&mut self, rows: &[(Record, Columns)]) -> Result<(), spool::SpoolError> {
+        let Some(dir) = self.options.spool_dir.clone() else {
+            return Err(spool::SpoolError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other("no spool is configured"),
+            });
         };
-        let (expected_seq, expected_prev) = match &current {
-            Some((chain, seq, hash)) if *chain == row.record.chain => (seq + 1, hash.clone()),
-            _ => {
-                verified.chains += 1;
-                (0, GENESIS.to_owned())
+        let records: Vec<Record> = rows.iter().map(|(r, _)| r.clone()).collect();
+        let id = self.id.clone();
+        let current = self.spool.take();
+        let (kept, result) = tokio::task::spawn_blocking(move || {
+            let mut spool = match current {
+                Some(s) => s,
+                None => match spool::Spool::open(&dir, &id) {
+                    Ok(s) => s,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let written = spool.append(&records);
+            if written.is_err() && spool.records() == 0 {
+                // Nothing of this chain is in it: leave no empty file behind.
+                let _ = spool.remove();
+                return (None, written);
+            }
+            (Some(spool), written)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            (
+                None,
+                Err(spool::SpoolError::Io {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e.to_string()),
+                }),
+            )
+        });
+        self.spool = kept;
+        result
+    }
+
+    /// Moves this chain's spooled records into the store; removes the spool when they all are.
+    async fn replay_own(&mut self) {
+        let Some(path) = self.spool.as_ref().map(|s| s.file_path().to_owned()) else {
+            return;
+        };
+        match replay(&self.store, &self.key, &path).await {
+            Ok(last) => {
+                if let Some(spool) = self.spool.take()
+                    && let Err(e) = spool.remove()
+                {
+                    tracing::error!(error = %e, "cannot remove the replayed audit spool");
+                }
+                if last.is_some() {
+                    self.stored = last;
+                }
+                self.status.spooled.store(0, Ordering::Relaxed);
+                self.set_problem(None);
+                tracing::info!("the audit store is back: spooled records are in it");
+            }
+            Err(Replay::Store(e)) => {
+                tracing::debug!(error = %e, "the audit store still refuses spooled records");
+            }
+            Err(Replay::Spool(e)) => {
+                tracing::error!(error = %e, "the audit spool cannot be replayed");
+                self.set_problem(Some(e));
+            }
+        }
+    }
+
+    /// Replays the spool files stopped processes left. True while some remain.
+    async fn replay_orphans(&mut self) -> bool {
+        let Some(dir) = self.options.spool_dir.clone() else {
+            return false;
+        };
+        let id = self.id.clone();
+        let found = tokio::task::spawn_blocking(move || spool::orphans(&dir, &id))
+            .await
+            .unwrap_or_else(|e| {
+                Err(spool::SpoolError::Io {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+        let orphans = match found {
+            Ok(o) => o,
+            Err(e) => {
+                self.set_problem(Some(e.to_string()));
+                return true;
             }
         };
-        if row.record.seq != expected_seq {
-            return Ok(Err(broken(format!(
-                "expected position {expected_seq}: a record is missing or was inserted"
-            ))));
+        let mut left = 0_u64;
+        for orphan in orphans {
+            match replay(&self.store, &self.key, &orphan.path).await {
+                Ok(_) => {
+                    tracing::info!("an earlier process's spooled audit records are in the store");
+                    if let Err(e) = orphan.remove() {
+                        tracing::error!(error = %e, "cannot remove a replayed audit spool");
+                    }
+                }
+                Err(Replay::Store(_)) => left += 1,
+                Err(Replay::Spool(e)) => {
+                    tracing::error!(error = %e, "an earlier process's audit spool cannot be replayed");
+                    self.set_problem(Some(e));
+                    left += 1;
+                }
+            }
         }
-        if row.record.prev_hash != expected_prev {
-            return Ok(Err(broken(
-                "does not follow the record before it (reordered, or one before it was replaced)"
-                    .into(),
-            )));
-        }
-        let hash = key.hash(
-            &row.record.chain,
-            row.record.seq,
-            &row.record.prev_hash,
-            &row.record.body,
-        );
-        if hash != row.record.hash {
-            return Ok(Err(broken(
-                "its content was modified (hash mismatch)".into(),
-            )));
-        }
-        let body: Body = match serde_json::from_str(&row.record.body) {
-            Ok(b) => b,
-            Err(_) => return Ok(Err(broken("its body is not a record".into()))),
-        };
-        if row.columns != Columns::of(&body) {
-            return Ok(Err(broken(
-                "its searchable columns do not match its content".into(),
-            )));
-        }
-        verified.records += 1;
-        current = Some((
-            row.record.chain.clone(),
-            row.record.seq,
-            row.record.hash.clone(),
-        ));
+        self.status.orphans.store(left, Ordering::Relaxed);
+        left > 0
     }
-    Ok(Ok(verified))
+
+    /// Signs the newest stored record, when it moved since the last signature, keeps the
+    /// signed head in the store and hands it to the witness.
+    async fn sign_head(&mut self) {
+        let (Some(signer), Some((seq, hash))) = (&self.options.signer, &self.stored) else {
+            return;
+        };
+        if self.signed == Some(*seq) {
+            return;
+        }
+        let head = signer.sign(&self.id, *seq, hash);
+        let kept = self.store.record_audit_head(&head).await;
+        let handed = self.options.witness.hand(&head).await;
+        if let Err(e) = &kept {
+            tracing::warn!(error = %e, "cannot keep the signed audit head in the store");
+        }
+        if let Err(e) = &handed {
+            tracing::warn!(error = %e, "the audit witness did not take the signed head");
+        }
+        match (kept, handed) {
+            (Ok(()), Ok(())) => self.set_problem(None),
+            (Err(e), _) => self.set_problem(Some(format!("signed head: {e}"))),
+            (_, Err(e)) => self.set_problem(Some(e.to_string())),
+        }
+        self.signed = Some(head.seq);
+        self.status.signed.store(head.seq, Ordering::Relaxed);
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        if let Ok(mut p) = self.status.problem.lock() {
+            *p = problem;
+        }
+    }
 }
+
+fn answer(batch: &mut Vec<Job>, rows: Vec<(Record, Columns)>) {
+    for (job, (record, _)) in batch.drain(..).zip(rows) {
+        let _ = job.reply.send(Ok(record));
+    }
+}
+
+/// Why a spool was not replayed.
+enum Replay {
+    /// The store refused: try again later.
+    Store(StoreError),
+    /// The spool is unreadable or does not continue the stored chain: a person must look.
+    Spool(String),
+}
+
+/// Moves a spool file's records into the store, in order, checking each: its hash, and that
+/// it continues the chain from the store's newest record. Records the store already has (a
+/// commit whose answer was lost, or a replay cut short) are skipped once the stored one is
+/// found to be the same record. The file is read in batches, never whole. Returns the newest
+/// record now in the store.
+async fn replay(
+    store: &Store,
+    key: &AuditKey,
+    path: &Path,
+) -> Result<Option<(i64, String)>, Replay> {
+    use tokio::io::AsyncBufReadExt;
+    let unreadable = |e: std::io::Error| Replay::Spool(format!("`{}`: {e}", path.display()));
+    let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+    let mut reader = tokio::io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut expected: Option<(i64, String)> = None;
+    let mut chunk: Vec<(Record, Columns)> = Vec::with_capacity(MAX_BATCH);
+    let mut number = 0_usize;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(unreadable)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            // The end, or a write a crash cut short (never answered).
+            break;
+        }
+        number += 1;
+        let bad = |problem: &str| {
+            Replay::Spool(format!(
+                "`{}` line {number}: {problem}; it is left in place",
+                path.display()
+            ))
+        };
+        let record: Record =
+            serde_json::from_slice(&line).map_err(|_| bad("not an audit record"))?;
+        let (next, prev) = match &expected {
+            Some(e) => e.clone(),
+            None => {
+                let head = store
+                    .audit_head(&record.chain)
+                    .await
+                    .map_err(Replay::Store)?;
+                match head {
+                    Some((seq, hash)) => (seq + 1, hash),
+                    None => (0, GENESIS.to_owned()),
+                }
+            }
+        };
+        if record.seq < next {
+            // The store has it already; the one at the store's head must be this very record.
+            if record.seq == next - 1 && record.hash != prev {
+                return Err(bad("the store holds a different record at this position"));
+            }
+            expected = Some((next, prev));
+            continue;
+        }
+        if record.seq != next || record.prev_hash != prev {
+            return Err(bad("does not continue the stored chain"));
+        }
+        if key.hash(&record.chain, record.seq, &record.prev_hash, &record.body) != record.hash {
+            return Err(bad("its content was modified (hash mismatch)"));
+        }
+        let body: Body = serde_json::from_str(&record.body).map_err(|_| bad("not a record"))?;
+        expected = Some((record.seq + 1, record.hash.clone()));
+        chunk.push((record, Columns::of(&body)));
+        if chunk.len() == MAX_BATCH {
+            store.append_audit(&chunk).await.map_err(Replay::Store)?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        store.append_audit(&chunk).await.map_err(Replay::Store)?;
+    }
+    Ok(expected.map(|(next, hash)| (next - 1, hash)))
+}
+
+pub use verify::{Broken, HeadCheck, Verified, verify, verify_with_heads};
 
 /// The columns stored beside the body for searching.
 #[derive(Debug, Clone, PartialEq, Eq)]

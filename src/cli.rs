@@ -83,12 +83,15 @@ pub enum Command {
 /// `concord audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk every hash chain; exit non-zero naming the first record that was modified,
-    /// removed, inserted or moved.
+    /// Walk every hash chain and check every signed head; exit non-zero naming the first
+    /// record that was modified, removed, inserted, moved or cut off the end.
     Verify {
         /// The config file (store and [audit] key).
         #[arg(long, default_value = "concord.toml")]
         config: PathBuf,
+        /// A witness file of signed heads to check too (default: `[audit] witness_file`).
+        #[arg(long)]
+        witness: Option<PathBuf>,
     },
 }
 
@@ -186,8 +189,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => policy_explain(&config, &token, &patient, resource.as_deref(), break_glass).await,
         Command::Audit {
-            action: AuditCommand::Verify { config },
-        } => audit_verify(&config).await,
+            action: AuditCommand::Verify { config, witness },
+        } => audit_verify(&config, witness.as_deref()).await,
         Command::Migrate { config } => {
             let config = Config::load(&config)?;
             init_logging(&config);
@@ -237,7 +240,10 @@ fn policy_check(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `concord audit verify`.
-async fn audit_verify(path: &std::path::Path) -> anyhow::Result<()> {
+async fn audit_verify(
+    path: &std::path::Path,
+    witness: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     init_logging(&config);
     let audit = config
@@ -248,15 +254,47 @@ async fn audit_verify(path: &std::path::Path) -> anyhow::Result<()> {
     let store = crate::store::Store::connect(&config.store.url, 1)
         .await
         .context("cannot connect to the store")?;
+    let mut heads = crate::audit::HeadCheck::default();
+    match &audit.head_signing_key_file {
+        Some(file) => {
+            heads.public_key = Some(
+                crate::audit::heads::HeadSigner::load(file)?
+                    .public_key()
+                    .to_owned(),
+            );
+        }
+        None => println!(
+            "note: [audit] head_signing_key_file is not set: signatures of heads are not checked"
+        ),
+    }
+    match (witness, audit.witness_file.as_deref()) {
+        (Some(file), _) => heads.witnessed = crate::audit::heads::read_witness(file)?,
+        (None, Some(file)) if file.exists() => {
+            heads.witnessed = crate::audit::heads::read_witness(file)?;
+        }
+        (None, Some(file)) => println!(
+            "note: the witness file {} does not exist (yet): only the heads in the store are checked",
+            file.display()
+        ),
+        (None, None) => {}
+    }
     let started = std::time::Instant::now();
-    match crate::audit::verify(&store, &key).await? {
+    let (spools, spooled) = crate::audit::spool::pending(&audit.spool_dir)?;
+    match crate::audit::verify_with_heads(&store, &key, &heads).await? {
         Ok(v) => {
             println!(
-                "audit log verified: {} record(s) in {} chain(s), {:.2} s",
+                "audit log verified: {} record(s) in {} chain(s), {} signed head(s), {:.2} s",
                 v.records,
                 v.chains,
+                v.heads,
                 started.elapsed().as_secs_f64()
             );
+            if spooled > 0 {
+                println!(
+                    "note: {spooled} record(s) in {spools} spool file(s) under {} are not in the store yet (a gateway moves them in when the store takes writes)",
+                    audit.spool_dir.display()
+                );
+            }
             Ok(())
         }
         Err(broken) => {

@@ -288,6 +288,29 @@ pub struct AuditConfig {
     pub key_file: Option<PathBuf>,
     /// Or the name of an environment variable holding it.
     pub key_env: Option<String>,
+    /// Where records go while the store cannot take them (default `data/audit-spool`, beside
+    /// the config file). Keep it on a local disk of the gateway's own.
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    /// An Ed25519 private key (PKCS#8 PEM) the chain's head is signed with now and then.
+    /// Without it a cut-off tail of the log cannot be detected; the gateway warns at start.
+    pub head_signing_key_file: Option<PathBuf>,
+    /// How often the head is signed when it moved, in seconds.
+    #[serde(default = "default_head_interval")]
+    pub head_interval_secs: u64,
+    /// A file signed heads are appended to (one JSON line each). Put it where those who can
+    /// write to the database cannot.
+    pub witness_file: Option<PathBuf>,
+    /// A URL each signed head is POSTed to as JSON.
+    pub witness_url: Option<String>,
+}
+
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("data/audit-spool")
+}
+
+fn default_head_interval() -> u64 {
+    60
 }
 
 /// `[policy]`.
@@ -630,8 +653,18 @@ impl Config {
             }
         }
         resolve(dir, &mut self.policy.dir);
-        if let Some(path) = self.audit.as_mut().and_then(|a| a.key_file.as_mut()) {
-            resolve(dir, path);
+        if let Some(audit) = &mut self.audit {
+            resolve(dir, &mut audit.spool_dir);
+            for path in [
+                &mut audit.key_file,
+                &mut audit.head_signing_key_file,
+                &mut audit.witness_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                resolve(dir, path);
+            }
         }
         if let Some(tls) = &mut self.server.tls {
             for path in [Some(&mut tls.cert_file), Some(&mut tls.key_file)]
@@ -696,6 +729,14 @@ impl Config {
         }
         if let Some(url) = &s.public_base_url {
             check_http_url("server.public_base_url", url)?;
+        }
+        if let Some(audit) = &self.audit {
+            if audit.head_interval_secs == 0 {
+                return Err(invalid("audit.head_interval_secs", "must be at least 1"));
+            }
+            if let Some(url) = &audit.witness_url {
+                check_http_url("audit.witness_url", url)?;
+            }
         }
         if let Some(tls) = &s.tls {
             if tls.client_auth.is_some() && tls.client_ca_file.is_none() {

@@ -433,13 +433,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .map(|s| json!({"id": s.info().id, "name": s.info().name, "ods": s.info().ods, "breaker": s.breaker_state().name()}))
         .collect();
     let audit_ok = state.audit_ok.load(std::sync::atomic::Ordering::Relaxed);
+    let health = state.audit.health();
     let ready = store_ok && audit_ok;
     let set = state.policies.current();
     let reload = state.policies.status();
     let body = json!({
         "status": if ready { "ready" } else { "unready" },
         "store": {"backend": state.federation.store().backend(), "ok": store_ok},
-        "audit": {"chain": state.audit.chain(), "ok": audit_ok},
+        "audit": {
+            "chain": state.audit.chain(),
+            "ok": audit_ok,
+            "spooled": health.spooled,
+            "orphaned_spools": health.orphaned_spools,
+            "signed_head": health.signed_head,
+            "problem": health.problem,
+        },
         "sources": sources,
         "policy": {
             "hash": set.hash,
@@ -509,6 +517,43 @@ pub enum StartError {
     Policy(#[from] crate::policy::PolicyErrors),
 }
 
+/// The audit log's spool, head signer and witness, from `[audit]`.
+fn audit_options(config: &crate::config::AuditConfig) -> Result<crate::audit::Options, StartError> {
+    let signer = match &config.head_signing_key_file {
+        Some(path) => Some(
+            crate::audit::heads::HeadSigner::load(path)
+                .map_err(|e| StartError::Audit(e.to_string()))?,
+        ),
+        None => {
+            tracing::warn!(
+                "[audit] head_signing_key_file is not set: chain heads are not signed, so records cut off the end of the log cannot be detected"
+            );
+            None
+        }
+    };
+    let client = match &config.witness_url {
+        Some(_) => Some(
+            reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .map_err(|e| StartError::Audit(format!("witness_url client: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(crate::audit::Options {
+        spool_dir: Some(config.spool_dir.clone()),
+        signer,
+        head_interval: std::time::Duration::from_secs(config.head_interval_secs),
+        witness: crate::audit::heads::Witness {
+            file: config.witness_file.clone(),
+            url: config.witness_url.clone(),
+            client,
+        },
+        retry: std::time::Duration::from_secs(1),
+        max_batch: crate::audit::MAX_BATCH,
+    })
+}
+
 /// Connects the store (migrating it when configured to), builds the sources and returns the
 /// state the router needs.
 pub async fn build_state(config: &crate::config::Config) -> Result<AppState, StartError> {
@@ -528,7 +573,7 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         audit_config.key_env.as_deref(),
     )
     .map_err(|e| StartError::Audit(e.to_string()))?;
-    let audit = crate::audit::AuditLog::new(store.clone(), key);
+    let audit = crate::audit::AuditLog::start(store.clone(), key, audit_options(audit_config)?);
     if verifier.trusts_demo_key() {
         tracing::warn!(
             "THE DEMO SIGNING KEY IS TRUSTED: anyone can mint tokens this gateway accepts. Never do this outside the demo."

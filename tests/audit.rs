@@ -151,16 +151,27 @@ async fn every_request_is_recorded_with_who_whose_what_and_why() {
     );
 }
 
+const REFUSE: &str = "CREATE TRIGGER refuse BEFORE INSERT ON audit_records BEGIN SELECT RAISE(FAIL, 'audit store unwritable'); END";
+
+fn spool_files(app: &TestApp) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(app.dir().join("data/audit-spool"))
+        .map(|d| d.map(|e| e.expect("entry").path()).collect())
+        .unwrap_or_default()
+}
+
+async fn readyz(app: &TestApp) -> (StatusCode, Value) {
+    let (status, text) = app.get_root("/readyz").await;
+    (status, serde_json::from_str(&text).expect("json"))
+}
+
 #[tokio::test]
-async fn nothing_is_disclosed_when_the_record_cannot_be_written() {
+async fn nothing_is_disclosed_when_neither_the_store_nor_the_spool_takes_the_record() {
     let (gp, community, social) = three_sources().await;
     let app = TestApp::start(specs(&gp, &community, &social)).await;
     let id = app.patient_id(ANN).await;
-    exec(
-        &app,
-        "CREATE TRIGGER refuse BEFORE INSERT ON audit_records BEGIN SELECT RAISE(FAIL, 'audit store unwritable'); END",
-    )
-    .await;
+    // The spool cannot be made (a file is in its way), and the store refuses.
+    std::fs::write(app.dir().join("data/audit-spool"), b"in the way").expect("file");
+    exec(&app, REFUSE).await;
     let a = app.get(&format!("Patient/{id}/$everything")).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
     assert_eq!(a.body["resourceType"], "OperationOutcome");
@@ -169,9 +180,8 @@ async fn nothing_is_disclosed_when_the_record_cannot_be_written() {
         !text.contains("Smith") && !text.contains(ANN),
         "nothing of the record: {text}"
     );
-    let (status, ready) = app.get_root("/readyz").await;
+    let (status, ready) = readyz(&app).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
-    let ready: Value = serde_json::from_str(&ready).expect("json");
     assert_eq!(ready["audit"]["ok"], false);
 
     exec(&app, "DROP TRIGGER refuse").await;
@@ -183,6 +193,272 @@ async fn nothing_is_disclosed_when_the_record_cannot_be_written() {
         verified.records, 2,
         "the refused request left no record and no gap"
     );
+}
+
+#[tokio::test]
+async fn requests_go_on_through_the_spool_while_the_store_refuses() {
+    let (gp, community, social) = three_sources().await;
+    let app = TestApp::start(specs(&gp, &community, &social)).await;
+    let id = app.patient_id(ANN).await;
+    exec(&app, REFUSE).await;
+    let paths: Vec<String> = (0..12)
+        .map(|i| format!("Patient/{id}/$everything?_count={}", i + 1))
+        .collect();
+    let answers = futures_util::future::join_all(paths.iter().map(|p| app.get(p))).await;
+    for a in &answers {
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert!(!matches(&a.body).is_empty(), "the record is disclosed");
+    }
+    assert_eq!(bodies(&app).await.len(), 1, "the store has none of them");
+    assert_eq!(spool_files(&app).len(), 1);
+    let (status, ready) = readyz(&app).await;
+    assert_eq!(status, StatusCode::OK, "spooling is not an outage: {ready}");
+    assert_eq!(ready["audit"]["spooled"], 12, "{ready}");
+
+    exec(&app, "DROP TRIGGER refuse").await;
+    let last = app.get(&format!("Patient/{id}")).await;
+    assert_eq!(last.status, StatusCode::OK);
+    let records = bodies(&app).await;
+    assert_eq!(records.len(), 14, "every spooled record is in the store");
+    for path in &paths {
+        let n = records
+            .iter()
+            .filter(|b| b.target == format!("/fhir/{path}"))
+            .count();
+        assert_eq!(n, 1, "exactly once: {path}");
+    }
+    assert_eq!(verified(&app).await.records, 14);
+    assert!(spool_files(&app).is_empty(), "the spool is gone");
+    assert_eq!(readyz(&app).await.1["audit"]["spooled"], 0);
+}
+
+#[tokio::test]
+async fn a_dropped_postgres_connection_mid_append_loses_no_record() {
+    use crate::support::app::{StoreChoice, postgres};
+    let Some(db) = postgres().await else {
+        return;
+    };
+    let (gp, community, social) = three_sources().await;
+    let app = TestApp::start_with(
+        specs(&gp, &community, &social),
+        StoreChoice::Postgres(db.url().to_owned()),
+        "",
+    )
+    .await;
+    let id = app.patient_id(ANN).await;
+    let admin = sqlx::PgPool::connect(db.url()).await.expect("admin");
+    for sql in [
+        "CREATE FUNCTION slow_audit() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(5); RETURN NULL; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER slow_audit BEFORE INSERT ON audit_records FOR EACH STATEMENT EXECUTE FUNCTION slow_audit()",
+    ] {
+        sqlx::query(sql).execute(&admin).await.expect(sql);
+    }
+    let path = format!("Patient/{id}/$everything");
+    let request = app.get(&path);
+    let cut = async {
+        // Catch the audit INSERT in flight and drop its connection.
+        for _ in 0..200 {
+            let pid: Option<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE 'INSERT INTO audit_records%'",
+            )
+            .fetch_optional(&admin)
+            .await
+            .expect("activity");
+            if let Some(pid) = pid {
+                sqlx::query("DROP TRIGGER slow_audit ON audit_records")
+                    .execute(&admin)
+                    .await
+                    .expect("drop trigger");
+                let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                    .bind(pid)
+                    .fetch_one(&admin)
+                    .await
+                    .expect("terminate");
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        false
+    };
+    let (answer, cut) = tokio::join!(request, cut);
+    assert!(cut, "the audit insert was seen and its connection dropped");
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(!matches(&answer.body).is_empty());
+
+    let after = app.get(&format!("Patient/{id}")).await;
+    assert_eq!(after.status, StatusCode::OK);
+    let store = Store::connect(db.url(), 1).await.expect("store");
+    use futures_util::TryStreamExt;
+    let rows: Vec<concord::audit::Row> = store.audit_rows().try_collect().await.expect("rows");
+    let targets: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Body>(&r.record.body)
+                .expect("body")
+                .target
+        })
+        .collect();
+    assert_eq!(
+        targets
+            .iter()
+            .filter(|t| **t == format!("/fhir/{path}"))
+            .count(),
+        1,
+        "{targets:?}"
+    );
+    assert_eq!(rows.len(), 3, "{targets:?}");
+    let verified = concord::audit::verify(&store, &key())
+        .await
+        .expect("readable")
+        .expect("verifies");
+    assert_eq!(verified.records, 3);
+    assert!(spool_files(&app).is_empty());
+    drop(admin);
+    db.drop().await;
+}
+
+/// `concord serve` is killed while it spools; the next start moves every spooled record into
+/// the store.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_gateway_killed_while_it_spools_loses_nothing() {
+    use crate::ops::{binary_config, copy_shipped_policies, free_port};
+    let dir = tempfile::tempdir().expect("dir");
+    copy_shipped_policies(&dir.path().join("policies"));
+    let bin = env!("CARGO_BIN_EXE_concord");
+    let start = |port: u16| {
+        let config = binary_config(dir.path(), port);
+        let child = tokio::process::Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("concord starts");
+        (child, config)
+    };
+    let client = reqwest::Client::new();
+    let ready = |port: u16| {
+        let client = client.clone();
+        async move {
+            for _ in 0..200 {
+                if let Ok(r) = client
+                    .get(format!("http://127.0.0.1:{port}/readyz"))
+                    .send()
+                    .await
+                {
+                    return serde_json::from_slice::<Value>(&r.bytes().await.expect("body"))
+                        .expect("json");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the gateway did not come up");
+        }
+    };
+    let port = free_port();
+    let (mut child, config) = start(port);
+    ready(port).await;
+    let token = tokio::process::Command::new(bin)
+        .args([
+            "dev-token",
+            "--role",
+            "social-worker",
+            "--org",
+            "LA001",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .await
+        .expect("dev-token");
+    let token = String::from_utf8(token.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let search = |port: u16, n: usize| {
+        let (client, token) = (client.clone(), token.clone());
+        async move {
+            client
+                .get(format!(
+                    "http://127.0.0.1:{port}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990465630&_count={n}"
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("answer")
+                .status()
+        }
+    };
+    assert_eq!(search(port, 1).await, StatusCode::OK);
+    let db = format!("sqlite://{}", dir.path().join("concord.db").display());
+    let store = Store::connect(&db, 1).await.expect("store");
+    let Store::Sqlite(pool) = &store else {
+        panic!("sqlite")
+    };
+    sqlx::query(REFUSE).execute(pool).await.expect("trigger");
+    for n in 2..=6 {
+        assert_eq!(
+            search(port, n).await,
+            StatusCode::OK,
+            "answered through the spool"
+        );
+    }
+    let spool = dir.path().join("data/audit-spool");
+    let files: Vec<_> = std::fs::read_dir(&spool).expect("spool").collect();
+    assert_eq!(files.len(), 1);
+    child.start_kill().expect("kill -9");
+    child.wait().await.expect("dead");
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(pool)
+        .await
+        .expect("drop");
+
+    let port = free_port();
+    let (mut child, _) = start(port);
+    ready(port).await;
+    for _ in 0..200 {
+        if std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        std::fs::read_dir(&spool).expect("spool").count(),
+        0,
+        "replayed"
+    );
+    use futures_util::TryStreamExt;
+    let rows: Vec<concord::audit::Row> = store.audit_rows().try_collect().await.expect("rows");
+    let targets: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Body>(&r.record.body)
+                .expect("body")
+                .target
+        })
+        .collect();
+    for n in 1..=6 {
+        let wanted = format!("_count={n}");
+        assert_eq!(
+            targets.iter().filter(|t| t.ends_with(&wanted)).count(),
+            1,
+            "{wanted}: {targets:?}"
+        );
+    }
+    let out = tokio::process::Command::new(bin)
+        .args(["audit", "verify", "--config"])
+        .arg(dir.path().join("concord.toml"))
+        .output()
+        .await
+        .expect("verify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("verified: 6 record(s) in 1 chain(s)"),
+        "{text}"
+    );
+    child.kill().await.expect("stop");
 }
 
 #[tokio::test]
@@ -206,4 +482,42 @@ async fn concurrent_requests_each_get_one_record_and_the_chain_holds() {
     }
     let verified = verified(&app).await;
     assert_eq!(verified.records, 41);
+}
+
+#[tokio::test]
+async fn audit_verify_names_a_tail_cut_off_after_its_head_was_signed() {
+    let (gp, community, social) = three_sources().await;
+    let app = TestApp::start(specs(&gp, &community, &social)).await;
+    let id = app.patient_id(ANN).await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.get(&format!("Patient/{id}")).await.status,
+            StatusCode::OK
+        );
+    }
+    // The test config signs the head every second.
+    let mut signed = Value::Null;
+    for _ in 0..60 {
+        signed = readyz(&app).await.1["audit"]["signed_head"].clone();
+        if signed == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(signed, 3, "the head was signed");
+    let (ok, text) = verify_cli(&app).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("4 record(s) in 1 chain(s)"), "{text}");
+
+    // Someone with write access to the database removes the last two records and every
+    // signed head it keeps: the witness file still has the head.
+    exec(&app, "DELETE FROM audit_records WHERE seq >= 2").await;
+    exec(&app, "DELETE FROM audit_heads").await;
+    let (ok, text) = verify_cli(&app).await;
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("at position 2: missing: the chain ends at position 1")
+            && text.contains("vouches for position 3"),
+        "{text}"
+    );
 }

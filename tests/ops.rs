@@ -159,7 +159,7 @@ fn policy_check_reports_errors_with_file_line_and_field() {
 }
 
 /// Writes a config for the real binary: no sources, the demo key, and `policies`.
-fn binary_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+pub(crate) fn binary_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/keys");
     let social = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/socialcare");
     let audit_key = concat!(
@@ -169,7 +169,7 @@ fn binary_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[store]\nurl = \"sqlite://concord.db\"\n\n\
          [policy]\ndir = \"policies\"\nreload_check_secs = 0\n\n\
-         [audit]\nkey_file = \"{audit_key}\"\n\n[auth]\nissuer = \"https://concord.demo.invalid\"\naudience = \"concord\"\n\n\
+         [audit]\nkey_file = \"{audit_key}\"\n\n[auth]\nissuer = \"https://concord.demo.invalid\"\naudience = \"concord\"\ndev_signing_key = \"{keys}/demo-signing-key.pem\"\n\n\
          [[auth.key]]\nkid = \"concord-demo\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"{keys}/demo-signing-key.pub.pem\"\n\n\
          [[source]]\nid = \"socialcare\"\nname = \"Social care\"\nods = \"LA001\"\nkind = \"ndjson\"\npath = \"{social}\"\n"
     );
@@ -178,7 +178,7 @@ fn binary_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     path
 }
 
-fn copy_shipped_policies(to: &std::path::Path) {
+pub(crate) fn copy_shipped_policies(to: &std::path::Path) {
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     std::fs::create_dir_all(to).expect("policy dir");
     for entry in std::fs::read_dir(shipped).expect("policies/") {
@@ -187,7 +187,7 @@ fn copy_shipped_policies(to: &std::path::Path) {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
     l.local_addr().expect("addr").port()
 }

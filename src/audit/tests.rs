@@ -3,6 +3,8 @@
 
 use super::*;
 
+use std::path::{Path, PathBuf};
+
 const KEY: &[u8] = b"a test audit key of at least thirty-two bytes";
 
 fn body(i: usize) -> Body {
@@ -72,7 +74,8 @@ async fn an_untouched_chain_verifies_and_a_wrong_key_does_not() {
         check(&store).await,
         Ok(Verified {
             chains: 2,
-            records: 25
+            records: 25,
+            heads: 0
         })
     );
     let other = AuditKey::new(b"another key that is also long enough to use").expect("key");
@@ -221,4 +224,342 @@ async fn concurrent_appends_share_commits_and_keep_the_chain_exact() {
     seqs.sort_unstable();
     assert_eq!(seqs, (0..300).collect::<Vec<i64>>(), "each position once");
     assert_eq!(check(&store).await.map(|v| v.records), Ok(300));
+}
+
+const REFUSE: &str = "CREATE TRIGGER refuse BEFORE INSERT ON audit_records BEGIN SELECT RAISE(FAIL, 'disk full'); END";
+
+fn spooling(store: &Store, dir: &Path) -> AuditLog {
+    AuditLog::start(
+        store.clone(),
+        AuditKey::new(KEY).expect("key"),
+        Options {
+            spool_dir: Some(dir.to_owned()),
+            retry: Duration::from_millis(50),
+            ..Options::default()
+        },
+    )
+}
+
+fn spool_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.expect("entry").path()).collect())
+        .unwrap_or_default()
+}
+
+async fn count(store: &Store) -> i64 {
+    let Store::Sqlite(pool) = store else {
+        panic!("sqlite")
+    };
+    sqlx::query_scalar("SELECT count(*) FROM audit_records")
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn while_the_store_refuses_records_are_spooled_then_moved_in_order() {
+    let (dir, store) = store().await;
+    let spool_dir = dir.path().join("spool");
+    let log = spooling(&store, &spool_dir);
+    for i in 0..3 {
+        log.append(&body(i)).await.expect("stored");
+    }
+    exec(&store, REFUSE).await;
+    for i in 3..10 {
+        let record = log.append(&body(i)).await.expect("spooled, not refused");
+        assert_eq!(record.seq, i as i64, "the chain goes on in the spool");
+    }
+    assert_eq!(count(&store).await, 3);
+    let files = spool_files(&spool_dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(spool::read(&files[0]).expect("readable").len(), 7);
+    assert_eq!(log.health().spooled, 7);
+
+    exec(&store, "DROP TRIGGER refuse").await;
+    // The writer retries on its own when no request comes.
+    for _ in 0..100 {
+        if count(&store).await == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(&store).await, 10, "every spooled record once");
+    let record = log.append(&body(10)).await.expect("stored");
+    assert_eq!(record.seq, 10);
+    assert_eq!(check(&store).await.map(|v| v.records), Ok(11));
+    assert!(spool_files(&spool_dir).is_empty(), "the spool is removed");
+    assert_eq!(log.health().spooled, 0);
+}
+
+#[tokio::test]
+async fn a_request_is_refused_only_when_neither_store_nor_spool_takes_it() {
+    let (dir, store) = store().await;
+    // The spool directory cannot be made: a file is in its way.
+    let blocked = dir.path().join("not-a-dir");
+    std::fs::write(&blocked, b"x").expect("file");
+    let log = spooling(&store, &blocked.join("spool"));
+    log.append(&body(0)).await.expect("stored");
+    exec(&store, REFUSE).await;
+    let refused = log.append(&body(1)).await.expect_err("nowhere to write");
+    assert!(refused.to_string().contains("disk full"), "{refused}");
+    exec(&store, "DROP TRIGGER refuse").await;
+    let record = log.append(&body(2)).await.expect("stored");
+    assert_eq!(record.seq, 1, "the refused record took no position");
+    assert_eq!(check(&store).await.map(|v| v.records), Ok(2));
+}
+
+#[tokio::test]
+async fn a_spool_left_by_a_stopped_process_is_replayed_by_the_next() {
+    let (dir, store) = store().await;
+    let spool_dir = dir.path().join("spool");
+    let first = spooling(&store, &spool_dir);
+    first.append(&body(0)).await.expect("stored");
+    exec(&store, REFUSE).await;
+    for i in 1..6 {
+        first.append(&body(i)).await.expect("spooled");
+    }
+    let chain = first.chain().to_owned();
+    drop(first);
+    // The writer's last replay fails (the store still refuses): the file stays.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(spool_files(&spool_dir).len(), 1);
+    exec(&store, "DROP TRIGGER refuse").await;
+
+    let second = spooling(&store, &spool_dir);
+    second.append(&body(6)).await.expect("stored");
+    for _ in 0..100 {
+        if spool_files(&spool_dir).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        spool_files(&spool_dir).is_empty(),
+        "the orphan was replayed"
+    );
+    assert_eq!(
+        check(&store).await,
+        Ok(Verified {
+            chains: 2,
+            records: 7,
+            heads: 0
+        })
+    );
+    assert!(log_has(&store, &chain, 5).await);
+}
+
+async fn log_has(store: &Store, chain: &str, seq: i64) -> bool {
+    store
+        .audit_head(chain)
+        .await
+        .expect("head")
+        .is_some_and(|(s, _)| s == seq)
+}
+
+#[tokio::test]
+async fn a_record_the_store_already_has_is_not_replayed_twice() {
+    // A commit whose acknowledgement was lost: the batch is in the store and in the spool.
+    let (dir, store) = store().await;
+    let spool_dir = dir.path().join("spool");
+    let key = AuditKey::new(KEY).expect("key");
+    let chain = "c0ffee00-0000-4000-8000-000000000000";
+    let mut prev = GENESIS.to_owned();
+    let mut rows = Vec::new();
+    for i in 0..6 {
+        let text = serde_json::to_string(&body(i)).expect("json");
+        let hash = key.hash(chain, i as i64, &prev, &text);
+        rows.push((
+            Record {
+                chain: chain.into(),
+                seq: i as i64,
+                body: text,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            },
+            Columns::of(&body(i)),
+        ));
+    }
+    store.append_audit(&rows[..4]).await.expect("stored");
+    let mut spooled = spool::Spool::open(&spool_dir, chain).expect("spool");
+    let records: Vec<Record> = rows[2..].iter().map(|(r, _)| r.clone()).collect();
+    spooled.append(&records).expect("spooled");
+    drop(spooled);
+    let _log = spooling(&store, &spool_dir);
+    for _ in 0..100 {
+        if spool_files(&spool_dir).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(&store).await, 6, "positions 2 and 3 once each");
+    assert_eq!(check(&store).await.map(|v| v.records), Ok(6));
+}
+
+#[tokio::test]
+async fn an_edited_spool_is_never_moved_into_the_store() {
+    let (dir, store) = store().await;
+    let spool_dir = dir.path().join("spool");
+    let first = spooling(&store, &spool_dir);
+    first.append(&body(0)).await.expect("stored");
+    exec(&store, REFUSE).await;
+    for i in 1..4 {
+        first.append(&body(i)).await.expect("spooled");
+    }
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    exec(&store, "DROP TRIGGER refuse").await;
+    let file = spool_files(&spool_dir).pop().expect("the spool");
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&file, text.replacen("user-1", "user-9", 1)).expect("edit");
+    // A torn last line (a write a crash cut short) alone would be ignored, not refused.
+    let second = spooling(&store, &spool_dir);
+    second
+        .append(&body(9))
+        .await
+        .expect("its own records still go in");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let health = second.health();
+    assert!(
+        health
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("line 1") && p.contains("modified")),
+        "{health:?}"
+    );
+    assert_eq!(health.orphaned_spools, 1);
+    assert_eq!(count(&store).await, 2, "nothing of the edited spool");
+    assert!(file.exists(), "left in place for a person to look at");
+}
+
+#[tokio::test]
+async fn a_torn_last_line_is_ignored() {
+    let dir = tempfile::tempdir().expect("dir");
+    let key = AuditKey::new(KEY).expect("key");
+    let text = serde_json::to_string(&body(0)).expect("json");
+    let record = Record {
+        chain: "c".into(),
+        seq: 0,
+        hash: key.hash("c", 0, GENESIS, &text),
+        prev_hash: GENESIS.into(),
+        body: text,
+    };
+    let path = dir.path().join("c.spool");
+    let line = serde_json::to_string(&record).expect("json");
+    std::fs::write(&path, format!("{line}\n{}", &line[..40])).expect("write");
+    assert_eq!(spool::read(&path).expect("readable"), vec![record]);
+    std::fs::write(&path, format!("{}\n{line}\n", &line[..40])).expect("write");
+    assert!(matches!(
+        spool::read(&path),
+        Err(spool::SpoolError::Corrupt { line: 1, .. })
+    ));
+}
+
+const HEAD_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/demo/keys/demo-audit-heads.pem"
+);
+
+async fn signed_log(store: &Store, witness: &Path, n: usize) -> AuditLog {
+    let log = AuditLog::start(
+        store.clone(),
+        AuditKey::new(KEY).expect("key"),
+        Options {
+            signer: Some(heads::HeadSigner::load(Path::new(HEAD_KEY)).expect("key")),
+            head_interval: Duration::from_millis(10),
+            retry: Duration::from_millis(10),
+            witness: heads::Witness {
+                file: Some(witness.to_owned()),
+                ..heads::Witness::default()
+            },
+            ..Options::default()
+        },
+    );
+    for i in 0..n {
+        log.append(&body(i)).await.expect("append");
+    }
+    for _ in 0..200 {
+        if log.health().signed_head == Some(n as i64 - 1) {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the head was not signed: {:?}", log.health());
+}
+
+fn head_check(witness: Option<&Path>) -> HeadCheck {
+    HeadCheck {
+        public_key: Some(
+            heads::HeadSigner::load(Path::new(HEAD_KEY))
+                .expect("key")
+                .public_key()
+                .to_owned(),
+        ),
+        witnessed: witness
+            .map(|w| heads::read_witness(w).expect("witness"))
+            .unwrap_or_default(),
+    }
+}
+
+async fn check_heads(store: &Store, heads: &HeadCheck) -> Result<Verified, Broken> {
+    verify_with_heads(store, &AuditKey::new(KEY).expect("key"), heads)
+        .await
+        .expect("readable")
+}
+
+#[tokio::test]
+async fn a_cut_off_tail_is_found_by_the_signed_heads() {
+    let (dir, store) = store().await;
+    let witness = dir.path().join("witness.ndjson");
+    let log = signed_log(&store, &witness, 8).await;
+    let all = check_heads(&store, &head_check(Some(&witness)))
+        .await
+        .expect("untouched");
+    assert_eq!(all.records, 8);
+    assert!(
+        all.heads >= 2,
+        "heads from the store and the witness: {all:?}"
+    );
+
+    // Positions and hashes alone cannot show a cut tail: the heads kept in the store do,
+    exec(&store, "DELETE FROM audit_records WHERE seq >= 6").await;
+    let broken = check_heads(&store, &head_check(None))
+        .await
+        .expect_err("cut");
+    assert_eq!((broken.chain.as_str(), broken.seq), (log.chain(), 6));
+    assert!(broken.problem.contains("cut off"), "{broken}");
+    // nor, when the heads in the store go too, to the witness's copy.
+    exec(&store, "DELETE FROM audit_heads").await;
+    assert!(check_heads(&store, &head_check(None)).await.is_ok());
+    let broken = check_heads(&store, &head_check(Some(&witness)))
+        .await
+        .expect_err("cut");
+    assert_eq!(broken.seq, 6, "{broken}");
+    // A whole chain deleted is found too.
+    exec(&store, "DELETE FROM audit_records").await;
+    let broken = check_heads(&store, &head_check(Some(&witness)))
+        .await
+        .expect_err("gone");
+    assert!(broken.problem.contains("whole chain"), "{broken}");
+}
+
+#[tokio::test]
+async fn a_forged_or_replaced_head_is_found() {
+    let (dir, store) = store().await;
+    let witness = dir.path().join("witness.ndjson");
+    signed_log(&store, &witness, 4).await;
+    exec(&store, "UPDATE audit_heads SET seq = seq + 5").await;
+    let broken = check_heads(&store, &head_check(None))
+        .await
+        .expect_err("forged");
+    assert!(broken.problem.contains("signature"), "{broken}");
+    // Another key's heads are not ours.
+    let other = heads::HeadSigner::from_pkcs8(
+        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .expect("key")
+            .as_ref(),
+    )
+    .expect("signer");
+    let head = other.sign("x", 0, GENESIS);
+    assert!(!head.is_signed_by(head_check(None).public_key.as_deref().unwrap_or_default()));
+    assert!(head.is_signed_by(other.public_key()));
 }

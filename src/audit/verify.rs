@@ -1,0 +1,225 @@
+//! `audit verify`: walks every chain in order, one row at a time, and checks every signed head.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+
+use super::heads::SignedHead;
+use super::{AuditError, AuditKey, Columns, GENESIS};
+use crate::store::Store;
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Chains walked.
+    pub chains: u64,
+    /// Records checked.
+    pub records: u64,
+    /// Signed heads checked (from the store and the witness).
+    pub heads: u64,
+}
+
+/// The first record that does not fit its chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("chain {chain} at position {seq}: {problem}")]
+pub struct Broken {
+    /// The chain.
+    pub chain: String,
+    /// The position.
+    pub seq: i64,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// What signed heads are checked against, besides those in the store.
+#[derive(Debug, Clone, Default)]
+pub struct HeadCheck {
+    /// The public key (hex) heads must be signed with. Without it, heads still show where
+    /// chains must reach, but their signatures are not checked.
+    pub public_key: Option<String>,
+    /// Heads an outside witness kept (its file).
+    pub witnessed: Vec<SignedHead>,
+}
+
+/// [`verify_with_heads`] with the store's heads alone and no signature check.
+pub async fn verify(store: &Store, key: &AuditKey) -> Result<Result<Verified, Broken>, AuditError> {
+    verify_with_heads(store, key, &HeadCheck::default()).await
+}
+
+/// The searchable fields of a body, borrowed (checking them must not cost a full parse).
+#[derive(Deserialize)]
+struct Searchable<'a> {
+    recorded_us: i64,
+    #[serde(borrow)]
+    user: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    org: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    purpose: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    person: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    outcome: std::borrow::Cow<'a, str>,
+}
+
+impl Searchable<'_> {
+    fn matches(&self, c: &Columns) -> bool {
+        self.recorded_us == c.recorded_us
+            && self.user.as_deref() == c.user.as_deref()
+            && self.org.as_deref() == c.org.as_deref()
+            && self.purpose.as_deref() == c.purpose.as_deref()
+            && self.person.as_deref() == c.person.as_deref()
+            && self.outcome == c.outcome
+    }
+}
+
+/// Walks every chain in order, one row at a time: positions without gaps from 0, each
+/// record's previous hash the hash of the one before, each hash the keyed hash of its
+/// content, and the searchable columns equal to the body. Then every signed head, from the
+/// store and from `heads.witnessed`: its signature, the record it vouches for there with that
+/// hash, so a chain cut short after a head was signed is found.
+pub async fn verify_with_heads(
+    store: &Store,
+    key: &AuditKey,
+    heads: &HeadCheck,
+) -> Result<Result<Verified, Broken>, AuditError> {
+    let stored = store.audit_heads().await?;
+    let mut vouched: HashMap<String, BTreeMap<i64, SignedHead>> = HashMap::new();
+    let mut checked_heads = 0_u64;
+    for head in stored.into_iter().chain(heads.witnessed.iter().cloned()) {
+        checked_heads += 1;
+        let broken = |problem: String| Broken {
+            chain: head.chain.clone(),
+            seq: head.seq,
+            problem,
+        };
+        if let Some(public_key) = &heads.public_key
+            && !head.is_signed_by(public_key)
+        {
+            return Ok(Err(broken(
+                "a signed head for this position has a signature that does not verify".into(),
+            )));
+        }
+        let chain = vouched.entry(head.chain.clone()).or_default();
+        if let Some(other) = chain.get(&head.seq)
+            && other.hash != head.hash
+        {
+            return Ok(Err(broken(
+                "two signed heads for this position name different hashes".into(),
+            )));
+        }
+        chain.insert(head.seq, head);
+    }
+
+    let mut rows = store.audit_rows();
+    let mut verified = Verified {
+        chains: 0,
+        records: 0,
+        heads: checked_heads,
+    };
+    // The chain being walked: its id, last position and hash.
+    let mut current: Option<(String, i64, String)> = None;
+    while let Some(row) = rows.try_next().await? {
+        let record = &row.record;
+        let broken = |problem: String| Broken {
+            chain: record.chain.clone(),
+            seq: record.seq,
+            problem,
+        };
+        let (expected_seq, expected_prev) = match &current {
+            Some((chain, seq, hash)) if *chain == record.chain => (seq + 1, hash.as_str()),
+            _ => {
+                if let Some(done) = current.take()
+                    && let Some(cut) = cut_short(&mut vouched, &done.0, done.1)
+                {
+                    return Ok(Err(cut));
+                }
+                verified.chains += 1;
+                (0, GENESIS)
+            }
+        };
+        if record.seq != expected_seq {
+            return Ok(Err(broken(format!(
+                "expected position {expected_seq}: a record is missing or was inserted"
+            ))));
+        }
+        if record.prev_hash != expected_prev {
+            return Ok(Err(broken(
+                "does not follow the record before it (reordered, or one before it was replaced)"
+                    .into(),
+            )));
+        }
+        if key.hash(&record.chain, record.seq, &record.prev_hash, &record.body) != record.hash {
+            return Ok(Err(broken(
+                "its content was modified (hash mismatch)".into(),
+            )));
+        }
+        match serde_json::from_str::<Searchable<'_>>(&record.body) {
+            Ok(fields) if fields.matches(&row.columns) => {}
+            Ok(_) => {
+                return Ok(Err(broken(
+                    "its searchable columns do not match its content".into(),
+                )));
+            }
+            Err(_) => return Ok(Err(broken("its body is not a record".into()))),
+        }
+        if let Some(head) = vouched
+            .get(&record.chain)
+            .and_then(|heads| heads.get(&record.seq))
+            && head.hash != record.hash
+        {
+            return Ok(Err(broken(
+                "it is not the record a signed head vouches for here (replaced)".into(),
+            )));
+        }
+        verified.records += 1;
+        let (chain, seq, hash) = (record.chain.clone(), record.seq, record.hash.clone());
+        match &mut current {
+            Some(c) if c.0 == chain => {
+                c.1 = seq;
+                c.2 = hash;
+            }
+            _ => current = Some((chain, seq, hash)),
+        }
+    }
+    if let Some(done) = current.take()
+        && let Some(cut) = cut_short(&mut vouched, &done.0, done.1)
+    {
+        return Ok(Err(cut));
+    }
+    // Chains a head vouches for that have no records at all.
+    if let Some((chain, heads)) = vouched.iter().min_by(|a, b| a.0.cmp(b.0))
+        && let Some((seq, _)) = heads.last_key_value()
+    {
+        return Ok(Err(Broken {
+            chain: chain.clone(),
+            seq: 0,
+            problem: format!(
+                "missing: the whole chain is gone, though a signed head vouches for position {seq}"
+            ),
+        }));
+    }
+    Ok(Ok(verified))
+}
+
+/// When a signed head of `chain` vouches for a position after `last`, the tail was cut off.
+/// Takes the chain's heads out of `vouched` (what is left were never walked).
+fn cut_short(
+    vouched: &mut HashMap<String, BTreeMap<i64, SignedHead>>,
+    chain: &str,
+    last: i64,
+) -> Option<Broken> {
+    let heads = vouched.remove(chain)?;
+    let (seq, head) = heads.last_key_value()?;
+    (*seq > last).then(|| Broken {
+        chain: chain.to_owned(),
+        seq: last + 1,
+        problem: format!(
+            "missing: the chain ends at position {last}, but a head signed at {} vouches for position {seq} (records were cut off the end)",
+            jiff::Timestamp::from_microsecond(head.signed_us)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| head.signed_us.to_string())
+        ),
+    })
+}
