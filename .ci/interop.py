@@ -2,7 +2,10 @@
 `fhirclient`, whose models reject JSON that does not fit FHIR R4) searches and reads through
 the demo gateway, unchanged.
 
-Usage: CONCORD_TOKEN=... python interop.py BASE_URL DEMO_DIR
+Usage: CONCORD_TOKEN=... CONCORD_IG_TOKEN=... python interop.py BASE_URL DEMO_DIR
+
+CONCORD_TOKEN is a clinician's token; CONCORD_IG_TOKEN an information-governance lead's
+(role ig-lead, scope user/AuditEvent.rs), which reads the audit log as AuditEvents.
 """
 
 import json
@@ -11,6 +14,7 @@ import pathlib
 import sys
 
 from fhirclient import client
+from fhirclient.models.auditevent import AuditEvent
 from fhirclient.models.bundle import Bundle
 from fhirclient.models.encounter import Encounter
 from fhirclient.models.observation import Observation
@@ -65,8 +69,32 @@ def main(base, demo):
     everything = Bundle(server.request_json(f"Patient/{patient.id}/$everything"))  # strict model parse
     kinds = sorted({e.resource.resource_type for e in everything.entry})
     sources = sorted({e.resource.meta.source for e in everything.entry if e.resource.meta and e.resource.meta.source})
+
+    # The requests above were audited. An IG lead reads them back as AuditEvents, newest first,
+    # every one parsed by fhirclient's strict R4 model, following next links to the end.
+    ig = client.FHIRClient(settings={"app_id": "concord-interop-ig", "api_base": base}).server
+    ig.session.headers["Authorization"] = "Bearer " + os.environ["CONCORD_IG_TOKEN"]
+    page = ig.request_json("AuditEvent?_count=20")
+    events = []
+    while True:
+        Bundle(page)  # strict model parse of the Bundle and its entries
+        for entry in page.get("entry", []):
+            if entry["search"]["mode"] == "match":
+                events.append(AuditEvent(entry["resource"]))  # strict: raises on anything not R4
+        nxt = [link["url"] for link in page.get("link", []) if link["relation"] == "next"]
+        if not nxt:
+            break
+        page = ig.request_json(nxt[0])
+    ids = [e.id for e in events]
+    assert len(ids) >= 5 and len(set(ids)) == len(ids), f"{len(ids)} AuditEvents, {len(set(ids))} distinct"
+    times = [e.recorded.datetime for e in events]
+    assert times == sorted(times, reverse=True), "newest first"
+    assert any(e.subtype[0].code == "operation" for e in events), "the $everything was audited"
+    assert all(e.agent[0].requestor for e in events)
+    AuditEvent.read(ids[0], ig)
+
     print(f"interop: fhirclient read {len(everything.entry)} resources ({', '.join(kinds)}) from {len(sources)} sources; "
-          f"paged {total} Observations with _count=5")
+          f"paged {total} Observations with _count=5; parsed {len(events)} AuditEvents")
 
 
 if __name__ == "__main__":

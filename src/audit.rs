@@ -742,5 +742,7 @@ pub struct Row {
     pub columns: Columns,
 }
 
+pub mod event;
+
 #[cfg(test)]
 mod tests;

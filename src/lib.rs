@@ -11,7 +11,7 @@
 //! | sources | [`sources`] | the `Source` trait: upstream FHIR servers and NDJSON exports |
 //! | FHIR helpers | [`fhir`] | NHS numbers, references, dates, search parameters, Bundles, OperationOutcome |
 //! | decide | [`policy`] | agreements, labels, consent, FHIRPath: which resources each caller is given |
-//! | audit | [`audit`] | one hash-chained record per request, written before the answer |
+//! | audit | [`audit`] | one hash-chained record per request, written before the answer; served as FHIR AuditEvents |
 //! | state | [`store`] | SQLite or PostgreSQL: people, their links, consent, audit records |
 //!
 //! Beside them: [`config`] (the TOML file), [`telemetry`] (Prometheus metrics) and [`cli`]

@@ -4,6 +4,7 @@
 pub(crate) mod access;
 pub mod api;
 mod audit;
+mod audit_event;
 pub mod capability;
 mod consent;
 pub mod error;
@@ -104,6 +105,8 @@ pub(crate) fn router(state: AppState, assumed: Option<crate::auth::Principal>) -
     let fhir = Router::new()
         .route("/Patient/{id}/$everything", get(api::everything))
         .route("/Consent", get(consent::search).post(consent::create))
+        .route("/AuditEvent", get(audit_event::search))
+        .route("/AuditEvent/{id}", get(audit_event::read))
         .route("/{type}", get(api::search_type))
         .route("/{type}/{id}", get(api::read));
     let fhir = match assumed {

@@ -15,9 +15,9 @@ use crate::support::data::{NHS_SYSTEM, condition, encounter, observation, patien
 use crate::support::upstream::Upstream;
 
 /// Known to the GP, community services and social care.
-const DORA: &str = "9990000050";
+pub(crate) const DORA: &str = "9990000050";
 /// Known to the GP and social care, not to community services.
-const EVE: &str = "9990000069";
+pub(crate) const EVE: &str = "9990000069";
 
 fn coded(mut resource: Value, field: &str, system: &str, code: &str) -> Value {
     resource[field] = json!({"coding": [{"system": system, "code": code}]});
@@ -114,7 +114,7 @@ fn clinic_records() -> Vec<Value> {
 }
 
 /// The shipped policy files.
-fn shipped() -> Vec<(String, String)> {
+pub(crate) fn shipped() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("policies/") {
@@ -132,9 +132,9 @@ fn shipped() -> Vec<(String, String)> {
     files
 }
 
-struct World {
-    app: TestApp,
-    gp: Upstream,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) gp: Upstream,
     community: Upstream,
     social: Upstream,
     clinic: Upstream,
@@ -149,7 +149,11 @@ async fn world_full(files: Vec<(String, String)>, social_lines: &str) -> World {
     world_on(files, social_lines, StoreChoice::Sqlite).await
 }
 
-async fn world_on(files: Vec<(String, String)>, social_lines: &str, store: StoreChoice) -> World {
+pub(crate) async fn world_on(
+    files: Vec<(String, String)>,
+    social_lines: &str,
+    store: StoreChoice,
+) -> World {
     let gp = Upstream::start(gp_records()).await;
     let community = Upstream::start(community_records()).await;
     let social = Upstream::start(social_records()).await;
@@ -186,7 +190,7 @@ async fn world_on(files: Vec<(String, String)>, social_lines: &str, store: Store
     }
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     world_with(shipped()).await
 }
 
@@ -194,7 +198,7 @@ fn staff(app: &TestApp, org: &str, role: &str) -> String {
     app.token_with(&[("org", json!(org)), ("role", json!(role))])
 }
 
-fn person_token(app: &TestApp, nhs: &str, relationship: Option<&str>) -> String {
+pub(crate) fn person_token(app: &TestApp, nhs: &str, relationship: Option<&str>) -> String {
     let mut claims = vec![
         ("scope", json!("patient/*.rs")),
         ("nhs_number", json!(nhs)),
@@ -207,7 +211,7 @@ fn person_token(app: &TestApp, nhs: &str, relationship: Option<&str>) -> String 
     app.token_with(&claims)
 }
 
-async fn as_(
+pub(crate) async fn as_(
     app: &TestApp,
     token: &str,
     path: &str,
@@ -221,7 +225,7 @@ async fn as_(
 }
 
 /// The gateway id of a person, found with a GP clinician's token.
-async fn person_id(app: &TestApp, nhs: &str) -> String {
+pub(crate) async fn person_id(app: &TestApp, nhs: &str) -> String {
     let token = staff(app, "A81001", "clinician");
     let (status, body) = as_(
         app,

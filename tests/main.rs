@@ -11,6 +11,7 @@ mod support {
 
 mod agreements;
 mod audit;
+mod audit_events;
 mod auth;
 mod demo;
 mod errors;

@@ -365,7 +365,7 @@ pub async fn read(
 }
 
 /// Query parameters a read accepts: `_format` and `_pretty`.
-fn read_options(raw: Option<&str>) -> Result<bool, ApiError> {
+pub(super) fn read_options(raw: Option<&str>) -> Result<bool, ApiError> {
     let mut pretty = false;
     for (name, value) in query::pairs(raw) {
         match name.as_str() {
@@ -632,22 +632,7 @@ fn add_outcomes(bundle: &mut Searchset, reports: &[SourceReport], used: &Used, n
         }
         bundle.entry(outcome, SearchMode::Outcome);
     }
-    if !used.ignored.is_empty() {
-        let names: Vec<String> = used
-            .ignored
-            .iter()
-            .map(|n| format!("`{}`", n.chars().take(64).collect::<String>()))
-            .collect();
-        bundle.entry(
-            operation_outcome(&[Issue::new(
-                Severity::Information,
-                "not-supported",
-                format!(
-                    "parameters ignored (not supported here): {}",
-                    names.join(", ")
-                ),
-            )]),
-            SearchMode::Outcome,
-        );
+    if let Some(notice) = used.ignored_notice() {
+        bundle.entry(notice, SearchMode::Outcome);
     }
 }

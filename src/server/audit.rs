@@ -129,7 +129,15 @@ pub(crate) async fn record(
         method,
         route,
         target,
-        purpose: principal.as_ref().map(|p| p.purpose_of_use.clone()),
+        // Emergency access is purpose of use ETREAT whatever the token says, so that the
+        // break-glass review queue (`AuditEvent?purpose=ETREAT`) finds every use of it.
+        purpose: principal.as_ref().map(|p| {
+            if p.break_glass.is_some() {
+                crate::policy::engine::EMERGENCY.to_owned()
+            } else {
+                p.purpose_of_use.clone()
+            }
+        }),
         break_glass_reason: principal.as_ref().and_then(|p| p.break_glass.clone()),
         person: facts.person.map(|p| p.to_string()),
         sources: facts.sources,

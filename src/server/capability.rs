@@ -38,6 +38,7 @@ pub fn statement(base: &str) -> Value {
         "searchParam": [{"name": "patient", "type": "reference", "documentation": "Required: the gateway patient id."}],
         "documentation": "A person's sharing choices (scope patient-privacy): a deny provision with one organisation as actor, role CST (that provider's records are not shared) or PRCP (nothing is shared with that organisation); status inactive withdraws it. Honoured by every decision except emergency access.",
     }));
+    resources.push(audit_event());
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -57,5 +58,22 @@ pub fn statement(base: &str) -> Value {
                 {"name": "_sort", "type": "string", "documentation": "Date parameters of the type, _lastUpdated and _id; prefix - for descending. Default: newest first."},
             ],
         }],
+    })
+}
+
+/// AuditEvent: exactly the parameters `server::audit_event` understands.
+fn audit_event() -> Value {
+    json!({
+        "type": "AuditEvent",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [
+            {"name": "patient", "type": "reference", "documentation": "The gateway patient id (`Patient/{id}` or `{id}`) the record is about."},
+            {"name": "agent", "type": "token", "documentation": "The user id (the token's `sub`): agent.who.identifier.value."},
+            {"name": "agent-org", "type": "token", "documentation": "Custom: the user's organisation, an ODS code (https://fhir.nhs.uk/Id/ods-organization-code)."},
+            {"name": "date", "type": "date", "documentation": "When it was recorded; prefixes eq ne gt lt ge le sa eb; repeat for a range."},
+            {"name": "outcome", "type": "token", "documentation": "0 (success), 4 (refused, 4xx) or 8 (error, 5xx); success, refused and error are accepted too."},
+            {"name": "purpose", "type": "token", "documentation": "The purpose of use (v3-ActReason), e.g. ETREAT for emergency access."},
+        ],
+        "documentation": "The audit log, newest first, paged with next links. Role ig-lead with user/AuditEvent.rs sees every record; a person with patient/AuditEvent.rs sees the records about themself, without staff's personal details; everyone else is refused.",
     })
 }

@@ -50,6 +50,26 @@ impl Used {
         self.ignored.push(name.to_owned());
         Ok(())
     }
+
+    /// The OperationOutcome that lists the parameters ignored (lenient handling), if any.
+    pub fn ignored_notice(&self) -> Option<serde_json::Value> {
+        if self.ignored.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = self
+            .ignored
+            .iter()
+            .map(|n| format!("`{}`", n.chars().take(64).collect::<String>()))
+            .collect();
+        Some(crate::fhir::operation_outcome(&[crate::fhir::Issue::new(
+            crate::fhir::Severity::Information,
+            "not-supported",
+            format!(
+                "parameters ignored (not supported here): {}",
+                names.join(", ")
+            ),
+        )]))
+    }
 }
 
 /// How many entries a page holds.
