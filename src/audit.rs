@@ -138,7 +138,7 @@ pub struct Record {
 }
 
 /// The key records are hashed with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AuditKey(hmac::Key);
 
 impl AuditKey {

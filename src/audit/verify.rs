@@ -6,7 +6,7 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 
 use super::heads::SignedHead;
-use super::{AuditError, AuditKey, Columns, GENESIS};
+use super::{AuditError, AuditKey, Columns, GENESIS, Row};
 use crate::store::Store;
 
 /// What [`verify`] found.
@@ -118,73 +118,39 @@ pub async fn verify_with_heads(
         records: 0,
         heads: checked_heads,
     };
-    // The chain being walked: its id, last position and hash.
-    let mut current: Option<(String, i64, String)> = None;
+    // Order, positions and heads are checked here as rows arrive; keyed hashes and columns,
+    // the costly part, on a blocking thread a batch at a time while the next batch is read.
+    let mut walk = Walk::default();
+    let mut batch: Vec<Row> = Vec::with_capacity(CHECK_BATCH);
+    let mut in_flight: Option<tokio::task::JoinHandle<Option<Broken>>> = None;
     while let Some(row) = rows.try_next().await? {
-        let record = &row.record;
-        let broken = |problem: String| Broken {
-            chain: record.chain.clone(),
-            seq: record.seq,
-            problem,
-        };
-        let (expected_seq, expected_prev) = match &current {
-            Some((chain, seq, hash)) if *chain == record.chain => (seq + 1, hash.as_str()),
-            _ => {
-                if let Some(done) = current.take()
-                    && let Some(cut) = cut_short(&mut vouched, &done.0, done.1)
-                {
-                    return Ok(Err(cut));
-                }
-                verified.chains += 1;
-                (0, GENESIS)
+        if let Some(broken) = walk.step(&row, &mut vouched, &mut verified) {
+            // Anything earlier that fails its hash check is the first problem.
+            let earlier = finish(in_flight.take())
+                .await
+                .or_else(|| check(key, &batch));
+            return Ok(Err(earlier.unwrap_or(broken)));
+        }
+        batch.push(row);
+        if batch.len() == CHECK_BATCH {
+            if let Some(broken) = finish(in_flight.take()).await {
+                return Ok(Err(broken));
             }
-        };
-        if record.seq != expected_seq {
-            return Ok(Err(broken(format!(
-                "expected position {expected_seq}: a record is missing or was inserted"
-            ))));
-        }
-        if record.prev_hash != expected_prev {
-            return Ok(Err(broken(
-                "does not follow the record before it (reordered, or one before it was replaced)"
-                    .into(),
-            )));
-        }
-        if key.hash(&record.chain, record.seq, &record.prev_hash, &record.body) != record.hash {
-            return Ok(Err(broken(
-                "its content was modified (hash mismatch)".into(),
-            )));
-        }
-        match serde_json::from_str::<Searchable<'_>>(&record.body) {
-            Ok(fields) if fields.matches(&row.columns) => {}
-            Ok(_) => {
-                return Ok(Err(broken(
-                    "its searchable columns do not match its content".into(),
-                )));
-            }
-            Err(_) => return Ok(Err(broken("its body is not a record".into()))),
-        }
-        if let Some(head) = vouched
-            .get(&record.chain)
-            .and_then(|heads| heads.get(&record.seq))
-            && head.hash != record.hash
-        {
-            return Ok(Err(broken(
-                "it is not the record a signed head vouches for here (replaced)".into(),
-            )));
-        }
-        verified.records += 1;
-        let (chain, seq, hash) = (record.chain.clone(), record.seq, record.hash.clone());
-        match &mut current {
-            Some(c) if c.0 == chain => {
-                c.1 = seq;
-                c.2 = hash;
-            }
-            _ => current = Some((chain, seq, hash)),
+            let (key, full) = (
+                key.clone(),
+                std::mem::replace(&mut batch, Vec::with_capacity(CHECK_BATCH)),
+            );
+            in_flight = Some(tokio::task::spawn_blocking(move || check(&key, &full)));
         }
     }
-    if let Some(done) = current.take()
-        && let Some(cut) = cut_short(&mut vouched, &done.0, done.1)
+    if let Some(broken) = finish(in_flight.take())
+        .await
+        .or_else(|| check(key, &batch))
+    {
+        return Ok(Err(broken));
+    }
+    if let Some((chain, last, _)) = walk.current.take()
+        && let Some(cut) = cut_short(&mut vouched, &chain, last)
     {
         return Ok(Err(cut));
     }
@@ -201,6 +167,115 @@ pub async fn verify_with_heads(
         }));
     }
     Ok(Ok(verified))
+}
+
+/// Rows whose hashes are checked together on a blocking thread.
+const CHECK_BATCH: usize = 2048;
+
+/// The walk's place: the chain being walked, its last position and hash.
+#[derive(Default)]
+struct Walk {
+    current: Option<(String, i64, String)>,
+}
+
+impl Walk {
+    /// Checks that `row` comes next in its chain (or starts a new one, after checking the
+    /// last one was not cut short) and is the record any signed head names there.
+    fn step(
+        &mut self,
+        row: &Row,
+        vouched: &mut HashMap<String, BTreeMap<i64, SignedHead>>,
+        verified: &mut Verified,
+    ) -> Option<Broken> {
+        let record = &row.record;
+        let broken = |problem: String| Broken {
+            chain: record.chain.clone(),
+            seq: record.seq,
+            problem,
+        };
+        let same_chain = self
+            .current
+            .as_ref()
+            .is_some_and(|(chain, _, _)| *chain == record.chain);
+        if !same_chain {
+            if let Some((chain, last, _)) = self.current.take()
+                && let Some(cut) = cut_short(vouched, &chain, last)
+            {
+                return Some(cut);
+            }
+            verified.chains += 1;
+        }
+        let (expected_seq, expected_prev) = match &self.current {
+            Some((_, seq, hash)) => (seq + 1, hash.as_str()),
+            None => (0, GENESIS),
+        };
+        if record.seq != expected_seq {
+            return Some(broken(format!(
+                "expected position {expected_seq}: a record is missing or was inserted"
+            )));
+        }
+        if record.prev_hash != expected_prev {
+            return Some(broken(
+                "does not follow the record before it (reordered, or one before it was replaced)"
+                    .into(),
+            ));
+        }
+        if let Some(head) = vouched
+            .get(&record.chain)
+            .and_then(|heads| heads.get(&record.seq))
+            && head.hash != record.hash
+        {
+            return Some(broken(
+                "it is not the record a signed head vouches for here (replaced)".into(),
+            ));
+        }
+        verified.records += 1;
+        match &mut self.current {
+            Some(c) => {
+                c.1 = record.seq;
+                c.2.clone_from(&record.hash);
+            }
+            None => self.current = Some((record.chain.clone(), record.seq, record.hash.clone())),
+        }
+        None
+    }
+}
+
+/// The first row of `rows` whose keyed hash or searchable columns do not match its content.
+fn check(key: &AuditKey, rows: &[Row]) -> Option<Broken> {
+    rows.iter().find_map(|row| {
+        let record = &row.record;
+        let broken = |problem: &str| {
+            Some(Broken {
+                chain: record.chain.clone(),
+                seq: record.seq,
+                problem: problem.to_owned(),
+            })
+        };
+        if key.hash(&record.chain, record.seq, &record.prev_hash, &record.body) != record.hash {
+            return broken("its content was modified (hash mismatch)");
+        }
+        match serde_json::from_str::<Searchable<'_>>(&record.body) {
+            Ok(fields) if fields.matches(&row.columns) => None,
+            Ok(_) => broken("its searchable columns do not match its content"),
+            Err(_) => broken("its body is not a record"),
+        }
+    })
+}
+
+/// The outcome of a batch's check (a check that could not run counts as no finding only if
+/// it panicked, which `check` does not).
+async fn finish(handle: Option<tokio::task::JoinHandle<Option<Broken>>>) -> Option<Broken> {
+    match handle {
+        Some(h) => h.await.unwrap_or_else(|e| {
+            Some(Broken {
+                chain: String::new(),
+                seq: -1,
+                problem: format!("the check stopped: {e}"),
+            })
+        }),
+        None => None,
+    }
 }
 
 /// When a signed head of `chain` vouches for a position after `last`, the tail was cut off.
