@@ -1,0 +1,273 @@
+//! What the audit log costs, measured on the real stores:
+//!
+//! 1. Durable appends per second with concurrent writers (`WRITERS` tasks appending at once, default 256,
+//!    as the requests of a busy gateway do), group commit on (the gateway's writer) and off
+//!    (the same writer taking one record per transaction), side by side, on SQLite (WAL,
+//!    `synchronous=FULL`: every commit is on disk when it returns) and on PostgreSQL (when
+//!    `CONCORD_TEST_DATABASE_URL` is set; a fresh database is made and dropped). Each run is
+//!    bounded by a count of appends. The time of each append is what auditing adds to a
+//!    request; its median and p99 are printed, under load and for a lone writer.
+//! 2. `audit verify` over a chain of `VERIFY_RECORDS` records (default 1,000,000) on SQLite
+//!    (and a fifth of that on PostgreSQL): records checked per second. The records are
+//!    written straight into the store in large batches, each body shaped like the gateway's
+//!    (a request disclosing 0 to 20 resources, from a fixed-seed generator).
+//!
+//! Run with `cargo bench --bench audit`. Figures are recorded in `benches/README.md`.
+
+#![allow(missing_docs, reason = "a benchmark binary")]
+
+use std::time::{Duration, Instant};
+
+use concord::audit::{
+    AuditKey, AuditLog, Body, Columns, Disclosure, GENESIS, Options, Record, SourceOutcome,
+};
+use concord::store::Store;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const KEY: &[u8] = b"the audit benchmark's key, not a secret of any kind";
+/// Concurrent writers (`WRITERS`, default 256: requests in flight on a busy gateway).
+fn writers() -> usize {
+    std::env::var("WRITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+const SEED: u64 = 0xA0D1_7000_2026_1125;
+
+/// SplitMix64: a fixed-seed generator, so every run writes the same records.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A record like the gateway writes for `$everything`: who, whose, what was disclosed.
+fn body(rng: &mut Rng, i: u64) -> Body {
+    let disclosed = rng.below(21);
+    Body {
+        recorded_us: 1_764_000_000_000_000 + i as i64 * 1_000,
+        request_id: format!("{:016x}{:016x}", rng.next(), rng.next()),
+        client_address: Some(format!(
+            "10.0.{}.{}:5{:04}",
+            rng.below(256),
+            rng.below(256),
+            i % 10_000
+        )),
+        user: Some(format!("user-{}", rng.below(500))),
+        user_name: Some("A. Clinician".into()),
+        org: Some(["A81001", "RY4", "LA001"][rng.below(3) as usize].into()),
+        role: Some("clinician".into()),
+        caller: "staff".into(),
+        method: "GET".into(),
+        route: "/fhir/Patient/{id}/$everything".into(),
+        target: format!("/fhir/Patient/{:032x}/$everything", rng.next()),
+        purpose: Some("TREAT".into()),
+        person: Some(format!("{:032x}", rng.below(10_000))),
+        sources: ["gp", "community", "socialcare"]
+            .iter()
+            .map(|s| SourceOutcome {
+                source: (*s).into(),
+                outcome: "ok".into(),
+            })
+            .collect(),
+        disclosed: (0..disclosed)
+            .map(|d| Disclosure {
+                reference: format!("Observation/gp.{:x}-{d}", rng.next()),
+                agreement: "dsa-northshire-direct-care".into(),
+                rule: "gp-to-community".into(),
+                emergency: false,
+            })
+            .collect(),
+        withheld: rng.below(3) as usize,
+        policy_hash: format!("{:016x}", rng.next()).repeat(4),
+        outcome: "success".into(),
+        status: 200,
+        ..Body::default()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Appends `total` records from `writers` concurrent tasks; returns appends per second and
+/// the sorted times of single appends.
+async fn appends(
+    store: &Store,
+    max_batch: usize,
+    writers: usize,
+    total: usize,
+) -> (f64, Vec<Duration>) {
+    let log = AuditLog::start(
+        store.clone(),
+        AuditKey::new(KEY).expect("key"),
+        Options {
+            max_batch,
+            ..Options::default()
+        },
+    );
+    let mut rng = Rng(SEED);
+    let bodies: Vec<Body> = (0..total as u64).map(|i| body(&mut rng, i)).collect();
+    let per = total / writers;
+    let started = Instant::now();
+    let tasks: Vec<_> = bodies
+        .chunks(per.max(1))
+        .map(|chunk| {
+            let (log, chunk) = (log.clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                let mut times = Vec::with_capacity(chunk.len());
+                for b in &chunk {
+                    let t = Instant::now();
+                    log.append(b).await.expect("durable append");
+                    times.push(t.elapsed());
+                }
+                times
+            })
+        })
+        .collect();
+    let mut times = Vec::with_capacity(total);
+    for t in tasks {
+        times.extend(t.await.expect("writer"));
+    }
+    let rate = times.len() as f64 / started.elapsed().as_secs_f64();
+    times.sort_unstable();
+    (rate, times)
+}
+
+async fn append_table(name: &str, store: &Store) {
+    println!("\n## Durable appends, {name}\n");
+    println!("| group commit | writers | appends | appends/s | append median | append p99 |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (label, max_batch, writers, total) in [
+        ("on", concord::audit::MAX_BATCH, writers(), 100_000),
+        ("off (1 record per transaction)", 1, writers(), 10_000),
+        ("on", concord::audit::MAX_BATCH, 1, 2_000),
+        ("off (1 record per transaction)", 1, 1, 2_000),
+    ] {
+        let (rate, times) = appends(store, max_batch, writers, total).await;
+        println!(
+            "| {label} | {writers} | {} | **{rate:.0}** | {} | {} |",
+            times.len(),
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99)),
+        );
+    }
+}
+
+/// Writes `n` chained records straight into the store, then times `verify`.
+async fn verify_run(name: &str, store: &Store, n: u64) {
+    let key = AuditKey::new(KEY).expect("key");
+    let chain = uuid::Uuid::new_v4().to_string();
+    let mut rng = Rng(SEED ^ 0x5EED);
+    let mut prev = GENESIS.to_owned();
+    let filling = Instant::now();
+    let mut batch = Vec::with_capacity(4096);
+    for i in 0..n {
+        let b = body(&mut rng, i);
+        let text = serde_json::to_string(&b).expect("json");
+        let hash = key.hash(&chain, i as i64, &prev, &text);
+        batch.push((
+            Record {
+                chain: chain.clone(),
+                seq: i as i64,
+                body: text,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            },
+            Columns::of(&b),
+        ));
+        if batch.len() == 4096 {
+            store.append_audit(&batch).await.expect("fill");
+            batch.clear();
+        }
+    }
+    store.append_audit(&batch).await.expect("fill");
+    eprintln!(
+        "{name}: {n} records written in {:.1} s",
+        filling.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let verified = concord::audit::verify(store, &key)
+        .await
+        .expect("readable")
+        .expect("verifies");
+    let took = started.elapsed();
+    println!(
+        "| {name} | {} | {:.2} s | **{:.0}** |",
+        verified.records,
+        took.as_secs_f64(),
+        verified.records as f64 / took.as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = |name: &str| {
+        let url = format!("sqlite://{}", dir.path().join(name).display());
+        async move {
+            let store = Store::connect(&url, 4).await.expect("sqlite");
+            store.migrate().await.expect("migrate");
+            store
+        }
+    };
+    let verify_records: u64 = std::env::var("VERIFY_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    println!(
+        "# Audit log benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // `APPENDS=0` measures verification alone.
+    let appends = std::env::var("APPENDS").map_or(true, |v| v != "0");
+    if appends {
+        append_table(
+            "SQLite (WAL, synchronous=FULL)",
+            &sqlite("appends.db").await,
+        )
+        .await;
+    }
+    let postgres = concord::testing::TestDatabase::create().await;
+    if let Some(db) = postgres.as_ref().filter(|_| appends) {
+        let store = Store::connect(db.url(), 8).await.expect("postgres");
+        store.migrate().await.expect("migrate");
+        append_table("PostgreSQL (127.0.0.1)", &store).await;
+    } else if postgres.is_none() {
+        println!("\nPostgreSQL: not measured (CONCORD_TEST_DATABASE_URL is not set)");
+    }
+
+    if verify_records == 0 {
+        return;
+    }
+    println!("\n## audit verify\n");
+    println!("| store | records | time | records/s |");
+    println!("| --- | ---: | ---: | ---: |");
+    verify_run("SQLite", &sqlite("verify.db").await, verify_records).await;
+    if let Some(db) = postgres {
+        let store = Store::connect(db.url(), 8).await.expect("postgres");
+        verify_run("PostgreSQL", &store, verify_records / 5).await;
+        drop(store);
+        db.drop().await;
+    }
+}
