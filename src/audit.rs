@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
 
+pub mod export;
 pub mod heads;
 pub mod spool;
 mod verify;

@@ -521,3 +521,83 @@ async fn audit_verify_names_a_tail_cut_off_after_its_head_was_signed() {
         "{text}"
     );
 }
+
+async fn export_cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args(["audit", "export", "--config"])
+        .arg(app.dir().join("concord.toml"))
+        .args(args)
+        .output()
+        .await
+        .expect("run concord");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn audit_export_streams_records_as_ndjson_and_csv() {
+    let (gp, community, social) = three_sources().await;
+    let app = TestApp::start(specs(&gp, &community, &social)).await;
+    let id = app.patient_id(ANN).await;
+    assert_eq!(
+        app.get(&format!("Patient/{id}/$everything")).await.status,
+        StatusCode::OK
+    );
+    let reason = "=cmd|' /C calc'!A0, \"fall\"\nin clinic";
+    let reason_header = reason.replace('\n', " ");
+    let refused = app
+        .get_with(
+            &format!("Patient/{id}"),
+            &[("X-Break-Glass-Reason", reason_header.as_str())],
+        )
+        .await;
+    assert_ne!(refused.status, StatusCode::INTERNAL_SERVER_ERROR);
+
+    let (ok, ndjson, stderr) = export_cli(&app, &[]).await;
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("exported 3 audit record(s)"), "{stderr}");
+    let lines: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        lines[1]["record"]["route"],
+        "/fhir/Patient/{id}/$everything"
+    );
+    assert_eq!(lines[1]["seq"], 1);
+    assert_eq!(lines[1]["hash"].as_str().map(str::len), Some(64));
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[0]["recorded"].as_str() <= w[1]["recorded"].as_str()),
+        "oldest first"
+    );
+
+    let (ok, csv, stderr) = export_cli(&app, &["--format", "csv"]).await;
+    assert!(ok, "{stderr}");
+    let rows: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), 4, "a header and three records: {csv}");
+    assert!(rows[0].starts_with("recorded,chain,seq,outcome,status"));
+    // The reason is one cell, quoted, and cannot run as a formula.
+    let quoted = format!("\"'{}\"", reason_header.replace('"', "\"\""));
+    assert!(rows[3].contains(&quoted), "{}", rows[3]);
+
+    // A span: nothing before the first record, everything from a day before.
+    let (ok, none, _) = export_cli(&app, &["--until", "2000-01-01"]).await;
+    assert!(ok);
+    assert!(none.is_empty());
+    let (ok, all, _) = export_cli(&app, &["--since", "2000-01-01T00:00:00Z"]).await;
+    assert!(ok);
+    assert_eq!(all.lines().count(), 3);
+    let (ok, _, stderr) = export_cli(&app, &["--since", "last tuesday"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("--since `last tuesday`"), "{stderr}");
+    let (ok, _, stderr) =
+        export_cli(&app, &["--since", "2026-02-01", "--until", "2026-01-01"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("before --until"), "{stderr}");
+}
