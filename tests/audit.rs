@@ -125,6 +125,8 @@ async fn every_request_is_recorded_with_who_whose_what_and_why() {
     let unauthenticated = records.iter().find(|b| b.status == 401).expect("the 401");
     assert_eq!(unauthenticated.caller, "unauthenticated");
     assert_eq!(unauthenticated.outcome, "refused");
+    // Refused before anything was resolved, it is still about the person the URL names.
+    assert_eq!(unauthenticated.person.as_deref(), Some(id.as_str()));
     assert!(unauthenticated.disclosed.is_empty());
     assert!(
         records

@@ -96,6 +96,7 @@ pub(crate) async fn record(
         .extensions()
         .get::<ConnectInfo<tls::Peer>>()
         .map(|peer| peer.0.addr.to_string());
+    let asked_about = asked_person(&route, &target);
     let mut response = next.run(request).await;
     let principal = response.extensions_mut().remove::<Principal>();
     let facts = response
@@ -139,7 +140,11 @@ pub(crate) async fn record(
             }
         }),
         break_glass_reason: principal.as_ref().and_then(|p| p.break_glass.clone()),
-        person: facts.person.map(|p| p.to_string()),
+        // Whose record: as resolved, or else (a refused request) the person the URL names.
+        person: facts
+            .person
+            .map(|p| p.to_string())
+            .or(asked_about.map(|p| p.to_string())),
         sources: facts.sources,
         disclosed: facts.disclosed,
         withheld: facts.withheld,
@@ -168,4 +173,18 @@ pub(crate) async fn record(
             .into_response()
         }
     }
+}
+
+/// The person a `Patient/{id}` or `Patient/{id}/$everything` URL names (a gateway person id),
+/// so that a refused request for someone's record is still recorded as about them.
+fn asked_person(route: &str, target: &str) -> Option<uuid::Uuid> {
+    if !matches!(
+        route,
+        "/fhir/Patient/{id}" | "/fhir/Patient/{id}/$everything"
+    ) {
+        return None;
+    }
+    let rest = target.strip_prefix("/fhir/Patient/")?;
+    let id = rest.split(['/', '?']).next()?;
+    uuid::Uuid::parse_str(id).ok()
 }
