@@ -180,7 +180,7 @@ pub(crate) async fn record(
 fn asked_person(route: &str, target: &str) -> Option<uuid::Uuid> {
     if !matches!(
         route,
-        "/fhir/Patient/{id}" | "/fhir/Patient/{id}/$everything"
+        "/fhir/{type}/{id}" | "/fhir/Patient/{id}/$everything"
     ) {
         return None;
     }
