@@ -295,6 +295,7 @@ impl AuditLog {
             stored: None,
             signed: None,
             spool: None,
+            checkpoint: None,
         };
         tokio::spawn(writer.run(queue));
         AuditLog { id, jobs, status }
@@ -360,6 +361,8 @@ struct Writer {
     signed: Option<i64>,
     /// This chain's spool, open while it holds records the store does not have yet.
     spool: Option<spool::Spool>,
+    /// When the last background checkpoint started.
+    checkpoint: Option<tokio::time::Instant>,
 }
 
 impl Writer {
@@ -427,6 +430,7 @@ impl Writer {
                     self.stored = Some((seq - 1, prev.clone()));
                     self.next = (seq, prev);
                     answer(batch, rows);
+                    self.checkpoint_now_and_then();
                     return;
                 }
                 Err(e) => {
@@ -600,6 +604,24 @@ impl Writer {
         }
         self.signed = Some(head.seq);
         self.status.signed.store(head.seq, Ordering::Relaxed);
+    }
+
+    /// Starts a background checkpoint of the store at most once a second (SQLite's log is
+    /// never checkpointed inside a commit; see [`Store::connect`]).
+    fn checkpoint_now_and_then(&mut self) {
+        if self
+            .checkpoint
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.checkpoint = Some(tokio::time::Instant::now());
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.checkpoint().await {
+                tracing::warn!(error = %e, "the store's checkpoint failed");
+            }
+        });
     }
 
     fn set_problem(&self, problem: Option<String>) {

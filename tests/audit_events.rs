@@ -446,8 +446,15 @@ async fn a_person_sees_the_records_about_them_without_staff_details() {
         .find(|e| {
             e["agent"][1]["who"]["identifier"]["value"] == "A81001"
                 && e["subtype"][0]["code"] == "operation"
+                && e["outcome"] == "0"
         })
         .expect("the GP's $everything");
+    // The GP receptionist's refused attempt is about her too.
+    assert!(
+        mine.iter()
+            .any(|e| { e["agent"][0]["role"][0]["text"] == "receptionist" && e["outcome"] == "4" }),
+        "the refused attempt"
+    );
     assert_eq!(gp["agent"][0]["role"][0]["text"], "clinician");
     assert_eq!(gp["purposeOfEvent"][0]["coding"][0]["code"], "TREAT");
     assert_eq!(gp["outcome"], "0");
