@@ -24,6 +24,11 @@ use concord::audit::{
 };
 use concord::store::Store;
 
+#[path = "common/rng.rs"]
+mod rng;
+
+use rng::SplitMix64 as Rng;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -37,26 +42,9 @@ fn writers() -> usize {
 }
 const SEED: u64 = 0xA0D1_7000_2026_1125;
 
-/// SplitMix64: a fixed-seed generator, so every run writes the same records.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A record like the gateway writes for `$everything`: who, whose, what was disclosed.
 fn body(rng: &mut Rng, i: u64) -> Body {
-    let disclosed = rng.below(21);
+    let disclosed = rng.below(21) as u64;
     Body {
         recorded_us: 1_764_000_000_000_000 + i as i64 * 1_000,
         request_id: format!("{:016x}{:016x}", rng.next(), rng.next()),
@@ -68,7 +56,7 @@ fn body(rng: &mut Rng, i: u64) -> Body {
         )),
         user: Some(format!("user-{}", rng.below(500))),
         user_name: Some("A. Clinician".into()),
-        org: Some(["A81001", "RY4", "LA001"][rng.below(3) as usize].into()),
+        org: Some(["A81001", "RY4", "LA001"][rng.below(3)].into()),
         role: Some("clinician".into()),
         caller: "staff".into(),
         method: "GET".into(),
@@ -91,7 +79,7 @@ fn body(rng: &mut Rng, i: u64) -> Body {
                 emergency: false,
             })
             .collect(),
-        withheld: rng.below(3) as usize,
+        withheld: rng.below(3),
         policy_hash: format!("{:016x}", rng.next()).repeat(4),
         outcome: "success".into(),
         status: 200,

@@ -25,6 +25,10 @@
 
 #[path = "common/load.rs"]
 mod load;
+#[path = "common/rng.rs"]
+mod rng;
+
+use rng::SplitMix64;
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -111,57 +115,6 @@ const LABEL_SETS: &[&[&str]] = &[
     &["SAFEGUARDING"],
     &["MH", "SUD"],
 ];
-
-// ---------------------------------------------------------------------------------------------
-// A fixed-seed generator.
-
-/// SplitMix64 (Steele, Lea and Flood, 2014): small, fast, and the same on every machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// A number in `lo..=hi`.
-    fn between(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-
-    /// True with probability `p`.
-    fn chance(&mut self, p: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
-    fn pick_ref<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    /// `lo..=hi` distinct items (as many as there are, at most), in drawn order.
-    fn sample<T: Clone>(&mut self, items: &[T], lo: usize, hi: usize) -> Vec<T> {
-        let mut pool: Vec<T> = items.to_vec();
-        let k = self.between(lo, hi).min(pool.len());
-        for i in 0..k {
-            let j = i + self.below(pool.len() - i);
-            pool.swap(i, j);
-        }
-        pool.truncate(k);
-        pool
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The generated policy set.

@@ -17,8 +17,12 @@ async fn store(app: &TestApp) -> Store {
 }
 
 pub(crate) async fn bodies(app: &TestApp) -> Vec<Body> {
+    bodies_in(&store(app).await).await
+}
+
+/// Every record's body in a store, chain by chain in order.
+async fn bodies_in(store: &Store) -> Vec<Body> {
     use futures_util::TryStreamExt;
-    let store = store(app).await;
     let rows: Vec<concord::audit::Row> = store.audit_rows().try_collect().await.expect("rows");
     rows.iter()
         .map(|r| serde_json::from_str(&r.record.body).expect("a body"))
@@ -290,15 +294,10 @@ async fn a_dropped_postgres_connection_mid_append_loses_no_record() {
     let after = app.get(&format!("Patient/{id}")).await;
     assert_eq!(after.status, StatusCode::OK);
     let store = Store::connect(db.url(), 1).await.expect("store");
-    use futures_util::TryStreamExt;
-    let rows: Vec<concord::audit::Row> = store.audit_rows().try_collect().await.expect("rows");
-    let targets: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Body>(&r.record.body)
-                .expect("body")
-                .target
-        })
+    let targets: Vec<String> = bodies_in(&store)
+        .await
+        .into_iter()
+        .map(|b| b.target)
         .collect();
     assert_eq!(
         targets
@@ -308,7 +307,7 @@ async fn a_dropped_postgres_connection_mid_append_loses_no_record() {
         1,
         "{targets:?}"
     );
-    assert_eq!(rows.len(), 3, "{targets:?}");
+    assert_eq!(targets.len(), 3, "{targets:?}");
     let verified = concord::audit::verify(&store, &key())
         .await
         .expect("readable")
@@ -430,15 +429,10 @@ async fn a_gateway_killed_while_it_spools_loses_nothing() {
         0,
         "replayed"
     );
-    use futures_util::TryStreamExt;
-    let rows: Vec<concord::audit::Row> = store.audit_rows().try_collect().await.expect("rows");
-    let targets: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Body>(&r.record.body)
-                .expect("body")
-                .target
-        })
+    let targets: Vec<String> = bodies_in(&store)
+        .await
+        .into_iter()
+        .map(|b| b.target)
         .collect();
     for n in 1..=6 {
         let wanted = format!("_count={n}");
