@@ -120,6 +120,98 @@ async fn exercise(store: &Store) {
         .expect("readable")
         .expect("verifies");
     assert_eq!(verified.records, 5);
+
+    // A spool a stopped process left is moved in, checked, after the stored records.
+    let (last, head) = store
+        .audit_head(log.chain())
+        .await
+        .expect("head")
+        .expect("records");
+    let spool_dir = tempfile::tempdir().expect("spool dir");
+    let mut prev = head;
+    let mut spooled = Vec::new();
+    for seq in last + 1..last + 4 {
+        let body = crate::audit::Body {
+            recorded_us: seq,
+            caller: "staff".into(),
+            outcome: "success".into(),
+            ..crate::audit::Body::default()
+        };
+        let text = serde_json::to_string(&body).expect("json");
+        let hash = key().hash(log.chain(), seq, &prev, &text);
+        spooled.push(crate::audit::Record {
+            chain: log.chain().to_owned(),
+            seq,
+            body: text,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    let mut file = crate::audit::spool::Spool::open(spool_dir.path(), log.chain()).expect("spool");
+    file.append(&spooled).expect("spooled");
+    drop(file);
+    let _next = crate::audit::AuditLog::start(
+        store.clone(),
+        key(),
+        crate::audit::Options {
+            spool_dir: Some(spool_dir.path().to_owned()),
+            ..crate::audit::Options::default()
+        },
+    );
+    for _ in 0..100 {
+        if store
+            .audit_head(log.chain())
+            .await
+            .expect("head")
+            .map(|h| h.0)
+            == Some(last + 3)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.audit_count(None, None).await.expect("count"), 8);
+
+    // Signed heads are kept, and a tail cut after one was signed is found.
+    let signer = crate::audit::heads::HeadSigner::from_pkcs8(
+        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .expect("key")
+            .as_ref(),
+    )
+    .expect("signer");
+    let signed = signer.sign(log.chain(), 7, &prev);
+    store.record_audit_head(&signed).await.expect("head kept");
+    store.record_audit_head(&signed).await.expect("kept once");
+    assert_eq!(store.audit_heads().await.expect("heads"), vec![signed]);
+    let heads = crate::audit::HeadCheck {
+        public_key: Some(signer.public_key().to_owned()),
+        witnessed: Vec::new(),
+    };
+    let all = crate::audit::verify_with_heads(store, &key(), &heads)
+        .await
+        .expect("readable")
+        .expect("verifies");
+    assert_eq!((all.records, all.heads), (8, 1));
+
+    // Export streams a time span, oldest first.
+    use futures_util::TryStreamExt;
+    let span: Vec<crate::audit::Row> = store
+        .audit_export(Some(2), Some(6))
+        .try_collect()
+        .await
+        .expect("export");
+    let times: Vec<i64> = span.iter().map(|r| r.columns.recorded_us).collect();
+    assert_eq!(times, vec![2, 3, 4, 5]);
+    assert_eq!(store.audit_count(Some(2), Some(6)).await.expect("count"), 4);
+
+    with_pool!(store, pool => {
+        sqlx::query("DELETE FROM audit_records WHERE seq = 7").execute(pool).await.expect("cut");
+    });
+    let cut = crate::audit::verify_with_heads(store, &key(), &heads)
+        .await
+        .expect("readable")
+        .expect_err("cut off");
+    assert_eq!(cut.seq, 7, "{cut}");
 }
 
 #[tokio::test]
