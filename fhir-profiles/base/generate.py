@@ -41,6 +41,17 @@ PRIMITIVES = {
     "instant", "integer", "markdown", "oid", "positiveInt", "string", "time", "unsignedInt",
     "uri", "url", "uuid", "xhtml",
 }
+# Required value sets of `code` elements that the JSON schema gives no `enum` for, and that
+# FHIR.js expands to their whole code system although R4 defines them as a subset of it
+# (codes from the R4 4.0.1 ValueSet definitions).
+SUBSETS = {
+    "http://hl7.org/fhir/ValueSet/care-plan-intent": ["proposal", "plan", "order", "option"],
+    "http://hl7.org/fhir/ValueSet/immunization-status": ["completed", "entered-in-error", "not-done"],
+    "http://hl7.org/fhir/ValueSet/care-plan-activity-kind": [
+        "Appointment", "CommunicationRequest", "DeviceRequest", "MedicationRequest",
+        "NutritionOrder", "Task", "ServiceRequest", "VisionPrescription",
+    ],
+}
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -70,7 +81,8 @@ def main(schema_path, types_path, valuesets_path):
 
     out = {}
     cc_bindings = set()
-    queue = [(t, t) for t in SERVED]
+    # Element: the shape of a primitive's `_name` sibling (id and extensions).
+    queue = [(t, t) for t in SERVED] + [("Element", "Element")]
     while queue:
         name, fhir_path = queue.pop(0)
         if name in out:
@@ -115,12 +127,25 @@ def main(schema_path, types_path, valuesets_path):
                 e["min"] = 1
             if "_choice" in j:
                 e["choice"] = j["_choice"].removesuffix("[x]")
-            if "enum" in item:
-                e["codes"] = item["enum"]
             if j.get("_valueSetStrength") == "required" and "_valueSet" in j:
-                e["valueSet"] = strip_version(j["_valueSet"])
+                url = strip_version(j["_valueSet"])
+                if "enum" in item:
+                    e["codes"] = item["enum"]
+                elif ty == "code" and url in SUBSETS:
+                    e["codes"] = SUBSETS[url]
+                elif ty == "code" and url in valuesets:
+                    e["codes"] = [c["code"] for s in valuesets[url]["systems"] for c in s["codes"]]
+                elif ty == "code":
+                    # An external code system (BCP 13 mime types, ISO 4217 currencies).
+                    print(f"note: {name}.{prop}: {url} not expanded: not checked")
+                    url = None
+                if url:
+                    e["valueSet"] = url
                 if ty in ("CodeableConcept", "Coding"):
-                    cc_bindings.add(e["valueSet"])
+                    cc_bindings.add(url)
+            elif "enum" in item:
+                # The schema enumerates codes of a binding the SD makes only extensible.
+                print(f"note: {name}.{prop}: schema enum of a non-required binding: not checked")
             if "_targetProfiles" in j:
                 targets = sorted({target_type(u) for u in j["_targetProfiles"]})
                 if targets != ["Resource"]:
