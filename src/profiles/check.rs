@@ -44,6 +44,7 @@ pub(super) fn resource(
         path: Vec::with_capacity(16),
         out: Vec::new(),
     };
+    walker.path.push(Seg::Name("Resource"));
     walker.resource(value, profile, 0);
     walker.out
 }
@@ -62,9 +63,6 @@ impl<'a> Walker<'a> {
                 Seg::Choice(g) => path.push_str(&format!(".{g}[x]")),
                 Seg::Slice(s) => path.push_str(&format!(":{s}")),
             }
-        }
-        if path.is_empty() {
-            path.push_str("Resource");
         }
         self.out.push(Problem {
             path,
@@ -122,15 +120,13 @@ impl<'a> Walker<'a> {
                 return;
             }
         };
-        let top = depth == 0;
-        if top {
-            self.path.push(Seg::Name(&self.base.types[ty].name));
+        if depth == 0
+            && let Some(root) = self.path.first_mut()
+        {
+            *root = Seg::Name(&self.base.types[ty].name);
         }
         let nodes: Vec<&Node> = profile.into_iter().collect();
         self.object(object, ty, &nodes, depth, true);
-        if top {
-            self.path.pop();
-        }
     }
 
     fn object(
