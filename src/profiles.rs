@@ -9,11 +9,11 @@
 //! - every other `*.json` file: a profile (StructureDefinition in differential form, derived
 //!   from a core resource type), a ValueSet or a CodeSystem.
 //!
-//! Compiling turns each profile's differential into a tree of [`compile`] nodes (cardinality,
-//! fixed and pattern values, required bindings, reference targets, slices) and expands each
-//! value set from the code systems present into hash sets. [`Profiles::check`] then walks a
-//! resource once, base structure and profile side by side, and never allocates but for the
-//! problems it reports.
+//! Compiling turns each profile's differential into a tree of constraint nodes
+//! (`profiles/compile.rs`: cardinality, fixed and pattern values, required bindings,
+//! reference targets, slices) and expands each value set from the code systems present into
+//! hash sets. [`Profiles::check`] then walks a resource once, base structure and profile side
+//! by side, and allocates little but the problems it reports.
 //!
 //! What is checked, with the [`Rule`] each failure is reported under:
 //!
