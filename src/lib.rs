@@ -11,6 +11,7 @@
 //! | sources | [`sources`] | the `Source` trait: upstream FHIR servers and NDJSON exports |
 //! | FHIR helpers | [`fhir`] | NHS numbers, references, dates, search parameters, Bundles, OperationOutcome |
 //! | decide | [`policy`] | agreements, labels, consent, FHIRPath: which resources each caller is given |
+//! | conform | [`profiles`] | `fhir-profiles/` (base R4 structure, UK Core profiles, value sets) compiled once; checks resources against them |
 //! | audit | [`audit`] | one hash-chained record per request, written before the answer; served as FHIR AuditEvents |
 //! | state | [`store`] | SQLite or PostgreSQL: people, their links, consent, audit records |
 //!
@@ -26,6 +27,7 @@ pub mod config;
 pub mod federation;
 pub mod fhir;
 pub mod policy;
+pub mod profiles;
 pub mod server;
 pub mod sources;
 pub mod store;

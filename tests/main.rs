@@ -19,5 +19,6 @@ mod failures;
 mod hygiene;
 mod ops;
 mod paging;
+mod profiles;
 mod read_path;
 mod tls;
