@@ -91,7 +91,10 @@ impl Store {
                 // background every second ([`Store::checkpoint`]), and index pages dirtied
                 // again and again in that second are written back once.
                 .pragma("cache_size", "-65536")
-                .pragma("wal_autocheckpoint", "0");
+                .pragma("wal_autocheckpoint", "0")
+                // After a checkpoint the log file is cut back to 64 MiB, so a burst does not
+                // leave a huge file behind.
+                .pragma("journal_size_limit", "67108864");
             if let Some(dir) = options
                 .get_filename()
                 .parent()
