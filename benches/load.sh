@@ -22,7 +22,8 @@ sed -e "s|^listen = .*|listen = \"127.0.0.1:$PORT\"|" \
     -e "s|^url = \"sqlite://data/concord.db\"|url = \"sqlite://$work/concord.db\"|" \
     -e "s|^level = .*|level = \"warn\"|" \
     -e "s|\"examples/|\"$PWD/examples/|" \
-    -e "s|^dir = \"policies\"|dir = \"$PWD/policies\"|" concord.toml > "$work/concord.toml"
+    -e "s|^dir = \"policies\"|dir = \"$PWD/policies\"|" \
+    -e "s|^dir = \"fhir-profiles\"|dir = \"$PWD/fhir-profiles\"|" concord.toml > "$work/concord.toml"
 ./target/release/concord serve --config "$work/concord.toml" &
 pid=$!
 base="http://127.0.0.1:$PORT/fhir"

@@ -73,6 +73,9 @@ pub struct Config {
     /// `[policy]`: the data-sharing agreements the gateway enforces.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// `[profiles]`: the FHIR profiles sources are held to.
+    #[serde(default)]
+    pub profiles: ProfilesConfig,
     /// `[[source]]`: the providers' systems.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
@@ -313,6 +316,38 @@ fn default_head_interval() -> u64 {
     60
 }
 
+/// `[profiles]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfilesConfig {
+    /// The directory of StructureDefinitions, ValueSets and CodeSystems (default
+    /// `fhir-profiles`, beside the config file), loaded and compiled at start-up when any
+    /// source's `conformance` is not `off`.
+    pub dir: PathBuf,
+}
+
+impl Default for ProfilesConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("fhir-profiles"),
+        }
+    }
+}
+
+/// What happens to a source's resource that does not conform to its profile.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Conformance {
+    /// Disclosed, tagged in `meta.tag`, and each problem named in the Bundle's
+    /// OperationOutcome.
+    #[default]
+    Flag,
+    /// Withheld and counted.
+    Drop,
+    /// Not checked.
+    Off,
+}
+
 /// `[policy]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -396,6 +431,10 @@ pub struct SourceConfig {
     pub breaker_cool_down_secs: Option<u64>,
     /// ndjson: directory holding `{ResourceType}.ndjson` files (relative to the config file).
     pub path: Option<PathBuf>,
+    /// What happens to a resource that does not conform to its profile: `flag` (default),
+    /// `drop` or `off`.
+    #[serde(default)]
+    pub conformance: Conformance,
     /// fhir: `[source.tls]`, the CAs to trust and the client certificate to present.
     pub tls: Option<SourceTlsConfig>,
     /// fhir: `[source.oauth]`, OAuth 2.0 client credentials with a signed JWT assertion.
@@ -653,6 +692,7 @@ impl Config {
             }
         }
         resolve(dir, &mut self.policy.dir);
+        resolve(dir, &mut self.profiles.dir);
         if let Some(audit) = &mut self.audit {
             resolve(dir, &mut audit.spool_dir);
             for path in [

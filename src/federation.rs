@@ -125,7 +125,21 @@ pub struct Federation {
     link_max_age: Duration,
     cache: cache::LinkCache,
     normalised: cache::NormalisedCache,
+    profiles: Option<Arc<crate::profiles::Profiles>>,
 }
+
+/// What the profiles say of a source's resource.
+enum Verdict {
+    /// It conforms, or was not checked.
+    Conforms,
+    /// Pass it on, tagged, with these problems (`path: [rule] message`).
+    Flag(Vec<String>),
+    /// Withhold it.
+    Drop,
+}
+
+/// The `meta.tag` on a resource that does not conform to its profile.
+pub const NONCONFORMANT_SYSTEM: &str = "https://fhir.concord.health/CodeSystem/conformance";
 
 fn now_secs() -> i64 {
     jiff::Timestamp::now().as_second()
@@ -147,6 +161,39 @@ impl Federation {
             link_max_age,
             cache: cache::LinkCache::new(link_cache_ttl),
             normalised: cache::NormalisedCache::default(),
+            profiles: None,
+        }
+    }
+
+    /// Checks every source's resources against `profiles` (per source: `conformance`).
+    pub fn with_profiles(mut self, profiles: Arc<crate::profiles::Profiles>) -> Self {
+        self.profiles = Some(profiles);
+        self
+    }
+
+    /// The profiles sources are checked against, when any source is.
+    pub fn profiles(&self) -> Option<&crate::profiles::Profiles> {
+        self.profiles.as_deref()
+    }
+
+    /// Checks a resource as its source sent it, as the source's `conformance` says.
+    fn verdict(&self, info: &SourceInfo, resource: &Value) -> Verdict {
+        use crate::config::Conformance;
+        let Some(profiles) = self
+            .profiles
+            .as_ref()
+            .filter(|_| info.conformance != Conformance::Off)
+        else {
+            return Verdict::Conforms;
+        };
+        let problems = profiles.check(resource);
+        if problems.is_empty() {
+            return Verdict::Conforms;
+        }
+        self.metrics.source_fault(&info.id, "nonconformant", 1);
+        match info.conformance {
+            Conformance::Drop => Verdict::Drop,
+            _ => Verdict::Flag(problems.iter().map(ToString::to_string).collect()),
         }
     }
 
@@ -334,14 +381,15 @@ impl Federation {
         dropped: Vec<Fault>,
         reports: &mut Vec<SourceReport>,
     ) {
-        for fault in &dropped {
+        // Nonconformant ones were counted when they were checked.
+        for fault in dropped.iter().filter(|f| **f != Fault::Nonconformant) {
             self.metrics.source_fault(&info.id, fault.kind(), 1);
         }
         let faults = dropped.iter().filter(|f| **f != Fault::Unserved).count();
         if faults == 0 {
             return;
         }
-        tracing::warn!(source.id = %info.id, dropped = faults, "source returned resources that are not about the person asked for, or invalid; dropped");
+        tracing::warn!(source.id = %info.id, dropped = faults, "source returned resources that are not about the person asked for, invalid, or (conformance = drop) not conforming to their profiles; dropped");
         reports.push(SourceReport {
             source: info.clone(),
             problem: Problem::Dropped(faults),
@@ -432,10 +480,21 @@ impl Federation {
                 {
                     Some(hit) => hit,
                     None => {
+                        let problems = match self.verdict(info, &resource) {
+                            Verdict::Conforms => Vec::new(),
+                            Verdict::Flag(problems) => problems,
+                            Verdict::Drop => {
+                                dropped.push(Fault::Nonconformant);
+                                continue;
+                            }
+                        };
                         let original = reuse.then(|| resource.clone());
                         match normalise(resource, &ctx) {
-                            Ok(r) => {
-                                let shared = Resource::shared(r);
+                            Ok(mut r) => {
+                                if !problems.is_empty() {
+                                    tag_nonconformant(&mut r);
+                                }
+                                let shared = Resource::flagged(r, problems);
                                 if let Some(original) = original {
                                     self.normalised
                                         .put(original, person.id, links, shared.clone());
@@ -535,13 +594,46 @@ impl Federation {
             local_patient_ids: person.links.get(source_id).unwrap_or(&empty),
             labels: plan.labels,
         };
+        let flagged = match self.verdict(source.info(), &resource) {
+            Verdict::Conforms => false,
+            Verdict::Flag(_) => true,
+            Verdict::Drop => return Ok(None),
+        };
         match normalise(Arc::new(resource), &ctx) {
-            Ok(r) => Ok(Some((r, person))),
+            Ok(mut r) => {
+                if flagged {
+                    tag_nonconformant(&mut r);
+                }
+                Ok(Some((r, person)))
+            }
             Err(fault) => {
                 self.metrics.source_fault(source_id, fault.kind(), 1);
                 Ok(None)
             }
         }
+    }
+}
+
+/// Marks a resource that does not conform to its profile (`meta.tag`).
+fn tag_nonconformant(resource: &mut Value) {
+    let Some(obj) = resource.as_object_mut() else {
+        return;
+    };
+    let meta = obj
+        .entry("meta")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    let tags = meta
+        .entry("tag")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Some(tags) = tags.as_array_mut() {
+        tags.push(serde_json::json!({
+            "system": NONCONFORMANT_SYSTEM,
+            "code": "nonconformant",
+            "display": "Does not conform to its profile",
+        }));
     }
 }
 

@@ -518,6 +518,9 @@ pub enum StartError {
     /// The policy set is not valid.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyErrors),
+    /// The profiles directory cannot be loaded.
+    #[error("[profiles]: {0}")]
+    Profiles(String),
 }
 
 /// The audit log's spool, head signer and witness, from `[audit]`.
@@ -584,13 +587,29 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
     }
     let metrics = Metrics::new();
     let sources = crate::sources::build(&config.sources, &metrics).await?;
-    let federation = Federation::new(
+    let mut federation = Federation::new(
         sources,
         store,
         metrics.clone(),
         std::time::Duration::from_secs(config.store.link_max_age_secs),
         std::time::Duration::from_secs(config.store.link_cache_secs),
     );
+    let checked = config
+        .sources
+        .iter()
+        .any(|s| s.conformance != crate::config::Conformance::Off);
+    if checked {
+        let dir = config.profiles.dir.clone();
+        let profiles = tokio::task::spawn_blocking(move || crate::profiles::Profiles::load(&dir))
+            .await
+            .map_err(|e| StartError::Profiles(e.to_string()))?
+            .map_err(|e| {
+                StartError::Profiles(format!(
+                    "{e} (set [profiles] dir, or conformance = \"off\" on every source)"
+                ))
+            })?;
+        federation = federation.with_profiles(Arc::new(profiles));
+    }
     Ok(AppState::new(
         federation,
         verifier,

@@ -34,6 +34,8 @@ pub struct SourceInfo {
     pub ods: String,
     /// The upstream FHIR base URL, for recognising absolute references (fhir sources only).
     pub base_url: Option<String>,
+    /// What happens to its resources that do not conform to their profiles.
+    pub conformance: crate::config::Conformance,
 }
 
 impl SourceInfo {
@@ -185,6 +187,7 @@ pub async fn build(
             name: cfg.name.clone(),
             ods: cfg.ods.clone(),
             base_url: None,
+            conformance: cfg.conformance,
         };
         match cfg.kind(i)? {
             SourceKind::Fhir(f) => {

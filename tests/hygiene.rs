@@ -19,13 +19,14 @@ async fn logs_never_carry_personal_data() {
     };
     let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/keys");
     let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
+    let profiles = crate::support::app::PROFILES;
     let audit_key = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/demo/keys/demo-audit.key"
     );
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nrequest_timeout_ms = 5000\n\n[store]\nurl = \"sqlite://concord.db\"\n\n\
-         [policy]\ndir = \"{policies}\"\n\n\
+         [policy]\ndir = \"{policies}\"\n\n[profiles]\ndir = \"{profiles}\"\n\n\
          [audit]\nkey_file = \"{audit_key}\"\n\n[auth]\nissuer = \"https://concord.demo.invalid\"\naudience = \"concord\"\ndev_signing_key = \"{keys}/demo-signing-key.pem\"\n\n\
          [[auth.key]]\nkid = \"concord-demo\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"{keys}/demo-signing-key.pub.pem\"\n\n\
          [[source]]\nid = \"gp\"\nname = \"GP\"\nods = \"A81001\"\nkind = \"fhir\"\nbase_url = \"{}\"\n\n\

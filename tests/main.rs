@@ -13,6 +13,7 @@ mod agreements;
 mod audit;
 mod audit_events;
 mod auth;
+mod conformance;
 mod demo;
 mod errors;
 mod failures;

@@ -175,9 +175,10 @@ pub(crate) fn binary_config(dir: &std::path::Path, port: u16) -> std::path::Path
         env!("CARGO_MANIFEST_DIR"),
         "/examples/demo/keys/demo-audit.key"
     );
+    let profiles = concat!(env!("CARGO_MANIFEST_DIR"), "/fhir-profiles");
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[store]\nurl = \"sqlite://concord.db\"\n\n\
-         [policy]\ndir = \"policies\"\nreload_check_secs = 0\n\n\
+         [policy]\ndir = \"policies\"\nreload_check_secs = 0\n\n[profiles]\ndir = \"{profiles}\"\n\n\
          [audit]\nkey_file = \"{audit_key}\"\n\n[auth]\nissuer = \"https://concord.demo.invalid\"\naudience = \"concord\"\ndev_signing_key = \"{keys}/demo-signing-key.pem\"\n\n\
          [[auth.key]]\nkid = \"concord-demo\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"{keys}/demo-signing-key.pub.pem\"\n\n\
          [[source]]\nid = \"socialcare\"\nname = \"Social care\"\nods = \"LA001\"\nkind = \"ndjson\"\npath = \"{social}\"\n"

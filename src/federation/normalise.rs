@@ -23,6 +23,8 @@ pub enum Fault {
     Unserved,
     /// Its gateway id (`{source}.{id}`) would be longer than FHIR's 64 characters.
     IdTooLong,
+    /// It does not conform to its profile, and its source's `conformance` is `drop`.
+    Nonconformant,
 }
 
 impl Fault {
@@ -33,6 +35,7 @@ impl Fault {
             Fault::Invalid => "invalid_resource",
             Fault::Unserved => "unserved_type",
             Fault::IdTooLong => "id_too_long",
+            Fault::Nonconformant => "nonconformant",
         }
     }
 }
@@ -166,6 +169,7 @@ mod tests {
             name: "Riverside".into(),
             ods: "A81001".into(),
             base_url: Some("http://up/fhir".into()),
+            conformance: crate::config::Conformance::Off,
         }
     }
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 pub struct Resource {
     value: Value,
     json: OnceLock<Box<str>>,
+    problems: Box<[String]>,
 }
 
 /// Resources are passed around shared.
@@ -21,10 +22,23 @@ pub type SharedResource = Arc<Resource>;
 impl Resource {
     /// Wraps a resource.
     pub fn shared(value: Value) -> SharedResource {
+        Self::flagged(value, Vec::new())
+    }
+
+    /// Wraps a resource that does not conform to its profile, with its problems
+    /// (`path: [rule] message`), for the Bundle's OperationOutcome.
+    pub fn flagged(value: Value, problems: Vec<String>) -> SharedResource {
         Arc::new(Self {
             value,
             json: OnceLock::new(),
+            problems: problems.into_boxed_slice(),
         })
+    }
+
+    /// How the resource does not conform to its profile (empty when it does, or was not
+    /// checked).
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     /// The resource.

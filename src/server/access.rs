@@ -405,5 +405,5 @@ fn apply(resource: SharedResource, permit: &Permit<'_>) -> SharedResource {
             add_security(obj, ACT_REASON, crate::policy::engine::EMERGENCY);
         }
     }
-    Resource::shared(value)
+    Resource::flagged(value, resource.problems().to_vec())
 }

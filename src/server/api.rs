@@ -38,7 +38,7 @@ fn deadline(state: &AppState) -> Instant {
 pub async fn metadata(State(state): State<AppState>) -> Response {
     fhir_response(
         StatusCode::OK,
-        &super::capability::statement(&state.base),
+        &super::capability::statement(&state.base, state.federation.profiles()),
         false,
     )
 }
@@ -542,12 +542,60 @@ fn paged(
         }
         bundle.entry(p, SearchMode::Match);
     }
+    let mut nonconformant = Vec::new();
     for (_, resource) in keyed.into_iter().skip(start).take(take) {
-        sent.push(format!("{}/{}", resource.resource_type(), resource.id()));
+        let reference = format!("{}/{}", resource.resource_type(), resource.id());
+        if !resource.problems().is_empty() {
+            nonconformant.push((reference.clone(), resource.clone()));
+        }
+        sent.push(reference);
         bundle.shared(resource, SearchMode::Match);
     }
     add_outcomes(&mut bundle, &reports, &search.used, notices);
+    if let Some(outcome) = conformance_outcome(&nonconformant) {
+        bundle.entry(outcome, SearchMode::Outcome);
+    }
     (bundle_response(&bundle, search.pretty), sent)
+}
+
+/// Most conformance problems named in one Bundle's OperationOutcome.
+const MAX_CONFORMANCE_ISSUES: usize = 100;
+
+/// One OperationOutcome naming, for each resource on the page that does not conform to its
+/// profile (its source's `conformance` is `flag`), each problem: the element and the rule.
+fn conformance_outcome(flagged: &[(String, SharedResource)]) -> Option<Value> {
+    if flagged.is_empty() {
+        return None;
+    }
+    let all: Vec<(&str, &str)> = flagged
+        .iter()
+        .flat_map(|(reference, r)| {
+            r.problems()
+                .iter()
+                .map(move |p| (reference.as_str(), p.as_str()))
+        })
+        .collect();
+    let mut issues: Vec<Value> = all
+        .iter()
+        .take(MAX_CONFORMANCE_ISSUES)
+        .map(|(reference, problem)| {
+            let path = problem.split(": [").next().unwrap_or_default();
+            json!({
+                "severity": "warning",
+                "code": "invalid",
+                "diagnostics": format!("{reference} does not conform to its profile: {problem}"),
+                "expression": [path],
+            })
+        })
+        .collect();
+    if all.len() > MAX_CONFORMANCE_ISSUES {
+        issues.push(json!({
+            "severity": "warning",
+            "code": "invalid",
+            "diagnostics": format!("and {} more conformance problem(s) on this page", all.len() - MAX_CONFORMANCE_ISSUES),
+        }));
+    }
+    Some(json!({"resourceType": "OperationOutcome", "issue": issues}))
 }
 
 /// One OperationOutcome entry per source that did not simply answer, naming the source (never
@@ -616,7 +664,7 @@ fn add_outcomes(bundle: &mut Searchset, reports: &[SourceReport], used: &Used, n
             Problem::Dropped(n) => (
                 "processing",
                 format!(
-                    "{who} returned {n} record(s) that are not about this person or are not valid FHIR; they were left out"
+                    "{who} returned {n} record(s) that are not about this person, are not valid FHIR, or do not conform to their profiles; they were left out"
                 ),
             ),
         };

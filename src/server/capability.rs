@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 
 use crate::fhir::search::{LAST_UPDATED, TYPES};
 
-/// The gateway's CapabilityStatement.
-pub fn statement(base: &str) -> Value {
+/// The gateway's CapabilityStatement. With `profiles` (loaded when a source is checked),
+/// each type lists the profiles its resources are checked against (`supportedProfile`).
+pub fn statement(base: &str, profiles: Option<&crate::profiles::Profiles>) -> Value {
     let mut resources = vec![json!({
         "type": "Patient",
         "interaction": [{"code": "read"}, {"code": "search-type"}],
@@ -39,6 +40,26 @@ pub fn statement(base: &str) -> Value {
         "documentation": "A person's sharing choices (scope patient-privacy): a deny provision with one organisation as actor, role CST (that provider's records are not shared) or PRCP (nothing is shared with that organisation); status inactive withdraws it. Honoured by every decision except emergency access.",
     }));
     resources.push(audit_event());
+    if let Some(profiles) = profiles {
+        for resource in &mut resources {
+            let Some(kind) = resource
+                .get("type")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let urls: Vec<&str> = profiles
+                .profiles()
+                .iter()
+                .filter(|p| p.resource_type == kind)
+                .map(|p| p.url.as_str())
+                .collect();
+            if let (false, Some(obj)) = (urls.is_empty(), resource.as_object_mut()) {
+                obj.insert("supportedProfile".into(), json!(urls));
+            }
+        }
+    }
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",

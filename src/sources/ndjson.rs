@@ -233,6 +233,7 @@ mod tests {
             name: "GP".into(),
             ods: "A81001".into(),
             base_url: None,
+            conformance: crate::config::Conformance::Off,
         }
     }
 

@@ -183,7 +183,7 @@ impl TestApp {
         let signing_key = jsonwebtoken::EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes())
             .expect("signing key");
         let mut toml = format!(
-            "[server]\nlisten = \"{addr}\"\nrequest_timeout_ms = 1500\n{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n\n[policy]\nreload_check_secs = 1\n\n[audit]\nkey_file = \"{AUDIT_KEY}\"\nhead_signing_key_file = \"{HEAD_KEY}\"\nhead_interval_secs = 1\nwitness_file = \"data/audit-witness.ndjson\"\n\n\
+            "[server]\nlisten = \"{addr}\"\nrequest_timeout_ms = 1500\n{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n\n[policy]\nreload_check_secs = 1\n\n[profiles]\ndir = \"{PROFILES}\"\n\n[audit]\nkey_file = \"{AUDIT_KEY}\"\nhead_signing_key_file = \"{HEAD_KEY}\"\nhead_interval_secs = 1\nwitness_file = \"data/audit-witness.ndjson\"\n\n\
              [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\nleeway_secs = 5\n\n[[auth.key]]\nkid = \"test\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"test-key.pub.pem\"\n"
         );
         for s in &sources {
@@ -337,6 +337,9 @@ async fn send(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> Ans
 }
 
 /// The audit key test gateways hash their records with.
+/// The profiles every test gateway checks its sources against.
+pub(crate) const PROFILES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fhir-profiles");
+
 /// The demo's key for signing audit chain heads.
 pub(crate) const HEAD_KEY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
