@@ -26,6 +26,10 @@ async fn demo() -> (
     )))
     .expect("the demo config is valid");
     config.store.url = format!("sqlite://{}/demo.db", dir.path().display());
+    if let Some(audit) = config.audit.as_mut() {
+        audit.spool_dir = dir.path().join("audit-spool");
+        audit.witness_file = Some(dir.path().join("audit-witness.ndjson"));
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -115,5 +119,69 @@ async fn the_readme_walk_through_works_on_the_demo() {
         .collect();
     assert!(types.iter().any(|t| t == "Flag"), "{types:?}");
     assert!(types.iter().any(|t| t == "RelatedPerson"), "{types:?}");
+    server.abort();
+}
+
+/// The demo's deliberate faults (examples/demo/README.md): community Encounters whose status
+/// is `completed`, flagged by the demo gateway.
+#[tokio::test]
+async fn the_demo_flags_its_deliberate_faults() {
+    let demo_dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo"));
+    let encounters =
+        std::fs::read_to_string(demo_dir.join("community/Encounter.ndjson")).expect("encounters");
+    let faulty: serde_json::Value = encounters
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|e| e["status"] == "completed")
+        .expect("the demo has a faulty Encounter");
+    let patient_local = faulty["subject"]["reference"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("Patient/"))
+        .expect("subject")
+        .to_owned();
+    let patients =
+        std::fs::read_to_string(demo_dir.join("community/Patient.ndjson")).expect("patients");
+    let nhs = patients
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|p| p["id"] == patient_local.as_str())
+        .and_then(|p| {
+            p["identifier"].as_array().and_then(|ids| {
+                ids.iter()
+                    .find(|i| i["system"] == "https://fhir.nhs.uk/Id/nhs-number")
+                    .and_then(|i| i["value"].as_str().map(str::to_owned))
+            })
+        })
+        .expect("the person's NHS number");
+
+    let (base, client, _dir, server) = demo().await;
+    let found = get(
+        &client,
+        format!("{base}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"),
+    )
+    .await;
+    let id = entries(&found, "Patient")[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let all = get(&client, format!("{base}/Patient/{id}/$everything")).await;
+    let gateway_id = format!("community.{}", faulty["id"].as_str().expect("id"));
+    let flagged = matches(&all)
+        .into_iter()
+        .find(|r| r["resourceType"] == "Encounter" && r["id"] == gateway_id.as_str())
+        .expect("the faulty Encounter is disclosed");
+    assert!(
+        flagged["meta"]["tag"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["code"] == "nonconformant")),
+        "{flagged}"
+    );
+    let text = all.to_string();
+    assert!(
+        text.contains(&format!(
+            "Encounter/{gateway_id} does not conform to its profile: Encounter.status: [binding] `completed` is not one of"
+        )),
+        "{text}"
+    );
     server.abort();
 }

@@ -15,6 +15,20 @@ use crate::people::Person;
 use crate::rng::Rng;
 use crate::vitals::{self, Habitus, Taken};
 
+/// The demo's deliberate conformance faults, all in this provider's district nursing records
+/// (the kind of dialect a real system speaks): the first home visit of every 4th person nursed at home is
+/// an Encounter with status `completed` (R4 says `finished`), and a wound measurement taken
+/// at it has status `Final` (codes are case-sensitive). The gateway flags both (required
+/// bindings); a fault consumes no randomness, so the rest of the data is as it would be.
+fn deliberate_fault(p: &Person, visit: i64) -> bool {
+    p.index % 4 == 3 && visit == 0
+}
+
+/// See [`deliberate_fault`].
+const FAULTY_ENCOUNTER_STATUS: &str = "completed";
+/// See [`deliberate_fault`].
+const FAULTY_OBSERVATION_STATUS: &str = "Final";
+
 /// Why district nurses visit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Focus {
@@ -161,7 +175,11 @@ pub(crate) fn district_nursing(
             minutes: rng.range(20, 45),
             org: ORG,
         };
-        out.write(&care::encounter(&visit, rng))?;
+        let mut encounter = care::encounter(&visit, rng);
+        if deliberate_fault(p, k) {
+            encounter["status"] = json!(FAULTY_ENCOUNTER_STATUS);
+        }
+        out.write(&encounter)?;
         let when = day.at(visit.start + 10);
         if wound && k % 2 == 0 {
             let (o1, o2) = (ids.next("obs"), ids.next("obs"));
@@ -172,7 +190,11 @@ pub(crate) fn district_nursing(
                 when: &when,
                 day,
             };
-            out.write(&vitals::wound(t1, codes::WOUND_LENGTH, length, site, rng))?;
+            let mut measured = vitals::wound(t1, codes::WOUND_LENGTH, length, site, rng);
+            if deliberate_fault(p, k) {
+                measured["status"] = json!(FAULTY_OBSERVATION_STATUS);
+            }
+            out.write(&measured)?;
             let t2 = Taken { id: &o2, ..t1 };
             out.write(&vitals::wound(t2, codes::WOUND_WIDTH, width, site, rng))?;
             length = (length - rng.range(0, 6)).max(3);
