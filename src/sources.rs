@@ -128,6 +128,10 @@ pub trait Source: Send + Sync + Debug {
         types: &[&'static str],
     ) -> Result<Fetched, SourceError>;
 
+    /// Up to `count` resources of one type, whoever they are about: a sample for
+    /// `concord source check`, never used to answer a request.
+    async fn sample(&self, resource_type: &str, count: usize) -> Result<Fetched, SourceError>;
+
     /// One resource by type and local id; `None` when the source does not have it.
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Value>, SourceError>;
 

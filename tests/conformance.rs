@@ -148,3 +148,50 @@ async fn off_passes_the_resource_on_unchecked_and_metadata_lists_the_profiles() 
         .expect("Observation");
     assert!(observation["supportedProfile"].is_array());
 }
+
+async fn source_check(app: &TestApp, source: &str) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args([
+            "source", "check", "--sample", "50", "--source", source, "--config",
+        ])
+        .arg(app.dir().join("concord.toml"))
+        .output()
+        .await
+        .expect("run concord");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn source_check_reports_how_well_a_fhir_source_conforms() {
+    let (app, _id, _up) = world("flag").await;
+    let (ok, out, err) = source_check(&app, "gp").await;
+    assert!(!ok, "one Observation does not conform: {out}");
+    assert!(
+        out.starts_with(
+            "source gp (Riverside Medical Practice, A81001): up to 50 resource(s) per type"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("| Observation | 4 | 3 | 75.0% |"), "{out}");
+    assert!(out.contains("| Patient | 2 | 2 | 100.0% |"), "{out}");
+    assert!(out.contains("1 × Observation.status [binding]"), "{out}");
+    assert!(
+        err.contains("1 of 9 sampled resource(s) do not conform"),
+        "{err}"
+    );
+
+    let (ok, out, err) = source_check(&app, "social").await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("| all | 2 | 2 | 100.0% |"), "{out}");
+
+    let (ok, _, err) = source_check(&app, "elsewhere").await;
+    assert!(!ok);
+    assert!(
+        err.contains("no source `elsewhere` in the config (sources: gp, community, social)"),
+        "{err}"
+    );
+}

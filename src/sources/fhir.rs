@@ -359,6 +359,18 @@ impl Source for FhirSource {
             .await
     }
 
+    async fn sample(&self, resource_type: &str, count: usize) -> Result<Fetched, SourceError> {
+        if !self.serves(resource_type) {
+            return Ok(Fetched::default());
+        }
+        let url = self.url(&[resource_type], &[("_count", &count.to_string())])?;
+        let mut fetched = self
+            .guarded("sample", self.limited(self.search_pages(url)))
+            .await?;
+        fetched.resources.truncate(count);
+        Ok(fetched)
+    }
+
     async fn search(&self, resource_type: &str, patient_id: &str) -> Result<Fetched, SourceError> {
         if !self.serves(resource_type) {
             return Ok(Fetched::default());

@@ -176,6 +176,19 @@ impl Source for NdjsonSource {
         })
     }
 
+    async fn sample(&self, resource_type: &str, count: usize) -> Result<Fetched, SourceError> {
+        Ok(Fetched {
+            resources: self
+                .resources
+                .iter()
+                .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some(resource_type))
+                .take(count)
+                .cloned()
+                .collect(),
+            truncated: false,
+        })
+    }
+
     async fn search(&self, resource_type: &str, patient_id: &str) -> Result<Fetched, SourceError> {
         let resources = self
             .of_patient(patient_id)
