@@ -10,10 +10,11 @@ calls this script; see README "Profiles".
 The sample (deterministic, no randomness):
 
   demo     every 10th line of each examples/demo/*/*.ndjson file (every line of a file
-           with fewer than 80), as generated: ~500 resources of all 11 demo types;
+           with fewer than 80), as generated: 878 resources of all 11 demo types;
   broken   demo resources each given ONE base-structure fault, of the kinds in MUTATIONS,
            each kind applied to up to 3 resources of different types: unknown elements
-           (top level, nested, in a primitive's `_name` Element, `fhir_comments`),
+           (top level, nested, in a primitive's `_name` Element, `fhir_comments`, `_id`
+           beside a resource's or an element's id),
            misspelt choice elements (`valueQuanity`, `effectiveDatetime`), wrong JSON types
            (string for a boolean or a decimal, a number for a string, an object or a string
            where an array is required, an array where a primitive is, `null`, ""), bad
@@ -22,8 +23,8 @@ The sample (deterministic, no randomness):
            a uri with a space, bad `resourceType`s, a required-bound code outside its value
            set, a required complex element left out;
   edge     demo resources changed in ways that are still valid R4 (partial dates, a leap
-           day, fractional seconds, a primitive's `_name` extension), to catch a checker
-           that is stricter than R4.
+           day, a year-only dateTime, fractional seconds, a primitive's `_name` extension,
+           an integer and a positiveInt), to catch a checker that is stricter than R4.
 
 Concord's verdict: `concord profile check --profiles fhir-profiles` on one NDJSON file of
 all samples; a sample fails the BASE check when Concord reports, for it, a problem of rule
@@ -49,8 +50,18 @@ complex definitions have no `"type": "object"`, so any non-object passes), an em
 (no `minItems`), two values of one choice element (not expressible), an impossible date
 (`2023-02-30`: the schema's regex checks ranges only, R4 says dates SHALL be valid), a
 fractional or a non-positive number for integer/positiveInt (the schema types them
-`number`), a string with a trailing newline (Python's `$` matches before a final newline, so
-`jsonschema`'s regexes are looser than the schema's ECMA-262 intent; not generated).
+`number`), an extension on a canonical element (`meta._profile`: the schema gives canonical
+elements no `_name`, though canonical is a primitive type), a string with a trailing newline
+(Python's `$` matches before a final newline, so `jsonschema`'s regexes are looser than the
+schema's ECMA-262 intent; not generated).
+
+Found by this comparison and fixed in Concord: `_id` (an extension on Resource.id or
+Element.id) was accepted; both are `System.String` in R4, not FHIR primitives, and cannot
+have extensions, as the schema says (src/profiles/check.rs).
+
+Not used: the `fhir.resources` pydantic models. The JSON schema is HL7's own statement of the
+R4 JSON structure and is what fhir-profiles/base was generated from; one outside authority
+keeps each disagreement a question about R4, not about a second tool's coercions.
 
 Prints a table per sample kind and, for every disagreement, the resource, both verdicts and
 both sets of messages; exits 1 if any counted sample disagrees, 2 on a usage or tool error.
@@ -130,6 +141,11 @@ def leaves(errors):
             yield error
 
 
+def fail(message):
+    print(f"validator: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def shorten(text, limit=160):
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -154,7 +170,7 @@ def concord_problems(concord, profiles, resources):
             capture_output=True, text=True,
         )
     if run.returncode not in (0, 1):
-        sys.exit(f"validator: concord exited {run.returncode}: {run.stderr.strip()}")
+        fail(f"concord exited {run.returncode}: {run.stderr.strip()}")
     found = {}
     current = None
     for line in run.stdout.splitlines():
@@ -168,8 +184,8 @@ def concord_problems(concord, profiles, resources):
             continue
         current = None  # the summary after the last resource
     if sorted(found) != list(range(len(resources))):
-        sys.exit(f"validator: concord reported {len(found)} of {len(resources)} resources:\n"
-                 f"{run.stdout[-2000:]}\n{run.stderr}")
+        fail(f"concord reported {len(found)} of {len(resources)} resources:\n"
+             f"{run.stdout[-2000:]}\n{run.stderr}")
     return [found[i] for i in range(len(resources))]
 
 
@@ -342,9 +358,39 @@ def underscore_extension(r, locs):
     if loc is None:
         return None
     path = loc.path[:-1] + ["_" + loc.key]
-    put(r, path, {"extension": [{"url": "http://example.org/fhir/StructureDefinition/note",
-                                 "valueString": "entered by a locum"}]})
+    put(r, path, {"extension": EXTENSION})
     return path
+
+
+EXTENSION = [{"url": "http://example.org/fhir/StructureDefinition/note",
+              "valueString": "entered by a locum"}]
+
+
+def resource_id_extension(r, locs):
+    """`_id` beside the resource's id: Resource.id is a System.String in R4, not a FHIR
+    primitive, so it has no `_id` (nor has the schema)."""
+    r["_id"] = {"extension": EXTENSION}
+    return ["_id"]
+
+
+def element_id_extension(r, locs):
+    """`id` and `_id` on the first datatype object: Element.id is a System.String too."""
+    loc = first(locs, lambda l: l.type in SCHEMA.defs and "properties" in SCHEMA.defs[l.type]
+                and l.type not in ("Meta", "ResourceList"))
+    if loc is None:
+        return None
+    path = loc.path + ([0] if loc.array else [])
+    get(r, path).update({"id": "e1", "_id": {"extension": EXTENSION}})
+    return path + ["_id"]
+
+
+def canonical_extension(r, locs):
+    """`meta.profile` with a `_profile` extension: canonical is a FHIR primitive."""
+    r.setdefault("meta", {}).update({
+        "profile": ["http://example.org/fhir/StructureDefinition/local"],
+        "_profile": [{"extension": EXTENSION}],
+    })
+    return ["meta", "_profile"]
 
 
 def array_of_complex_as(kind):
@@ -523,6 +569,8 @@ MUTATIONS = {
     "unknown-element": (False, add_top("colour", "blue")),
     "unknown-nested-element": (False, add_nested("colour", "blue")),
     "unknown-in-_element": (False, underscore_unknown),
+    "_id-on-resource": (False, resource_id_extension),
+    "_id-on-element": (False, element_id_extension),
     "fhir_comments": (False, add_top("fhir_comments", ["converted from DSTU2"])),
     "choice-misspelt": (False, misspell_choice("drop")),
     "choice-wrong-case": (False, misspell_choice("case")),
@@ -569,6 +617,7 @@ MUTATIONS = {
     "impossible-date": (False, set_primitive({"date"}, "2023-02-30")),
     "integer-with-fraction": (False, add_to_dosage("sequence", 1.5)),
     "positiveInt-zero": (False, add_to_dosage("timing.repeat.frequency", 0)),
+    "valid-_canonical-extension": (True, canonical_extension),
 }
 
 EXCLUDED = {
@@ -581,6 +630,9 @@ EXCLUDED = {
     "integer-with-fraction": "the schema types integer as \"number\"",
     "positiveInt-zero": "the schema types positiveInt as \"number\" (its pattern "
                         "applies to strings only)",
+    "valid-_canonical-extension": "the schema has no `_name` for canonical elements "
+                                  "(`_profile`, `_instantiatesCanonical`), though canonical "
+                                  "is a primitive type that may have extensions",
 }
 
 
@@ -682,5 +734,5 @@ def main(schema_path, concord, profiles, demo_dir):
 
 if __name__ == "__main__":
     if len(sys.argv) != 5:
-        sys.exit(__doc__.rsplit("Usage: ", 1)[1])
+        fail("usage: " + __doc__.rsplit("Usage: ", 1)[1].strip())
     sys.exit(main(*sys.argv[1:]))
