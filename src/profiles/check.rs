@@ -152,6 +152,16 @@ impl<'a> Walker<'a> {
             }
             if let Some(name) = key.strip_prefix('_') {
                 match def.element(name) {
+                    // Resource.id and Element.id are `System.String` in R4, not FHIR
+                    // primitives: they cannot carry extensions, so there is no `_id`.
+                    Some(_) if name == "id" => self.problem_at(
+                        Seg::Name(key),
+                        Rule::Structure,
+                        format!(
+                            "`_id` is not an element of R4 `{}` (`id` cannot have extensions)",
+                            def.name
+                        ),
+                    ),
                     Some(e) if matches!(e.kind, Kind::Prim(_)) => {
                         self.path.push(Seg::Name(key));
                         self.primitive_extension(value, e.array, depth);

@@ -187,6 +187,31 @@ fn structure() {
         problems(&with(patient(), "/_name", Some(json!({})))),
         ["Patient._name: [structure] `_name` is not an element of R4 `Patient`"]
     );
+    // Resource.id and Element.id are not FHIR primitives in R4 (`System.String`): no `_id`,
+    // as in the R4 JSON schema.
+    let note = json!({"extension": [{"url": "http://example.org/note", "valueString": "x"}]});
+    assert_eq!(
+        problems(&with(patient(), "/_id", Some(note.clone()))),
+        [
+            "Patient._id: [structure] `_id` is not an element of R4 `Patient` (`id` cannot have extensions)"
+        ]
+    );
+    assert_eq!(
+        problems(&with(patient(), "/name/0/_id", Some(note.clone()))),
+        [
+            "Patient.name[0]._id: [structure] `_id` is not an element of R4 `HumanName` (`id` cannot have extensions)"
+        ]
+    );
+    assert_eq!(
+        problems(&with(
+            patient(),
+            "/_birthDate",
+            Some(json!({"id": "b1", "_id": note}))
+        )),
+        [
+            "Patient._birthDate._id: [structure] `_id` is not an element of R4 `Element` (`id` cannot have extensions)"
+        ]
+    );
 }
 
 #[test]
