@@ -132,8 +132,8 @@ pub struct Federation {
 enum Verdict {
     /// It conforms, or was not checked.
     Conforms,
-    /// Pass it on, tagged, with these problems (`path: [rule] message`).
-    Flag(Vec<String>),
+    /// Pass it on, tagged, with these problems.
+    Flag(Vec<crate::profiles::Problem>),
     /// Withhold it.
     Drop,
 }
@@ -193,7 +193,7 @@ impl Federation {
         self.metrics.source_fault(&info.id, "nonconformant", 1);
         match info.conformance {
             Conformance::Drop => Verdict::Drop,
-            _ => Verdict::Flag(problems.iter().map(ToString::to_string).collect()),
+            _ => Verdict::Flag(problems),
         }
     }
 
@@ -616,24 +616,15 @@ impl Federation {
 
 /// Marks a resource that does not conform to its profile (`meta.tag`).
 fn tag_nonconformant(resource: &mut Value) {
-    let Some(obj) = resource.as_object_mut() else {
-        return;
-    };
-    let meta = obj
-        .entry("meta")
-        .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    let Some(meta) = meta.as_object_mut() else {
-        return;
-    };
-    let tags = meta
-        .entry("tag")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if let Some(tags) = tags.as_array_mut() {
-        tags.push(serde_json::json!({
-            "system": NONCONFORMANT_SYSTEM,
-            "code": "nonconformant",
-            "display": "Does not conform to its profile",
-        }));
+    if let Some(obj) = resource.as_object_mut() {
+        normalise::add_tag(
+            obj,
+            serde_json::json!({
+                "system": NONCONFORMANT_SYSTEM,
+                "code": "nonconformant",
+                "display": "Does not conform to its profile",
+            }),
+        );
     }
 }
 

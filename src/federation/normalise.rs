@@ -110,22 +110,38 @@ fn check(resource: &Value, ctx: &Context<'_>) -> Result<String, Fault> {
 
 /// Sets `meta.source` to the source's URI and tags the providing organisation.
 pub fn stamp_provenance(obj: &mut Map<String, Value>, source: &SourceInfo) {
+    if let Some(meta) = meta_of(obj) {
+        meta.insert("source".into(), Value::String(source.uri()));
+    }
+    add_tag(
+        obj,
+        json!({"system": ODS_SYSTEM, "code": source.ods, "display": source.name}),
+    );
+}
+
+/// Appends a coding to `meta.tag` (making `meta` and `tag` when they are missing or not of
+/// their FHIR shape).
+pub fn add_tag(obj: &mut Map<String, Value>, tag: Value) {
+    let Some(meta) = meta_of(obj) else {
+        return;
+    };
+    match meta.get_mut("tag") {
+        Some(Value::Array(tags)) => tags.push(tag),
+        _ => {
+            meta.insert("tag".into(), Value::Array(vec![tag]));
+        }
+    }
+}
+
+/// The resource's `meta`, made an object when it is missing or is not one (so never `None`).
+fn meta_of(obj: &mut Map<String, Value>) -> Option<&mut Map<String, Value>> {
     let meta = obj
         .entry("meta")
         .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
-    if let Some(meta) = meta.as_object_mut() {
-        meta.insert("source".into(), Value::String(source.uri()));
-        let tag = json!({"system": ODS_SYSTEM, "code": source.ods, "display": source.name});
-        match meta.get_mut("tag") {
-            Some(Value::Array(tags)) => tags.push(tag),
-            _ => {
-                meta.insert("tag".into(), Value::Array(vec![tag]));
-            }
-        }
-    }
+    meta.as_object_mut()
 }
 
 /// Rewrites every literal reference to the source's own resources into gateway references:

@@ -13,7 +13,7 @@ use serde_json::Value;
 pub struct Resource {
     value: Value,
     json: OnceLock<Box<str>>,
-    problems: Box<[String]>,
+    problems: Box<[crate::profiles::Problem]>,
 }
 
 /// Resources are passed around shared.
@@ -25,9 +25,9 @@ impl Resource {
         Self::flagged(value, Vec::new())
     }
 
-    /// Wraps a resource that does not conform to its profile, with its problems
-    /// (`path: [rule] message`), for the Bundle's OperationOutcome.
-    pub fn flagged(value: Value, problems: Vec<String>) -> SharedResource {
+    /// Wraps a resource that does not conform to its profile, with its problems, for the
+    /// Bundle's OperationOutcome.
+    pub fn flagged(value: Value, problems: Vec<crate::profiles::Problem>) -> SharedResource {
         Arc::new(Self {
             value,
             json: OnceLock::new(),
@@ -37,7 +37,7 @@ impl Resource {
 
     /// How the resource does not conform to its profile (empty when it does, or was not
     /// checked).
-    pub fn problems(&self) -> &[String] {
+    pub fn problems(&self) -> &[crate::profiles::Problem] {
         &self.problems
     }
 

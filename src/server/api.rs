@@ -567,24 +567,19 @@ fn conformance_outcome(flagged: &[(String, SharedResource)]) -> Option<Value> {
     if flagged.is_empty() {
         return None;
     }
-    let all: Vec<(&str, &str)> = flagged
+    let all: Vec<(&str, &crate::profiles::Problem)> = flagged
         .iter()
-        .flat_map(|(reference, r)| {
-            r.problems()
-                .iter()
-                .map(move |p| (reference.as_str(), p.as_str()))
-        })
+        .flat_map(|(reference, r)| r.problems().iter().map(move |p| (reference.as_str(), p)))
         .collect();
     let mut issues: Vec<Value> = all
         .iter()
         .take(MAX_CONFORMANCE_ISSUES)
         .map(|(reference, problem)| {
-            let path = problem.split(": [").next().unwrap_or_default();
             json!({
                 "severity": "warning",
                 "code": "invalid",
                 "diagnostics": format!("{reference} does not conform to its profile: {problem}"),
-                "expression": [path],
+                "expression": [problem.path],
             })
         })
         .collect();
