@@ -322,6 +322,16 @@ impl Store {
     }
 }
 
+/// A query reading whole audit rows (the columns [`AuditRow`] decodes), followed by `$rest`.
+macro_rules! audit_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash FROM audit_records",
+            $rest
+        )
+    };
+}
+
 type AuditRow = (
     String,
     i64,
@@ -398,15 +408,28 @@ impl Store {
     pub fn audit_rows(
         &self,
     ) -> futures_util::stream::BoxStream<'_, Result<crate::audit::Row, StoreError>> {
+        self.audit_stream(audit_select!(" ORDER BY chain, seq"), &[])
+    }
+
+    /// Audit rows of `sql` (an [`audit_select!`] query) with `binds` as `$1`, `$2`, …,
+    /// streamed.
+    fn audit_stream(
+        &self,
+        sql: &'static str,
+        binds: &[i64],
+    ) -> futures_util::stream::BoxStream<'_, Result<crate::audit::Row, StoreError>> {
         use futures_util::{StreamExt, TryStreamExt};
-        const SQL: &str = "SELECT chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash FROM audit_records ORDER BY chain, seq";
         match self {
-            Store::Sqlite(pool) => sqlx::query_as::<_, AuditRow>(SQL)
+            Store::Sqlite(pool) => binds
+                .iter()
+                .fold(sqlx::query_as::<_, AuditRow>(sql), |q, b| q.bind(*b))
                 .fetch(pool)
                 .map_ok(audit_row)
                 .map_err(StoreError::from)
                 .boxed(),
-            Store::Postgres(pool) => sqlx::query_as::<_, AuditRow>(SQL)
+            Store::Postgres(pool) => binds
+                .iter()
+                .fold(sqlx::query_as::<_, AuditRow>(sql), |q, b| q.bind(*b))
                 .fetch(pool)
                 .map_ok(audit_row)
                 .map_err(StoreError::from)
@@ -423,25 +446,13 @@ impl Store {
         since: Option<i64>,
         until: Option<i64>,
     ) -> futures_util::stream::BoxStream<'_, Result<crate::audit::Row, StoreError>> {
-        use futures_util::{StreamExt, TryStreamExt};
-        const SQL: &str = "SELECT chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash FROM audit_records WHERE recorded_us >= $1 AND recorded_us < $2 ORDER BY recorded_us, chain, seq";
         let (since, until) = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
-        match self {
-            Store::Sqlite(pool) => sqlx::query_as::<_, AuditRow>(SQL)
-                .bind(since)
-                .bind(until)
-                .fetch(pool)
-                .map_ok(audit_row)
-                .map_err(StoreError::from)
-                .boxed(),
-            Store::Postgres(pool) => sqlx::query_as::<_, AuditRow>(SQL)
-                .bind(since)
-                .bind(until)
-                .fetch(pool)
-                .map_ok(audit_row)
-                .map_err(StoreError::from)
-                .boxed(),
-        }
+        self.audit_stream(
+            audit_select!(
+                " WHERE recorded_us >= $1 AND recorded_us < $2 ORDER BY recorded_us, chain, seq"
+            ),
+            &[since, until],
+        )
     }
 
     /// How many audit records were recorded in `[since, until)`.
@@ -572,7 +583,7 @@ impl Store {
         query: &AuditQuery,
     ) -> Result<Vec<crate::audit::Row>, StoreError> {
         let rows: Vec<AuditRow> = with_pool!(self, pool => {
-            let mut sql = sqlx::QueryBuilder::new("SELECT chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash FROM audit_records WHERE 1 = 1");
+            let mut sql = sqlx::QueryBuilder::new(audit_select!(" WHERE 1 = 1"));
             for (column, values) in &query.equals {
                 sql.push(" AND ").push(column.name()).push(" IN (");
                 let mut list = sql.separated(", ");
@@ -635,7 +646,7 @@ impl Store {
         chain: &str,
         seq: i64,
     ) -> Result<Option<crate::audit::Row>, StoreError> {
-        const SQL: &str = "SELECT chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash FROM audit_records WHERE chain = $1 AND seq = $2";
+        const SQL: &str = audit_select!(" WHERE chain = $1 AND seq = $2");
         let row: Option<AuditRow> = with_pool!(self, pool => sqlx::query_as(SQL).bind(chain).bind(seq).fetch_optional(pool).await?);
         Ok(row.map(audit_row))
     }
