@@ -1042,24 +1042,14 @@ async fn bad_consent_requests_are_refused_with_an_operation_outcome() {
 
 /// Runs `concord policy explain` with the test gateway's own config file.
 async fn explain(app: &TestApp, token: &str, nhs: &str, extra: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
-        .args([
-            "policy",
-            "explain",
-            "--token",
-            token,
-            "--patient",
-            nhs,
-            "--config",
-        ])
-        .arg(app.dir().join("concord.toml"))
-        .args(extra)
-        .output()
-        .await
-        .expect("run concord");
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    let args = [
+        &["policy", "explain", "--token", token, "--patient", nhs],
+        extra,
+    ]
+    .concat();
+    let (ok, mut text, err) = app.concord(&args).await;
+    text.push_str(&err);
+    (ok, text)
 }
 
 #[tokio::test]

@@ -43,16 +43,8 @@ async fn verified(app: &TestApp) -> concord::audit::Verified {
 
 /// Runs `concord audit verify` on the gateway's own config: success and what it printed.
 async fn verify_cli(app: &TestApp) -> (bool, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
-        .args(["audit", "verify", "--config"])
-        .arg(app.dir().join("concord.toml"))
-        .output()
-        .await
-        .expect("run concord");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let (ok, out, _) = app.concord(&["audit", "verify"]).await;
+    (ok, out)
 }
 
 async fn exec(app: &TestApp, sql: &str) {
@@ -323,21 +315,13 @@ async fn a_dropped_postgres_connection_mid_append_loses_no_record() {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_gateway_killed_while_it_spools_loses_nothing() {
-    use crate::ops::{binary_config, copy_shipped_policies, free_port};
+    use crate::ops::{binary_config, copy_shipped_policies, free_port, serve};
     let dir = tempfile::tempdir().expect("dir");
     copy_shipped_policies(&dir.path().join("policies"));
     let bin = env!("CARGO_BIN_EXE_concord");
     let start = |port: u16| {
         let config = binary_config(dir.path(), port);
-        let child = tokio::process::Command::new(bin)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("concord starts");
-        (child, config)
+        (serve(&config), config)
     };
     let client = reqwest::Client::new();
     let ready = |port: u16| {
@@ -519,18 +503,7 @@ async fn audit_verify_names_a_tail_cut_off_after_its_head_was_signed() {
 }
 
 async fn export_cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
-        .args(["audit", "export", "--config"])
-        .arg(app.dir().join("concord.toml"))
-        .args(args)
-        .output()
-        .await
-        .expect("run concord");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    app.concord(&[&["audit", "export"], args].concat()).await
 }
 
 #[tokio::test]

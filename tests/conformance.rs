@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::read_path::specs;
-use crate::support::app::{TestApp, matches};
+use crate::support::app::{TestApp, matches, outcome_issues};
 use crate::support::data::{self, ANN};
 use crate::support::upstream::Upstream;
 
@@ -50,17 +50,8 @@ fn tagged(r: &Value) -> bool {
 
 /// Issues of the Bundle's OperationOutcomes that name a conformance problem.
 fn conformance_issues(bundle: &Value) -> Vec<Value> {
-    bundle["entry"]
-        .as_array()
+    outcome_issues(bundle)
         .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "outcome")
-        .flat_map(|e| {
-            e["resource"]["issue"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
         .filter(|i| {
             i["diagnostics"]
                 .as_str()
@@ -150,19 +141,8 @@ async fn off_passes_the_resource_on_unchecked_and_metadata_lists_the_profiles() 
 }
 
 async fn source_check(app: &TestApp, source: &str) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
-        .args([
-            "source", "check", "--sample", "50", "--source", source, "--config",
-        ])
-        .arg(app.dir().join("concord.toml"))
-        .output()
+    app.concord(&["source", "check", "--sample", "50", "--source", source])
         .await
-        .expect("run concord");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

@@ -197,6 +197,18 @@ pub(crate) fn copy_shipped_policies(to: &std::path::Path) {
     }
 }
 
+/// Starts `concord serve --config {config}`, its output discarded, killed when dropped.
+pub(crate) fn serve(config: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("concord starts")
+}
+
 pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
     l.local_addr().expect("addr").port()
@@ -239,14 +251,7 @@ async fn sighup_reloads_the_policy_set() {
     let config = binary_config(dir.path(), port);
     let policies = dir.path().join("policies");
     copy_shipped_policies(&policies);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("concord starts");
+    let mut child = serve(&config);
     let client = reqwest::Client::new();
     let readyz = || async {
         let r = client

@@ -253,6 +253,23 @@ impl TestApp {
         self._dir.path()
     }
 
+    /// Runs `concord {args} --config {this gateway's config}`: whether it succeeded, what it
+    /// printed to stdout and to stderr.
+    pub(crate) async fn concord(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir().join("concord.toml"))
+            .output()
+            .await
+            .expect("run concord");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// A token signed by the key this gateway trusts, with the default claims changed or
     /// added by `extra` (a `null` value removes a claim).
     pub(crate) fn token_with(&self, extra: &[(&str, Value)]) -> String {
@@ -435,8 +452,8 @@ pub(crate) fn matches(bundle: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// The diagnostics of OperationOutcome entries (search.mode = outcome).
-pub(crate) fn outcomes(bundle: &Value) -> Vec<String> {
+/// The issues of OperationOutcome entries (search.mode = outcome).
+pub(crate) fn outcome_issues(bundle: &Value) -> Vec<Value> {
     bundle["entry"]
         .as_array()
         .into_iter()
@@ -448,6 +465,13 @@ pub(crate) fn outcomes(bundle: &Value) -> Vec<String> {
                 .cloned()
                 .unwrap_or_default()
         })
+        .collect()
+}
+
+/// The diagnostics of OperationOutcome entries (search.mode = outcome).
+pub(crate) fn outcomes(bundle: &Value) -> Vec<String> {
+    outcome_issues(bundle)
+        .iter()
         .map(|i| i["diagnostics"].as_str().unwrap_or_default().to_owned())
         .collect()
 }
