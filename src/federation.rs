@@ -190,10 +190,14 @@ impl Federation {
         if problems.is_empty() {
             return Verdict::Conforms;
         }
-        self.metrics.source_fault(&info.id, "nonconformant", 1);
         match info.conformance {
+            // Counted with the other dropped resources (`Fault::Nonconformant`).
             Conformance::Drop => Verdict::Drop,
-            _ => Verdict::Flag(problems),
+            _ => {
+                self.metrics
+                    .source_fault(&info.id, Fault::Nonconformant.kind(), 1);
+                Verdict::Flag(problems)
+            }
         }
     }
 
@@ -381,8 +385,7 @@ impl Federation {
         dropped: Vec<Fault>,
         reports: &mut Vec<SourceReport>,
     ) {
-        // Nonconformant ones were counted when they were checked.
-        for fault in dropped.iter().filter(|f| **f != Fault::Nonconformant) {
+        for fault in &dropped {
             self.metrics.source_fault(&info.id, fault.kind(), 1);
         }
         let faults = dropped.iter().filter(|f| **f != Fault::Unserved).count();
@@ -594,12 +597,13 @@ impl Federation {
             local_patient_ids: person.links.get(source_id).unwrap_or(&empty),
             labels: plan.labels,
         };
-        let flagged = match self.verdict(source.info(), &resource) {
-            Verdict::Conforms => false,
-            Verdict::Flag(_) => true,
-            Verdict::Drop => return Ok(None),
+        let verdict = self.verdict(source.info(), &resource);
+        let flagged = matches!(verdict, Verdict::Flag(_));
+        let normalised = match verdict {
+            Verdict::Drop => Err(Fault::Nonconformant),
+            _ => normalise(Arc::new(resource), &ctx),
         };
-        match normalise(Arc::new(resource), &ctx) {
+        match normalised {
             Ok(mut r) => {
                 if flagged {
                     tag_nonconformant(&mut r);
