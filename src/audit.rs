@@ -121,7 +121,22 @@ pub struct Body {
     pub outcome: String,
     /// The HTTP status.
     pub status: u16,
+    /// Why the record is flagged for IG review, besides break-glass (whose purpose is
+    /// ETREAT): `consent-withdrawn-by-staff`. Absent from records written before it existed,
+    /// and from the canonical encoding when there is none, so older hashes still hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
+    /// For a record of requests turned away by the rate limit for callers without a valid
+    /// token: how many there were from this client in the window (one record per client per
+    /// window, not one per request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<u64>,
 }
+
+/// Review reason: a staff member recorded the withdrawal of a person's objection to sharing.
+pub const REVIEW_CONSENT_WITHDRAWN_BY_STAFF: &str = "consent-withdrawn-by-staff";
+/// Review reason: emergency access (break-glass).
+pub const REVIEW_BREAK_GLASS: &str = "break-glass";
 
 /// A stored (or spooled) record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +189,15 @@ impl AuditKey {
         }
     }
 
+    /// A keyed hash of a value kept out of a record (128 bits, hex), separated from record
+    /// hashes by its own prefix.
+    pub fn digest(&self, value: &str) -> String {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        ctx.update(b"concord:audit:withheld-value\0");
+        ctx.update(value.as_bytes());
+        crate::hex(&ctx.sign().as_ref()[..16])
+    }
+
     /// The keyed hash of a record at `seq` in `chain` after `prev_hash`.
     pub fn hash(&self, chain: &str, seq: i64, prev_hash: &str, body: &str) -> String {
         let mut ctx = hmac::Context::with_key(&self.0);
@@ -206,6 +230,9 @@ pub struct Options {
     /// Most records per transaction ([`MAX_BATCH`]; 1 turns group commit off, for
     /// benchmarks).
     pub max_batch: usize,
+    /// Longest a batch waits for the store before it goes to the spool instead (only with
+    /// a spool: without one, waiting is the only way to keep the record).
+    pub store_wait: Duration,
 }
 
 impl Default for Options {
@@ -217,6 +244,7 @@ impl Default for Options {
             witness: heads::Witness::default(),
             retry: Duration::from_secs(1),
             max_batch: MAX_BATCH,
+            store_wait: Duration::from_millis(250),
         }
     }
 }
@@ -261,6 +289,8 @@ pub struct AuditLog {
     id: Arc<str>,
     jobs: tokio::sync::mpsc::Sender<Job>,
     status: Arc<Status>,
+    spool_dir: Option<PathBuf>,
+    key: AuditKey,
 }
 
 #[derive(Debug)]
@@ -285,9 +315,10 @@ impl AuditLog {
             signed: AtomicI64::new(-1),
             ..Status::default()
         });
+        let spool_dir = options.spool_dir.clone();
         let writer = Writer {
             store,
-            key,
+            key: key.clone(),
             id: id.clone(),
             options,
             status: status.clone(),
@@ -298,7 +329,35 @@ impl AuditLog {
             checkpoint: None,
         };
         tokio::spawn(writer.run(queue));
-        AuditLog { id, jobs, status }
+        AuditLog {
+            id,
+            jobs,
+            status,
+            spool_dir,
+            key,
+        }
+    }
+
+    /// A keyed hash of a value the record must not keep (an unknown parameter's value, say):
+    /// equal values give equal digests, and nobody without the audit key can test a guess.
+    pub fn keyed_digest(&self, value: &str) -> String {
+        self.key.digest(value)
+    }
+
+    /// Whether a record could be kept now: the store takes an append (tried and rolled
+    /// back, within `wait`), or the spool takes a file. Readiness asks this after a failed
+    /// append, so that it comes back by itself once either is repaired, without waiting for
+    /// a request (a load balancer sends none to an unready instance).
+    pub async fn can_keep(&self, store: &Store, wait: Duration) -> bool {
+        if let Ok(Ok(())) = tokio::time::timeout(wait, store.probe_audit_append()).await {
+            return true;
+        }
+        let Some(dir) = self.spool_dir.clone() else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || spool::writable(&dir))
+            .await
+            .unwrap_or(false)
     }
 
     /// This process's chain id.
@@ -425,7 +484,7 @@ impl Writer {
         }
         let mut refused = None;
         if self.spool.is_none() {
-            match self.store.append_audit(&rows).await {
+            match self.bounded(self.store.append_audit(&rows)).await {
                 Ok(()) => {
                     self.stored = Some((seq - 1, prev.clone()));
                     self.next = (seq, prev);
@@ -513,7 +572,7 @@ impl Writer {
         let Some(path) = self.spool.as_ref().map(|s| s.file_path().to_owned()) else {
             return;
         };
-        match replay(&self.store, &self.key, &path).await {
+        match self.bounded(replay(&self.store, &self.key, &path)).await {
             Ok(last) => {
                 if let Some(spool) = self.spool.take()
                     && let Err(e) = spool.remove()
@@ -534,6 +593,23 @@ impl Writer {
                 tracing::error!(error = %e, "the audit spool cannot be replayed");
                 self.set_problem(Some(e));
             }
+        }
+    }
+
+    /// Runs a store operation for at most `store_wait` when there is a spool to fall back on,
+    /// so that a store that hangs costs callers milliseconds, not the store's own timeouts.
+    /// An operation cut short may still finish in the store: the spool's replay finds such
+    /// records there and skips them.
+    async fn bounded<T, E: From<StoreError>>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        if self.options.spool_dir.is_none() {
+            return operation.await;
+        }
+        match tokio::time::timeout(self.options.store_wait, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(E::from(StoreError::Timeout(self.options.store_wait))),
         }
     }
 
@@ -634,6 +710,12 @@ impl Writer {
 fn answer(batch: &mut Vec<Job>, rows: Vec<(Record, Columns)>) {
     for (job, (record, _)) in batch.drain(..).zip(rows) {
         let _ = job.reply.send(Ok(record));
+    }
+}
+
+impl From<StoreError> for Replay {
+    fn from(e: StoreError) -> Self {
+        Replay::Store(e)
     }
 }
 
@@ -740,6 +822,8 @@ pub struct Columns {
     pub purpose: Option<String>,
     /// The outcome.
     pub outcome: String,
+    /// Why it is flagged for IG review, if it is.
+    pub review: Option<String>,
 }
 
 impl Columns {
@@ -752,6 +836,7 @@ impl Columns {
             org: body.org.clone(),
             purpose: body.purpose.clone(),
             outcome: body.outcome.clone(),
+            review: body.review.clone(),
         }
     }
 }

@@ -391,10 +391,23 @@ impl Verifier {
 
     fn principal(&self, claims: &Map<String, Value>) -> Result<Principal, AuthError> {
         let names = &self.claims;
-        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        let user = text(&names.user)
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| AuthError::Claim(names.user.clone()))?;
+        // A text claim: identity providers send empty strings for claims they have no value
+        // for, so an empty (or blank) one counts as absent; one with control characters is
+        // refused, since it would reach the audit log and FHIR, whose strings forbid them.
+        let text = |name: &str| -> Result<Option<String>, AuthError> {
+            match claims.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.chars().any(char::is_control) => {
+                    Err(AuthError::Claim(name.to_owned()))
+                }
+                Some(Value::String(s)) => {
+                    let s = s.trim();
+                    Ok((!s.is_empty()).then(|| s.to_owned()))
+                }
+                Some(_) => Err(AuthError::Claim(name.to_owned())),
+            }
+        };
+        let user = text(&names.user)?.ok_or_else(|| AuthError::Claim(names.user.clone()))?;
         let scopes = match claims.get(&names.scope) {
             Some(Value::String(s)) => Scopes::parse(s),
             Some(Value::Array(items)) => Scopes::parse(
@@ -410,7 +423,14 @@ impl Verifier {
             None => None,
             Some(Value::String(n)) => Some(PatientContext {
                 nhs: NhsNumber::parse(n).map_err(|_| AuthError::Claim(names.nhs_number.clone()))?,
-                acting_for_relationship: text(&names.relationship),
+                // INVARIANT: an empty relationship is refused, never read as absent: absent
+                // would make a carer's token the person's own.
+                acting_for_relationship: match claims.get(&names.relationship) {
+                    Some(Value::String(r)) if r.trim().is_empty() => {
+                        return Err(AuthError::Claim(names.relationship.clone()));
+                    }
+                    _ => text(&names.relationship)?,
+                },
             }),
             Some(_) => return Err(AuthError::Claim(names.nhs_number.clone())),
         };
@@ -422,10 +442,10 @@ impl Verifier {
         }
         Ok(Principal {
             user,
-            name: text(&names.name),
-            org: text(&names.org),
-            role: text(&names.role),
-            purpose_of_use: text(&names.purpose_of_use).unwrap_or_else(|| {
+            name: text(&names.name)?,
+            org: text(&names.org)?,
+            role: text(&names.role)?,
+            purpose_of_use: text(&names.purpose_of_use)?.unwrap_or_else(|| {
                 match &patient {
                     None => "TREAT",
                     Some(p) if p.acting_for_relationship.is_some() => "FAMRQT",

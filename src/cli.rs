@@ -38,9 +38,10 @@ pub enum Command {
         /// The user's organisation (ODS code).
         #[arg(long, default_value = "A81001")]
         org: String,
-        /// HL7 v3 PurposeOfUse.
-        #[arg(long, default_value = "TREAT")]
-        purpose: String,
+        /// HL7 v3 PurposeOfUse; by default TREAT for staff, PATRQT for a patient token and
+        /// FAMRQT for a carer's (as the gateway assumes when a token names none).
+        #[arg(long)]
+        purpose: Option<String>,
         /// Make a patient token for the person with this NHS number.
         #[arg(long)]
         patient: Option<String>,
@@ -228,6 +229,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     "user/*.rs".into()
                 }
+            });
+            let purpose = purpose.unwrap_or_else(|| {
+                match (&patient, &relationship) {
+                    (None, _) => "TREAT",
+                    (Some(_), Some(_)) => "FAMRQT",
+                    (Some(_), None) => "PATRQT",
+                }
+                .into()
             });
             let spec = crate::auth::DevToken {
                 user,

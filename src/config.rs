@@ -102,6 +102,13 @@ pub struct ServerConfig {
     pub max_page_size: usize,
     /// Require a verified bearer token (any valid token) for `/metrics`.
     pub metrics_require_token: bool,
+    /// Requests without a valid token answered per client address per minute (401, or the
+    /// CapabilityStatement), each audited; beyond it 429, counted in one audit record per
+    /// client per minute. 0 turns the limit off. Behind a load balancer every caller shares
+    /// its address: raise it there.
+    pub unauthenticated_per_minute: u32,
+    /// The rate limit's window, in seconds (default 60: the limit is per minute).
+    pub rate_limit_window_secs: u64,
     /// `[server.tls]`: serve HTTPS (and optionally demand client certificates).
     pub tls: Option<ServerTlsConfig>,
 }
@@ -151,6 +158,8 @@ impl Default for ServerConfig {
             default_page_size: 50,
             max_page_size: 1_000,
             metrics_require_token: false,
+            unauthenticated_per_minute: 120,
+            rate_limit_window_secs: 60,
             tls: None,
         }
     }
@@ -306,6 +315,15 @@ pub struct AuditConfig {
     pub witness_file: Option<PathBuf>,
     /// A URL each signed head is POSTed to as JSON.
     pub witness_url: Option<String>,
+    /// Longest an audit batch waits for the store before its records go to the spool
+    /// instead, in milliseconds: a store that hangs (a lock held elsewhere, a stalled
+    /// network) costs callers this much, not the store's own timeouts.
+    #[serde(default = "default_store_wait")]
+    pub store_wait_ms: u64,
+}
+
+fn default_store_wait() -> u64 {
+    250
 }
 
 fn default_spool_dir() -> PathBuf {
@@ -764,6 +782,12 @@ impl Config {
                 "must not be larger than server.max_page_size",
             ));
         }
+        if s.rate_limit_window_secs == 0 || s.rate_limit_window_secs > 3_600 {
+            return Err(invalid(
+                "server.rate_limit_window_secs",
+                "must be from 1 to 3600",
+            ));
+        }
         if s.max_url_bytes < 256 {
             return Err(invalid("server.max_url_bytes", "must be at least 256"));
         }
@@ -773,6 +797,12 @@ impl Config {
         if let Some(audit) = &self.audit {
             if audit.head_interval_secs == 0 {
                 return Err(invalid("audit.head_interval_secs", "must be at least 1"));
+            }
+            if !(10..=60_000).contains(&audit.store_wait_ms) {
+                return Err(invalid(
+                    "audit.store_wait_ms",
+                    "must be from 10 to 60000 (milliseconds)",
+                ));
             }
             if let Some(url) = &audit.witness_url {
                 check_http_url("audit.witness_url", url)?;

@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod date;
+pub mod json;
 pub mod nhs_number;
 pub mod outcome;
 pub mod reference;

@@ -8,6 +8,7 @@ mod audit_event;
 pub mod capability;
 mod consent;
 pub mod error;
+pub mod limit;
 pub mod query;
 pub mod tls;
 
@@ -57,6 +58,8 @@ pub struct Inner {
     pub audit: crate::audit::AuditLog,
     /// False while the last audit append failed (`/readyz` is then unready).
     pub(crate) audit_ok: std::sync::atomic::AtomicBool,
+    /// The rate limit for callers without a valid token.
+    pub(crate) limiter: limit::Limiter,
 }
 
 impl std::ops::Deref for AppState {
@@ -78,6 +81,7 @@ impl AppState {
         audit: crate::audit::AuditLog,
     ) -> Self {
         let base = config.base_url();
+        let limiter = limit::Limiter::new(config.unauthenticated_per_minute);
         Self(Arc::new(Inner {
             federation,
             verifier,
@@ -88,7 +92,25 @@ impl AppState {
             consents: access::ConsentCache::new(consent_cache),
             audit,
             audit_ok: std::sync::atomic::AtomicBool::new(true),
+            limiter,
         }))
+    }
+
+    /// Ends the rate limit's window every `window`: each client turned away in it gets one
+    /// audit record with the count. Stops when the state is dropped.
+    pub fn spawn_rate_limit_windows(&self, window: std::time::Duration) {
+        let state = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(window);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(state) = state.upgrade() else {
+                    return;
+                };
+                audit::record_refusals(&AppState(state)).await;
+            }
+        });
     }
 }
 
@@ -99,43 +121,52 @@ pub fn app(state: AppState) -> Router {
 
 /// The router; with `assumed`, every FHIR request runs as that principal without a token
 /// (only [`crate::testing`] does this, to measure what authentication costs).
+///
+/// Every request under `/fhir`, whatever becomes of it (answered, refused by a check, a route
+/// that does not exist, a method that is not allowed), passes the audit layer, which records
+/// it before its answer leaves; inside it, [`guard`] checks the request's size and media type
+/// and verifies the bearer token (but for `/fhir/metadata`, which is public).
 pub(crate) fn router(state: AppState, assumed: Option<crate::auth::Principal>) -> Router {
-    // Every FHIR route needs a verified token, but the CapabilityStatement (added after the
-    // layer, so it is not covered by it).
     let fhir = Router::new()
+        .route("/metadata", get(api::metadata))
         .route("/Patient/{id}/$everything", get(api::everything))
         .route("/Consent", get(consent::search).post(consent::create))
         .route("/AuditEvent", get(audit_event::search))
         .route("/AuditEvent/{id}", get(audit_event::read))
         .route("/{type}", get(api::search_type))
-        .route("/{type}/{id}", get(api::read));
-    let fhir = match assumed {
-        None => fhir.route_layer(middleware::from_fn_with_state(state.clone(), authenticate)),
-        Some(principal) => fhir.route_layer(middleware::from_fn(
-            move |mut request: Request, next: Next| {
-                let principal = principal.clone();
-                request.extensions_mut().insert(principal.clone());
-                async move {
-                    let mut response = next.run(request).await;
-                    response.extensions_mut().insert(principal);
-                    response
-                }
-            },
-        )),
-    };
-    // Outside authentication, so refused requests are recorded too.
-    let fhir = fhir.route_layer(middleware::from_fn_with_state(state.clone(), audit::record));
-    let fhir = fhir.route("/metadata", get(api::metadata));
+        .route("/{type}/{id}", get(api::read))
+        .fallback(fallback)
+        .layer(middleware::from_fn_with_state(
+            (state.clone(), assumed.map(Arc::new)),
+            guard,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record));
     let mut ops = Router::new().route("/metrics", get(metrics));
     if state.config.metrics_require_token {
-        ops = ops.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        ops = ops.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     }
+    // What falls outside the nest but is still under `/fhir` (`/fhir/`, say) goes through
+    // the same layers, so that it is recorded too.
+    let stray = fhir.clone().with_state(state.clone());
     Router::new()
         .nest("/fhir", fhir)
         .merge(ops)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .fallback(fallback)
+        .route("/readyz/detail", get(readiness_detail))
+        .fallback(move |request: Request| {
+            let stray = stray.clone();
+            async move {
+                if request.uri().path().starts_with("/fhir") {
+                    use tower::ServiceExt;
+                    return match stray.oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    };
+                }
+                fallback(request.method().clone()).await.into_response()
+            }
+        })
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
         ))
@@ -168,35 +199,90 @@ async fn fallback(method: Method) -> ApiError {
     ApiError::not_found("no such endpoint; see /fhir/metadata")
 }
 
-/// Verifies the bearer token and hands the [`crate::auth::Principal`] to the handler.
-async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// Marks an answer that the rate limit for callers without a valid token turned away: the
+/// limiter counts it, and the audit layer records the count per client per minute instead
+/// of a record per request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateLimited;
+
+/// Every `/fhir` request, inside the audit layer: the size and media-type checks, then the
+/// bearer token (verified, and handed to the handler and to the audit record as the
+/// [`crate::auth::Principal`]); `/fhir/metadata` needs none. Requests without a valid token
+/// count against the caller's address's allowance ([`limit`]).
+async fn guard(
+    State((state, assumed)): State<(AppState, Option<Arc<crate::auth::Principal>>)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let public = request.uri().path() == "/metadata";
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<tls::Peer>>()
+        .map(|peer| peer.0.addr.ip());
+    let verified = match &assumed {
+        Some(principal) => Ok((**principal).clone()),
+        None => {
+            let header = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap_or("\u{1}"));
+            state.verifier.verify_header(header)
+        }
+    };
+    let mut principal = match verified {
+        Ok(principal) => principal,
+        Err(e) => {
+            if state.limiter.check(client) == limit::Verdict::Refuse {
+                let mut response = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "throttled",
+                    "too many requests without a valid token from this address; try again in a minute",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                response.extensions_mut().insert(RateLimited);
+                return response;
+            }
+            if public {
+                return match precheck(&state.config, &request, true) {
+                    Err(e) => e.into_response(),
+                    Ok(()) => next.run(request).await,
+                };
+            }
+            tracing::info!(reason = %e, "request refused: bad or missing bearer token");
+            return ApiError::unauthorized(&e).into_response();
+        }
+    };
+    principal.client_certificate = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<tls::Peer>>()
+        .and_then(|peer| peer.0.client_certificate.clone());
+    let checked = precheck(&state.config, &request, true)
+        .and_then(|()| break_glass_reason(request.headers(), &principal));
+    let mut response = match checked {
+        Ok(reason) => {
+            principal.break_glass = reason;
+            request.extensions_mut().insert(principal.clone());
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    };
+    // For the audit record.
+    response.extensions_mut().insert(principal);
+    response
+}
+
+/// A verified bearer token, for `/metrics` when the config asks for one.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{1}"));
     match state.verifier.verify_header(header) {
-        Ok(mut principal) => {
-            principal.client_certificate = request
-                .extensions()
-                .get::<axum::extract::ConnectInfo<tls::Peer>>()
-                .and_then(|peer| peer.0.client_certificate.clone());
-            let reason = break_glass_reason(request.headers(), &principal);
-            let mut response = match reason {
-                Ok(reason) => {
-                    principal.break_glass = reason;
-                    request.extensions_mut().insert(principal.clone());
-                    next.run(request).await
-                }
-                Err(e) => e.into_response(),
-            };
-            // For the audit record.
-            response.extensions_mut().insert(principal);
-            response
-        }
-        Err(e) => {
-            tracing::info!(reason = %e, "request refused: bad or missing bearer token");
-            ApiError::unauthorized(&e).into_response()
-        }
+        Ok(_) => next.run(request).await,
+        Err(e) => ApiError::unauthorized(&e).into_response(),
     }
 }
 
@@ -280,7 +366,14 @@ async fn request_context(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
 
-    let mut response = match precheck(&state.config, &request) {
+    // Under `/fhir` the checks run inside the audit layer ([`guard`]), so that what they
+    // refuse is recorded too.
+    let checked = if request.uri().path().starts_with("/fhir") {
+        Ok(())
+    } else {
+        precheck(&state.config, &request, false)
+    };
+    let mut response = match checked {
         Err(e) => e.into_response(),
         Ok(()) => next.run(request).await,
     };
@@ -342,7 +435,8 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-fn precheck(config: &ServerConfig, request: &Request<Body>) -> Result<(), ApiError> {
+/// The URL and body size limits; for FHIR requests (`fhir`), JSON-only content negotiation.
+fn precheck(config: &ServerConfig, request: &Request<Body>, fhir: bool) -> Result<(), ApiError> {
     let uri_len = request
         .uri()
         .path_and_query()
@@ -372,7 +466,7 @@ fn precheck(config: &ServerConfig, request: &Request<Body>) -> Result<(), ApiErr
             ),
         ));
     }
-    if request.uri().path().starts_with("/fhir")
+    if fhir
         && let Some(accept) = request
             .headers()
             .get(header::ACCEPT)
@@ -419,9 +513,60 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
-/// Ready when the store answers. Sources are listed with their breaker state: a source that is
-/// down makes answers partial, not the gateway unready.
+/// Ready when the store answers and the audit log can keep a record. The open endpoint says
+/// only that (a load balancer needs no more, and nobody else should learn the sources, their
+/// organisations or the file paths of a failed reload); the detail is
+/// [`readiness_detail`]'s.
 async fn readyz(State(state): State<AppState>) -> Response {
+    let (ready, _) = readiness(&state).await;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = if ready {
+        r#"{"status":"ready"}"#
+    } else {
+        r#"{"status":"unready"}"#
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `GET /readyz/detail`: the operator's readiness view, for a staff token with the
+/// [`crate::auth::scopes::OPERATOR`] scope. Sources are listed with their breaker state: a
+/// source that is down makes answers partial, not the gateway unready.
+async fn readiness_detail(State(state): State<AppState>, request: Request) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{1}"));
+    match state.verifier.verify_header(header) {
+        Err(e) => return ApiError::unauthorized(&e).into_response(),
+        Ok(p) if p.patient.is_some() || !p.scopes.operator() => {
+            return ApiError::insufficient_scope(&format!(
+                "the readiness detail (scope `{}`)",
+                crate::auth::scopes::OPERATOR
+            ))
+            .into_response();
+        }
+        Ok(_) => {}
+    }
+    let (ready, body) = readiness(&state).await;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Whether the gateway is ready, and the detail.
+async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
     let store_ok = match state.federation.store().ping().await {
         Ok(()) => true,
         Err(e) => {
@@ -435,7 +580,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .iter()
         .map(|s| json!({"id": s.info().id, "name": s.info().name, "ods": s.info().ods, "breaker": s.breaker_state().name()}))
         .collect();
-    let audit_ok = state.audit_ok.load(std::sync::atomic::Ordering::Relaxed);
+    let mut audit_ok = state.audit_ok.load(std::sync::atomic::Ordering::Relaxed);
+    if !audit_ok
+        && state
+            .audit
+            .can_keep(state.federation.store(), std::time::Duration::from_secs(2))
+            .await
+    {
+        // The last append failed, but a record could be kept now: ready again without
+        // waiting for a request to prove it (a load balancer sends none to an unready
+        // instance).
+        state
+            .audit_ok
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        audit_ok = true;
+    }
     let health = state.audit.health();
     let ready = store_ok && audit_ok;
     let set = state.policies.current();
@@ -461,17 +620,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "reload_error": reload.error,
         },
     });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (ready, body)
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -557,6 +706,7 @@ fn audit_options(config: &crate::config::AuditConfig) -> Result<crate::audit::Op
         },
         retry: std::time::Duration::from_secs(1),
         max_batch: crate::audit::MAX_BATCH,
+        store_wait: std::time::Duration::from_millis(config.store_wait_ms),
     })
 }
 
@@ -610,7 +760,7 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
             })?;
         federation = federation.with_profiles(Arc::new(profiles));
     }
-    Ok(AppState::new(
+    let state = AppState::new(
         federation,
         verifier,
         metrics,
@@ -618,5 +768,9 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         policies,
         std::time::Duration::from_millis(config.store.consent_cache_ms),
         audit,
-    ))
+    );
+    state.spawn_rate_limit_windows(std::time::Duration::from_secs(
+        config.server.rate_limit_window_secs,
+    ));
+    Ok(state)
 }

@@ -29,6 +29,9 @@ pub enum StoreError {
     /// A stored value is not what the schema promises.
     #[error("corrupt row in `{0}`")]
     Corrupt(&'static str),
+    /// The store did not answer within the time the caller could wait.
+    #[error("the store did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// A connection pool to one of the two backends.
@@ -326,7 +329,7 @@ impl Store {
 macro_rules! audit_select {
     ($rest:literal) => {
         concat!(
-            "SELECT chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash FROM audit_records",
+            "SELECT chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review, body, prev_hash, hash FROM audit_records",
             $rest
         )
     };
@@ -341,13 +344,27 @@ type AuditRow = (
     Option<String>,
     Option<String>,
     String,
+    Option<String>,
     String,
     String,
     String,
 );
 
 fn audit_row(r: AuditRow) -> crate::audit::Row {
-    let (chain, seq, recorded_us, person, user, org, purpose, outcome, body, prev_hash, hash) = r;
+    let (
+        chain,
+        seq,
+        recorded_us,
+        person,
+        user,
+        org,
+        purpose,
+        outcome,
+        review,
+        body,
+        prev_hash,
+        hash,
+    ) = r;
     crate::audit::Row {
         record: crate::audit::Record {
             chain,
@@ -363,6 +380,7 @@ fn audit_row(r: AuditRow) -> crate::audit::Row {
             org,
             purpose,
             outcome,
+            review,
         },
     }
 }
@@ -377,7 +395,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             // Many rows per statement: one round trip to the database per 256 records.
             for chunk in rows.chunks(256) {
-                let mut insert = sqlx::QueryBuilder::new("INSERT INTO audit_records (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash) ");
+                let mut insert = sqlx::QueryBuilder::new("INSERT INTO audit_records (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review, body, prev_hash, hash) ");
                 insert.push_values(chunk, |mut row, (record, c)| {
                     row.push_bind(record.chain.clone())
                         .push_bind(record.seq)
@@ -387,6 +405,7 @@ impl Store {
                         .push_bind(c.org.clone())
                         .push_bind(c.purpose.clone())
                         .push_bind(c.outcome.clone())
+                        .push_bind(c.review.clone())
                         .push_bind(record.body.clone())
                         .push_bind(record.prev_hash.clone())
                         .push_bind(record.hash.clone());
@@ -394,6 +413,22 @@ impl Store {
                 insert.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Tries an audit append without keeping it: one row in a transaction that is rolled
+    /// back. It meets what a real append meets (locks, triggers, constraints, a read-only or
+    /// full disk), so readiness can tell that the audit log could be written again.
+    pub async fn probe_audit_append(&self) -> Result<(), StoreError> {
+        let chain = format!("probe-{}", uuid::Uuid::new_v4());
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO audit_records (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review, body, prev_hash, hash) VALUES ($1, 0, 0, NULL, NULL, NULL, NULL, 'probe', NULL, '{}', '', '')")
+                .bind(chain)
+                .execute(&mut *tx)
+                .await?;
+            tx.rollback().await?;
         });
         Ok(())
     }
@@ -526,6 +561,9 @@ pub enum AuditColumn {
     Purpose,
     /// `outcome`: `success`, `refused` or `error`.
     Outcome,
+    /// `review`: why the record is flagged for IG review (`break-glass`,
+    /// `consent-withdrawn-by-staff`); absent on most records.
+    Review,
 }
 
 impl AuditColumn {
@@ -537,6 +575,7 @@ impl AuditColumn {
             AuditColumn::Org => "org",
             AuditColumn::Purpose => "purpose",
             AuditColumn::Outcome => "outcome",
+            AuditColumn::Review => "review",
         }
     }
 }
@@ -603,6 +642,9 @@ impl Store {
                     }
                     AuditColumn::Outcome if values.iter().all(|v| v != "success") => {
                         sql.push(" AND outcome <> 'success'");
+                    }
+                    AuditColumn::Review => {
+                        sql.push(" AND review IS NOT NULL");
                     }
                     _ => {}
                 }

@@ -353,12 +353,31 @@ async fn a_community_nurse_needs_a_care_relationship() {
     assert!(disclosed(&body).contains("CarePlan/social.cp-s"));
     assert!(!disclosed(&body).contains("Condition/gp.c-hiv"));
 
-    // Eve is not known to community services: nothing of hers goes to its nurse.
+    // Eve is not known to community services: nothing of hers goes to its nurse, and the
+    // answer is the one for a person nobody knows (issue 13: it must not tell them apart).
     let (status, body) = as_(&w.app, &token, &format!("Patient/{eve}/$everything"), &[]).await;
+    let unknown = uuid::Uuid::new_v4();
+    let (unknown_status, unknown_body) = as_(
+        &w.app,
+        &token,
+        &format!("Patient/{unknown}/$everything"),
+        &[],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(matches(&body).is_empty(), "{body}");
+    assert_eq!(unknown_status, StatusCode::OK, "{unknown_body}");
     assert_eq!(body["total"], 0);
-    assert!(withheld_notice(&body));
+    // The same answer, but for the Bundle's own id and time.
+    let shown = |b: &Value, id: &str| {
+        json!([b["total"], b["link"], b["entry"]])
+            .to_string()
+            .replace(id, "ID")
+    };
+    assert_eq!(
+        shown(&body, &eve),
+        shown(&unknown_body, &unknown.to_string())
+    );
+    assert!(!withheld_notice(&body));
     let (status, _) = as_(&w.app, &token, "Condition/gp.c-eve", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -679,7 +698,7 @@ async fn an_agreement_past_its_valid_until_stops_disclosures() {
 
 /// Reads `/readyz` as JSON.
 async fn readyz(app: &TestApp) -> Value {
-    let (status, text) = app.get_root("/readyz").await;
+    let (status, text) = app.readiness().await;
     assert_eq!(status, StatusCode::OK, "{text}");
     serde_json::from_str(&text).expect("json")
 }
@@ -1151,4 +1170,163 @@ async fn the_notice_is_not_given_for_types_a_provider_never_holds() {
     // Social care does hold Encounters, which no rule lets the GP see: said.
     let (_, encounters) = as_(&w.app, &token, &format!("Encounter?patient={dora}"), &[]).await;
     assert!(withheld_notice(&encounters), "{encounters}");
+}
+
+/// A Consent as staff send it when the person asked in person, by letter or by phone.
+fn on_request(body: Vec<u8>, by: &str, how: &str) -> Vec<u8> {
+    let mut consent: Value = serde_json::from_slice(&body).expect("json");
+    consent["verification"] = json!([{
+        "verified": true,
+        "verifiedWith": {"reference": format!("Patient/{by}")},
+        "verificationDate": "2026-11-28",
+        "extension": [{"url": "https://fhir.concord.health/StructureDefinition/request-method", "valueCode": how}]
+    }]);
+    consent.to_string().into_bytes()
+}
+
+/// Issue 13, defect 1: an organisation could lift an objection aimed at itself.
+#[tokio::test]
+async fn only_the_person_lifts_an_objection_and_staff_withdrawals_go_to_review() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let dora_token = w.app.token_with(&[
+        (
+            "scope",
+            json!("patient/*.rs patient/Consent.cs patient/AuditEvent.rs"),
+        ),
+        ("nhs_number", json!(DORA)),
+        ("role", json!("patient")),
+        ("org", Value::Null),
+    ]);
+    let writer = |org: &str, role: &str| {
+        w.app.token_with(&[
+            ("org", json!(org)),
+            ("role", json!(role)),
+            ("scope", json!("user/*.rs user/Consent.c")),
+        ])
+    };
+    let everything = format!("Patient/{dora}/$everything");
+    let nurse = staff(&w.app, "RY4", "nurse");
+    let (_, before) = as_(&w.app, &nurse, &everything, &[]).await;
+    let shared = from(&before, "gp");
+    assert!(shared > 0, "{before}");
+
+    // Dora objects to her GP record being shared; community nurses see none of it.
+    let objection = consent(&dora, "CST", "A81001", "active");
+    let (status, _) = post_consent(&w.app, &dora_token, objection).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let gp_seen = || async { from(&as_(&w.app, &nurse, &everything, &[]).await.1, "gp") };
+    assert_eq!(gp_seen().await, 0);
+
+    // A community nurse with Consent.c cannot lift it: not without Dora's documented request,
+    // and not by slipping a second `status` into the body either.
+    let nurse_writer = writer("RY4", "nurse");
+    let lift = consent(&dora, "CST", "A81001", "inactive");
+    let (status, body) = post_consent(&w.app, &nurse_writer, lift.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("documented request"), "{body}");
+    let sneaky = String::from_utf8(consent(&dora, "CST", "A81001", "active"))
+        .expect("utf-8")
+        .replacen(
+            "\"status\":\"active\"",
+            "\"status\":\"active\",\"status\":\"inactive\"",
+            1,
+        );
+    let (status, body) = post_consent(&w.app, &nurse_writer, sneaky.into_bytes()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["issue"][0]["expression"][0], "status", "{body}");
+    let mut modified: Value = serde_json::from_slice(&lift).expect("json");
+    modified["modifierExtension"] =
+        json!([{"url": "https://example.org/means-the-opposite", "valueBoolean": true}]);
+    let (status, body) =
+        post_consent(&w.app, &nurse_writer, modified.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["issue"][0]["expression"][0], "modifierExtension");
+    // A request "from" someone else is no request of Dora's.
+    let eve = person_id(&w.app, EVE).await;
+    let (status, _) = post_consent(
+        &w.app,
+        &nurse_writer,
+        on_request(lift.clone(), &eve, "phone"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(gp_seen().await, 0, "the objection still stands");
+
+    // An objection to sharing with the council: its own staff never lift it, even on request.
+    let (status, _) = post_consent(
+        &w.app,
+        &dora_token,
+        consent(&dora, "PRCP", "LA001", "active"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let council = writer("LA001", "social-worker");
+    let council_lift = on_request(
+        consent(&dora, "PRCP", "LA001", "inactive"),
+        &dora,
+        "in-person",
+    );
+    let (status, body) = post_consent(&w.app, &council, council_lift).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("own organisation"), "{body}");
+
+    // On Dora's documented request (her letter), the nurse records the withdrawal...
+    let (status, recorded) =
+        post_consent(&w.app, &nurse_writer, on_request(lift, &dora, "letter")).await;
+    assert_eq!(status, StatusCode::CREATED, "{recorded}");
+    assert_eq!(
+        recorded["verification"][0]["verifiedWith"]["reference"],
+        format!("Patient/{dora}")
+    );
+    assert_eq!(gp_seen().await, shared);
+
+    // ... which goes to IG review like an emergency access ...
+    let ig = w.app.token_with(&[
+        ("org", json!("X24")),
+        ("role", json!("ig-lead")),
+        ("scope", json!("user/AuditEvent.rs")),
+    ]);
+    let (status, queue) = as_(
+        &w.app,
+        &ig,
+        "AuditEvent?review=consent-withdrawn-by-staff",
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{queue}");
+    let flagged = matches(&queue);
+    assert_eq!(flagged.len(), 1, "{queue}");
+    assert!(flagged[0].to_string().contains("\"RY4\""), "{queue}");
+    // ... and Dora sees it in her own audit trail.
+    let (status, mine) = as_(
+        &w.app,
+        &dora_token,
+        &format!("AuditEvent?patient={dora}"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    let reviewed: Vec<Value> = matches(&mine)
+        .into_iter()
+        .filter(|e| e.to_string().contains("consent-withdrawn-by-staff"))
+        .collect();
+    assert_eq!(reviewed.len(), 1, "{mine}");
+
+    // Dora herself lifts her objection to the council at any time, with no review.
+    let (status, _) = post_consent(
+        &w.app,
+        &dora_token,
+        consent(&dora, "PRCP", "LA001", "inactive"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, queue) = as_(
+        &w.app,
+        &ig,
+        "AuditEvent?review=consent-withdrawn-by-staff",
+        &[],
+    )
+    .await;
+    assert_eq!(matches(&queue).len(), 1);
 }

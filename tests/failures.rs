@@ -286,7 +286,7 @@ async fn a_source_that_keeps_failing_is_skipped_by_its_breaker() {
         "{why:?}"
     );
     assert_eq!(ids(&all.body), vec!["gp.o1", "gp.o2"]);
-    let (status, ready) = app.get_root("/readyz").await;
+    let (status, ready) = app.readiness().await;
     assert_eq!(
         status,
         StatusCode::OK,

@@ -17,6 +17,7 @@ mod conformance;
 mod demo;
 mod errors;
 mod failures;
+mod hostile;
 mod hygiene;
 mod ops;
 mod paging;

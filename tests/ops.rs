@@ -11,7 +11,24 @@ async fn health_readiness_and_metrics() {
     let (gp, community, social) = three_sources().await;
     let app = TestApp::start(specs(&gp, &community, &social)).await;
     assert_eq!(app.get_root("/healthz").await.0, StatusCode::OK);
+    // The open endpoint says ready or not, and nothing else.
     let (status, body) = app.get_root("/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, r#"{"status":"ready"}"#);
+    // The detail is for operators: no token is 401, a token without the scope 403.
+    assert_eq!(
+        app.get_root("/readyz/detail").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let plain = app
+        .client
+        .get(format!("{}/readyz/detail", app.origin))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(plain.status(), StatusCode::FORBIDDEN);
+    let (status, body) = app.readiness().await;
     assert_eq!(status, StatusCode::OK);
     let ready: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(ready["status"], "ready");
@@ -253,9 +270,21 @@ async fn sighup_reloads_the_policy_set() {
     copy_shipped_policies(&policies);
     let mut child = serve(&config);
     let client = reqwest::Client::new();
+    let operator = std::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args([
+            "dev-token",
+            "--scope",
+            "user/*.rs concord.operator",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("dev-token");
+    let operator = String::from_utf8_lossy(&operator.stdout).trim().to_owned();
     let readyz = || async {
         let r = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .get(format!("http://127.0.0.1:{port}/readyz/detail"))
+            .bearer_auth(&operator)
             .send()
             .await
             .ok()?;

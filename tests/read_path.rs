@@ -220,7 +220,12 @@ async fn an_unknown_nhs_number_finds_nobody() {
         .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body["total"], 0);
-    assert!(a.body.get("entry").is_none(), "{}", a.body);
+    assert!(matches(&a.body).is_empty(), "{}", a.body);
+    assert_eq!(
+        outcomes(&a.body),
+        [concord::server::api::NOTHING_TO_SHOW],
+        "the one notice every empty answer carries"
+    );
     // Every source was asked.
     for up in [&gp, &community, &social] {
         assert_eq!(up.request_count(), 1);

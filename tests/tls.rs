@@ -337,8 +337,9 @@ async fn a_source_the_gateway_cannot_authenticate_to_is_reported() {
         assert_eq!(found.status, StatusCode::OK, "{label}");
         assert!(entries(&found.body, "Patient").is_empty(), "{label}");
         let why = outcomes(&found.body);
-        assert_eq!(why.len(), 1, "{label}: {why:?}");
-        assert!(why[0].contains("Riverside GP (gp)"), "{label}: {why:?}");
+        assert_eq!(why.len(), 2, "{label}: {why:?}");
+        assert_eq!(why[0], concord::server::api::NOTHING_TO_SHOW, "{label}");
+        assert!(why[1].contains("Riverside GP (gp)"), "{label}: {why:?}");
         let text = found.body.to_string();
         let upstream = setup.upstream.base_url().replace("/fhir", "");
         for secret in ["invalid_client", "token", "certificate", upstream.as_str()] {
@@ -372,7 +373,8 @@ async fn a_source_whose_certificate_is_not_from_its_ca_is_refused() {
     .await;
     let found = app.get(&search_ann()).await;
     assert!(entries(&found.body, "Patient").is_empty());
-    assert_eq!(outcomes(&found.body).len(), 1, "{}", found.body);
+    // The notice every empty answer carries, and the source that could not be asked.
+    assert_eq!(outcomes(&found.body).len(), 2, "{}", found.body);
     assert_eq!(setup.upstream.request_count(), 0);
     assert_eq!(setup.upstream.token_requests(), 0);
 }

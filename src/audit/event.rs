@@ -44,6 +44,12 @@ pub const EXT_SOURCE_OUTCOME: &str = extension_url!("audit-source-outcome");
 /// On the requesting agent: the subject of the client certificate the request came with
 /// (valueString).
 pub const EXT_CLIENT_CERTIFICATE: &str = extension_url!("audit-client-certificate");
+/// Why the record is flagged for IG review (`break-glass`, `consent-withdrawn-by-staff`);
+/// shown to the person too.
+pub const EXT_REVIEW: &str = extension_url!("audit-review");
+/// How many requests without a valid token the rate limit turned away from this client in
+/// one window (the record stands for all of them).
+pub const EXT_RATE_LIMITED: &str = extension_url!("audit-rate-limited-count");
 
 const EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
 const INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
@@ -193,6 +199,13 @@ pub fn render(record: &Record, view: View) -> Result<Value, Unreadable> {
     event.insert("id".into(), id(&record.chain, record.seq).into());
     if full {
         event.insert("extension".into(), Value::Array(extensions(record, &body)));
+    } else if let Some(review) = &body.review {
+        // The person sees that a record about them went to IG review, and why (for example
+        // their objection withdrawn by staff on their request).
+        event.insert(
+            "extension".into(),
+            json!([{"url": EXT_REVIEW, "valueCode": review}]),
+        );
     }
     event.insert(
         "type".into(),
@@ -220,7 +233,11 @@ pub fn render(record: &Record, view: View) -> Result<Value, Unreadable> {
         }),
     );
     event.insert("entity".into(), Value::Array(entities(&body, full)));
-    Ok(Value::Object(event))
+    let mut event = Value::Object(event);
+    // INVARIANT: FHIR forbids empty strings, objects and arrays; whatever a record holds
+    // (an identity provider's empty claim in an old record, say), none is served.
+    crate::fhir::json::prune_empty(&mut event);
+    Ok(event)
 }
 
 fn outcome_desc(status: u16) -> String {
@@ -247,6 +264,13 @@ fn extensions(record: &Record, body: &Body) -> Vec<Value> {
     ];
     if let Some(reason) = &body.break_glass_reason {
         out.push(ext_string(EXT_BREAK_GLASS_REASON, reason));
+    }
+    if let Some(review) = &body.review {
+        out.push(json!({"url": EXT_REVIEW, "valueCode": review}));
+    }
+    if let Some(count) = body.rate_limited {
+        let count = count.min(i32::MAX as u64);
+        out.push(json!({"url": EXT_RATE_LIMITED, "valueUnsignedInt": count}));
     }
     // unsignedInt holds up to 2^31 - 1.
     let withheld = body.withheld.min(i32::MAX as usize);

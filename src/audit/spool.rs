@@ -57,6 +57,25 @@ pub struct Spool {
     records: u64,
 }
 
+/// True when a file can be made, written and synced in `dir` now (it is removed again): the
+/// spool could take records. For readiness, which must find its own way back once a
+/// broken spool directory is repaired.
+pub fn writable(dir: &Path) -> bool {
+    let probe = dir.join(format!(".probe-{}", uuid::Uuid::new_v4().simple()));
+    let written = std::fs::create_dir_all(dir).is_ok()
+        && OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&probe)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, b"probe")?;
+                f.sync_all()
+            })
+            .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
 impl Spool {
     /// The path of `chain`'s spool in `dir`.
     pub fn path(dir: &Path, chain: &str) -> PathBuf {

@@ -97,7 +97,7 @@ async fn each_kind_of_tampering_is_found_at_the_right_record() {
         ),
         ("DELETE FROM audit_records WHERE seq = 4", "missing", 5),
         (
-            "INSERT INTO audit_records SELECT chain, 100, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash FROM audit_records WHERE seq = 9",
+            "INSERT INTO audit_records (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash) SELECT chain, 100, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash FROM audit_records WHERE seq = 9",
             "missing or was inserted",
             100,
         ),

@@ -49,7 +49,12 @@ struct Scope {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scopes {
     granted: Vec<Scope>,
+    operator: bool,
 }
+
+/// The scope that lets a staff token see the operator's readiness view (`/readyz/detail`):
+/// sources, breakers, the audit log's state and the policy set.
+pub const OPERATOR: &str = "concord.operator";
 
 fn parse_one(raw: &str) -> Option<Scope> {
     let (context, rest) = raw.split_once('/')?;
@@ -87,7 +92,13 @@ impl Scopes {
     pub fn parse(raw: &str) -> Scopes {
         Scopes {
             granted: raw.split_whitespace().filter_map(parse_one).collect(),
+            operator: raw.split_whitespace().any(|s| s == OPERATOR),
         }
+    }
+
+    /// True when the token carries [`OPERATOR`].
+    pub fn operator(&self) -> bool {
+        self.operator
     }
 
     /// True when some scope of `context` allows `interaction` on `resource_type`.

@@ -218,3 +218,51 @@ fn a_remembered_token_is_not_trusted_past_its_expiry() {
     }
     assert_eq!(v.verify(&t).err(), Some(AuthError::Expired));
 }
+
+#[test]
+fn empty_claims_count_as_absent_and_control_characters_are_refused() {
+    let m = mint();
+    let v = Verifier::from_config(&m.config).expect("keys load");
+    // Identity providers send "" for claims they have no value for.
+    let blank = sign(
+        &m,
+        "ed",
+        &claims(&[
+            ("org", "".into()),
+            ("name", "  ".into()),
+            ("role", "".into()),
+            ("purpose_of_use", "".into()),
+        ]),
+    );
+    let p = v.verify(&blank).expect("valid");
+    assert_eq!((p.org, p.name, p.role), (None, None, None));
+    assert_eq!(p.purpose_of_use, "TREAT");
+    // A blank user is no user.
+    let nobody = sign(&m, "ed", &claims(&[("sub", " ".into())]));
+    assert_eq!(
+        v.verify(&nobody).err(),
+        Some(AuthError::Claim("sub".into()))
+    );
+    // Control characters would reach the audit log and FHIR strings.
+    let nul = sign(&m, "ed", &claims(&[("org", "A81\u{0}001".into())]));
+    assert_eq!(v.verify(&nul).err(), Some(AuthError::Claim("org".into())));
+    let number = sign(&m, "ed", &claims(&[("org", 81001.into())]));
+    assert_eq!(
+        v.verify(&number).err(),
+        Some(AuthError::Claim("org".into()))
+    );
+    // An empty relationship never makes a carer's token the person's own.
+    let carer = sign(
+        &m,
+        "ed",
+        &claims(&[
+            ("scope", "patient/*.rs".into()),
+            ("nhs_number", "9434765919".into()),
+            ("acting_for_relationship", "".into()),
+        ]),
+    );
+    assert_eq!(
+        v.verify(&carer).err(),
+        Some(AuthError::Claim("acting_for_relationship".into()))
+    );
+}

@@ -57,6 +57,52 @@ pub struct Choice {
     pub org: String,
     /// True to object, false to withdraw an objection.
     pub active: bool,
+    /// The person's own request, as staff documented it (`Consent.verification`): who asked
+    /// and how. Staff may record a withdrawal only with one.
+    pub request: Option<Request>,
+}
+
+/// The extension on `Consent.verification` that says how the person asked.
+pub const REQUEST_METHOD_URL: &str =
+    "https://fhir.concord.health/StructureDefinition/request-method";
+
+/// How a person asked for a choice to be recorded on their behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Face to face.
+    InPerson,
+    /// In a letter.
+    Letter,
+    /// On the telephone.
+    Phone,
+}
+
+impl Method {
+    /// Its code in [`REQUEST_METHOD_URL`].
+    pub fn code(self) -> &'static str {
+        match self {
+            Method::InPerson => "in-person",
+            Method::Letter => "letter",
+            Method::Phone => "phone",
+        }
+    }
+
+    fn parse(code: &str) -> Option<Method> {
+        [Method::InPerson, Method::Letter, Method::Phone]
+            .into_iter()
+            .find(|m| m.code() == code)
+    }
+}
+
+/// A person's documented request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The gateway id of the person who asked (must be the person the Consent is about).
+    pub by: String,
+    /// How they asked.
+    pub method: Method,
+    /// When (a FHIR dateTime as sent).
+    pub date: String,
 }
 
 /// Why a Consent cannot be recorded (safe to send to the caller).
@@ -150,6 +196,10 @@ pub fn parse(body: &Value) -> Result<(String, Choice), ConsentError> {
             ));
         }
     };
+    let request = match body.get("verification") {
+        None => None,
+        Some(v) => Some(request(v)?),
+    };
     let identifier = actor.pointer("/reference/identifier");
     let org = identifier
         .filter(|i| i.get("system").and_then(Value::as_str) == Some(ODS_SYSTEM))
@@ -166,13 +216,62 @@ pub fn parse(body: &Value) -> Result<(String, Choice), ConsentError> {
             kind,
             org: org.to_owned(),
             active,
+            request,
         },
     ))
 }
 
+/// Reads `Consent.verification`: exactly one entry, verified, with the person who asked
+/// (`verifiedWith`), when (`verificationDate`) and how (the [`REQUEST_METHOD_URL`]
+/// extension).
+fn request(verification: &Value) -> Result<Request, ConsentError> {
+    let shape = || {
+        ConsentError(format!(
+            "Consent.verification must be one entry: `verified: true`, `verifiedWith` the person (`Patient/{{id}}`), `verificationDate`, and an extension `{REQUEST_METHOD_URL}` with valueCode `in-person`, `letter` or `phone`"
+        ))
+    };
+    let [entry] = verification.as_array().map_or(&[][..], Vec::as_slice) else {
+        return Err(shape());
+    };
+    if entry.get("verified").and_then(Value::as_bool) != Some(true) {
+        return Err(shape());
+    }
+    let by = entry
+        .pointer("/verifiedWith/reference")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("Patient/"))
+        .filter(|id| crate::fhir::reference::is_valid_id(id))
+        .ok_or_else(shape)?;
+    let date = entry
+        .get("verificationDate")
+        .and_then(Value::as_str)
+        .filter(|d| crate::fhir::date::parse(d).is_some())
+        .ok_or_else(shape)?;
+    let methods: Vec<&Value> = entry
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.get("url").and_then(Value::as_str) == Some(REQUEST_METHOD_URL))
+        .collect();
+    let [method] = methods.as_slice() else {
+        return Err(shape());
+    };
+    let method = method
+        .get("valueCode")
+        .and_then(Value::as_str)
+        .and_then(Method::parse)
+        .ok_or_else(shape)?;
+    Ok(Request {
+        by: by.to_owned(),
+        method,
+        date: date.to_owned(),
+    })
+}
+
 /// The Consent the gateway stores and serves for a choice.
 pub fn render(id: &str, person: &str, choice: &Choice, recorded: &str, recorder: &Value) -> Value {
-    json!({
+    let mut consent = json!({
         "resourceType": "Consent",
         "id": id,
         "meta": {"lastUpdated": recorded},
@@ -190,7 +289,16 @@ pub fn render(id: &str, person: &str, choice: &Choice, recorded: &str, recorder:
                 "reference": {"identifier": {"system": ODS_SYSTEM, "value": choice.org}}
             }]
         }
-    })
+    });
+    if let Some(request) = &choice.request {
+        consent["verification"] = json!([{
+            "extension": [{"url": REQUEST_METHOD_URL, "valueCode": request.method.code()}],
+            "verified": true,
+            "verifiedWith": {"reference": format!("Patient/{}", request.by)},
+            "verificationDate": request.date,
+        }]);
+    }
+    consent
 }
 
 /// The objections that stand, from the person's stored choices (oldest first).
@@ -245,7 +353,8 @@ mod tests {
             Choice {
                 kind: Kind::NotFrom,
                 org: "A81001".into(),
-                active: true
+                active: true,
+                request: None,
             }
         );
         let rendered = render("c1", &patient, &choice, "2026-11-25T10:00:00Z", &json!({}));
@@ -288,6 +397,46 @@ mod tests {
         for (body, says) in cases {
             let e = parse(&body).expect_err(says);
             assert!(e.0.contains(says), "{says}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_documented_request_is_read_and_rendered_back() {
+        let mut body = consent("CST", "A81001", "inactive");
+        body["verification"] = json!([{
+            "verified": true,
+            "verifiedWith": {"reference": "Patient/0b7c9c1e-6f7a-4a43-9b8e-2f0d8f6c9a11"},
+            "verificationDate": "2026-11-28",
+            "extension": [{"url": REQUEST_METHOD_URL, "valueCode": "letter"}]
+        }]);
+        let (_, choice) = parse(&body).expect("valid");
+        let request = choice.request.clone().expect("request");
+        assert_eq!(request.method, Method::Letter);
+        assert_eq!(request.by, "0b7c9c1e-6f7a-4a43-9b8e-2f0d8f6c9a11");
+        let rendered = render(
+            "c1",
+            &request.by,
+            &choice,
+            "2026-11-28T10:00:00Z",
+            &json!({}),
+        );
+        assert_eq!(parse(&rendered).expect("round trip").1, choice);
+        // Each part is required; anything else is refused with what to send.
+        for broken in [
+            json!([]),
+            json!({"verified": true}),
+            json!([{"verified": false, "verifiedWith": {"reference": "Patient/x"}, "verificationDate": "2026-11-28",
+                    "extension": [{"url": REQUEST_METHOD_URL, "valueCode": "letter"}]}]),
+            json!([{"verified": true, "verifiedWith": {"reference": "Patient/x"}, "verificationDate": "2026-11-28",
+                    "extension": [{"url": REQUEST_METHOD_URL, "valueCode": "telepathy"}]}]),
+            json!([{"verified": true, "verifiedWith": {"reference": "Patient/x"}, "verificationDate": "yesterday",
+                    "extension": [{"url": REQUEST_METHOD_URL, "valueCode": "phone"}]}]),
+            json!([{"verified": true, "verifiedWith": {"reference": "Patient/x"}, "verificationDate": "2026-11-28"}]),
+        ] {
+            let mut body = consent("CST", "A81001", "inactive");
+            body["verification"] = broken.clone();
+            let e = parse(&body).expect_err("refused");
+            assert!(e.0.contains("Consent.verification"), "{broken}: {e}");
         }
     }
 

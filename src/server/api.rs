@@ -51,7 +51,7 @@ pub async fn search_type(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult {
-    let pairs = query::pairs(raw.as_deref());
+    let pairs = query::pairs(raw.as_deref())?;
     let strict = query::strict(&headers);
     if resource_type == "Patient" {
         require(&principal, "Patient", Interaction::Search)?;
@@ -94,7 +94,13 @@ pub async fn search_type(
                 "Patient/{patient} is not known"
             )));
         }
-        return Ok(empty_for_unknown(&state, def.name, &search.used));
+        return Ok(nothing_to_show(
+            &state,
+            def.name,
+            &search.used,
+            search.pretty,
+            &[],
+        ));
     };
     let collected = state.federation.collect(&person.0, &plan, deadline).await;
     let mut reports = person.1;
@@ -108,6 +114,10 @@ pub async fn search_type(
         .filter(|r| search.filters.iter().all(|f| f.matches(r.value())))
         .collect();
     let sources = access.source_outcomes(&asking, Some(&person.0), &reports);
+    if matching.is_empty() && search.cursor.is_none() {
+        let response = nothing_to_show(&state, def.name, &search.used, search.pretty, &reports);
+        return Ok(AuditFacts::new(Some(person.0.id), sources, &notices, &[]).attach(response));
+    }
     let (response, sent) = paged(&state, def.name, &search, matching, reports, None, &notices);
     Ok(AuditFacts::new(Some(person.0.id), sources, &notices, &sent).attach(response))
 }
@@ -174,8 +184,23 @@ fn served_type(name: &str) -> Result<&'static TypeDef, ApiError> {
     })
 }
 
-fn empty_for_unknown(state: &AppState, path: &str, used: &Used) -> Response {
-    // Nothing was asked of any source about a person; nothing to say about agreements.
+/// What every answer that discloses nothing says, whatever the reason: the person is not
+/// known, the agreements permit the caller nothing of theirs, or their providers did not
+/// answer. One text for all, so that a caller who may see nothing of a person cannot tell
+/// whether the person is known anywhere.
+pub const NOTHING_TO_SHOW: &str = "No record that you may see was found. The person may not be known, the data-sharing agreements in force may not permit you to see their records, or a provider may not have answered: this view may be incomplete.";
+
+/// The answer to a search that disclosed nothing: the same whether or not the person is
+/// known, and whatever the agreements withheld (`used` comes from the request alone). Sources
+/// that did not answer are still named: they are about the providers, not the person, and
+/// resolving an NHS number asks the same sources whether or not anyone holds it.
+fn nothing_to_show(
+    state: &AppState,
+    path: &str,
+    used: &Used,
+    pretty: bool,
+    reports: &[SourceReport],
+) -> Response {
     let mut bundle = Searchset::new(&state.base);
     bundle
         .total(0)
@@ -183,12 +208,18 @@ fn empty_for_unknown(state: &AppState, path: &str, used: &Used) -> Response {
     bundle.entry(
         operation_outcome(&[Issue::new(
             Severity::Information,
-            "not-found",
-            "no patient with this id is known to the gateway",
+            "informational",
+            NOTHING_TO_SHOW,
         )]),
         SearchMode::Outcome,
     );
-    bundle_response(&bundle, false)
+    add_outcomes(&mut bundle, reports, used, &Notices::default());
+    bundle_response(&bundle, pretty)
+}
+
+/// The 404 a patient token gets for anyone but their own person, known or not.
+fn not_known(what: &str) -> ApiError {
+    ApiError::not_found(format!("{what}: {NOTHING_TO_SHOW}"))
 }
 
 /// `GET /fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}`.
@@ -262,27 +293,27 @@ async fn patient_search(
     bundle.link("self", query::link(&state.base, "Patient", &used.pairs));
     let person_id = resolution.person.as_ref().map(|p| p.id);
     let sources = access.source_outcomes(&asking, resolution.person.as_ref(), &reports);
-    match resolution.person {
-        Some(person) => {
-            let collected = state.federation.collect(&person, &plan, deadline).await;
-            reports.extend(collected.reports);
-            let consent = state.consents.of(&state.federation, &person).await?;
-            let (patients, seen) =
-                access.disclose(&state.federation, &person, &consent, collected.resources);
-            notices = seen;
-            notices.withheld |= access.narrowed(&asking, &state.federation, &person);
-            if patients.is_empty() {
-                bundle.total(0);
-            } else {
-                bundle
-                    .total(1)
-                    .entry(merge_patient(person.id, &patients), SearchMode::Match);
-                sent.push(format!("Patient/{}", person.id));
-            }
+    // What resolving the number met: the same sources are asked whether or not anyone holds
+    // it, so these are all an answer that discloses nothing may name.
+    let resolving = reports.clone();
+    if let Some(person) = resolution.person {
+        let collected = state.federation.collect(&person, &plan, deadline).await;
+        reports.extend(collected.reports);
+        let consent = state.consents.of(&state.federation, &person).await?;
+        let (patients, seen) =
+            access.disclose(&state.federation, &person, &consent, collected.resources);
+        notices = seen;
+        notices.withheld |= access.narrowed(&asking, &state.federation, &person);
+        if !patients.is_empty() {
+            bundle
+                .total(1)
+                .entry(merge_patient(person.id, &patients), SearchMode::Match);
+            sent.push(format!("Patient/{}", person.id));
         }
-        None => {
-            bundle.total(0);
-        }
+    }
+    if sent.is_empty() {
+        let response = nothing_to_show(state, "Patient", &used, pretty, &resolving);
+        return Ok(AuditFacts::new(person_id, sources, &notices, &sent).attach(response));
     }
     add_outcomes(&mut bundle, &reports, &used, &notices);
     Ok(AuditFacts::new(person_id, sources, &notices, &sent)
@@ -367,7 +398,7 @@ pub async fn read(
 /// Query parameters a read accepts: `_format` and `_pretty`.
 pub(super) fn read_options(raw: Option<&str>) -> Result<bool, ApiError> {
     let mut pretty = false;
-    for (name, value) in query::pairs(raw) {
+    for (name, value) in query::pairs(raw)? {
         match name.as_str() {
             "_format" => query::check_format(&value)?,
             "_pretty" => pretty = value == "true",
@@ -412,7 +443,7 @@ pub async fn everything(
     let mut count = state.config.max_page_size;
     let mut cursor = None;
     let mut pretty = false;
-    for (name, value) in query::pairs(raw.as_deref()) {
+    for (name, value) in query::pairs(raw.as_deref())? {
         match name.as_str() {
             "_type" => {
                 let mut wanted = Vec::new();
@@ -461,9 +492,14 @@ pub async fn everything(
     let plan = access.plan(&asking);
     let deadline = deadline(&state);
     let found = find_person(&state, &id, &plan, deadline).await?;
+    let path = format!("Patient/{id}/$everything");
     let Some((person, mut reports)) = found.filter(|(p, _)| principal.may_see_person(&p.nhs))
     else {
-        return Err(ApiError::not_found(format!("Patient/{id} is not known")));
+        if principal.patient.is_some() {
+            // A patient token learns nothing about anyone else, not even whether they exist.
+            return Err(not_known(&format!("Patient/{id}")));
+        }
+        return Ok(nothing_to_show(&state, &path, &used, pretty, &[]));
     };
     let Collected {
         resources,
@@ -479,6 +515,11 @@ pub async fn everything(
         .into_iter()
         .partition(|r| r.resource_type() == "Patient");
     let patient = (!patients.is_empty()).then(|| merge_patient(person.id, &patients));
+    if patient.is_none() && others.is_empty() && cursor.is_none() {
+        // As for a person nobody knows; providers that did not answer are still named.
+        let response = nothing_to_show(&state, &path, &used, pretty, &reports);
+        return Ok(AuditFacts::new(Some(person_id), sources, &notices, &[]).attach(response));
+    }
     let search = TypeSearch {
         patient: Some(id.clone()),
         filters: Vec::new(),
@@ -488,15 +529,7 @@ pub async fn everything(
         pretty,
         used,
     };
-    let (response, sent) = paged(
-        &state,
-        &format!("Patient/{id}/$everything"),
-        &search,
-        others,
-        reports,
-        patient,
-        &notices,
-    );
+    let (response, sent) = paged(&state, &path, &search, others, reports, patient, &notices);
     Ok(AuditFacts::new(Some(person_id), sources, &notices, &sent).attach(response))
 }
 

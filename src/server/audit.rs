@@ -17,6 +17,8 @@ use uuid::Uuid;
 use super::access::Notices;
 use super::error::ApiError;
 use super::{AppState, REQUEST_ID, tls};
+
+mod target;
 use crate::audit::{Body, Disclosure, SourceOutcome};
 use crate::auth::Principal;
 
@@ -31,6 +33,8 @@ pub(crate) struct AuditFacts {
     pub(crate) disclosed: Vec<Disclosure>,
     /// How many resources were withheld.
     pub(crate) withheld: usize,
+    /// Why the request is flagged for IG review, besides break-glass.
+    pub(crate) review: Option<&'static str>,
 }
 
 impl AuditFacts {
@@ -58,6 +62,7 @@ impl AuditFacts {
             sources,
             disclosed,
             withheld: notices.withheld_count,
+            review: None,
         }
     }
 
@@ -80,12 +85,14 @@ pub(crate) async fn record(
         .get::<MatchedPath>()
         .map_or_else(String::new, |m| m.as_str().to_owned());
     // The URI as the caller sent it (inside `/fhir` the router sees it without the prefix).
-    let target = request
+    let uri = request
         .extensions()
         .get::<OriginalUri>()
-        .map_or_else(|| request.uri(), |o| &o.0)
-        .path_and_query()
-        .map_or_else(String::new, |pq| pq.as_str().to_owned());
+        .map_or_else(|| request.uri(), |o| &o.0);
+    let target = target::recordable(uri.path(), uri.query(), &|value| {
+        state.audit.keyed_digest(value)
+    });
+    let asked_about = target::asked_person(uri.path(), uri.query());
     let request_id = request
         .headers()
         .get(REQUEST_ID)
@@ -96,14 +103,26 @@ pub(crate) async fn record(
         .extensions()
         .get::<ConnectInfo<tls::Peer>>()
         .map(|peer| peer.0.addr.to_string());
-    let asked_about = asked_person(&route, &target);
+    // The policy set in force when the request came in (a reload during it does not change
+    // which set the record names).
+    let policy_hash = state.policies.current().hash.clone();
     let mut response = next.run(request).await;
+    if response.extensions().get::<super::RateLimited>().is_some() {
+        // Counted by the limiter; one record per client per window says how many.
+        return response;
+    }
     let principal = response.extensions_mut().remove::<Principal>();
     let facts = response
         .extensions_mut()
         .remove::<AuditFacts>()
         .unwrap_or_default();
     let status = response.status().as_u16();
+    let break_glass = principal.as_ref().and_then(|p| p.break_glass.clone());
+    let review = match (&break_glass, facts.review) {
+        (_, Some(reason)) => Some(reason.to_owned()),
+        (Some(_), None) => Some(crate::audit::REVIEW_BREAK_GLASS.to_owned()),
+        (None, None) => None,
+    };
     let body = Body {
         recorded_us: jiff::Timestamp::now().as_microsecond(),
         request_id,
@@ -139,7 +158,7 @@ pub(crate) async fn record(
                 p.purpose_of_use.clone()
             }
         }),
-        break_glass_reason: principal.as_ref().and_then(|p| p.break_glass.clone()),
+        break_glass_reason: break_glass,
         // Whose record: as resolved, or else (a refused request) the person the URL names.
         person: facts
             .person
@@ -148,14 +167,11 @@ pub(crate) async fn record(
         sources: facts.sources,
         disclosed: facts.disclosed,
         withheld: facts.withheld,
-        policy_hash: state.policies.current().hash.clone(),
-        outcome: match status {
-            200..=399 => "success",
-            400..=499 => "refused",
-            _ => "error",
-        }
-        .to_owned(),
+        policy_hash,
+        outcome: outcome_of(status).to_owned(),
         status,
+        review,
+        rate_limited: None,
     };
     match state.audit.append(&body).await {
         Ok(_) => {
@@ -175,16 +191,33 @@ pub(crate) async fn record(
     }
 }
 
-/// The person a `Patient/{id}` or `Patient/{id}/$everything` URL names (a gateway person id),
-/// so that a refused request for someone's record is still recorded as about them.
-fn asked_person(route: &str, target: &str) -> Option<uuid::Uuid> {
-    if !matches!(
-        route,
-        "/fhir/{type}/{id}" | "/fhir/Patient/{id}/$everything"
-    ) {
-        return None;
+fn outcome_of(status: u16) -> &'static str {
+    match status {
+        200..=399 => "success",
+        400..=499 => "refused",
+        _ => "error",
     }
-    let rest = target.strip_prefix("/fhir/Patient/")?;
-    let id = rest.split(['/', '?']).next()?;
-    uuid::Uuid::parse_str(id).ok()
+}
+
+/// Records what the rate limit turned away in the window that just ended: one record per
+/// client, with the count.
+pub(crate) async fn record_refusals(state: &AppState) {
+    let policy_hash = state.policies.current().hash.clone();
+    for refusals in state.limiter.roll() {
+        let body = Body {
+            recorded_us: jiff::Timestamp::now().as_microsecond(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            client_address: refusals.client.map(|ip| ip.to_string()),
+            caller: "unauthenticated".to_owned(),
+            policy_hash: policy_hash.clone(),
+            outcome: outcome_of(429).to_owned(),
+            status: 429,
+            rate_limited: Some(refusals.count),
+            ..Body::default()
+        };
+        if let Err(e) = state.audit.append(&body).await {
+            state.audit_ok.store(false, Ordering::Relaxed);
+            tracing::error!(error = %e, "the count of rate-limited requests could not be recorded");
+        }
+    }
 }

@@ -42,6 +42,13 @@ const MAX_PAGE: usize = 500;
 
 const OUTCOME_SYSTEM: &str = "http://hl7.org/fhir/audit-event-outcome";
 const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+/// The system of review reasons (the `review` search parameter's tokens).
+const REVIEW_SYSTEM: &str = crate::audit::event::EXT_REVIEW;
+/// Why records are flagged for IG review.
+const REVIEW_REASONS: [&str; 2] = [
+    crate::audit::REVIEW_BREAK_GLASS,
+    crate::audit::REVIEW_CONSENT_WITHDRAWN_BY_STAFF,
+];
 
 /// Whose records a caller may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +271,23 @@ fn parse(
                 let codes = tokens("purpose", &value, Some(ACT_REASON))?;
                 search.query.equals.push((AuditColumn::Purpose, codes));
             }
+            "review" => {
+                let reasons = tokens("review", &value, Some(REVIEW_SYSTEM))?;
+                if let Some(bad) = reasons
+                    .iter()
+                    .find(|r| !REVIEW_REASONS.contains(&r.as_str()))
+                {
+                    let shown: String = bad.chars().take(64).collect();
+                    return Err(ApiError::bad_param(
+                        "review",
+                        format!(
+                            "`{shown}` is not a review reason; use {}",
+                            REVIEW_REASONS.join(", ")
+                        ),
+                    ));
+                }
+                search.query.equals.push((AuditColumn::Review, reasons));
+            }
             "date" => search.query.recorded.push(date_spans(&value)?),
             "_count" => search.count = query::page_size(&value, page.1)?,
             "_sort" => {
@@ -318,7 +342,12 @@ async fn search_as(
         state.config.default_page_size.min(MAX_PAGE),
         state.config.max_page_size.min(MAX_PAGE),
     );
-    let mut search = parse(query::pairs(raw), query::strict(headers), &state.base, page)?;
+    let mut search = parse(
+        query::pairs(raw)?,
+        query::strict(headers),
+        &state.base,
+        page,
+    )?;
     let person = match viewer {
         Viewer::All => match search.patients.as_slice() {
             [one] if one.len() == 1 => Uuid::parse_str(&one[0]).ok(),

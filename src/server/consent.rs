@@ -4,7 +4,10 @@
 //! `patient/Consent.s` to list); staff record them on the person's behalf (`user/Consent.c`,
 //! `user/Consent.s`) when the person is known to their own organisation (the same care
 //! relationship agreements ask for). Carers cannot record choices for the person. Every
-//! choice is stored before the answer and binds the very next request.
+//! choice is stored before the answer and binds the very next request. Only the person lifts
+//! their own objection; staff record a withdrawal only on the person's documented request,
+//! never for an objection naming their own organisation, and each such record goes to IG
+//! review ([`may_record`]).
 
 use axum::body::Bytes;
 use axum::extract::{Extension, RawQuery, State};
@@ -18,8 +21,8 @@ use super::error::{ApiError, bundle_response, fhir_response};
 use super::query;
 use crate::auth::Principal;
 use crate::auth::scopes::Interaction;
-use crate::fhir::ODS_SYSTEM;
 use crate::fhir::bundle::{SearchMode, Searchset};
+use crate::fhir::{ODS_SYSTEM, json};
 use crate::policy::consent::{self, Kind};
 use crate::store::{ConsentRecord, PersonRecord, StoreError};
 
@@ -111,16 +114,13 @@ pub(super) async fn create(
             "send the Consent as application/fhir+json",
         ));
     }
-    let value: Value = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "structure",
-            "the body is not valid JSON",
-        )
-    })?;
+    let value = json::parse_strict(&body)
+        .and_then(|v| json::refuse_modifiers(&v).map(|()| v))
+        .map_err(json_refused)?;
     let invalid = |e: consent::ConsentError| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.0);
     let (patient, choice) = consent::parse(&value).map_err(invalid)?;
     let person = person_for(&state, &principal, &patient).await?;
+    let review = may_record(&principal, &person, &choice)?;
     if choice.kind == Kind::NotFrom
         && !state
             .federation
@@ -177,7 +177,72 @@ pub(super) async fn create(
     if let Ok(location) = format!("{}/Consent/{id}", state.base).parse() {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(facts(person.id).attach(response))
+    let mut facts = facts(person.id);
+    facts.review = review;
+    Ok(facts.attach(response))
+}
+
+/// A body that is not strict FHIR JSON: 400 naming the element.
+fn json_refused(e: json::JsonError) -> ApiError {
+    let element = match &e {
+        json::JsonError::Duplicate(element) | json::JsonError::Modifier(element) => {
+            Some(element.clone())
+        }
+        json::JsonError::Syntax => None,
+    };
+    let code = match e {
+        json::JsonError::Modifier(_) => "not-supported",
+        _ => "structure",
+    };
+    let mut error = ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string());
+    error.issues[0].expression = element;
+    error
+}
+
+/// Whether this caller may record this choice, and whether it goes to IG review.
+///
+/// Recording an objection restricts sharing, and anyone who may manage the person's choices
+/// may record one. Withdrawing an objection opens sharing again, so:
+/// - the person themself (their own token) may withdraw their own objection at any time;
+/// - staff may record a withdrawal only on the person's documented request
+///   (`Consent.verification`: the person asked, when and how), and never for an objection
+///   that names their own organisation: nobody lifts an objection aimed at themselves. Every
+///   staff-recorded withdrawal is flagged for IG review, and the person sees it in their own
+///   audit trail.
+fn may_record(
+    principal: &Principal,
+    person: &PersonRecord,
+    choice: &consent::Choice,
+) -> Result<Option<&'static str>, ApiError> {
+    if choice.active || principal.patient.is_some() {
+        // An objection; or the person themself (carers were refused in `person_for`).
+        return Ok(None);
+    }
+    if principal.org.as_deref() == Some(choice.org.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an objection that names your own organisation can only be withdrawn by the person themself",
+        ));
+    }
+    let Some(request) = &choice.request else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "staff may record the withdrawal of an objection only on the person's documented request: give Consent.verification (verified, verifiedWith the person, verificationDate, and how they asked in the extension `{}`)",
+                consent::REQUEST_METHOD_URL
+            ),
+        ));
+    };
+    if request.by != person.id.to_string() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Consent.verification.verifiedWith must be the person the Consent is about: only they can ask for their objection to be withdrawn",
+        ));
+    }
+    Ok(Some(crate::audit::REVIEW_CONSENT_WITHDRAWN_BY_STAFF))
 }
 
 /// `GET /fhir/Consent?patient={id}`: every choice recorded for the person, newest first.
@@ -189,7 +254,7 @@ pub(super) async fn search(
     require(&principal, Interaction::Search, "searching")?;
     let mut patient = None;
     let mut pretty = false;
-    for (name, value) in query::pairs(raw.as_deref()) {
+    for (name, value) in query::pairs(raw.as_deref())? {
         match name.as_str() {
             "patient" => patient = Some(value.trim_start_matches("Patient/").to_owned()),
             "_format" => query::check_format(&value)?,

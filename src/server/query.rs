@@ -11,11 +11,56 @@ pub const RESULT_PARAMS: [&str; 4] = ["_count", "_sort", "_format", "_pretty"];
 /// The gateway's paging cursor parameter (opaque to clients: they follow `next` links).
 pub const CURSOR: &str = "_cursor";
 
-/// The raw query as (name, value) pairs, in order.
-pub fn pairs(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+/// Most parameters one request may carry.
+pub const MAX_PARAMS: usize = 32;
+/// Most times one parameter may be repeated (each repetition is an AND).
+pub const MAX_REPEATS: usize = 8;
+/// Most comma-separated alternatives in one parameter's value (an OR).
+pub const MAX_ALTERNATIVES: usize = 20;
+/// Most alternatives in the whole query, over every parameter: what a search can make the
+/// store or the filters do is bounded by this, whatever the caller sends.
+pub const MAX_TOTAL_ALTERNATIVES: usize = 64;
+
+/// The raw query as (name, value) pairs, in order, within the limits above (400 naming the
+/// parameter and the limit beyond them). Every FHIR endpoint reads its query through here.
+pub fn pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut total = 0_usize;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let shown: String = name.chars().take(64).collect();
+        if out.len() == MAX_PARAMS {
+            return Err(ApiError::bad_param(
+                &shown,
+                format!("the request has more than {MAX_PARAMS} parameters, the most accepted"),
+            ));
+        }
+        if out.iter().filter(|(n, _)| *n == name).count() == MAX_REPEATS {
+            return Err(ApiError::bad_param(
+                &shown,
+                format!("is repeated more than {MAX_REPEATS} times, the most accepted"),
+            ));
+        }
+        let alternatives = value.bytes().filter(|b| *b == b',').count() + 1;
+        if alternatives > MAX_ALTERNATIVES {
+            return Err(ApiError::bad_param(
+                &shown,
+                format!(
+                    "has {alternatives} comma-separated values; at most {MAX_ALTERNATIVES} are accepted"
+                ),
+            ));
+        }
+        total += alternatives;
+        if total > MAX_TOTAL_ALTERNATIVES {
+            return Err(ApiError::bad_param(
+                &shown,
+                format!(
+                    "the request has more than {MAX_TOTAL_ALTERNATIVES} values in all parameters together, the most accepted"
+                ),
+            ));
+        }
+        out.push((name.into_owned(), value.into_owned()));
+    }
+    Ok(out)
 }
 
 /// True when the caller asked for `Prefer: handling=strict`.

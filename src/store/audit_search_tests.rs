@@ -25,6 +25,7 @@ fn rows() -> Vec<(Record, Columns)> {
                     org: Some(if i % 5 == 0 { "RY4" } else { "A81001" }.into()),
                     purpose: Some(if i == 7 { "ETREAT" } else { "TREAT" }.into()),
                     outcome: if i % 10 == 9 { "refused" } else { "success" }.into(),
+                    review: (i == 11).then(|| "consent-withdrawn-by-staff".into()),
                 },
             )
         })
@@ -107,6 +108,39 @@ async fn exercise(store: &Store) {
     assert_eq!(n(only(AuditColumn::Purpose, &["ETREAT"])).await, 1);
     assert_eq!(n(only(AuditColumn::Outcome, &["refused"])).await, 3);
     assert_eq!(n(only(AuditColumn::Outcome, &[])).await, 0);
+    assert_eq!(
+        n(only(AuditColumn::Review, &["consent-withdrawn-by-staff"])).await,
+        1
+    );
+
+    // The largest search the API lets through (every alternative a `ne` date, which is two
+    // spans, plus long value lists) is answered, not refused by the database's limits.
+    let alternatives = crate::server::query::MAX_TOTAL_ALTERNATIVES;
+    let mut big = everything.clone();
+    big.recorded = (0..crate::server::query::MAX_REPEATS)
+        .map(|_| {
+            (0..alternatives / crate::server::query::MAX_REPEATS)
+                .flat_map(|i| {
+                    let i = i as i64;
+                    [
+                        AuditSpan {
+                            from: None,
+                            to: Some(i),
+                        },
+                        AuditSpan {
+                            from: Some(i + 1),
+                            to: None,
+                        },
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+    big.equals = vec![(
+        AuditColumn::Person,
+        (0..alternatives).map(|i| format!("person-{i}")).collect(),
+    )];
+    assert_eq!(n(big).await, 30);
 
     // Groups AND; spans within a group OR.
     let mut q = only(AuditColumn::User, &["user-0"]);

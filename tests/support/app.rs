@@ -321,6 +321,19 @@ impl TestApp {
         (resp.status(), resp.text().await.expect("body"))
     }
 
+    /// The operator's readiness view (`/readyz/detail`, with an operator token).
+    pub(crate) async fn readiness(&self) -> (StatusCode, String) {
+        let token = self.token_with(&[("scope", Value::from("user/*.rs concord.operator"))]);
+        let resp = self
+            .client
+            .get(format!("{}/readyz/detail", self.origin))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("gateway answers");
+        (resp.status(), resp.text().await.expect("body"))
+    }
+
     /// The merged Patient's gateway id for an NHS number (asserting it is found).
     pub(crate) async fn patient_id(&self, nhs: &str) -> String {
         let a = self

@@ -5,7 +5,12 @@ use super::*;
 const BASE: &str = "http://gw/fhir";
 
 fn parsed(query: &str) -> Result<Search, ApiError> {
-    parse(query::pairs(Some(query)), false, BASE, (50, MAX_PAGE))
+    parse(
+        query::pairs(Some(query)).expect("within limits"),
+        false,
+        BASE,
+        (50, MAX_PAGE),
+    )
 }
 
 fn us(date: &str) -> i64 {
@@ -115,7 +120,7 @@ fn unknown_parameters_follow_prefer_handling() {
     assert_eq!(lenient.used.ignored, vec!["colour"]);
     assert!(lenient.used.ignored_notice().is_some());
     let strict = parse(
-        query::pairs(Some("colour=blue")),
+        query::pairs(Some("colour=blue")).expect("within limits"),
         true,
         BASE,
         (50, MAX_PAGE),
