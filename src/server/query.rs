@@ -40,6 +40,13 @@ pub fn pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
                 format!("is repeated more than {MAX_REPEATS} times, the most accepted"),
             ));
         }
+        if name.chars().chain(value.chars()).any(char::is_control) {
+            // No FHIR search value holds one, and PostgreSQL cannot hold a NUL in text.
+            return Err(ApiError::bad_param(
+                &shown.replace(char::is_control, "?"),
+                "contains control characters",
+            ));
+        }
         let alternatives = value.bytes().filter(|b| *b == b',').count() + 1;
         if alternatives > MAX_ALTERNATIVES {
             return Err(ApiError::bad_param(
