@@ -2,10 +2,13 @@
 `fhirclient`, whose models reject JSON that does not fit FHIR R4) searches and reads through
 the demo gateway, unchanged.
 
-Usage: CONCORD_TOKEN=... CONCORD_IG_TOKEN=... python interop.py BASE_URL DEMO_DIR
+Usage: CONCORD_TOKEN=... CONCORD_BLANK_TOKEN=... CONCORD_IG_TOKEN=... python interop.py BASE_URL DEMO_DIR
 
-CONCORD_TOKEN is a clinician's token; CONCORD_IG_TOKEN an information-governance lead's
-(role ig-lead, scope user/AuditEvent.rs), which reads the audit log as AuditEvents.
+CONCORD_TOKEN is a clinician's token; CONCORD_BLANK_TOKEN one whose `org` and `name` claims
+are empty strings, as identity providers send them; CONCORD_IG_TOKEN an
+information-governance lead's (role ig-lead, scope user/AuditEvent.rs), which reads the
+audit log as AuditEvents. Every AuditEvent is parsed by two strict R4 models written by
+others: fhirclient's and `fhir.resources` (pydantic, R4B, which refuses empty values).
 """
 
 import json
@@ -13,6 +16,8 @@ import os
 import pathlib
 import sys
 
+import requests
+from fhir.resources.R4B.auditevent import AuditEvent as StrictAuditEvent
 from fhirclient import client
 from fhirclient.models.auditevent import AuditEvent
 from fhirclient.models.bundle import Bundle
@@ -70,6 +75,20 @@ def main(base, demo):
     kinds = sorted({e.resource.resource_type for e in everything.entry})
     sources = sorted({e.resource.meta.source for e in everything.entry if e.resource.meta and e.resource.meta.source})
 
+    # Requests with empty claims, and refusals of every kind, are audited too.
+    blank = {"Authorization": "Bearer " + os.environ["CONCORD_BLANK_TOKEN"]}
+    # (Without an organisation no agreement lets this clinician see anything: 403.)
+    for path, headers, status in [
+        (f"Patient/{patient.id}/$everything", blank, 403),
+        (f"Patient/{patient.id}/_history", blank, 404),
+        (f"Patient/{patient.id}", {**blank, "Accept": "application/fhir+xml"}, 406),
+        (f"Patient/{patient.id}", {}, 401),
+        (f"Patient/{patient.id}?access_token=" + os.environ["CONCORD_TOKEN"], server.session.headers, 200),
+    ]:
+        got = requests.get(base + path, headers=headers)
+        assert got.status_code == status, (path, got.status_code, got.text)
+        assert got.json()["resourceType"] in ("OperationOutcome", "Patient"), got.text
+
     # The requests above were audited. An IG lead reads them back as AuditEvents, newest first,
     # every one parsed by fhirclient's strict R4 model, following next links to the end.
     ig = client.FHIRClient(settings={"app_id": "concord-interop-ig", "api_base": base}).server
@@ -81,6 +100,7 @@ def main(base, demo):
         for entry in page.get("entry", []):
             if entry["search"]["mode"] == "match":
                 events.append(AuditEvent(entry["resource"]))  # strict: raises on anything not R4
+                StrictAuditEvent.parse_obj(entry["resource"])  # and refuses empty values
         nxt = [link["url"] for link in page.get("link", []) if link["relation"] == "next"]
         if not nxt:
             break
@@ -89,8 +109,10 @@ def main(base, demo):
     assert len(ids) >= 5 and len(set(ids)) == len(ids), f"{len(ids)} AuditEvents, {len(set(ids))} distinct"
     times = [e.recorded.datetime for e in events]
     assert times == sorted(times, reverse=True), "newest first"
-    assert any(e.subtype[0].code == "operation" for e in events), "the $everything was audited"
+    assert any(e.subtype and e.subtype[0].code == "operation" for e in events), "the $everything was audited"
     assert all(e.agent[0].requestor for e in events)
+    assert {406, 404, 401} <= {int(e.outcomeDesc.split()[1]) for e in events}, "refusals are audited"
+    assert os.environ["CONCORD_TOKEN"] not in json.dumps([e.as_json() for e in events]), "no token kept"
     AuditEvent.read(ids[0], ig)
 
     print(f"interop: fhirclient read {len(everything.entry)} resources ({', '.join(kinds)}) from {len(sources)} sources; "
