@@ -731,3 +731,74 @@ async fn hostile_tokens_and_headers_are_refused_and_recorded() {
     let last = bodies(&app).await.pop().expect("records");
     assert!(last.request_id.len() <= 128 && !last.request_id.contains('<'));
 }
+
+/// Scopes and roles: a token asks for more than it was granted; each is refused (403, or 404
+/// for another person's record) and recorded.
+#[tokio::test]
+async fn scopes_that_do_not_cover_the_request_are_refused_and_recorded() {
+    let (app, id) = gateway().await;
+    let token = app.token.clone();
+    let with = |claims: &[(&str, Value)]| format!("Bearer {}", app.token_with(claims));
+    let conditions_only = with(&[("scope", json!("user/Condition.rs"))]);
+    let read_only = with(&[("scope", json!("user/*.r"))]);
+    let system = with(&[("scope", json!("system/*.rs"))]);
+    let clinician_audit = with(&[("scope", json!("user/*.rs user/AuditEvent.rs"))]);
+    let patient = with(&[
+        ("scope", json!("patient/*.rs")),
+        ("nhs_number", json!(ANN)),
+        ("role", json!("patient")),
+        ("org", Value::Null),
+    ]);
+    let someone_else = with(&[
+        ("scope", json!("patient/*.rs user/*.rs")),
+        ("nhs_number", json!(NOBODY)),
+        ("role", json!("patient")),
+        ("org", Value::Null),
+    ]);
+    run(
+        &app,
+        &token,
+        vec![
+            Case::get(
+                "Observations with a Condition scope",
+                format!("Observation?patient={id}"),
+                StatusCode::FORBIDDEN,
+            )
+            .header("Authorization", conditions_only.clone()),
+            Case::get(
+                "a search with a read-only scope",
+                format!("Observation?patient={id}"),
+                StatusCode::FORBIDDEN,
+            )
+            .header("Authorization", read_only),
+            Case::get(
+                "system scopes",
+                format!("Observation?patient={id}"),
+                StatusCode::FORBIDDEN,
+            )
+            .header("Authorization", system),
+            Case::get(
+                "the audit log for a clinician",
+                "AuditEvent",
+                StatusCode::FORBIDDEN,
+            )
+            .header("Authorization", clinician_audit),
+            Case::get(
+                "a Consent without Consent.c",
+                "Consent",
+                StatusCode::FORBIDDEN,
+            )
+            .method(reqwest::Method::POST)
+            .header("Authorization", patient)
+            .header("Content-Type", "application/fhir+json")
+            .body("{}"),
+            Case::get(
+                "another person's record with user scopes on a patient token",
+                format!("Patient/{id}/$everything"),
+                StatusCode::NOT_FOUND,
+            )
+            .header("Authorization", someone_else),
+        ],
+    )
+    .await;
+}
