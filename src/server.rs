@@ -236,12 +236,13 @@ async fn guard(
                 let mut response = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "throttled",
-                    "too many requests without a valid token from this address; try again in a minute",
+                    "too many requests without a valid token from this address; try again later",
                 )
                 .into_response();
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(state.config.rate_limit_window_secs),
+                );
                 response.extensions_mut().insert(RateLimited);
                 return response;
             }
