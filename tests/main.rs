@@ -10,6 +10,7 @@ mod support {
 }
 
 mod agreements;
+mod architecture;
 mod audit;
 mod audit_events;
 mod auth;

@@ -71,6 +71,16 @@ const fn date(name: &'static str, paths: &'static [&'static str]) -> ParamDef {
     }
 }
 
+/// Most parameters one request may carry.
+pub const MAX_PARAMS: usize = 32;
+/// Most times one parameter may be repeated (each repetition is an AND).
+pub const MAX_REPEATS: usize = 8;
+/// Most comma-separated alternatives in one parameter's value (an OR).
+pub const MAX_ALTERNATIVES: usize = 20;
+/// Most alternatives in the whole query, over every parameter: what a search can make the
+/// store or the filters do is bounded by this, whatever the caller sends.
+pub const MAX_TOTAL_ALTERNATIVES: usize = 64;
+
 /// `_lastUpdated`, which every type has.
 pub static LAST_UPDATED: ParamDef = date("_lastUpdated", &["meta.lastUpdated"]);
 

@@ -11,15 +11,7 @@ pub const RESULT_PARAMS: [&str; 4] = ["_count", "_sort", "_format", "_pretty"];
 /// The gateway's paging cursor parameter (opaque to clients: they follow `next` links).
 pub const CURSOR: &str = "_cursor";
 
-/// Most parameters one request may carry.
-pub const MAX_PARAMS: usize = 32;
-/// Most times one parameter may be repeated (each repetition is an AND).
-pub const MAX_REPEATS: usize = 8;
-/// Most comma-separated alternatives in one parameter's value (an OR).
-pub const MAX_ALTERNATIVES: usize = 20;
-/// Most alternatives in the whole query, over every parameter: what a search can make the
-/// store or the filters do is bounded by this, whatever the caller sends.
-pub const MAX_TOTAL_ALTERNATIVES: usize = 64;
+pub use crate::fhir::search::{MAX_ALTERNATIVES, MAX_PARAMS, MAX_REPEATS, MAX_TOTAL_ALTERNATIVES};
 
 /// The raw query as (name, value) pairs, in order, within the limits above (400 naming the
 /// parameter and the limit beyond them). Every FHIR endpoint reads its query through here.

@@ -115,11 +115,11 @@ async fn exercise(store: &Store) {
 
     // The largest search the API lets through (every alternative a `ne` date, which is two
     // spans, plus long value lists) is answered, not refused by the database's limits.
-    let alternatives = crate::server::query::MAX_TOTAL_ALTERNATIVES;
+    let alternatives = crate::fhir::search::MAX_TOTAL_ALTERNATIVES;
     let mut big = everything.clone();
-    big.recorded = (0..crate::server::query::MAX_REPEATS)
+    big.recorded = (0..crate::fhir::search::MAX_REPEATS)
         .map(|_| {
-            (0..alternatives / crate::server::query::MAX_REPEATS)
+            (0..alternatives / crate::fhir::search::MAX_REPEATS)
                 .flat_map(|i| {
                     let i = i as i64;
                     [
