@@ -918,8 +918,12 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let tcp = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let limits = crate::server::tls::Limits::from_config(&config.server);
     let listener = crate::server::tls::Listener::new(tcp, config.server.tls.as_ref())
-        .context("cannot set up TLS")?;
+        .context("cannot set up TLS")?
+        .with_limits(limits)
+        .with_metrics(state.metrics.clone());
+    let audit = state.audit.stopped();
     let mtls = config
         .server
         .tls
@@ -929,6 +933,15 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     crate::server::tls::serve(listener, crate::server::app(state), shutdown_signal())
         .await
         .context("server failed")?;
+    // Every connection, and with it every handle to the audit log, is gone: the writer
+    // commits what is queued, signs its head and ends. Records already acknowledged are in
+    // the store or the spool, whether or not it finishes in time.
+    if tokio::time::timeout(limits.shutdown_reserve(), audit.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the audit log did not close before the shutdown deadline");
+    }
     tracing::info!("stopped");
     Ok(())
 }
