@@ -919,6 +919,15 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let limits = crate::server::tls::Limits::from_config(&config.server);
+    if let Some(files) = open_file_limit()
+        && limits.max_connections as u64 + FILES_BESIDES_CONNECTIONS > files
+    {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            open_file_limit = files,
+            "[server] max_connections leaves fewer than {FILES_BESIDES_CONNECTIONS} of the process's open files for the store, sources, spool and policy reloads; lower it or raise the limit (ulimit -n, LimitNOFILE)"
+        );
+    }
     let listener = crate::server::tls::Listener::new(tcp, config.server.tls.as_ref())
         .context("cannot set up TLS")?
         .with_limits(limits)
@@ -944,6 +953,17 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Open files the gateway needs besides its client connections: the store's pool, sources,
+/// the audit spool and witness, policy reloads, logs.
+const FILES_BESIDES_CONNECTIONS: u64 = 128;
+
+/// The process's soft limit on open files, where the platform says (Linux).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 async fn shutdown_signal() {

@@ -205,28 +205,32 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     match tls {
-        None => loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = tcp.accept() => match accepted {
-                    Ok((io, addr)) => {
-                        let _ = io.set_nodelay(true);
-                        match admission.admit(addr.ip()) {
-                            Ok(ticket) => {
-                                let peer = Peer { addr, client_certificate: None };
-                                connections.spawn(connection(io, peer, ticket, app.clone(), stopping.clone()));
-                            }
-                            Err(_) => {
-                                // One write that cannot block; then the connection closes.
-                                let _ = io.try_write(connection::refusal_bytes());
+        None => {
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    accepted = tcp.accept() => match accepted {
+                        Ok((io, addr)) => {
+                            let _ = io.set_nodelay(true);
+                            match admission.admit(addr.ip()) {
+                                Ok(ticket) => {
+                                    let peer = Peer { addr, client_certificate: None };
+                                    connections.spawn(connection(io, peer, ticket, app.clone(), stopping.clone()));
+                                }
+                                Err(_) => {
+                                    // One write that cannot block; then the connection closes.
+                                    let _ = io.try_write(connection::refusal_bytes());
+                                }
                             }
                         }
-                    }
-                    Err(e) => accept_failed(&e).await,
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                        Err(e) => accept_failed(&e).await,
+                    },
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
             }
-        },
+            // Stops accepting: the socket closes, and callers are refused rather than queued.
+            drop(tcp);
+        }
         Some((config, deadline)) => {
             let (ready_tx, mut ready) = mpsc::channel(64);
             let acceptor = tokio::spawn(accept_tls(
@@ -245,8 +249,10 @@ pub async fn serve(
                     Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 }
             }
-            // Stops accepting (the socket closes) and drops handshakes not yet handed over.
+            // Stops accepting (the socket closes); handshakes still in progress find the
+            // channel closed and drop their connections.
             acceptor.abort();
+            drop(ready);
         }
     }
     let _ = stop.send(true);
