@@ -469,7 +469,7 @@ async fn a_client_that_never_reads_its_answers_is_cut_off_and_others_are_served(
 #[tokio::test]
 async fn sigterm_with_a_half_sent_head_ends_the_gateway_within_its_deadline() {
     let mut gateway = Gateway::start(
-        "shutdown_deadline_ms = 1500\nheader_read_timeout_ms = 60000\nidle_timeout_ms = 60000",
+        "shutdown_deadline_ms = 1500\nheader_read_timeout_ms = 60000\nidle_timeout_ms = 60000\nbody_read_timeout_ms = 60000",
     )
     .await;
     let token = gateway.token().await;
@@ -487,7 +487,19 @@ async fn sigterm_with_a_half_sent_head_ends_the_gateway_within_its_deadline() {
         .expect("write");
     let mut idle = gateway.connect(abuser(1)).await;
     assert_eq!(exchange(&mut idle, HEALTHZ).await, "HTTP/1.1 200 OK");
-    // Let the gateway read the half head before the signal.
+    // A request in progress that will not finish by itself (its body never comes): the
+    // gateway waits for it, then closes it at the deadline.
+    let mut busy = gateway.connect(abuser(2)).await;
+    busy.write_all(
+        format!(
+            "POST /fhir/Consent HTTP/1.1\r\nHost: concord\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    // Let the gateway read the heads before the signal.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let pid = gateway.child.id().expect("pid").to_string();
@@ -503,6 +515,7 @@ async fn sigterm_with_a_half_sent_head_ends_the_gateway_within_its_deadline() {
     assert!(exit.success(), "{exit:?}");
     assert!(read_until_closed(&mut half, MARGIN).await.is_some());
     assert!(read_until_closed(&mut idle, MARGIN).await.is_some());
+    assert!(read_until_closed(&mut busy, MARGIN).await.is_some());
 
     // The search's audit record, acknowledged before its answer, is there and the chain
     // verifies.

@@ -328,6 +328,11 @@ async fn connection<I>(
             changed = stopping.changed(), if !graceful => {
                 graceful = true;
                 if changed.is_ok() {
+                    // Idle, or still sending a head: nothing to finish, so close now rather
+                    // than wait for a request that may never come (a slowloris).
+                    if !activity.busy() {
+                        break;
+                    }
                     conn.as_mut().graceful_shutdown();
                 }
             }

@@ -148,6 +148,13 @@ pub(crate) struct Activity {
     pub(crate) evict: tokio::sync::Notify,
 }
 
+impl Activity {
+    /// Whether a request is in progress.
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+}
+
 /// An admitted connection's place; dropping it frees the place.
 #[derive(Debug)]
 pub(crate) struct Ticket {
