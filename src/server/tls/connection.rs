@@ -144,6 +144,9 @@ pub(crate) struct Activity {
     quiet_since_ms: AtomicU64,
     /// Set when the connection is told to make room for a new one.
     evicted: AtomicBool,
+    /// The connection's reader, waiting while a request was in progress: woken when the last
+    /// one ends, so that it starts the idle clock.
+    reader: futures_util::task::AtomicWaker,
     /// Wakes the connection's task to close it.
     pub(crate) evict: tokio::sync::Notify,
 }
@@ -334,11 +337,7 @@ impl<I> Guarded<I> {
         if self.activity.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        let finished = self.activity.finished.load(Ordering::Acquire);
-        if finished != self.seen {
-            self.seen = finished;
-            self.head_started = None;
-        }
+        self.observe();
         let limits = &self.admission.limits;
         if self.seen == 0 {
             return Some((self.opened + limits.header_read_timeout, "header_timeout"));
@@ -354,6 +353,15 @@ impl<I> Guarded<I> {
                     .instant(self.activity.quiet_since_ms.load(Ordering::Relaxed));
                 Some((quiet + limits.idle_timeout, "idle_timeout"))
             }
+        }
+    }
+
+    /// Notices requests that ended since the last look: the next head starts afresh.
+    fn observe(&mut self) {
+        let finished = self.activity.finished.load(Ordering::Acquire);
+        if finished != self.seen {
+            self.seen = finished;
+            self.head_started = None;
         }
     }
 
@@ -427,7 +435,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
             return Poll::Ready(Err(timed_out(reason)));
         }
         // Notice a request that ended before bytes of the next one are counted.
-        let deadline = this.read_deadline();
+        this.observe();
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -438,13 +446,12 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let Some((mut at, mut reason)) = deadline else {
+                // Registered before the deadline is worked out: a request that ends after
+                // this wakes the reader, one that ended before is seen now.
+                this.activity.reader.register(cx.waker());
+                let Some((at, reason)) = this.read_deadline() else {
                     return Poll::Pending;
                 };
-                // The head may have started since the deadline was worked out.
-                if let Some((later, why)) = this.read_deadline() {
-                    (at, reason) = (later, why);
-                }
                 if this.read_deadline != Some(at) {
                     this.read_timer.as_mut().reset(at);
                     this.read_deadline = Some(at);
@@ -527,7 +534,9 @@ impl Drop for InFlight {
             .quiet_since_ms
             .store(self.admission.now_ms(), Ordering::Relaxed);
         self.activity.finished.fetch_add(1, Ordering::AcqRel);
-        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.activity.reader.wake();
+        }
     }
 }
 
