@@ -1,6 +1,6 @@
 //! The listener: plain HTTP or HTTPS with rustls, optionally demanding client certificates
 //! (mutual TLS), and the limits every connection is held to (caps on open connections,
-//! header, body, idle and send timeouts, see [`connection`]), and graceful shutdown.
+//! header, body, idle and send timeouts, in `tls/connection.rs`), and graceful shutdown.
 //!
 //! TLS handshakes run in their own tasks, never on the accept loop, so a client that opens a
 //! connection and then stalls cannot hold up anyone else: each handshake has a deadline, and

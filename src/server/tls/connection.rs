@@ -8,7 +8,9 @@
 //!   or of the first byte of a later request; bytes trickling in do not extend it;
 //! - a connection with no request in progress is closed after `idle_timeout`;
 //! - a request body must be complete within `body_read_timeout` of its head (408 otherwise);
-//! - a caller that takes none of its answer for `send_timeout` is disconnected.
+//! - a caller that takes none of its answer for `send_timeout` is disconnected (for HTTP/2
+//!   this watches the connection's socket; a single stream held up by flow control while the
+//!   connection moves is not timed).
 //!
 //! When `max_connections` are open, a new connection takes the place of the one that has
 //! waited longest without a request in progress (idle, or still sending its head), so that
