@@ -291,6 +291,20 @@ pub struct AuditLog {
     status: Arc<Status>,
     spool_dir: Option<PathBuf>,
     key: AuditKey,
+    /// Closed when the writer task has ended.
+    stopped: tokio::sync::watch::Receiver<()>,
+}
+
+/// Waits for an [`AuditLog`]'s writer to end: once every handle to the log is dropped, it
+/// commits what is queued, moves its spool into the store if it can, signs its head, and ends.
+#[derive(Debug)]
+pub struct Stopped(tokio::sync::watch::Receiver<()>);
+
+impl Stopped {
+    /// Returns once the writer has ended.
+    pub async fn wait(mut self) {
+        while self.0.changed().await.is_ok() {}
+    }
 }
 
 #[derive(Debug)]
@@ -328,13 +342,18 @@ impl AuditLog {
             spool: None,
             checkpoint: None,
         };
-        tokio::spawn(writer.run(queue));
+        let (done, stopped) = tokio::sync::watch::channel(());
+        tokio::spawn(async move {
+            writer.run(queue).await;
+            drop(done);
+        });
         AuditLog {
             id,
             jobs,
             status,
             spool_dir,
             key,
+            stopped,
         }
     }
 
@@ -358,6 +377,11 @@ impl AuditLog {
         tokio::task::spawn_blocking(move || spool::writable(&dir))
             .await
             .unwrap_or(false)
+    }
+
+    /// A handle to wait for the writer to end with, once every [`AuditLog`] is dropped.
+    pub fn stopped(&self) -> Stopped {
+        Stopped(self.stopped.clone())
     }
 
     /// This process's chain id.

@@ -111,6 +111,29 @@ pub struct ServerConfig {
     pub rate_limit_window_secs: u64,
     /// `[server.tls]`: serve HTTPS (and optionally demand client certificates).
     pub tls: Option<ServerTlsConfig>,
+    /// Longest a caller may take to send a request head (request line and headers), in
+    /// milliseconds: from when the connection opens, or from the first byte of a later request
+    /// on a kept-alive connection. Bytes trickling in do not extend it.
+    pub header_read_timeout_ms: u64,
+    /// Longest a caller may take to send a request body, from the end of its head, in
+    /// milliseconds; a body not complete by then is answered 408 and the connection closed.
+    pub body_read_timeout_ms: u64,
+    /// Longest a kept-alive connection may wait for its next request, in milliseconds. Behind
+    /// a load balancer, make the balancer's idle timeout shorter than this.
+    pub idle_timeout_ms: u64,
+    /// Longest a caller may go without taking any of its answer, in milliseconds (a client that
+    /// stops reading is disconnected after this).
+    pub send_timeout_ms: u64,
+    /// Most connections open at once. When every one is in use, a new connection takes the
+    /// place of the one that has waited longest without a request in progress; when all are
+    /// busy with requests, it is refused (503).
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (0: no cap, for a gateway behind
+    /// a load balancer, where every connection comes from the balancer).
+    pub max_connections_per_client: usize,
+    /// On SIGTERM or ctrl-c, how long requests in flight may take to finish, in milliseconds;
+    /// what is left is closed so that the process has ended by then.
+    pub shutdown_deadline_ms: u64,
 }
 
 /// `[server.tls]`: HTTPS for callers, with rustls.
@@ -161,6 +184,15 @@ impl Default for ServerConfig {
             unauthenticated_per_minute: 120,
             rate_limit_window_secs: 60,
             tls: None,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            send_timeout_ms: 30_000,
+            // Under the common open-file limit of 1,024, leaving room for the store's pool,
+            // sources, spool, policy reloads and logs.
+            max_connections: 768,
+            max_connections_per_client: 64,
+            shutdown_deadline_ms: 10_000,
         }
     }
 }
@@ -786,6 +818,29 @@ impl Config {
             return Err(invalid(
                 "server.rate_limit_window_secs",
                 "must be from 1 to 3600",
+            ));
+        }
+        for (field, ms) in [
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.body_read_timeout_ms", s.body_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            ("server.send_timeout_ms", s.send_timeout_ms),
+            ("server.shutdown_deadline_ms", s.shutdown_deadline_ms),
+        ] {
+            if ms == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        if s.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be greater than 0"));
+        }
+        if s.max_connections_per_client > s.max_connections {
+            return Err(invalid(
+                "server.max_connections_per_client",
+                format!(
+                    "{} must not be larger than server.max_connections ({}); 0 means no cap",
+                    s.max_connections_per_client, s.max_connections
+                ),
             ));
         }
         if s.max_url_bytes < 256 {

@@ -56,6 +56,14 @@ pub struct FaultLabels {
     pub kind: &'static str,
 }
 
+/// Labels saying why the gateway refused or closed a connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `max_connections`, `max_connections_per_client` (refused); `header_timeout`,
+    /// `body_timeout`, `idle_timeout`, `send_timeout`, `evicted`, `shutdown` (closed).
+    pub reason: &'static str,
+}
+
 /// Every metric the gateway exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -72,6 +80,12 @@ pub struct Metrics {
     pub source_faults: Family<FaultLabels, Counter>,
     /// Circuit breaker state per source: 0 closed, 1 half-open, 2 open.
     pub breaker_state: Family<SourceLabels, Gauge>,
+    /// Client connections open now.
+    pub connections_open: Gauge,
+    /// Client connections refused at once (over a cap).
+    pub connections_refused: Family<ConnectionLabels, Counter>,
+    /// Client connections the gateway closed (a timeout, eviction, shutdown).
+    pub connections_closed: Family<ConnectionLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -123,6 +137,24 @@ impl Metrics {
             "Circuit breaker state: 0 closed, 1 half-open, 2 open",
             breaker_state.clone(),
         );
+        let connections_open = Gauge::default();
+        let connections_refused = Family::<ConnectionLabels, Counter>::default();
+        let connections_closed = Family::<ConnectionLabels, Counter>::default();
+        registry.register(
+            "connections_open",
+            "Client connections open",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections refused at once because a cap was reached",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections the gateway closed: timeouts, eviction, shutdown",
+            connections_closed.clone(),
+        );
         Arc::new(Metrics {
             registry,
             http_requests,
@@ -131,7 +163,24 @@ impl Metrics {
             source_duration,
             source_faults,
             breaker_state,
+            connections_open,
+            connections_refused,
+            connections_closed,
         })
+    }
+
+    /// Counts a connection refused over a cap.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ConnectionLabels { reason })
+            .inc();
+    }
+
+    /// Counts a connection the gateway closed.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ConnectionLabels { reason })
+            .inc();
     }
 
     /// Records one call to a source.

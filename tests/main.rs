@@ -24,4 +24,5 @@ mod ops;
 mod paging;
 mod profiles;
 mod read_path;
+mod slow_clients;
 mod tls;

@@ -187,3 +187,46 @@ fn https_changes_the_default_base_url_and_paths_resolve() {
     let oauth = c.sources[0].oauth.as_ref().expect("oauth");
     assert_eq!(oauth.key_file, Path::new("/srv/concord/keys/c.pem"));
 }
+
+#[test]
+fn connection_limits_have_safe_defaults_and_are_checked() {
+    let c = Config::parse(MINIMAL).expect("parses");
+    assert_eq!(c.server.header_read_timeout_ms, 10_000);
+    assert_eq!(c.server.idle_timeout_ms, 60_000);
+    assert!(
+        c.server.max_connections < 1_024,
+        "room under the usual open-file limit"
+    );
+    assert_eq!(c.server.max_connections_per_client, 64);
+    let no_cap = Config::parse(&format!(
+        "[server]\nmax_connections_per_client = 0\n{MINIMAL}"
+    ))
+    .expect("parses");
+    no_cap.validate().expect("0 means no per-client cap");
+    for (line, field) in [
+        (
+            "header_read_timeout_ms = 0",
+            "server.header_read_timeout_ms",
+        ),
+        ("body_read_timeout_ms = 0", "server.body_read_timeout_ms"),
+        ("idle_timeout_ms = 0", "server.idle_timeout_ms"),
+        ("send_timeout_ms = 0", "server.send_timeout_ms"),
+        ("shutdown_deadline_ms = 0", "server.shutdown_deadline_ms"),
+        ("max_connections = 0", "server.max_connections"),
+        (
+            "max_connections = 10\nmax_connections_per_client = 11",
+            "server.max_connections_per_client",
+        ),
+    ] {
+        let err = Config::parse(&format!("[server]\n{line}\n{MINIMAL}"))
+            .and_then(|c| c.validate())
+            .expect_err(field);
+        assert!(
+            matches!(&err, ConfigError::Invalid { field: f, .. } if f == field),
+            "{field}: {err}"
+        );
+    }
+    let err =
+        Config::parse(&format!("[server]\nidle_timeout = 5\n{MINIMAL}")).expect_err("unknown key");
+    assert!(err.to_string().contains("idle_timeout"), "{err}");
+}

@@ -106,7 +106,21 @@ pub(crate) async fn record(
     // The policy set in force when the request came in (a reload during it does not change
     // which set the record names).
     let policy_hash = state.policies.current().hash.clone();
+    let body_deadline = request.extensions().get::<tls::BodyExpired>().cloned();
     let mut response = next.run(request).await;
+    if body_deadline.is_some_and(|d| d.expired()) {
+        // The body stopped arriving: the caller is answered 408 whatever the handler made
+        // of the cut-short body, and the record says so.
+        let principal = response.extensions_mut().remove::<Principal>();
+        let facts = response.extensions_mut().remove::<AuditFacts>();
+        response = tls::body_timeout_answer();
+        if let Some(principal) = principal {
+            response.extensions_mut().insert(principal);
+        }
+        if let Some(facts) = facts {
+            response.extensions_mut().insert(facts);
+        }
+    }
     if response.extensions().get::<super::RateLimited>().is_some() {
         // Counted by the limiter; one record per client per window says how many.
         return response;

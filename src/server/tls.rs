@@ -1,5 +1,6 @@
 //! The listener: plain HTTP or HTTPS with rustls, optionally demanding client certificates
-//! (mutual TLS).
+//! (mutual TLS), and the limits every connection is held to (caps on open connections,
+//! header, body, idle and send timeouts, in `tls/connection.rs`), and graceful shutdown.
 //!
 //! TLS handshakes run in their own tasks, never on the accept loop, so a client that opens a
 //! connection and then stalls cannot hold up anyone else: each handshake has a deadline, and
@@ -14,17 +15,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::auth::ClientCertificate;
 use crate::config::{ClientAuth, ServerTlsConfig};
+use crate::telemetry::Metrics;
+pub use connection::Limits;
+use connection::{Admission, Guarded, Ticket};
+pub(crate) use connection::{BodyExpired, body_timeout_answer};
+
+mod connection;
 
 /// Most TLS handshakes in progress at once; further connections are closed until one ends.
 pub const MAX_PENDING_HANDSHAKES: usize = 1024;
@@ -132,117 +141,230 @@ pub fn describe_certificate(der: &[u8]) -> ClientCertificate {
     ClientCertificate { subject, sha256 }
 }
 
-/// A listening socket, plain or TLS.
+/// A listening socket, plain or TLS, with the limits its connections are held to.
 #[derive(Debug)]
-pub enum Listener {
-    /// Plain HTTP.
-    Plain(PlainListener),
-    /// HTTPS.
-    Tls(TlsListener),
+pub struct Listener {
+    tcp: TcpListener,
+    /// The TLS config and the handshake deadline, for HTTPS.
+    tls: Option<(Arc<rustls::ServerConfig>, Duration)>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
 }
 
 impl Listener {
-    /// Wraps a bound socket, with TLS when `tls` is given.
+    /// Wraps a bound socket, with TLS when `tls` is given, under the default [`Limits`].
     pub fn new(tcp: TcpListener, tls: Option<&ServerTlsConfig>) -> Result<Listener, TlsError> {
-        Ok(match tls {
-            None => Listener::Plain(PlainListener(tcp)),
-            Some(config) => Listener::Tls(TlsListener::new(
-                tcp,
+        let tls = match tls {
+            None => None,
+            Some(config) => Some((
                 server_config(config)?,
                 Duration::from_millis(config.handshake_timeout_ms),
             )),
+        };
+        Ok(Listener {
+            tcp,
+            tls,
+            limits: Limits::default(),
+            metrics: Metrics::new(),
         })
+    }
+
+    /// Holds connections to `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Listener {
+        self.limits = limits;
+        self
+    }
+
+    /// Counts connections (open, refused, closed) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Listener {
+        self.metrics = metrics;
+        self
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match self {
-            Listener::Plain(l) => l.0.local_addr(),
-            Listener::Tls(l) => Ok(l.local),
-        }
+        self.tcp.local_addr()
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets requests in flight finish.
+/// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets requests
+/// in flight finish and closes what is left at the listener's shutdown deadline (less a
+/// reserve for closing the audit log, see [`Limits::shutdown_grace`]).
 pub async fn serve(
     listener: Listener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let make = app.into_make_service_with_connect_info::<Peer>();
-    match listener {
-        Listener::Plain(l) => axum::serve(l, make).with_graceful_shutdown(shutdown).await,
-        Listener::Tls(l) => axum::serve(l, make).with_graceful_shutdown(shutdown).await,
-    }
-}
-
-/// Plain HTTP connections.
-#[derive(Debug)]
-pub struct PlainListener(TcpListener);
-
-impl axum::serve::Listener for PlainListener {
-    type Io = TcpStream;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (TcpStream, Peer) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        let _ = io.set_nodelay(true);
-        (
-            io,
-            Peer {
-                addr,
-                client_certificate: None,
-            },
-        )
-    }
-
-    fn local_addr(&self) -> std::io::Result<Peer> {
-        Ok(Peer {
-            addr: self.0.local_addr()?,
-            client_certificate: None,
-        })
-    }
-}
-
-/// TLS connections, handshaken off the accept loop.
-#[derive(Debug)]
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, Peer)>,
-    acceptor: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor.abort();
-    }
-}
-
-impl TlsListener {
-    fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>, deadline: Duration) -> Self {
-        let local = tcp
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = tokio::spawn(accept_loop(tcp, TlsAcceptor::from(config), deadline, tx));
-        Self {
-            local,
-            ready,
-            acceptor,
+    let Listener {
+        tcp,
+        tls,
+        limits,
+        metrics,
+    } = listener;
+    let admission = Arc::new(Admission::new(limits, Arc::clone(&metrics)));
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    match tls {
+        None => {
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    accepted = tcp.accept() => match accepted {
+                        Ok((io, addr)) => {
+                            let _ = io.set_nodelay(true);
+                            match admission.admit(addr.ip()) {
+                                Ok(ticket) => {
+                                    let peer = Peer { addr, client_certificate: None };
+                                    connections.spawn(connection(io, peer, ticket, app.clone(), stopping.clone()));
+                                }
+                                Err(_) => {
+                                    // One write that cannot block; then the connection closes.
+                                    let _ = io.try_write(connection::refusal_bytes());
+                                }
+                            }
+                        }
+                        Err(e) => accept_failed(&e).await,
+                    },
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+            // Stops accepting: the socket closes, and callers are refused rather than queued.
+            drop(tcp);
+        }
+        Some((config, deadline)) => {
+            let (ready_tx, mut ready) = mpsc::channel(64);
+            let acceptor = tokio::spawn(accept_tls(
+                tcp,
+                TlsAcceptor::from(config),
+                deadline,
+                Arc::clone(&admission),
+                ready_tx,
+            ));
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    Some((io, peer, ticket)) = ready.recv() => {
+                        connections.spawn(connection(io, peer, ticket, app.clone(), stopping.clone()));
+                    }
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+            // Stops accepting (the socket closes); handshakes still in progress find the
+            // channel closed and drop their connections.
+            acceptor.abort();
+            drop(ready);
         }
     }
+    let _ = stop.send(true);
+    let grace = limits.shutdown_grace();
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !drained {
+        let left = connections.len();
+        metrics
+            .connections_closed
+            .get_or_create(&crate::telemetry::ConnectionLabels { reason: "shutdown" })
+            .inc_by(left as u64);
+        tracing::info!(
+            connections = left,
+            "closing connections still open at the shutdown deadline"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
 }
 
-async fn accept_loop(
-    mut tcp: TcpListener,
+/// Accepting failed: most often the process is out of file descriptors. Waits a moment
+/// rather than spin (connection errors, such as a caller that gave up, are skipped at once).
+async fn accept_failed(e: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "cannot accept connections; retrying shortly");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+}
+
+/// Serves one connection until it ends, it is evicted, or shutdown closes it.
+async fn connection<I>(
+    io: I,
+    peer: Peer,
+    ticket: Ticket,
+    app: Router,
+    mut stopping: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::clone(&ticket.activity);
+    let service = connection::Service {
+        app,
+        peer,
+        activity: Arc::clone(&activity),
+        admission: ticket.admission(),
+    };
+    let io = TokioIo::new(Guarded::new(io, &ticket));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The timeouts are kept by `Guarded`, hyper's own header timer is not used.
+    builder.http1().keep_alive(true).header_read_timeout(None);
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let evicted = activity.evict.notified();
+    let mut evicted = std::pin::pin!(evicted);
+    let mut graceful = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            changed = stopping.changed(), if !graceful => {
+                graceful = true;
+                if changed.is_ok() {
+                    // Idle, or still sending a head: nothing to finish, so close now rather
+                    // than wait for a request that may never come (a slowloris).
+                    if !activity.busy() {
+                        break;
+                    }
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            // Dropping the connection closes it.
+            () = &mut evicted => break,
+        }
+    }
+    drop(ticket);
+}
+
+/// Accepts TCP connections, admits them and handshakes TLS in tasks of their own, handing
+/// finished handshakes to [`serve`].
+async fn accept_tls(
+    tcp: TcpListener,
     acceptor: TlsAcceptor,
     deadline: Duration,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, Peer)>,
+    admission: Arc<Admission>,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, Peer, Ticket)>,
 ) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
-        // axum's own accept retries (and backs off on errors such as too many open files).
-        let (io, addr) = axum::serve::Listener::accept(&mut tcp).await;
+        let (io, addr) = match tcp.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                accept_failed(&e).await;
+                continue;
+            }
+        };
+        let Ok(ticket) = admission.admit(addr.ip()) else {
+            continue;
+        };
         let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
             tracing::warn!("too many TLS handshakes in progress; connection closed");
             continue;
@@ -251,7 +373,15 @@ async fn accept_loop(
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            match tokio::time::timeout(deadline, acceptor.accept(io)).await {
+            let stream = {
+                let evicted = ticket.activity.evict.notified();
+                let handshake = tokio::time::timeout(deadline, acceptor.accept(io));
+                tokio::select! {
+                    done = handshake => done,
+                    () = evicted => return,
+                }
+            };
+            match stream {
                 Ok(Ok(stream)) => {
                     let client_certificate = stream
                         .get_ref()
@@ -264,45 +394,13 @@ async fn accept_loop(
                         client_certificate,
                     };
                     // A closed channel means the server is shutting down.
-                    let _ = ready.send((stream, peer)).await;
+                    let _ = ready.send((stream, peer, ticket)).await;
                 }
                 // Scanners and misconfigured clients fail handshakes all day: debug, not warn.
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (Self::Io, Peer) {
-        match self.ready.recv().await {
-            Some(connection) => connection,
-            // The accept loop only ends when the listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Peer> {
-        Ok(Peer {
-            addr: self.local,
-            client_certificate: None,
-        })
-    }
-}
-
-impl Connected<IncomingStream<'_, PlainListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        stream.remote_addr().clone()
     }
 }
 
