@@ -584,8 +584,10 @@ impl Item<'_> {
             // Dates and times as ISO text: comparable when written to the same precision.
             (Some(a), Some(b)) if a.len() == b.len() || !looks_like_date(a) => Some(a.cmp(b)),
             (Some(a), Some(b)) => {
+                // Bytes, not `str` slices: `n` may fall inside a character of either text
+                // (UTF-8 orders bytewise as it orders characters).
                 let n = a.len().min(b.len());
-                match a[..n].cmp(&b[..n]) {
+                match a.as_bytes()[..n].cmp(&b.as_bytes()[..n]) {
                     std::cmp::Ordering::Equal => None,
                     o => Some(o),
                 }
@@ -847,5 +849,20 @@ mod tests {
         }
         let deep = format!("{}status{}", "(".repeat(40), ")".repeat(40));
         assert!(Condition::parse(&deep).is_err(), "nesting is bounded");
+    }
+
+    /// Found by `fuzz/` (fhirpath): a date-like text compared with a longer or shorter one
+    /// was cut inside a multi-byte character, which panicked.
+    #[test]
+    fn date_like_texts_compare_when_the_cut_falls_inside_a_character() {
+        let resource = json!({"resourceType": "Observation", "note": [{"text": "2026é"}]});
+        for (text, expected) in [
+            ("note.text > '2026'", false),
+            ("note.text > '20260'", true),
+            ("'2026-01' < note.text", true),
+        ] {
+            let condition = Condition::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(condition.holds(&resource), expected, "{text}");
+        }
     }
 }
