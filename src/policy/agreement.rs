@@ -182,8 +182,10 @@ impl Agreement {
         self.status == Status::Active && self.valid_from <= day && day <= self.valid_until
     }
 
-    /// Parses and checks one file; warnings on success, every error on failure.
-    pub(super) fn parse(
+    /// Parses and checks one file (`path` only names it in findings); warnings on success,
+    /// every error on failure. Public for the fuzz targets (`fuzz/`); the gateway loads whole
+    /// directories with `PolicySet::load`, which also checks ids across files.
+    pub fn parse(
         path: &Path,
         text: &str,
         labels: &LabelMap,

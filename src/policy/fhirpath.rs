@@ -11,7 +11,8 @@
 //! - operators, loosest first: `implies`; `or`, `xor`; `and`; `in`, `contains`; `=`, `!=`;
 //!   `<`, `<=`, `>`, `>=`; `|` (union); and parentheses;
 //! - functions: `exists()`, `exists(cond)`, `empty()`, `not()`, `count()`, `first()`,
-//!   `where(cond)`, `all(cond)`, `startsWith('x')`.
+//!   `where(cond)`, `all(cond)`, `startsWith('x')`;
+//! - at most 256 tokens and 32 levels of parentheses or arguments.
 //!
 //! Semantics follow FHIRPath on collections: navigation flattens arrays, an empty operand
 //! makes a comparison empty, `and`/`or`/`implies` use three-valued logic. A rule's condition
@@ -221,6 +222,11 @@ struct Parser {
 }
 
 const MAX_DEPTH: usize = 32;
+
+/// Most tokens in a condition. Chains (`a.b.c…`) and runs of operators (`x or y or …`) nest
+/// the tree without parentheses, and compiling, evaluating and dropping it recurse down it: an
+/// unbounded condition overflows the stack. Real conditions have tens of tokens.
+const MAX_TOKENS: usize = 256;
 
 impl Parser {
     fn at(&self) -> usize {
@@ -486,6 +492,12 @@ impl Condition {
     /// Compiles a condition.
     pub fn parse(text: &str) -> Result<Condition, ParseError> {
         let tokens = tokenize(text)?;
+        if let Some((_, at)) = tokens.get(MAX_TOKENS) {
+            return Err(ParseError {
+                message: format!("the condition is longer than {MAX_TOKENS} tokens"),
+                at: at + 1,
+            });
+        }
         if tokens.is_empty() {
             return Err(ParseError {
                 message: "the condition is empty".into(),
@@ -584,8 +596,10 @@ impl Item<'_> {
             // Dates and times as ISO text: comparable when written to the same precision.
             (Some(a), Some(b)) if a.len() == b.len() || !looks_like_date(a) => Some(a.cmp(b)),
             (Some(a), Some(b)) => {
+                // Bytes, not `str` slices: `n` may fall inside a character of either text
+                // (UTF-8 orders bytewise as it orders characters).
                 let n = a.len().min(b.len());
-                match a[..n].cmp(&b[..n]) {
+                match a.as_bytes()[..n].cmp(&b.as_bytes()[..n]) {
                     std::cmp::Ordering::Equal => None,
                     o => Some(o),
                 }
@@ -847,5 +861,35 @@ mod tests {
         }
         let deep = format!("{}status{}", "(".repeat(40), ")".repeat(40));
         assert!(Condition::parse(&deep).is_err(), "nesting is bounded");
+    }
+
+    /// Found by `fuzz/` (fhirpath): a date-like text compared with a longer or shorter one
+    /// was cut inside a multi-byte character, which panicked.
+    #[test]
+    fn date_like_texts_compare_when_the_cut_falls_inside_a_character() {
+        let resource = json!({"resourceType": "Observation", "note": [{"text": "2026é"}]});
+        for (text, expected) in [
+            ("note.text > '2026'", false),
+            ("note.text > '20260'", true),
+            ("'2026-01' < note.text", true),
+        ] {
+            let condition = Condition::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(condition.holds(&resource), expected, "{text}");
+        }
+    }
+
+    /// Found beside `fuzz/` (fhirpath): a long chain or run of operators nests the tree as
+    /// deep as it is long, and ten thousand links overflowed a 2 MiB stack.
+    #[test]
+    fn long_conditions_are_refused_not_overflowing_the_stack() {
+        let at_limit = format!("status{}", ".a".repeat((MAX_TOKENS - 1) / 2));
+        assert!(Condition::parse(&at_limit).is_ok());
+        for text in [
+            format!("status{}", ".a".repeat(100_000)),
+            format!("true{}", " or true".repeat(100_000)),
+        ] {
+            let e = Condition::parse(&text).expect_err("too long");
+            assert!(e.message.contains("longer than"), "{e}");
+        }
     }
 }

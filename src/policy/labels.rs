@@ -224,8 +224,9 @@ impl LabelMap {
         SENSITIVITY_LABELS.contains(&label) || self.local_labels.iter().any(|l| l == label)
     }
 
-    /// Parses and checks the file's text.
-    pub(super) fn parse(path: &Path, text: &str) -> Result<LabelMap, Vec<Finding>> {
+    /// Parses and checks the file's text (`path` only names it in findings). Public for the
+    /// fuzz targets (`fuzz/`); the gateway loads whole directories with `PolicySet::load`.
+    pub fn parse(path: &Path, text: &str) -> Result<LabelMap, Vec<Finding>> {
         let source = PolicyFile { path, text };
         let finding =
             |offset: usize, field: String, message: String| source.at(offset, field, message);
