@@ -116,17 +116,38 @@ impl AppState {
 
 /// The whole service as a router, ready to serve.
 pub fn app(state: AppState) -> Router {
-    router(state, None)
+    router(state, Assumed::default())
 }
 
-/// The router; with `assumed`, every FHIR request runs as that principal without a token
-/// (only [`crate::testing`] does this, to measure what authentication costs).
+/// A principal every FHIR request runs as, without a token: the way round authentication
+/// that benchmarks use to measure what verifying tokens costs. It holds one only with the
+/// cargo feature `fixed-principal`, which the shipped binary never enables; without it, it
+/// is empty and no request can skip the token check.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Assumed(
+    #[cfg(feature = "fixed-principal")] pub(crate) Option<Arc<crate::auth::Principal>>,
+);
+
+impl Assumed {
+    #[cfg(feature = "fixed-principal")]
+    fn principal(&self) -> Option<crate::auth::Principal> {
+        self.0.as_deref().cloned()
+    }
+
+    #[cfg(not(feature = "fixed-principal"))]
+    fn principal(&self) -> Option<crate::auth::Principal> {
+        None
+    }
+}
+
+/// The router; with a principal `assumed` (feature `fixed-principal` only), every FHIR
+/// request runs as that principal without a token.
 ///
 /// Every request under `/fhir`, whatever becomes of it (answered, refused by a check, a route
 /// that does not exist, a method that is not allowed), passes the audit layer, which records
 /// it before its answer leaves; inside it, [`guard`] checks the request's size and media type
 /// and verifies the bearer token (but for `/fhir/metadata`, which is public).
-pub(crate) fn router(state: AppState, assumed: Option<crate::auth::Principal>) -> Router {
+pub(crate) fn router(state: AppState, assumed: Assumed) -> Router {
     let fhir = Router::new()
         .route("/metadata", get(api::metadata))
         .route("/Patient/{id}/$everything", get(api::everything))
@@ -137,7 +158,7 @@ pub(crate) fn router(state: AppState, assumed: Option<crate::auth::Principal>) -
         .route("/{type}/{id}", get(api::read))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(
-            (state.clone(), assumed.map(Arc::new)),
+            (state.clone(), assumed),
             guard,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), audit::record));
@@ -210,7 +231,7 @@ pub(crate) struct RateLimited;
 /// [`crate::auth::Principal`]); `/fhir/metadata` needs none. Requests without a valid token
 /// count against the caller's address's allowance ([`limit`]).
 async fn guard(
-    State((state, assumed)): State<(AppState, Option<Arc<crate::auth::Principal>>)>,
+    State((state, assumed)): State<(AppState, Assumed)>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -219,8 +240,8 @@ async fn guard(
         .extensions()
         .get::<axum::extract::ConnectInfo<tls::Peer>>()
         .map(|peer| peer.0.addr.ip());
-    let verified = match &assumed {
-        Some(principal) => Ok((**principal).clone()),
+    let verified = match assumed.principal() {
+        Some(principal) => Ok(principal),
         None => {
             let header = request
                 .headers()

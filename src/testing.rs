@@ -60,11 +60,15 @@ impl TestDatabase {
 }
 
 /// The gateway's router with authentication taken out: every FHIR request runs as
-/// `principal`. For the benchmark that measures what verifying tokens costs; the `concord`
-/// binary never serves this.
+/// `principal`. For the benchmarks that measure what verifying tokens costs; only with the
+/// cargo feature `fixed-principal`, which the `concord` binary is never built with.
+#[cfg(feature = "fixed-principal")]
 pub fn app_with_fixed_principal(
     state: crate::server::AppState,
     principal: crate::auth::Principal,
 ) -> axum::Router {
-    crate::server::router(state, Some(principal))
+    crate::server::router(
+        state,
+        crate::server::Assumed(Some(std::sync::Arc::new(principal))),
+    )
 }

@@ -1330,3 +1330,55 @@ async fn only_the_person_lifts_an_objection_and_staff_withdrawals_go_to_review()
     .await;
     assert_eq!(matches(&queue).len(), 1);
 }
+
+/// The audit record names the policy set that decided, even when a reload lands while the
+/// request is still waiting for its sources (the hash used to be read after the answer).
+#[tokio::test]
+async fn the_audit_record_names_the_policy_set_that_decided() {
+    let w = world().await;
+    let dora = person_id(&w.app, DORA).await;
+    let token = staff(&w.app, "A81001", "clinician");
+    let file = w
+        .app
+        .dir()
+        .join("policies/dsa-northshire-social-care-records.toml");
+    let original = std::fs::read_to_string(&file).expect("read");
+    // A slow GP: the request is in flight while the files change and are reloaded. Timing
+    // decides whether the reload lands inside the request; try until it does.
+    w.gp.set_latency(Duration::from_millis(1_300));
+    for attempt in 0..4 {
+        let before = readyz(&w.app).await["policy"]["hash"].clone();
+        let path = format!("Patient/{dora}/$everything?_count={}", attempt + 1);
+        let request = async {
+            let answer = as_(&w.app, &token, &path, &[]).await;
+            (answer, tokio::time::Instant::now())
+        };
+        let change = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::fs::write(&file, format!("{original}\n# revision {attempt}\n")).expect("write");
+            let after = until(&w.app, "the reload", |r| r["policy"]["hash"] != before).await;
+            (after, tokio::time::Instant::now())
+        };
+        let (((status, _), answered), (after, reloaded)) = tokio::join!(request, change);
+        assert_eq!(status, StatusCode::OK);
+        if reloaded >= answered {
+            continue; // the reload came after the answer: nothing to tell apart; again
+        }
+        // The new set was in force before the answer left; the request took its set when it
+        // started, before the files changed, and its record must name that one.
+        let record = crate::audit::bodies(&w.app)
+            .await
+            .into_iter()
+            .rev()
+            .find(|b| b.target.ends_with(&path))
+            .expect("the request's record");
+        assert_eq!(record.policy_hash, before.as_str().unwrap_or_default());
+        assert_ne!(
+            record.policy_hash,
+            after["policy"]["hash"].as_str().unwrap_or_default()
+        );
+        w.gp.set_latency(Duration::ZERO);
+        return;
+    }
+    panic!("the reload never landed while a request was in flight");
+}
