@@ -50,6 +50,15 @@ pub enum AuditError {
     /// The store refused the batch the record was in.
     #[error("the audit store refused the record: {0}")]
     Failed(String),
+    /// The record could not be encoded; nothing was chained.
+    #[error("the audit record could not be encoded: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// A record's canonical encoding (fixed-order JSON). A record that cannot be encoded is an
+/// error, never an empty body in the chain.
+fn encode<T: Serialize>(body: &T) -> Result<String, AuditError> {
+    serde_json::to_string(body).map_err(AuditError::Encode)
 }
 
 /// One source's part in a request.
@@ -411,7 +420,7 @@ impl AuditLog {
     pub async fn append(&self, body: &Body) -> Result<Record, AuditError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
-            text: serde_json::to_string(body).unwrap_or_default(),
+            text: encode(body)?,
             columns: Columns::of(body),
             reply,
         };

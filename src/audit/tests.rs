@@ -563,3 +563,20 @@ async fn a_forged_or_replaced_head_is_found() {
     assert!(!head.is_signed_by(head_check(None).public_key.as_deref().unwrap_or_default()));
     assert!(head.is_signed_by(other.public_key()));
 }
+
+#[test]
+fn a_record_that_cannot_be_encoded_is_an_error_not_an_empty_body() {
+    /// Encodes as a map with a key JSON cannot have.
+    struct Unencodable;
+    impl Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(&(1, 2), &"value")?;
+            map.end()
+        }
+    }
+    assert!(matches!(encode(&Unencodable), Err(AuditError::Encode(_))));
+    let text = encode(&body(0)).expect("a body encodes");
+    assert!(text.starts_with('{') && text.len() > 2);
+}
