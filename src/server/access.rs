@@ -81,14 +81,7 @@ impl ConsentCache {
             return Ok(consent.clone());
         }
         let read_at = tokio::time::Instant::now();
-        let records = federation.store().consents(person.id).await.map_err(|e| {
-            tracing::error!(error = %e, "store failed reading consent");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "transient",
-                "the gateway's store is unavailable; try again shortly",
-            )
-        })?;
+        let records = federation.store().consents(person.id).await?;
         let consent = Arc::new(crate::policy::consent::standing_of(&records));
         if !self.ttl.is_zero() {
             let mut state = self.lock();

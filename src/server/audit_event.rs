@@ -32,7 +32,7 @@ use crate::auth::scopes::Interaction;
 use crate::fhir::ODS_SYSTEM;
 use crate::fhir::bundle::{SearchMode, Searchset};
 use crate::fhir::search::{Prefix, parse_date_criterion};
-use crate::store::{AuditColumn, AuditPosition, AuditQuery, AuditSpan, StoreError};
+use crate::store::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
 
 /// The role that sees the whole audit log.
 const IG_LEAD: &str = "ig-lead";
@@ -83,14 +83,6 @@ fn refused(viewer: Viewer, e: ApiError) -> Response {
     facts(viewer.own()).attach(e.into_response())
 }
 
-fn store_failed(e: &StoreError) -> ApiError {
-    tracing::error!(error = %e, "store failed reading the audit log");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "transient",
-        "the gateway's store is unavailable; try again shortly",
-    )
-}
 
 /// Who the caller may see records of, or 403.
 async fn viewer(
@@ -117,7 +109,7 @@ async fn viewer(
                 .store()
                 .person_by_nhs(p.nhs.as_str())
                 .await
-                .map_err(|e| store_failed(&e))?;
+                ?;
             Ok(Viewer::Person(person.map(|p| p.id)))
         }
         None if principal.role.as_deref() != Some(IG_LEAD) => Err(ApiError::new(
@@ -390,7 +382,7 @@ async fn search_as(
             .store()
             .audit_search(&search.query)
             .await
-            .map_err(|e| store_failed(&e))?;
+            ?;
         if rows.len() > search.count {
             rows.truncate(search.count);
             if let Some(last) = rows.last() {
@@ -451,7 +443,7 @@ async fn read_as(
         .store()
         .audit_record(chain, seq)
         .await
-        .map_err(|e| store_failed(&e))?
+        ?
         .ok_or_else(not_known)?;
     let about = row
         .columns

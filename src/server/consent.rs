@@ -26,14 +26,6 @@ use crate::fhir::{ODS_SYSTEM, json};
 use crate::policy::consent::{self, Kind};
 use crate::store::{ConsentRecord, PersonRecord, StoreError};
 
-fn store_failed(e: &StoreError) -> ApiError {
-    tracing::error!(error = %e, "store failed");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "transient",
-        "the gateway's store is unavailable; try again shortly",
-    )
-}
 
 /// The person a Consent request is about, if this caller may manage their choices: the
 /// person themself, or staff of an organisation that knows them. Anyone else gets the same
@@ -52,7 +44,7 @@ async fn person_for(
         .store()
         .person_by_id(uuid)
         .await
-        .map_err(|e| store_failed(&e))?
+        ?
         .ok_or_else(unknown)?;
     match &principal.patient {
         Some(p) if p.acting_for_relationship.is_some() => Err(ApiError::new(
@@ -166,7 +158,7 @@ pub(super) async fn create(
         .store()
         .record_consent(&record)
         .await
-        .map_err(|e| store_failed(&e))?;
+        ?;
     state.consents.evict(person.id);
     tracing::info!(
         consent.kind = choice.kind.name(),
@@ -280,7 +272,7 @@ pub(super) async fn search(
         .store()
         .consents(person.id)
         .await
-        .map_err(|e| store_failed(&e))?;
+        ?;
     let mut bundle = Searchset::new(&state.base);
     bundle.total(records.len()).link(
         "self",
@@ -288,7 +280,7 @@ pub(super) async fn search(
     );
     for record in records.iter().rev() {
         let resource: Value = serde_json::from_str(&record.resource)
-            .map_err(|_| store_failed(&StoreError::Corrupt("consents.resource")))?;
+            .map_err(|_| ApiError::from(StoreError::Corrupt("consents.resource")))?;
         bundle.entry(resource, SearchMode::Match);
     }
     Ok(facts(person.id).attach(bundle_response(&bundle, pretty)))

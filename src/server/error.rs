@@ -78,17 +78,23 @@ impl ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    /// 503: the store failed (logged here, once; the caller learns only that it is
+    /// unavailable).
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transient",
+            "the gateway's store is unavailable; try again shortly",
+        )
+    }
+}
+
 impl From<FederationError> for ApiError {
     fn from(e: FederationError) -> Self {
         match e {
-            FederationError::Store(e) => {
-                tracing::error!(error = %e, "store failed");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "transient",
-                    "the gateway's store is unavailable; try again shortly",
-                )
-            }
+            FederationError::Store(e) => e.into(),
             FederationError::SourceFailed {
                 source_id,
                 source_name,
