@@ -83,7 +83,6 @@ fn refused(viewer: Viewer, e: ApiError) -> Response {
     facts(viewer.own()).attach(e.into_response())
 }
 
-
 /// Who the caller may see records of, or 403.
 async fn viewer(
     state: &AppState,
@@ -108,8 +107,7 @@ async fn viewer(
                 .federation
                 .store()
                 .person_by_nhs(p.nhs.as_str())
-                .await
-                ?;
+                .await?;
             Ok(Viewer::Person(person.map(|p| p.id)))
         }
         None if principal.role.as_deref() != Some(IG_LEAD) => Err(ApiError::new(
@@ -377,12 +375,7 @@ async fn search_as(
         search.query.after = search.cursor.take();
         // One more than the page, to know whether there is a next page.
         search.query.limit = u32::try_from(search.count + 1).unwrap_or(u32::MAX);
-        let mut rows = state
-            .federation
-            .store()
-            .audit_search(&search.query)
-            .await
-            ?;
+        let mut rows = state.federation.store().audit_search(&search.query).await?;
         if rows.len() > search.count {
             rows.truncate(search.count);
             if let Some(last) = rows.last() {
@@ -442,8 +435,7 @@ async fn read_as(
         .federation
         .store()
         .audit_record(chain, seq)
-        .await
-        ?
+        .await?
         .ok_or_else(not_known)?;
     let about = row
         .columns

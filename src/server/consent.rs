@@ -26,7 +26,6 @@ use crate::fhir::{ODS_SYSTEM, json};
 use crate::policy::consent::{self, Kind};
 use crate::store::{ConsentRecord, PersonRecord, StoreError};
 
-
 /// The person a Consent request is about, if this caller may manage their choices: the
 /// person themself, or staff of an organisation that knows them. Anyone else gets the same
 /// 404 as for a person who does not exist.
@@ -43,8 +42,7 @@ async fn person_for(
         .federation
         .store()
         .person_by_id(uuid)
-        .await
-        ?
+        .await?
         .ok_or_else(unknown)?;
     match &principal.patient {
         Some(p) if p.acting_for_relationship.is_some() => Err(ApiError::new(
@@ -153,12 +151,7 @@ pub(super) async fn create(
         recorded_us: now.as_microsecond(),
         resource: resource.to_string(),
     };
-    state
-        .federation
-        .store()
-        .record_consent(&record)
-        .await
-        ?;
+    state.federation.store().record_consent(&record).await?;
     state.consents.evict(person.id);
     tracing::info!(
         consent.kind = choice.kind.name(),
@@ -267,12 +260,7 @@ pub(super) async fn search(
         ));
     };
     let person = person_for(&state, &principal, &patient).await?;
-    let records = state
-        .federation
-        .store()
-        .consents(person.id)
-        .await
-        ?;
+    let records = state.federation.store().consents(person.id).await?;
     let mut bundle = Searchset::new(&state.base);
     bundle.total(records.len()).link(
         "self",

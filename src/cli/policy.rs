@@ -1,0 +1,170 @@
+//! `concord policy check` and `concord policy explain`.
+
+use anyhow::Context;
+
+use super::init_logging;
+use crate::config::Config;
+
+/// Prints every error and warning of a policy directory, then a one-line verdict.
+pub(super) fn policy_check(dir: &std::path::Path) -> anyhow::Result<()> {
+    let today = jiff::Zoned::now().date();
+    match crate::policy::PolicySet::load(dir, today) {
+        Ok(set) => {
+            for warning in &set.warnings {
+                println!("warning: {warning}");
+            }
+            let rules: usize = set.agreements.iter().map(|a| a.rules.len()).sum();
+            let in_force = set.agreements.iter().filter(|a| a.in_force(today)).count();
+            println!(
+                "{}: {} agreement(s) ({} in force today), {} rule(s), {} label mapping(s), {} warning(s); policy set {}",
+                dir.display(),
+                set.agreements.len(),
+                in_force,
+                rules,
+                set.labels.mappings.len(),
+                set.warnings.len(),
+                set.hash
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            for error in &errors.0 {
+                println!("error: {error}");
+            }
+            anyhow::bail!(
+                "{}: {} error(s); the policy set cannot be used",
+                dir.display(),
+                errors.0.len()
+            )
+        }
+    }
+}
+
+/// `concord policy explain`.
+pub(super) async fn policy_explain(
+    path: &std::path::Path,
+    token: &str,
+    nhs: &str,
+    only: Option<&str>,
+    break_glass: bool,
+) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    init_logging(&config);
+    let nhs = crate::fhir::NhsNumber::parse(nhs).map_err(|e| anyhow::anyhow!("--patient: {e}"))?;
+    let state = crate::server::build_state(&config)
+        .await
+        .context("cannot start")?;
+    let mut principal = state
+        .verifier
+        .verify(token.trim())
+        .map_err(|e| anyhow::anyhow!("--token: {e}"))?;
+    if break_glass {
+        principal.break_glass = Some("(policy explain)".into());
+    }
+    let set = state.policies.current();
+    // As an operator: every source, every type, so that withheld resources are seen too.
+    let identify: std::collections::HashSet<String> = state
+        .federation
+        .sources()
+        .iter()
+        .map(|s| s.info().id.clone())
+        .collect();
+    let mut all_types: Vec<&'static str> =
+        crate::fhir::search::TYPES.iter().map(|t| t.name).collect();
+    all_types.push("Patient");
+    let types: std::collections::HashMap<String, Vec<&'static str>> = identify
+        .iter()
+        .map(|id| (id.clone(), all_types.clone()))
+        .collect();
+    let plan = crate::federation::Plan {
+        identify: &identify,
+        types: &types,
+        labels: &set.labels,
+        labels_key: set.labels_key(),
+    };
+    let deadline = tokio::time::Instant::now() + config.server.request_timeout();
+    let resolution = state.federation.resolve_nhs(&nhs, &plan, deadline).await?;
+    for report in &resolution.reports {
+        println!("warning: source {} could not be asked", report.source.id);
+    }
+    let Some(person) = resolution.person else {
+        anyhow::bail!("no source knows a person with this NHS number");
+    };
+    if !principal.may_see_person(&person.nhs) {
+        println!("the token is a patient token for another person: everything is withheld");
+        return Ok(());
+    }
+    let collected = state.federation.collect(&person, &plan, deadline).await;
+    for report in &collected.reports {
+        println!(
+            "warning: source {} did not answer fully; its records may be missing below",
+            report.source.id
+        );
+    }
+    let records = state.federation.store().consents(person.id).await?;
+    let consent = crate::policy::consent::standing_of(&records);
+    let explained = crate::server::access::explain_all(
+        &set,
+        &principal,
+        &state.federation,
+        &person,
+        &consent,
+        &collected.resources,
+    );
+    println!(
+        "policy set {} · {} · user {} org {} role {} purpose {}{}",
+        set.hash,
+        crate::policy::live::today(),
+        principal.user,
+        principal.org.as_deref().unwrap_or("-"),
+        principal.role.as_deref().unwrap_or("-"),
+        principal.purpose_of_use,
+        if break_glass {
+            " · emergency access"
+        } else {
+            ""
+        }
+    );
+    let mut shown = 0;
+    for (name, explanation) in &explained {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        shown += 1;
+        match &explanation.permit {
+            Some(p) => println!(
+                "PERMIT    {name}  by {} rule {}{}{}",
+                p.agreement.id,
+                p.rule.id,
+                if p.emergency {
+                    " (emergency access)"
+                } else {
+                    ""
+                },
+                if p.rule.redact.is_empty() {
+                    String::new()
+                } else {
+                    format!(", redacting {}", p.rule.redact.join(", "))
+                }
+            ),
+            None => {
+                println!("WITHHELD  {name}");
+                for refusal in &explanation.refusals {
+                    match &refusal.rule {
+                        Some(rule) => println!(
+                            "          {} rule {}: {}",
+                            refusal.agreement, rule, refusal.failure
+                        ),
+                        None => println!("          {}: {}", refusal.agreement, refusal.failure),
+                    }
+                }
+            }
+        }
+    }
+    if let Some(o) = only
+        && shown == 0
+    {
+        anyhow::bail!("{o}: no such resource about this person in any source");
+    }
+    Ok(())
+}
