@@ -1,0 +1,327 @@
+//! `[[source]]`: each provider's system, its kind and settings.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, check_http_url, invalid, is_ods_code, is_slug};
+
+/// What happens to a source's resource that does not conform to its profile.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Conformance {
+    /// Disclosed, tagged in `meta.tag`, and each problem named in the Bundle's
+    /// OperationOutcome.
+    #[default]
+    Flag,
+    /// Withheld and counted.
+    Drop,
+    /// Not checked.
+    Off,
+}
+
+/// One `[[source]]`, as written. Both kinds share one flat table so that a misspelt key is
+/// always reported with its line; [`SourceConfig::kind`] gives the typed settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Short id, `[a-z0-9-]`, at most 16 characters; it prefixes the gateway ids of the
+    /// source's resources (`gp.obs-1`), so it must never change once in use.
+    pub id: String,
+    /// Display name of the provider, shown in outcomes and tags.
+    pub name: String,
+    /// ODS code of the organisation that controls the source's data.
+    pub ods: String,
+    /// `fhir` (an upstream FHIR R4 REST server) or `ndjson` (a directory of Bulk Data files).
+    pub kind: SourceKindName,
+    /// fhir: the server's FHIR base URL.
+    pub base_url: Option<String>,
+    /// fhir: deadline for one operation against the source (all its pages), in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// fhir: most requests in flight to this source at once.
+    pub max_concurrency: Option<usize>,
+    /// fhir: most searchset pages followed for one search; more is reported as truncated.
+    pub max_pages: Option<usize>,
+    /// fhir: `_count` asked of the upstream per page.
+    pub page_size: Option<usize>,
+    /// fhir: use the upstream's `Patient/{id}/$everything` rather than one search per type.
+    pub everything_operation: Option<bool>,
+    /// fhir: resource types to ask this source for; defaults to every type the gateway serves.
+    pub resource_types: Option<Vec<String>>,
+    /// fhir: consecutive failures that open the circuit breaker.
+    pub breaker_failures: Option<u32>,
+    /// fhir: how long an open breaker skips the source, in seconds.
+    pub breaker_cool_down_secs: Option<u64>,
+    /// ndjson: directory holding `{ResourceType}.ndjson` files (relative to the config file).
+    pub path: Option<PathBuf>,
+    /// What happens to a resource that does not conform to its profile: `flag` (default),
+    /// `drop` or `off`.
+    #[serde(default)]
+    pub conformance: Conformance,
+    /// fhir: `[source.tls]`, the CAs to trust and the client certificate to present.
+    pub tls: Option<SourceTlsConfig>,
+    /// fhir: `[source.oauth]`, OAuth 2.0 client credentials with a signed JWT assertion.
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// `[source.tls]`: TLS towards one upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTlsConfig {
+    /// PEM bundle of the CAs to trust for this source *instead of* the system's roots (a
+    /// provider on a private network such as HSCN usually has its own CA).
+    pub ca_file: Option<PathBuf>,
+    /// PEM file with the certificate chain the gateway presents (mutual TLS).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file with that certificate's private key.
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// `[source.oauth]`: the SMART Backend Services pattern. The gateway signs a short-lived JWT
+/// assertion with its private key, exchanges it at the token endpoint for an access token
+/// (`grant_type=client_credentials`) and sends that token to the source until shortly before
+/// it expires.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The authorisation server's token endpoint.
+    pub token_url: String,
+    /// The gateway's client id, registered with that server (`iss` and `sub` of the assertion).
+    pub client_id: String,
+    /// PEM file with the private key the assertion is signed with.
+    pub key_file: PathBuf,
+    /// `RS384` or `ES384` (what SMART Backend Services names), or `RS256`, `ES256`, `EdDSA`.
+    pub algorithm: String,
+    /// `kid` put in the assertion's header, naming the key in the server's JWKS.
+    pub kid: Option<String>,
+    /// Scopes asked for, e.g. `system/*.rs`.
+    pub scope: String,
+}
+
+/// Algorithms an OAuth client assertion may be signed with.
+pub const ASSERTION_ALGORITHMS: &[&str] = &["RS384", "ES384", "RS256", "ES256", "EdDSA"];
+
+/// The kinds of source.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKindName {
+    /// An upstream FHIR R4 REST server.
+    Fhir,
+    /// A directory of FHIR Bulk Data export files.
+    Ndjson,
+}
+
+/// A source's typed settings.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// An upstream FHIR R4 REST server.
+    Fhir(Box<FhirSourceConfig>),
+    /// A directory of FHIR Bulk Data export files.
+    Ndjson(NdjsonSourceConfig),
+}
+
+/// Settings of a `kind = "fhir"` source, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct FhirSourceConfig {
+    /// The server's FHIR base URL, without a trailing slash.
+    pub base_url: String,
+    /// Deadline for one operation (default 3000 ms).
+    pub timeout: Duration,
+    /// Most requests in flight at once (default 32).
+    pub max_concurrency: usize,
+    /// Most pages followed for one search (default 20).
+    pub max_pages: usize,
+    /// `_count` per page (default 200).
+    pub page_size: usize,
+    /// Use `$everything` upstream (default false).
+    pub everything_operation: bool,
+    /// Types to ask for (default: all the gateway serves).
+    pub resource_types: Option<Vec<String>>,
+    /// Consecutive failures that open the breaker (default 5).
+    pub breaker_failures: u32,
+    /// Cool-down of an open breaker (default 30 s).
+    pub breaker_cool_down: Duration,
+    /// TLS settings towards the upstream.
+    pub tls: Option<SourceTlsConfig>,
+    /// Client-credentials settings.
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// Settings of a `kind = "ndjson"` source.
+#[derive(Debug, Clone)]
+pub struct NdjsonSourceConfig {
+    /// Directory holding `{ResourceType}.ndjson` files.
+    pub path: PathBuf,
+}
+
+impl SourceConfig {
+    /// The typed settings; errors name the field (`index` is the source's position).
+    pub fn kind(&self, index: usize) -> Result<SourceKind, ConfigError> {
+        let field = |name: &str| format!("source[{index}].{name}");
+        let fhir_only = [
+            ("base_url", self.base_url.is_some()),
+            ("timeout_ms", self.timeout_ms.is_some()),
+            ("max_concurrency", self.max_concurrency.is_some()),
+            ("max_pages", self.max_pages.is_some()),
+            ("page_size", self.page_size.is_some()),
+            ("everything_operation", self.everything_operation.is_some()),
+            ("resource_types", self.resource_types.is_some()),
+            ("breaker_failures", self.breaker_failures.is_some()),
+            (
+                "breaker_cool_down_secs",
+                self.breaker_cool_down_secs.is_some(),
+            ),
+            ("tls", self.tls.is_some()),
+            ("oauth", self.oauth.is_some()),
+        ];
+        match self.kind {
+            SourceKindName::Ndjson => {
+                if let Some((name, _)) = fhir_only.iter().find(|(_, set)| *set) {
+                    return Err(invalid(field(name), "applies only to kind = \"fhir\""));
+                }
+                let path = self
+                    .path
+                    .clone()
+                    .ok_or_else(|| invalid(field("path"), "is required for kind = \"ndjson\""))?;
+                Ok(SourceKind::Ndjson(NdjsonSourceConfig { path }))
+            }
+            SourceKindName::Fhir => {
+                if self.path.is_some() {
+                    return Err(invalid(field("path"), "applies only to kind = \"ndjson\""));
+                }
+                let base_url = self
+                    .base_url
+                    .clone()
+                    .ok_or_else(|| invalid(field("base_url"), "is required for kind = \"fhir\""))?;
+                check_http_url(&field("base_url"), &base_url)?;
+                let positive = |name: &str, v: u64| {
+                    if v == 0 {
+                        Err(invalid(field(name), "must be greater than 0"))
+                    } else {
+                        Ok(v)
+                    }
+                };
+                let timeout = positive("timeout_ms", self.timeout_ms.unwrap_or(3_000))?;
+                let cool_down = positive(
+                    "breaker_cool_down_secs",
+                    self.breaker_cool_down_secs.unwrap_or(30),
+                )?;
+                let max_concurrency =
+                    positive("max_concurrency", self.max_concurrency.unwrap_or(32) as u64)?
+                        as usize;
+                let max_pages =
+                    positive("max_pages", self.max_pages.unwrap_or(20) as u64)? as usize;
+                let page_size =
+                    positive("page_size", self.page_size.unwrap_or(200) as u64)? as usize;
+                let breaker_failures = positive(
+                    "breaker_failures",
+                    u64::from(self.breaker_failures.unwrap_or(5)),
+                )? as u32;
+                for t in self.resource_types.iter().flatten() {
+                    if crate::fhir::search::type_def(t).is_none() {
+                        return Err(invalid(
+                            field("resource_types"),
+                            format!("`{t}` is not a resource type the gateway serves"),
+                        ));
+                    }
+                }
+                if let Some(tls) = &self.tls
+                    && tls.client_cert_file.is_some() != tls.client_key_file.is_some()
+                {
+                    return Err(invalid(
+                        field("tls.client_key_file"),
+                        "client_cert_file and client_key_file go together",
+                    ));
+                }
+                if let Some(oauth) = &self.oauth {
+                    check_http_url(&field("oauth.token_url"), &oauth.token_url)?;
+                    if oauth.client_id.trim().is_empty() {
+                        return Err(invalid(field("oauth.client_id"), "must not be empty"));
+                    }
+                    if !ASSERTION_ALGORITHMS.contains(&oauth.algorithm.as_str()) {
+                        return Err(invalid(
+                            field("oauth.algorithm"),
+                            format!(
+                                "`{}` is not one of {}",
+                                oauth.algorithm,
+                                ASSERTION_ALGORITHMS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Ok(SourceKind::Fhir(Box::new(FhirSourceConfig {
+                    base_url: base_url.trim_end_matches('/').to_owned(),
+                    timeout: Duration::from_millis(timeout),
+                    max_concurrency,
+                    max_pages,
+                    page_size,
+                    everything_operation: self.everything_operation.unwrap_or(false),
+                    resource_types: self.resource_types.clone(),
+                    breaker_failures,
+                    breaker_cool_down: Duration::from_secs(cool_down),
+                    tls: self.tls.clone(),
+                    oauth: self.oauth.clone(),
+                })))
+            }
+        }
+    }
+}
+
+/// Checks every `[[source]]` beyond its types: unique ids, names, ODS codes, and timeouts
+/// shorter than the request's.
+pub(super) fn validate(
+    sources: &[SourceConfig],
+    server: &super::ServerConfig,
+) -> Result<(), ConfigError> {
+    let mut ids = HashSet::new();
+    for (i, src) in sources.iter().enumerate() {
+        let field = |name: &str| format!("source[{i}].{name}");
+        if src.id.len() > 16 || !is_slug(&src.id) {
+            return Err(invalid(
+                field("id"),
+                format!("`{}` must be 1 to 16 characters of a-z, 0-9 and -", src.id),
+            ));
+        }
+        if !ids.insert(src.id.as_str()) {
+            return Err(invalid(
+                field("id"),
+                format!("`{}` is used by another source", src.id),
+            ));
+        }
+        if src.name.trim().is_empty() {
+            return Err(invalid(field("name"), "must not be empty"));
+        }
+        if !is_ods_code(&src.ods) {
+            return Err(invalid(
+                field("ods"),
+                format!(
+                    "`{}` is not an ODS code (3 to 10 upper-case letters and digits)",
+                    src.ods
+                ),
+            ));
+        }
+        if let SourceKind::Fhir(f) = src.kind(i)?
+            && f.timeout >= server.request_timeout()
+        {
+            return Err(invalid(
+                field("timeout_ms"),
+                format!(
+                    "{} ms must be shorter than server.request_timeout_ms ({} ms), so that a slow source is caught by its own timeout and circuit breaker",
+                    f.timeout.as_millis(),
+                    server.request_timeout_ms
+                ),
+            ));
+        }
+        if let SourceKind::Ndjson(n) = src.kind(i)?
+            && !n.path.is_dir()
+        {
+            return Err(invalid(
+                field("path"),
+                format!("`{}` is not a directory", n.path.display()),
+            ));
+        }
+    }
+    Ok(())
+}
