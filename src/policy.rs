@@ -261,6 +261,3 @@ impl PolicySet {
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod decision_table;

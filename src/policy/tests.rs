@@ -1,5 +1,8 @@
 use super::*;
 
+/// The decision table, its generated rows and property tests (test code only).
+mod decision_table;
+
 /// A valid agreement; line numbers below refer to it.
 const GOOD: &str = r#"[agreement]
 id = "dsa-test"

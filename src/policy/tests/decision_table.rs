@@ -20,8 +20,10 @@ use std::fmt;
 
 use jiff::civil::{Date, date};
 
-use super::engine::{Permit, explain};
-use super::{Access, Acting, Caller, Consent, Failure, Item, LABELS_FILE, PolicySet, Status};
+use crate::policy::engine::{Permit, explain};
+use crate::policy::{
+    Access, Acting, Caller, Consent, Failure, Item, LABELS_FILE, PolicySet, Status,
+};
 
 fn today() -> Date {
     date(2026, 11, 25)
