@@ -34,6 +34,9 @@ pub use sources::{
 };
 pub use store::StoreConfig;
 
+/// The identifier checks moved to [`crate::fhir`] (the bottom layer); kept here for callers.
+pub use crate::fhir::{is_ods_code, is_slug};
+
 /// Environment variable that overrides `[store] url` (handy for containers and CI).
 pub const ENV_DATABASE_URL: &str = "CONCORD_DATABASE_URL";
 /// Environment variable with the log filter (tracing `EnvFilter` syntax), over `[log] level`.
@@ -227,23 +230,6 @@ fn resolve(dir: &Path, path: &mut PathBuf) {
     if path.is_relative() {
         *path = dir.join(&*path);
     }
-}
-
-/// Ids people write and other things are keyed by (source, agreement and rule ids): one or
-/// more of `a-z`, `0-9` and `-`.
-pub fn is_slug(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// ODS codes: 3 to 10 upper-case letters and digits (e.g. `A81001`, `RY4`, `RY4AB`).
-pub fn is_ods_code(code: &str) -> bool {
-    (3..=10).contains(&code.len())
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 fn check_http_url(field: &str, url: &str) -> Result<(), ConfigError> {

@@ -32,3 +32,20 @@ pub fn now_instant() -> String {
         .unwrap_or(now)
         .to_string()
 }
+
+/// Ids people write and other things are keyed by (source, agreement and rule ids): one or
+/// more of `a-z`, `0-9` and `-`.
+pub fn is_slug(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// ODS codes: 3 to 10 upper-case letters and digits (e.g. `A81001`, `RY4`, `RY4AB`).
+pub fn is_ods_code(code: &str) -> bool {
+    (3..=10).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}

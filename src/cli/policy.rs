@@ -102,7 +102,11 @@ pub(super) async fn policy_explain(
         );
     }
     let records = state.federation.store().consents(person.id).await?;
-    let consent = crate::policy::consent::standing_of(&records);
+    let consent = crate::policy::consent::standing(
+        records
+            .iter()
+            .map(|r| (r.kind.as_str(), r.org.as_str(), r.active)),
+    );
     let explained = crate::server::access::explain_all(
         &set,
         &principal,

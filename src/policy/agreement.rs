@@ -198,7 +198,7 @@ impl Agreement {
         let at = |offset: usize, field: &str, message: String| source.at(offset, field, message);
         let head = file.agreement.get_ref();
         let id = head.id.get_ref();
-        if id.len() > 64 || !crate::config::is_slug(id) {
+        if id.len() > 64 || !crate::fhir::is_slug(id) {
             errors.push(at(
                 head.id.span().start,
                 "agreement.id",
@@ -284,7 +284,7 @@ impl Agreement {
                 return Vec::new();
             };
             for (i, code) in list.get_ref().iter().enumerate() {
-                if !crate::config::is_ods_code(code.get_ref()) {
+                if !crate::fhir::is_ods_code(code.get_ref()) {
                     errors.push(at(
                         code.span().start,
                         &format!("{field}[{i}]"),
@@ -357,7 +357,7 @@ impl Agreement {
                 .map_or(rule_at, |c| c.span().start);
             let field = |name: &str| format!("rule[{i}].{name}");
             let rid = rule.id.get_ref();
-            if !crate::config::is_slug(rid) {
+            if !crate::fhir::is_slug(rid) {
                 errors.push(at(
                     rule.id.span().start,
                     &field("id"),

@@ -204,7 +204,7 @@ pub fn parse(body: &Value) -> Result<(String, Choice), ConsentError> {
     let org = identifier
         .filter(|i| i.get("system").and_then(Value::as_str) == Some(ODS_SYSTEM))
         .and_then(|i| i.get("value").and_then(Value::as_str))
-        .filter(|v| crate::config::is_ods_code(v))
+        .filter(|v| crate::fhir::is_ods_code(v))
         .ok_or_else(|| {
             ConsentError(format!(
                 "Consent.provision.actor.reference must be an identifier `{ODS_SYSTEM}` with an ODS code"
@@ -299,15 +299,6 @@ pub fn render(id: &str, person: &str, choice: &Choice, recorded: &str, recorder:
         }]);
     }
     consent
-}
-
-/// The objections that stand, from the person's stored choices (oldest first).
-pub fn standing_of(records: &[crate::store::ConsentRecord]) -> Consent {
-    standing(
-        records
-            .iter()
-            .map(|r| (r.kind.as_str(), r.org.as_str(), r.active)),
-    )
 }
 
 /// The objections that stand, from every choice recorded for a person (oldest first).

@@ -82,7 +82,11 @@ impl ConsentCache {
         }
         let read_at = tokio::time::Instant::now();
         let records = federation.store().consents(person.id).await?;
-        let consent = Arc::new(crate::policy::consent::standing_of(&records));
+        let consent = Arc::new(crate::policy::consent::standing(
+            records
+                .iter()
+                .map(|r| (r.kind.as_str(), r.org.as_str(), r.active)),
+        ));
         if !self.ttl.is_zero() {
             let mut state = self.lock();
             let raced = state.evicted.get(&person.id).is_some_and(|e| *e >= read_at);
