@@ -133,7 +133,7 @@ enum Verdict {
     /// It conforms, or was not checked.
     Conforms,
     /// Pass it on, tagged, with these problems.
-    Flag(Vec<crate::profiles::Problem>),
+    Flag(Vec<crate::fhir::conformance::Departure>),
     /// Withhold it.
     Drop,
 }

@@ -55,7 +55,6 @@ mod terminology;
 mod tests;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -64,66 +63,14 @@ use base::Structure;
 use compile::Node;
 use terminology::Terminology;
 
+pub use crate::fhir::conformance::{Departure, Rule};
+
 /// The base structure file, relative to the profiles directory.
 pub const STRUCTURE_FILE: &str = "base/r4-structure.json";
 
 /// The profiles directory `concord profile check` uses when not told otherwise (relative to
 /// the working directory).
 pub const DEFAULT_DIR: &str = "fhir-profiles";
-
-/// The kind of rule a problem breaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Rule {
-    /// Resource type, element names, arrays versus single values, choice elements.
-    Structure,
-    /// A primitive's JSON type or lexical form.
-    Format,
-    /// Too few or too many values.
-    Cardinality,
-    /// A fixed or pattern value of the profile.
-    Fixed,
-    /// A required terminology binding.
-    Binding,
-    /// A reference to a resource type that is not allowed there.
-    Reference,
-}
-
-impl Rule {
-    /// The rule's name as printed: `structure`, `format`, ….
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rule::Structure => "structure",
-            Rule::Format => "format",
-            Rule::Cardinality => "cardinality",
-            Rule::Fixed => "fixed",
-            Rule::Binding => "binding",
-            Rule::Reference => "reference",
-        }
-    }
-}
-
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One way a resource departs from the base structure or its profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Where, FHIRPath-like with indexes and JSON element names: `Patient.identifier[0].system`.
-    pub path: String,
-    /// The rule broken.
-    pub rule: Rule,
-    /// What is wrong, naming the expected value or type.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: [{}] {}", self.path, self.rule, self.message)
-    }
-}
 
 /// Why a profiles directory cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -280,7 +227,7 @@ impl Profiles {
 
     /// Every problem of one resource, in document order (cardinality problems of an object
     /// after its elements). Empty when the resource conforms. Never panics.
-    pub fn check(&self, resource: &Value) -> Vec<Problem> {
+    pub fn check(&self, resource: &Value) -> Vec<Departure> {
         let profile = self.profile_for(resource).map(|p| &p.root);
         check::resource(&self.base, &self.terminology, resource, profile)
     }

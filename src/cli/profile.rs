@@ -28,7 +28,7 @@ pub(super) fn profile_check(
                 Ok(resource) => (resource_name(&resource), profiles.check(&resource)),
                 Err(message) => (
                     "(not JSON)".to_owned(),
-                    vec![crate::profiles::Problem {
+                    vec![crate::fhir::conformance::Departure {
                         path: "Resource".into(),
                         rule: crate::profiles::Rule::Structure,
                         message,

@@ -13,7 +13,7 @@ use serde_json::Value;
 pub struct Resource {
     value: Value,
     json: OnceLock<Box<str>>,
-    problems: Box<[crate::profiles::Problem]>,
+    problems: Box<[crate::fhir::conformance::Departure]>,
 }
 
 /// Resources are passed around shared.
@@ -27,7 +27,10 @@ impl Resource {
 
     /// Wraps a resource that does not conform to its profile, with its problems, for the
     /// Bundle's OperationOutcome.
-    pub fn flagged(value: Value, problems: Vec<crate::profiles::Problem>) -> SharedResource {
+    pub fn flagged(
+        value: Value,
+        problems: Vec<crate::fhir::conformance::Departure>,
+    ) -> SharedResource {
         Arc::new(Self {
             value,
             json: OnceLock::new(),
@@ -37,7 +40,7 @@ impl Resource {
 
     /// How the resource does not conform to its profile (empty when it does, or was not
     /// checked).
-    pub fn problems(&self) -> &[crate::profiles::Problem] {
+    pub fn problems(&self) -> &[crate::fhir::conformance::Departure] {
         &self.problems
     }
 

@@ -10,7 +10,7 @@ use super::base::{Element, Kind, Required, Structure};
 use super::compile::{Matcher, Node};
 use super::format::{self, json_kind, quote};
 use super::terminology::Terminology;
-use super::{Problem, Rule};
+use super::{Departure, Rule};
 use crate::fhir::reference::is_resource_type_name;
 
 /// Objects nested deeper than this are not looked into (and reported).
@@ -28,7 +28,7 @@ struct Walker<'a> {
     base: &'a Structure,
     terms: &'a Terminology,
     path: Vec<Seg<'a>>,
-    out: Vec<Problem>,
+    out: Vec<Departure>,
 }
 
 /// Checks one resource against the base structure and, when given, a profile's root node.
@@ -37,7 +37,7 @@ pub(super) fn resource(
     terms: &Terminology,
     value: &Value,
     profile: Option<&Node>,
-) -> Vec<Problem> {
+) -> Vec<Departure> {
     let mut walker = Walker {
         base,
         terms,
@@ -64,7 +64,7 @@ impl<'a> Walker<'a> {
                 Seg::Slice(s) => path.push_str(&format!(":{s}")),
             }
         }
-        self.out.push(Problem {
+        self.out.push(Departure {
             path,
             rule,
             message,

@@ -600,7 +600,7 @@ fn conformance_outcome(flagged: &[(String, SharedResource)]) -> Option<Value> {
     if flagged.is_empty() {
         return None;
     }
-    let all: Vec<(&str, &crate::profiles::Problem)> = flagged
+    let all: Vec<(&str, &crate::fhir::conformance::Departure)> = flagged
         .iter()
         .flat_map(|(reference, r)| r.problems().iter().map(move |p| (reference.as_str(), p)))
         .collect();
