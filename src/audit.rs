@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
 
+/// The stored forms of records; the store owns them, the audit log makes and checks them.
+pub use crate::store::{Columns, Record, Row};
+
 pub mod export;
 pub mod heads;
 pub mod spool;
@@ -146,21 +149,6 @@ pub struct Body {
 pub const REVIEW_CONSENT_WITHDRAWN_BY_STAFF: &str = "consent-withdrawn-by-staff";
 /// Review reason: emergency access (break-glass).
 pub const REVIEW_BREAK_GLASS: &str = "break-glass";
-
-/// A stored (or spooled) record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// The chain.
-    pub chain: String,
-    /// Position in the chain, from 0.
-    pub seq: i64,
-    /// The body's canonical encoding.
-    pub body: String,
-    /// The previous record's hash ([`GENESIS`] for the first).
-    pub prev_hash: String,
-    /// This record's keyed hash.
-    pub hash: String,
-}
 
 /// The key records are hashed with.
 #[derive(Debug, Clone)]
@@ -840,25 +828,6 @@ async fn replay(
 
 pub use verify::{Broken, HeadCheck, Verified, verify, verify_with_heads};
 
-/// The columns stored beside the body for searching.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Columns {
-    /// Microseconds.
-    pub recorded_us: i64,
-    /// The person.
-    pub person: Option<String>,
-    /// The user.
-    pub user: Option<String>,
-    /// The organisation.
-    pub org: Option<String>,
-    /// The purpose.
-    pub purpose: Option<String>,
-    /// The outcome.
-    pub outcome: String,
-    /// Why it is flagged for IG review, if it is.
-    pub review: Option<String>,
-}
-
 impl Columns {
     /// The columns of a body.
     pub fn of(body: &Body) -> Columns {
@@ -872,15 +841,6 @@ impl Columns {
             review: body.review.clone(),
         }
     }
-}
-
-/// A stored row: the record and its searchable columns.
-#[derive(Debug, Clone)]
-pub struct Row {
-    /// The record.
-    pub record: Record,
-    /// The columns.
-    pub columns: Columns,
 }
 
 pub mod event;

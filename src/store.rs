@@ -8,6 +8,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -325,6 +326,69 @@ impl Store {
     }
 }
 
+// The audit log's stored forms. The store owns them (it reads and writes them); the audit log
+// (`crate::audit`) makes, hashes, signs and checks them.
+
+/// A stored (or spooled) record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The chain.
+    pub chain: String,
+    /// Position in the chain, from 0.
+    pub seq: i64,
+    /// The body's canonical encoding.
+    pub body: String,
+    /// The previous record's hash (`GENESIS`, all zeros, for the first).
+    pub prev_hash: String,
+    /// This record's keyed hash.
+    pub hash: String,
+}
+
+/// The columns stored beside the body for searching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    /// Microseconds.
+    pub recorded_us: i64,
+    /// The person.
+    pub person: Option<String>,
+    /// The user.
+    pub user: Option<String>,
+    /// The organisation.
+    pub org: Option<String>,
+    /// The purpose.
+    pub purpose: Option<String>,
+    /// The outcome.
+    pub outcome: String,
+    /// Why it is flagged for IG review, if it is.
+    pub review: Option<String>,
+}
+
+/// A stored row: the record and its searchable columns.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The record.
+    pub record: Record,
+    /// The columns.
+    pub columns: Columns,
+}
+
+/// A chain's head, signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHead {
+    /// The chain.
+    pub chain: String,
+    /// The position of the newest record vouched for.
+    pub seq: i64,
+    /// That record's hash.
+    pub hash: String,
+    /// When it was signed, Unix microseconds.
+    pub signed_us: i64,
+    /// The signer's Ed25519 public key, hex.
+    pub public_key: String,
+    /// The Ed25519 signature over `SignedHead::message` (in `audit::heads`), hex.
+    pub signature: String,
+}
+
 /// A query reading whole audit rows (the columns [`AuditRow`] decodes), followed by `$rest`.
 macro_rules! audit_select {
     ($rest:literal) => {
@@ -350,7 +414,7 @@ type AuditRow = (
     String,
 );
 
-fn audit_row(r: AuditRow) -> crate::audit::Row {
+fn audit_row(r: AuditRow) -> Row {
     let (
         chain,
         seq,
@@ -365,15 +429,15 @@ fn audit_row(r: AuditRow) -> crate::audit::Row {
         prev_hash,
         hash,
     ) = r;
-    crate::audit::Row {
-        record: crate::audit::Record {
+    Row {
+        record: Record {
             chain,
             seq,
             body,
             prev_hash,
             hash,
         },
-        columns: crate::audit::Columns {
+        columns: Columns {
             recorded_us,
             person,
             user,
@@ -387,10 +451,7 @@ fn audit_row(r: AuditRow) -> crate::audit::Row {
 
 impl Store {
     /// Appends audit records in one transaction, committed before returning.
-    pub async fn append_audit(
-        &self,
-        rows: &[(crate::audit::Record, crate::audit::Columns)],
-    ) -> Result<(), StoreError> {
+    pub async fn append_audit(&self, rows: &[(Record, Columns)]) -> Result<(), StoreError> {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Many rows per statement: one round trip to the database per 256 records.
@@ -440,9 +501,7 @@ impl Store {
     }
 
     /// Every audit record, chain by chain in order, streamed (never all in memory).
-    pub fn audit_rows(
-        &self,
-    ) -> futures_util::stream::BoxStream<'_, Result<crate::audit::Row, StoreError>> {
+    pub fn audit_rows(&self) -> futures_util::stream::BoxStream<'_, Result<Row, StoreError>> {
         self.audit_stream(audit_select!(" ORDER BY chain, seq"), &[])
     }
 
@@ -452,7 +511,7 @@ impl Store {
         &self,
         sql: &'static str,
         binds: &[i64],
-    ) -> futures_util::stream::BoxStream<'_, Result<crate::audit::Row, StoreError>> {
+    ) -> futures_util::stream::BoxStream<'_, Result<Row, StoreError>> {
         use futures_util::{StreamExt, TryStreamExt};
         match self {
             Store::Sqlite(pool) => binds
@@ -480,7 +539,7 @@ impl Store {
         &self,
         since: Option<i64>,
         until: Option<i64>,
-    ) -> futures_util::stream::BoxStream<'_, Result<crate::audit::Row, StoreError>> {
+    ) -> futures_util::stream::BoxStream<'_, Result<Row, StoreError>> {
         let (since, until) = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
         self.audit_stream(
             audit_select!(
@@ -502,10 +561,7 @@ impl Store {
     }
 
     /// Keeps a signed chain head.
-    pub async fn record_audit_head(
-        &self,
-        head: &crate::audit::heads::SignedHead,
-    ) -> Result<(), StoreError> {
+    pub async fn record_audit_head(&self, head: &SignedHead) -> Result<(), StoreError> {
         with_pool!(self, pool => {
             sqlx::query("INSERT INTO audit_heads (chain, seq, hash, signed_us, public_key, signature) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (chain, seq) DO NOTHING")
                 .bind(&head.chain)
@@ -522,21 +578,21 @@ impl Store {
 
     /// Every signed head, chain by chain in order. Heads are few (one per chain per signing
     /// interval), so they are read whole.
-    pub async fn audit_heads(&self) -> Result<Vec<crate::audit::heads::SignedHead>, StoreError> {
+    pub async fn audit_heads(&self) -> Result<Vec<SignedHead>, StoreError> {
         type HeadRow = (String, i64, String, i64, String, String);
         let rows: Vec<HeadRow> = with_pool!(self, pool => sqlx::query_as("SELECT chain, seq, hash, signed_us, public_key, signature FROM audit_heads ORDER BY chain, seq").fetch_all(pool).await?);
         Ok(rows
             .into_iter()
-            .map(|(chain, seq, hash, signed_us, public_key, signature)| {
-                crate::audit::heads::SignedHead {
+            .map(
+                |(chain, seq, hash, signed_us, public_key, signature)| SignedHead {
                     chain,
                     seq,
                     hash,
                     signed_us,
                     public_key,
                     signature,
-                }
-            })
+                },
+            )
             .collect())
     }
 }
@@ -617,10 +673,7 @@ pub struct AuditQuery {
 impl Store {
     /// One page of audit records matching `query`, newest first, read over the indexed
     /// columns with a keyset (never an offset), at most `query.limit` rows.
-    pub async fn audit_search(
-        &self,
-        query: &AuditQuery,
-    ) -> Result<Vec<crate::audit::Row>, StoreError> {
+    pub async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<Row>, StoreError> {
         let rows: Vec<AuditRow> = with_pool!(self, pool => {
             let mut sql = sqlx::QueryBuilder::new(audit_select!(" WHERE 1 = 1"));
             for (column, values) in &query.equals {
@@ -683,11 +736,7 @@ impl Store {
     }
 
     /// One audit record by its chain and position.
-    pub async fn audit_record(
-        &self,
-        chain: &str,
-        seq: i64,
-    ) -> Result<Option<crate::audit::Row>, StoreError> {
+    pub async fn audit_record(&self, chain: &str, seq: i64) -> Result<Option<Row>, StoreError> {
         const SQL: &str = audit_select!(" WHERE chain = $1 AND seq = $2");
         let row: Option<AuditRow> = with_pool!(self, pool => sqlx::query_as(SQL).bind(chain).bind(seq).fetch_optional(pool).await?);
         Ok(row.map(audit_row))

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 
 /// Why heads cannot be signed or read.
 #[derive(Debug, thiserror::Error)]
@@ -34,22 +33,8 @@ pub enum HeadError {
     WitnessUrl(String),
 }
 
-/// A chain's head, signed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedHead {
-    /// The chain.
-    pub chain: String,
-    /// The position of the newest record vouched for.
-    pub seq: i64,
-    /// That record's hash.
-    pub hash: String,
-    /// When it was signed, Unix microseconds.
-    pub signed_us: i64,
-    /// The signer's Ed25519 public key, hex.
-    pub public_key: String,
-    /// The Ed25519 signature over [`SignedHead::message`], hex.
-    pub signature: String,
-}
+/// A chain's head, signed (stored by the store, made and checked here).
+pub use crate::store::SignedHead;
 
 impl SignedHead {
     /// The bytes signed: a fixed, length-prefixed encoding of chain, position, hash and time.

@@ -2,7 +2,6 @@
 //! `CONCORD_TEST_DATABASE_URL` is set: filters, newest-first order and keyset paging.
 
 use super::*;
-use crate::audit::{Columns, Record, Row};
 use crate::testing::TestDatabase;
 
 /// 30 records over two chains; several share a time, so the chain and position break ties.
