@@ -2,6 +2,9 @@
 //! is found at the right record.
 
 use super::*;
+use crate::store::Store;
+use serde::Serialize;
+use std::time::Duration;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,89 @@
+//! What an audit record says ([`Body`]), in its canonical field order.
+
+use serde::{Deserialize, Serialize};
+
+/// One source's part in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceOutcome {
+    /// The source id.
+    pub source: String,
+    /// `ok`, or what went wrong (`failed`, `timeout`, `truncated`, `dropped`).
+    pub outcome: String,
+}
+
+/// One disclosed resource and why it could be disclosed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disclosure {
+    /// `Type/id`.
+    pub reference: String,
+    /// The agreement that permitted it.
+    pub agreement: String,
+    /// The rule.
+    pub rule: String,
+    /// Permitted only under emergency access.
+    pub emergency: bool,
+}
+
+/// What an audit record says. Field order is the canonical encoding: never reorder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Body {
+    /// When, Unix microseconds.
+    pub recorded_us: i64,
+    /// The request id.
+    pub request_id: String,
+    /// The caller's address.
+    pub client_address: Option<String>,
+    /// The user (`sub`), when a token was verified.
+    pub user: Option<String>,
+    /// The user's display name.
+    pub user_name: Option<String>,
+    /// The organisation (ODS code).
+    pub org: Option<String>,
+    /// The role.
+    pub role: Option<String>,
+    /// `staff`, `patient`, `carer`, or `unauthenticated`.
+    pub caller: String,
+    /// A carer's relationship to the person.
+    pub relationship: Option<String>,
+    /// The client certificate's subject (mutual TLS).
+    pub client_certificate: Option<String>,
+    /// The HTTP method.
+    pub method: String,
+    /// The route template (e.g. `/fhir/Patient/{id}/$everything`).
+    pub route: String,
+    /// The path and query as asked.
+    pub target: String,
+    /// PurposeOfUse.
+    pub purpose: Option<String>,
+    /// The break-glass reason.
+    pub break_glass_reason: Option<String>,
+    /// The person's gateway id.
+    pub person: Option<String>,
+    /// The sources asked and how each answered.
+    pub sources: Vec<SourceOutcome>,
+    /// What was disclosed, each with its agreement and rule.
+    pub disclosed: Vec<Disclosure>,
+    /// How many resources were withheld.
+    pub withheld: usize,
+    /// The hash of the policy set in force.
+    pub policy_hash: String,
+    /// `success` (2xx), `refused` (4xx) or `error` (5xx).
+    pub outcome: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// Why the record is flagged for IG review, besides break-glass (whose purpose is
+    /// ETREAT): `consent-withdrawn-by-staff`. Absent from records written before it existed,
+    /// and from the canonical encoding when there is none, so older hashes still hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
+    /// For a record of requests turned away by the rate limit for callers without a valid
+    /// token: how many there were from this client in the window (one record per client per
+    /// window, not one per request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<u64>,
+}
+
+/// Review reason: a staff member recorded the withdrawal of a person's objection to sharing.
+pub const REVIEW_CONSENT_WITHDRAWN_BY_STAFF: &str = "consent-withdrawn-by-staff";
+/// Review reason: emergency access (break-glass).
+pub const REVIEW_BREAK_GLASS: &str = "break-glass";
