@@ -15,10 +15,13 @@
 //! | audit | [`audit`] | one hash-chained record per request, written before the answer; served as FHIR AuditEvents |
 //! | state | [`store`] | SQLite or PostgreSQL: people, their links, consent, audit records |
 //!
-//! Beside them: [`config`] (the TOML file), [`telemetry`] (Prometheus metrics) and [`cli`]
-//! (the `concord` command). Dependencies point one way: `server` → `federation` → `sources`;
-//! everything may use `fhir`, `policy`, `audit`, `store` and `telemetry`; nothing uses `server`
-//! or `cli` (but `cli`).
+//! Beside them: [`config`] (the TOML file, one file per table under `config/`),
+//! [`telemetry`] (Prometheus metrics) and [`cli`] (the `concord` command, one file per command
+//! under `cli/`). Dependencies point one way, from the top (`cli`, `server`) down to `fhir`:
+//! `server` → `federation` → `sources`; `federation` → `policy`, `profiles`, `store`; `audit`
+//! → `store`; everything may use `fhir`; nothing uses `server` or `cli` (but `cli`); no two
+//! modules use each other. `tests/architecture.rs` writes the allowed edges down once and
+//! fails when a `crate::` path crosses another.
 
 pub mod audit;
 pub mod auth;
