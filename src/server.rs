@@ -236,10 +236,12 @@ async fn guard(
     next: Next,
 ) -> Response {
     let public = request.uri().path() == "/metadata";
-    let client = request
+    let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<tls::Peer>>()
-        .map(|peer| peer.0.addr.ip());
+        .map(|peer| &peer.0);
+    let client = peer.map(|p| p.addr.ip());
+    let client_certificate = peer.and_then(|p| p.client_certificate.clone());
     let verified = match assumed.principal() {
         Some(principal) => Ok(principal),
         None => {
@@ -277,10 +279,7 @@ async fn guard(
             return ApiError::unauthorized(&e).into_response();
         }
     };
-    principal.client_certificate = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<tls::Peer>>()
-        .and_then(|peer| peer.0.client_certificate.clone());
+    principal.client_certificate = client_certificate;
     let checked = precheck(&state.config, &request, true)
         .and_then(|()| break_glass_reason(request.headers(), &principal));
     let mut response = match checked {
