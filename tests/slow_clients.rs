@@ -145,6 +145,15 @@ impl Gateway {
     }
 }
 
+/// A request in progress that will not finish by itself: a Consent POST whose 100-byte body
+/// stops after its first byte.
+fn unfinished_post(token: &str) -> String {
+    format!(
+        "POST /fhir/Consent HTTP/1.1\r\nHost: concord\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{{"
+    )
+}
+
 /// Reads until the gateway closes the connection (end of stream or reset), up to `limit`:
 /// what was read, or `None` when it is still open.
 async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
@@ -426,15 +435,9 @@ async fn the_total_cap_evicts_the_longest_idle_connection_and_refuses_only_when_
     let mut busy = Vec::new();
     for n in 0..4 {
         let mut c = gateway.connect(abuser(n)).await;
-        c.write_all(
-            format!(
-                "POST /fhir/Consent HTTP/1.1\r\nHost: concord\r\nAuthorization: Bearer {token}\r\n\
-                 Content-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{{"
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("write");
+        c.write_all(unfinished_post(&token).as_bytes())
+            .await
+            .expect("write");
         busy.push(c);
     }
     // Give the gateway a moment to read the four heads (it needs microseconds).
@@ -518,15 +521,9 @@ async fn sigterm_with_a_half_sent_head_ends_the_gateway_within_its_deadline() {
     // A request in progress that will not finish by itself (its body never comes): the
     // gateway waits for it, then closes it at the deadline.
     let mut busy = gateway.connect(abuser(2)).await;
-    busy.write_all(
-        format!(
-            "POST /fhir/Consent HTTP/1.1\r\nHost: concord\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{{"
-        )
-        .as_bytes(),
-    )
-    .await
-    .expect("write");
+    busy.write_all(unfinished_post(&token).as_bytes())
+        .await
+        .expect("write");
     // Let the gateway read the heads before the signal.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
