@@ -27,6 +27,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod disclose;
 pub mod federation;
 pub mod fhir;
 pub mod policy;

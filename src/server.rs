@@ -1,15 +1,14 @@
 //! The HTTP front: the axum router, the middleware every request passes, and the
 //! operational endpoints (`/healthz`, `/readyz`, `/metrics`).
 
-pub(crate) mod access;
 pub mod api;
-mod audit;
 mod audit_event;
 pub mod capability;
 mod consent;
 pub mod error;
 pub mod limit;
 pub mod query;
+mod record;
 pub mod tls;
 
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::ServerConfig;
+use crate::disclose::Door;
 use crate::federation::Federation;
 use crate::telemetry::{HttpLabels, Metrics, RouteLabels};
 use error::{ApiError, is_fhir};
@@ -40,8 +40,8 @@ pub struct AppState(Arc<Inner>);
 /// The state behind [`AppState`].
 #[derive(Debug)]
 pub struct Inner {
-    /// Sources, store and the rules for asking them.
-    pub federation: Federation,
+    /// The one door to people's records: sources, store, agreements and sharing choices.
+    pub door: Door,
     /// Verifies callers' bearer tokens.
     pub verifier: crate::auth::Verifier,
     /// Metrics.
@@ -50,10 +50,6 @@ pub struct Inner {
     pub config: ServerConfig,
     /// The FHIR base URL the gateway advertises.
     pub base: String,
-    /// The data-sharing agreements in force.
-    pub policies: Arc<crate::policy::LivePolicies>,
-    /// People's sharing choices, briefly kept.
-    pub(crate) consents: access::ConsentCache,
     /// This process's audit chain.
     pub audit: crate::audit::AuditLog,
     /// False while the last audit append failed (`/readyz` is then unready).
@@ -72,24 +68,20 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Bundles the parts.
     pub fn new(
-        federation: Federation,
+        door: Door,
         verifier: crate::auth::Verifier,
         metrics: Arc<Metrics>,
         config: ServerConfig,
-        policies: Arc<crate::policy::LivePolicies>,
-        consent_cache: std::time::Duration,
         audit: crate::audit::AuditLog,
     ) -> Self {
         let base = config.base_url();
         let limiter = limit::Limiter::new(config.unauthenticated_per_minute);
         Self(Arc::new(Inner {
-            federation,
+            door,
             verifier,
             metrics,
             config,
             base,
-            policies,
-            consents: access::ConsentCache::new(consent_cache),
             audit,
             audit_ok: std::sync::atomic::AtomicBool::new(true),
             limiter,
@@ -108,7 +100,7 @@ impl AppState {
                 let Some(state) = state.upgrade() else {
                     return;
                 };
-                audit::record_refusals(&AppState(state)).await;
+                record::record_refusals(&AppState(state)).await;
             }
         });
     }
@@ -161,7 +153,10 @@ pub(crate) fn router(state: AppState, assumed: Assumed) -> Router {
             (state.clone(), assumed),
             guard,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), audit::record));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record::record,
+        ));
     let mut ops = Router::new().route("/metrics", get(metrics));
     if state.config.metrics_require_token {
         ops = ops.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -588,7 +583,7 @@ async fn readiness_detail(State(state): State<AppState>, request: Request) -> Re
 
 /// Whether the gateway is ready, and the detail.
 async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
-    let store_ok = match state.federation.store().ping().await {
+    let store_ok = match state.door.federation().store().ping().await {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "readiness: store does not answer");
@@ -596,7 +591,8 @@ async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
         }
     };
     let sources: Vec<_> = state
-        .federation
+        .door
+        .federation()
         .sources()
         .iter()
         .map(|s| json!({"id": s.info().id, "name": s.info().name, "ods": s.info().ods, "breaker": s.breaker_state().name()}))
@@ -605,7 +601,10 @@ async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
     if !audit_ok
         && state
             .audit
-            .can_keep(state.federation.store(), std::time::Duration::from_secs(2))
+            .can_keep(
+                state.door.federation().store(),
+                std::time::Duration::from_secs(2),
+            )
             .await
     {
         // The last append failed, but a record could be kept now: ready again without
@@ -618,11 +617,11 @@ async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
     }
     let health = state.audit.health();
     let ready = store_ok && audit_ok;
-    let set = state.policies.current();
-    let reload = state.policies.status();
+    let set = state.door.policies().current();
+    let reload = state.door.policies().status();
     let body = json!({
         "status": if ready { "ready" } else { "unready" },
-        "store": {"backend": state.federation.store().backend(), "ok": store_ok},
+        "store": {"backend": state.door.federation().store().backend(), "ok": store_ok},
         "audit": {
             "chain": state.audit.chain(),
             "ok": audit_ok,
@@ -645,7 +644,7 @@ async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    for source in state.federation.sources() {
+    for source in state.door.federation().sources() {
         state
             .metrics
             .breaker_state
@@ -781,15 +780,13 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
             })?;
         federation = federation.with_profiles(Arc::new(profiles));
     }
-    let state = AppState::new(
+    let door = Door::new(
         federation,
-        verifier,
-        metrics,
-        config.server.clone(),
         policies,
         std::time::Duration::from_millis(config.store.consent_cache_ms),
-        audit,
+        config.server.request_timeout(),
     );
+    let state = AppState::new(door, verifier, metrics, config.server.clone(), audit);
     state.spawn_rate_limit_windows(std::time::Duration::from_secs(
         config.server.rate_limit_window_secs,
     ));

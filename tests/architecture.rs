@@ -36,6 +36,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "disclose",
+        &[
+            "fhir",
+            "store",
+            "policy",
+            "audit",
+            "auth",
+            "sources",
+            "federation",
+        ],
+    ),
+    (
         "server",
         &[
             "fhir",
@@ -48,6 +60,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "audit",
             "auth",
             "federation",
+            "disclose",
         ],
     ),
 ];

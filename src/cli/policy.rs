@@ -61,60 +61,24 @@ pub(super) async fn policy_explain(
     if break_glass {
         principal.break_glass = Some("(policy explain)".into());
     }
-    let set = state.policies.current();
-    // As an operator: every source, every type, so that withheld resources are seen too.
-    let identify: std::collections::HashSet<String> = state
-        .federation
-        .sources()
-        .iter()
-        .map(|s| s.info().id.clone())
-        .collect();
-    let mut all_types: Vec<&'static str> =
-        crate::fhir::search::TYPES.iter().map(|t| t.name).collect();
-    all_types.push("Patient");
-    let types: std::collections::HashMap<String, Vec<&'static str>> = identify
-        .iter()
-        .map(|id| (id.clone(), all_types.clone()))
-        .collect();
-    let plan = crate::federation::Plan {
-        identify: &identify,
-        types: &types,
-        labels: &set.labels,
-        labels_key: set.labels_key(),
-    };
-    let deadline = tokio::time::Instant::now() + config.server.request_timeout();
-    let resolution = state.federation.resolve_nhs(&nhs, &plan, deadline).await?;
-    for report in &resolution.reports {
+    let set = state.door.policies().current();
+    let explained = state.door.explain(&principal, &nhs, &set).await?;
+    for report in &explained.resolving {
         println!("warning: source {} could not be asked", report.source.id);
     }
-    let Some(person) = resolution.person else {
+    let Some(person) = &explained.person else {
         anyhow::bail!("no source knows a person with this NHS number");
     };
     if !principal.may_see_person(&person.nhs) {
         println!("the token is a patient token for another person: everything is withheld");
         return Ok(());
     }
-    let collected = state.federation.collect(&person, &plan, deadline).await;
-    for report in &collected.reports {
+    for report in &explained.collecting {
         println!(
             "warning: source {} did not answer fully; its records may be missing below",
             report.source.id
         );
     }
-    let records = state.federation.store().consents(person.id).await?;
-    let consent = crate::policy::consent::standing(
-        records
-            .iter()
-            .map(|r| (r.kind.as_str(), r.org.as_str(), r.active)),
-    );
-    let explained = crate::server::access::explain_all(
-        &set,
-        &principal,
-        &state.federation,
-        &person,
-        &consent,
-        &collected.resources,
-    );
     println!(
         "policy set {} · {} · user {} org {} role {} purpose {}{}",
         set.hash,
@@ -130,7 +94,7 @@ pub(super) async fn policy_explain(
         }
     );
     let mut shown = 0;
-    for (name, explanation) in &explained {
+    for (name, explanation) in &explained.decisions {
         if only.is_some_and(|o| o != name) {
             continue;
         }

@@ -11,9 +11,15 @@ pub(super) async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let state = crate::server::build_state(&config)
         .await
         .context("cannot start")?;
-    tokio::spawn(state.policies.clone().watch(std::time::Duration::from_secs(
-        config.policy.reload_check_secs,
-    )));
+    tokio::spawn(
+        state
+            .door
+            .policies()
+            .clone()
+            .watch(std::time::Duration::from_secs(
+                config.policy.reload_check_secs,
+            )),
+    );
     let tcp = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -37,7 +43,7 @@ pub(super) async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         .tls
         .as_ref()
         .and_then(|t| t.client_ca_file.as_ref().map(|_| t.client_auth));
-    tracing::info!(listen = %config.server.listen, base = %config.server.base_url(), tls = config.server.tls.is_some(), client_certificates = ?mtls, sources = config.sources.len(), store = state.federation.store().backend(), "concord is serving");
+    tracing::info!(listen = %config.server.listen, base = %config.server.base_url(), tls = config.server.tls.is_some(), client_certificates = ?mtls, sources = config.sources.len(), store = state.door.federation().store().backend(), "concord is serving");
     crate::server::tls::serve(listener, crate::server::app(state), shutdown_signal())
         .await
         .context("server failed")?;

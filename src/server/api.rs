@@ -1,4 +1,5 @@
-//! The FHIR endpoints.
+//! The FHIR endpoints for people's records: each parses the request, asks the door
+//! ([`crate::disclose`]) and renders its answer, with the answer's audit facts.
 
 use std::collections::HashSet;
 
@@ -6,39 +7,32 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::AppState;
-use super::access::{Access, Notices};
-use super::audit::AuditFacts;
 use super::error::{ApiError, bundle_response, fhir_response};
 use super::query::{self, CURSOR, SortSpec, TypeSearch, Used};
+use super::record::Reply;
 use crate::auth::Principal;
 use crate::auth::scopes::Interaction;
-use crate::federation::merge::merge_patient;
-use crate::federation::normalise::split_gateway_id;
-use crate::federation::{Collected, Person, Plan, Problem, SourceReport};
+use crate::disclose::{Answer, Ask, Notices};
+use crate::federation::{Problem, SourceReport};
 use crate::fhir::bundle::{SearchMode, Searchset};
 use crate::fhir::reference::{is_resource_type_name, is_valid_id};
-use crate::fhir::resource::{Resource, SharedResource};
+use crate::fhir::resource::SharedResource;
 use crate::fhir::search::{self, KeyPart, TYPES, TypeDef, compare_keys, encode_cursor};
 use crate::fhir::{
     CONCORD_CANONICAL, Issue, NHS_NUMBER_SYSTEM, NhsNumber, Severity, operation_outcome,
 };
 use crate::sources::SourceError;
 
-type ApiResult = Result<Response, ApiError>;
-
-fn deadline(state: &AppState) -> Instant {
-    Instant::now() + state.config.request_timeout()
-}
+type ApiResult = Result<Reply, ApiError>;
 
 /// `GET /fhir/metadata`.
 pub async fn metadata(State(state): State<AppState>) -> Response {
     fhir_response(
         StatusCode::OK,
-        &super::capability::statement(&state.base, state.federation.profiles()),
+        &super::capability::statement(&state.base, state.door.federation().profiles()),
         false,
     )
 }
@@ -66,11 +60,7 @@ pub async fn search_type(
         &state.base,
         (state.config.default_page_size, state.config.max_page_size),
     )?;
-    let set = state.policies.current();
-    let access = Access::new(&set, &principal)?;
-    let asking = access.asking(&state.federation, &[def.name]);
-    let plan = access.plan(&asking);
-    let Some(patient) = search.patient.clone() else {
+    let Some(patient) = search.patient.as_deref() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "required",
@@ -85,67 +75,34 @@ pub async fn search_type(
             ),
         ));
     };
-    let deadline = deadline(&state);
-    let person = find_person(&state, &patient, &plan, deadline).await?;
-    let Some(person) = person.filter(|(p, _)| principal.may_see_person(&p.nhs)) else {
+    let ask = Ask::Search {
+        id: patient,
+        def,
+        filters: &search.filters,
+    };
+    let mut answer = state.door.answer(&principal, ask).await?;
+    if answer.person.is_none() {
         if principal.patient.is_some() {
             // A patient token learns nothing about anyone else, not even whether they exist.
             return Err(ApiError::not_found(format!(
                 "Patient/{patient} is not known"
             )));
         }
-        return Ok(nothing_to_show(
+        let response = nothing_to_show(&state, def.name, &search.used, search.pretty, &[]);
+        return Ok(Reply::new(answer.facts(&[]), response));
+    }
+    if answer.is_empty() && search.cursor.is_none() {
+        let response = nothing_to_show(
             &state,
             def.name,
             &search.used,
             search.pretty,
-            &[],
-        ));
-    };
-    let collected = state.federation.collect(&person.0, &plan, deadline).await;
-    let mut reports = person.1;
-    reports.extend(collected.reports);
-    let consent = state.consents.of(&state.federation, &person.0).await?;
-    let (disclosed, mut notices) =
-        access.disclose(&state.federation, &person.0, &consent, collected.resources);
-    notices.withheld |= access.narrowed(&asking, &state.federation, &person.0);
-    let matching: Vec<SharedResource> = disclosed
-        .into_iter()
-        .filter(|r| search.filters.iter().all(|f| f.matches(r.value())))
-        .collect();
-    let sources = access.source_outcomes(&asking, Some(&person.0), &reports);
-    if matching.is_empty() && search.cursor.is_none() {
-        let response = nothing_to_show(&state, def.name, &search.used, search.pretty, &reports);
-        return Ok(AuditFacts::new(Some(person.0.id), sources, &notices, &[]).attach(response));
+            &answer.reports,
+        );
+        return Ok(Reply::new(answer.facts(&[]), response));
     }
-    let (response, sent) = paged(&state, def.name, &search, matching, reports, None, &notices);
-    Ok(AuditFacts::new(Some(person.0.id), sources, &notices, &sent).attach(response))
-}
-
-/// Resolves a gateway patient id to a person (with the reports of the sources asked).
-async fn find_person(
-    state: &AppState,
-    id: &str,
-    plan: &Plan<'_>,
-    deadline: Instant,
-) -> Result<Option<(Person, Vec<SourceReport>)>, ApiError> {
-    let Ok(uuid) = Uuid::parse_str(id) else {
-        // A source's own Patient id (`gp.123`, as in the merged Patient's links) names the
-        // person too, when the plan may ask that source.
-        let asked = split_gateway_id(id).is_some_and(|(source, _)| plan.identify.contains(source));
-        if !asked {
-            return Ok(None);
-        }
-        return Ok(state
-            .federation
-            .read("Patient", id, plan, deadline)
-            .await?
-            .map(|(_, person)| (person, Vec::new())));
-    };
-    match state.federation.resolve_id(uuid, plan, deadline).await? {
-        Some(resolution) => Ok(resolution.person.map(|p| (p, resolution.reports))),
-        None => Ok(None),
-    }
+    let (response, sent) = paged(&state, def.name, &search, &mut answer);
+    Ok(Reply::new(answer.facts(&sent), response))
 }
 
 /// 403 unless the token's scopes allow `interaction` on `resource_type`.
@@ -276,48 +233,23 @@ async fn patient_search(
             format!("a Patient search needs `identifier={NHS_NUMBER_SYSTEM}|{{nhs number}}`"),
         ));
     };
-    if !principal.may_see_person(&nhs) {
-        // Checked before any source is asked: a patient token learns nothing about others.
-        return Err(ApiError::not_found("no such patient"));
-    }
-    let set = state.policies.current();
-    let access = Access::new(&set, principal)?;
-    let asking = access.asking(&state.federation, &["Patient"]);
-    let plan = access.plan(&asking);
-    let deadline = deadline(state);
-    let resolution = state.federation.resolve_nhs(&nhs, &plan, deadline).await?;
-    let mut reports = resolution.reports;
-    let mut notices = Notices::default();
+    let answer = state
+        .door
+        .answer(principal, Ask::Person { nhs: &nhs })
+        .await?;
+    let (Some(person), Some(patient)) = (&answer.person, &answer.patient) else {
+        let response = nothing_to_show(state, "Patient", &used, pretty, answer.resolving_reports());
+        return Ok(Reply::new(answer.facts(&[]), response));
+    };
     let mut bundle = Searchset::new(&state.base);
-    let mut sent = Vec::new();
     bundle.link("self", query::link(&state.base, "Patient", &used.pairs));
-    let person_id = resolution.person.as_ref().map(|p| p.id);
-    let sources = access.source_outcomes(&asking, resolution.person.as_ref(), &reports);
-    // What resolving the number met: the same sources are asked whether or not anyone holds
-    // it, so these are all an answer that discloses nothing may name.
-    let resolving = reports.clone();
-    if let Some(person) = resolution.person {
-        let collected = state.federation.collect(&person, &plan, deadline).await;
-        reports.extend(collected.reports);
-        let consent = state.consents.of(&state.federation, &person).await?;
-        let (patients, seen) =
-            access.disclose(&state.federation, &person, &consent, collected.resources);
-        notices = seen;
-        notices.withheld |= access.narrowed(&asking, &state.federation, &person);
-        if !patients.is_empty() {
-            bundle
-                .total(1)
-                .entry(merge_patient(person.id, &patients), SearchMode::Match);
-            sent.push(format!("Patient/{}", person.id));
-        }
-    }
-    if sent.is_empty() {
-        let response = nothing_to_show(state, "Patient", &used, pretty, &resolving);
-        return Ok(AuditFacts::new(person_id, sources, &notices, &sent).attach(response));
-    }
-    add_outcomes(&mut bundle, &reports, &used, &notices);
-    Ok(AuditFacts::new(person_id, sources, &notices, &sent)
-        .attach(bundle_response(&bundle, pretty)))
+    bundle.total(1).entry(patient.clone(), SearchMode::Match);
+    let sent = [format!("Patient/{}", person.id)];
+    add_outcomes(&mut bundle, &answer.reports, &used, &answer.notices);
+    Ok(Reply::new(
+        answer.facts(&sent),
+        bundle_response(&bundle, pretty),
+    ))
 }
 
 /// `GET /fhir/{type}/{id}`.
@@ -335,64 +267,39 @@ pub async fn read(
     if !is_valid_id(&id) {
         return Err(ApiError::bad_param("id", "is not a valid FHIR id"));
     }
-    let set = state.policies.current();
-    let access = Access::new(&set, &principal)?;
-    let def_name = search::type_def(&resource_type).map_or("Patient", |d| d.name);
-    let asking = access.asking(&state.federation, &[def_name]);
-    let plan = access.plan(&asking);
-    let deadline = deadline(&state);
     let not_known = || ApiError::not_found(format!("{resource_type}/{id} is not known"));
     if resource_type == "Patient" && Uuid::parse_str(&id).is_ok() {
-        let found = find_person(&state, &id, &plan, deadline).await?;
-        let Some((person, reports)) = found.filter(|(p, _)| principal.may_see_person(&p.nhs))
-        else {
+        let answer = state
+            .door
+            .answer(&principal, Ask::Patient { id: &id })
+            .await?;
+        let Some(person) = &answer.person else {
             return Err(not_known());
         };
-        let collected = state.federation.collect(&person, &plan, deadline).await;
-        let consent = state.consents.of(&state.federation, &person).await?;
-        let (patients, notices) =
-            access.disclose(&state.federation, &person, &consent, collected.resources);
-        let mut all_reports = reports;
-        all_reports.extend(collected.reports);
-        let sources = access.source_outcomes(&asking, Some(&person), &all_reports);
-        if patients.is_empty() {
-            let response = unanswered(all_reports.iter(), &format!("Patient/{id}")).into_response();
-            return Ok(AuditFacts::new(Some(person.id), sources, &notices, &[]).attach(response));
-        }
-        let response = fhir_response(StatusCode::OK, &merge_patient(person.id, &patients), pretty);
+        let Some(patient) = &answer.patient else {
+            let response = unanswered(answer.reports.iter(), &format!("Patient/{id}"));
+            return Ok(Reply::new(answer.facts(&[]), response.into_response()));
+        };
+        let response = fhir_response(StatusCode::OK, patient, pretty);
         let sent = [format!("Patient/{}", person.id)];
-        return Ok(AuditFacts::new(Some(person.id), sources, &notices, &sent).attach(response));
+        return Ok(Reply::new(answer.facts(&sent), response));
     }
-    // Withheld and unknown look the same (404); a read no rule could permit is not even sent
-    // to the source.
-    if !access.may_read(&state.federation, def_name, &id) {
+    // Withheld and unknown look the same (404).
+    let resource_type = search::type_def(&resource_type).map_or("Patient", |d| d.name);
+    let ask = Ask::Read {
+        resource_type,
+        id: &id,
+    };
+    let answer = state.door.answer(&principal, ask).await?;
+    if answer.person.is_none() {
         return Err(not_known());
     }
-    match state
-        .federation
-        .read(&resource_type, &id, &plan, deadline)
-        .await?
-    {
-        Some((resource, person)) if principal.may_see_person(&person.nhs) => {
-            let consent = state.consents.of(&state.federation, &person).await?;
-            let (mut disclosed, notices) = access.disclose(
-                &state.federation,
-                &person,
-                &consent,
-                vec![Resource::shared(resource)],
-            );
-            let sources = access.source_outcomes(&asking, Some(&person), &[]);
-            let (response, sent) = match disclosed.pop() {
-                Some(r) => (
-                    fhir_response(StatusCode::OK, r.value(), pretty),
-                    vec![format!("{}/{}", r.resource_type(), r.id())],
-                ),
-                None => (not_known().into_response(), Vec::new()),
-            };
-            Ok(AuditFacts::new(Some(person.id), sources, &notices, &sent).attach(response))
-        }
-        _ => Err(not_known()),
-    }
+    let Some(resource) = answer.resources.last() else {
+        return Ok(Reply::new(answer.facts(&[]), not_known().into_response()));
+    };
+    let response = fhir_response(StatusCode::OK, resource.value(), pretty);
+    let sent = [format!("{}/{}", resource.resource_type(), resource.id())];
+    Ok(Reply::new(answer.facts(&sent), response))
 }
 
 /// Query parameters a read accepts: `_format` and `_pretty`.
@@ -486,39 +393,29 @@ pub async fn everything(
     if types.is_empty() {
         return Err(ApiError::insufficient_scope("reading any resource type"));
     }
-    let set = state.policies.current();
-    let access = Access::new(&set, &principal)?;
-    let asking = access.asking(&state.federation, &types);
-    let plan = access.plan(&asking);
-    let deadline = deadline(&state);
-    let found = find_person(&state, &id, &plan, deadline).await?;
+    let mut answer = state
+        .door
+        .answer(
+            &principal,
+            Ask::Everything {
+                id: &id,
+                types: &types,
+            },
+        )
+        .await?;
     let path = format!("Patient/{id}/$everything");
-    let Some((person, mut reports)) = found.filter(|(p, _)| principal.may_see_person(&p.nhs))
-    else {
+    if answer.person.is_none() {
         if principal.patient.is_some() {
             // A patient token learns nothing about anyone else, not even whether they exist.
             return Err(not_known(&format!("Patient/{id}")));
         }
-        return Ok(nothing_to_show(&state, &path, &used, pretty, &[]));
-    };
-    let Collected {
-        resources,
-        reports: fetched_reports,
-    } = state.federation.collect(&person, &plan, deadline).await;
-    reports.extend(fetched_reports);
-    let consent = state.consents.of(&state.federation, &person).await?;
-    let (disclosed, mut notices) = access.disclose(&state.federation, &person, &consent, resources);
-    notices.withheld |= access.narrowed(&asking, &state.federation, &person);
-    let sources = access.source_outcomes(&asking, Some(&person), &reports);
-    let person_id = person.id;
-    let (patients, others): (Vec<SharedResource>, Vec<SharedResource>) = disclosed
-        .into_iter()
-        .partition(|r| r.resource_type() == "Patient");
-    let patient = (!patients.is_empty()).then(|| merge_patient(person.id, &patients));
-    if patient.is_none() && others.is_empty() && cursor.is_none() {
+        let response = nothing_to_show(&state, &path, &used, pretty, &[]);
+        return Ok(Reply::new(answer.facts(&[]), response));
+    }
+    if answer.is_empty() && cursor.is_none() {
         // As for a person nobody knows; providers that did not answer are still named.
-        let response = nothing_to_show(&state, &path, &used, pretty, &reports);
-        return Ok(AuditFacts::new(Some(person_id), sources, &notices, &[]).attach(response));
+        let response = nothing_to_show(&state, &path, &used, pretty, &answer.reports);
+        return Ok(Reply::new(answer.facts(&[]), response));
     }
     let search = TypeSearch {
         patient: Some(id.clone()),
@@ -529,23 +426,22 @@ pub async fn everything(
         pretty,
         used,
     };
-    let (response, sent) = paged(&state, &path, &search, others, reports, patient, &notices);
-    Ok(AuditFacts::new(Some(person_id), sources, &notices, &sent).attach(response))
+    let (response, sent) = paged(&state, &path, &search, &mut answer);
+    Ok(Reply::new(answer.facts(&sent), response))
 }
 
-/// Sorts, pages and answers a searchset. `first` (the merged Patient of `$everything`) leads
-/// the first page and is counted in the total.
+/// Sorts, pages and answers a searchset of what the door disclosed (its resources are taken
+/// out of `answer`). The merged Patient (of `$everything`) leads the first page and is
+/// counted in the total.
 fn paged(
     state: &AppState,
     path: &str,
     search: &TypeSearch,
-    resources: Vec<SharedResource>,
-    reports: Vec<SourceReport>,
-    first: Option<Value>,
-    notices: &Notices,
+    answer: &mut Answer,
 ) -> (Response, Vec<String>) {
+    let first = answer.patient.take();
     let descending = search.sort.descending();
-    let mut keyed: Vec<(Vec<KeyPart>, SharedResource)> = resources
+    let mut keyed: Vec<(Vec<KeyPart>, SharedResource)> = std::mem::take(&mut answer.resources)
         .into_iter()
         .map(|r| (search.sort.key(r.value()), r))
         .collect();
@@ -584,7 +480,7 @@ fn paged(
         sent.push(reference);
         bundle.shared(resource, SearchMode::Match);
     }
-    add_outcomes(&mut bundle, &reports, &search.used, notices);
+    add_outcomes(&mut bundle, &answer.reports, &search.used, &answer.notices);
     if let Some(outcome) = conformance_outcome(&nonconformant) {
         bundle.entry(outcome, SearchMode::Outcome);
     }

@@ -23,9 +23,9 @@ use base64::Engine;
 use uuid::Uuid;
 
 use super::AppState;
-use super::audit::AuditFacts;
 use super::error::{ApiError, bundle_response, fhir_response};
 use super::query::{self, CURSOR, Used};
+use super::record::Reply;
 use crate::audit::event::{self, View};
 use crate::auth::Principal;
 use crate::auth::scopes::Interaction;
@@ -80,7 +80,7 @@ impl Viewer {
 
 /// A refusal, recorded as about the caller's own person when they are a patient.
 fn refused(viewer: Viewer, e: ApiError) -> Response {
-    facts(viewer.own()).attach(e.into_response())
+    Reply::new(facts(viewer.own()), e.into_response()).into_response()
 }
 
 /// Who the caller may see records of, or 403.
@@ -104,7 +104,8 @@ async fn viewer(
                 return Err(ApiError::insufficient_scope(verb));
             }
             let person = state
-                .federation
+                .door
+                .federation()
                 .store()
                 .person_by_nhs(p.nhs.as_str())
                 .await?;
@@ -375,7 +376,12 @@ async fn search_as(
         search.query.after = search.cursor.take();
         // One more than the page, to know whether there is a next page.
         search.query.limit = u32::try_from(search.count + 1).unwrap_or(u32::MAX);
-        let mut rows = state.federation.store().audit_search(&search.query).await?;
+        let mut rows = state
+            .door
+            .federation()
+            .store()
+            .audit_search(&search.query)
+            .await?;
         if rows.len() > search.count {
             rows.truncate(search.count);
             if let Some(last) = rows.last() {
@@ -400,7 +406,7 @@ async fn search_as(
     if let Some(notice) = search.used.ignored_notice() {
         bundle.entry(notice, SearchMode::Outcome);
     }
-    Ok(facts(person).attach(bundle_response(&bundle, search.pretty)))
+    Ok(Reply::new(facts(person), bundle_response(&bundle, search.pretty)).into_response())
 }
 
 /// `GET /fhir/AuditEvent/{id}`: one record, if the caller may see it (404 otherwise, as for
@@ -432,7 +438,8 @@ async fn read_as(
         return Err(not_known());
     };
     let row = state
-        .federation
+        .door
+        .federation()
         .store()
         .audit_record(chain, seq)
         .await?
@@ -448,15 +455,19 @@ async fn read_as(
         return Err(not_known());
     }
     let resource = event::render(&row.record, viewer.view()).map_err(|e| ApiError::internal(&e))?;
-    Ok(facts(about).attach(fhir_response(StatusCode::OK, &resource, pretty)))
+    Ok(Reply::new(
+        facts(about),
+        fhir_response(StatusCode::OK, &resource, pretty),
+    )
+    .into_response())
 }
 
 /// The audit facts of an AuditEvent request: whose audit trail it was (nothing is disclosed
 /// under an agreement).
-fn facts(person: Option<Uuid>) -> AuditFacts {
-    AuditFacts {
+fn facts(person: Option<Uuid>) -> crate::disclose::Facts {
+    crate::disclose::Facts {
         person,
-        ..AuditFacts::default()
+        ..crate::disclose::Facts::default()
     }
 }
 

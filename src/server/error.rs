@@ -4,6 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::disclose::AskError;
 use crate::federation::FederationError;
 use crate::fhir::{FHIR_JSON, Issue, Severity, operation_outcome};
 
@@ -113,6 +114,19 @@ impl From<FederationError> for ApiError {
                     format!("{source_name} ({source_id}) could not answer; try again shortly"),
                 )
             }
+        }
+    }
+}
+
+impl From<AskError> for ApiError {
+    fn from(e: AskError) -> Self {
+        match e {
+            AskError::NoEmergencyAccess | AskError::NoAgreement | AskError::Forbidden(_) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            AskError::NotThePatient | AskError::NotKnown(_) => Self::not_found(e.to_string()),
+            AskError::Invalid(message) => Self::new(StatusCode::BAD_REQUEST, "invalid", message),
+            AskError::Federation(e) => e.into(),
         }
     }
 }

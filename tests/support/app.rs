@@ -225,7 +225,7 @@ impl TestApp {
         let listener = concord::server::tls::Listener::new(listener, config.server.tls.as_ref())
             .expect("the gateway's TLS config");
         let server = tokio::spawn(async move {
-            let watch = state.policies.clone().watch(Duration::from_secs(1));
+            let watch = state.door.policies().clone().watch(Duration::from_secs(1));
             let app = concord::server::app(state);
             tokio::select! {
                 _ = concord::server::tls::serve(listener, app, std::future::pending()) => {}

@@ -1,10 +1,13 @@
 //! Writing the audit record of every FHIR request before its answer leaves.
 //!
-//! Handlers leave what they did in the response's extensions ([`AuditFacts`]: the person,
-//! how each source answered, what was disclosed under which agreement and rule, how much was
-//! withheld); [`authenticate`](super) leaves the principal. This layer, outside both, writes
-//! one record with the request's own details and returns the response only once the record
-//! is committed. When it cannot be written, nothing is disclosed: the answer becomes 503.
+//! Handlers answer with a [`Reply`] that carries the door's [`Facts`] (the person, how each
+//! source answered, what was disclosed under which agreement and rule, how much was
+//! withheld, the policy set that decided); [`authenticate`](super) leaves the principal.
+//! This layer, outside both, writes one record with the request's own details and returns
+//! the response only once the record is committed. When it cannot be written, nothing is
+//! disclosed: the answer becomes 503. A request refused before any handler (no token, a
+//! wrong method) is recorded as about the person its URL names (`/fhir/Patient/{id}…`, or
+//! `patient=`/`subject=`), and under the policy set in force when it came in.
 
 use std::sync::atomic::Ordering;
 
@@ -12,64 +15,31 @@ use axum::extract::{ConnectInfo, MatchedPath, OriginalUri, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use uuid::Uuid;
 
-use super::access::Notices;
 use super::error::ApiError;
 use super::{AppState, REQUEST_ID, tls};
 
 mod target;
-use crate::audit::{Body, Disclosure, SourceOutcome};
+use crate::audit::Body;
 use crate::auth::Principal;
+use crate::disclose::Facts;
 
-/// What a handler did, for the audit record.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AuditFacts {
-    /// The person whose record it was.
-    pub(crate) person: Option<Uuid>,
-    /// How each source answered.
-    pub(crate) sources: Vec<SourceOutcome>,
-    /// What the response disclosed.
-    pub(crate) disclosed: Vec<Disclosure>,
-    /// How many resources were withheld.
-    pub(crate) withheld: usize,
-    /// Why the request is flagged for IG review, besides break-glass.
-    pub(crate) review: Option<&'static str>,
+/// An answer with the facts its audit record needs. Handlers that answer about a person's
+/// record return one; the facts of a disclosure come only from the door's answer
+/// ([`crate::disclose::Answer::facts`]).
+pub struct Reply(Response);
+
+impl Reply {
+    /// `response`, carrying `facts` to the audit layer.
+    pub(crate) fn new(facts: Facts, mut response: Response) -> Self {
+        response.extensions_mut().insert(facts);
+        Reply(response)
+    }
 }
 
-impl AuditFacts {
-    /// The facts of an answer that disclosed `sent` (`Type/id` of each resource in it; the
-    /// merged Patient as `Patient/{person}`), out of what the agreements permitted.
-    pub(crate) fn new(
-        person: Option<Uuid>,
-        sources: Vec<SourceOutcome>,
-        notices: &Notices,
-        sent: &[String],
-    ) -> AuditFacts {
-        let sent: std::collections::HashSet<&str> = sent.iter().map(String::as_str).collect();
-        let merged_sent = person.is_some_and(|p| sent.contains(format!("Patient/{p}").as_str()));
-        let disclosed = notices
-            .decisions
-            .iter()
-            .filter(|d| {
-                sent.contains(d.reference.as_str())
-                    || (merged_sent && d.reference.starts_with("Patient/"))
-            })
-            .cloned()
-            .collect();
-        AuditFacts {
-            person,
-            sources,
-            disclosed,
-            withheld: notices.withheld_count,
-            review: None,
-        }
-    }
-
-    /// Puts the facts on a response.
-    pub(crate) fn attach(self, mut response: Response) -> Response {
-        response.extensions_mut().insert(self);
-        response
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        self.0
     }
 }
 
@@ -103,16 +73,16 @@ pub(crate) async fn record(
         .extensions()
         .get::<ConnectInfo<tls::Peer>>()
         .map(|peer| peer.0.addr.to_string());
-    // The policy set in force when the request came in (a reload during it does not change
-    // which set the record names).
-    let policy_hash = state.policies.current().hash.clone();
+    // The policy set in force when the request came in, for a request that made no decision
+    // (one that did names the set that decided, from its facts).
+    let policy_hash = state.door.policies().current().hash.clone();
     let body_deadline = request.extensions().get::<tls::BodyExpired>().cloned();
     let mut response = next.run(request).await;
     if body_deadline.is_some_and(|d| d.expired()) {
         // The body stopped arriving: the caller is answered 408 whatever the handler made
         // of the cut-short body, and the record says so.
         let principal = response.extensions_mut().remove::<Principal>();
-        let facts = response.extensions_mut().remove::<AuditFacts>();
+        let facts = response.extensions_mut().remove::<Facts>();
         response = tls::body_timeout_answer();
         if let Some(principal) = principal {
             response.extensions_mut().insert(principal);
@@ -128,7 +98,7 @@ pub(crate) async fn record(
     let principal = response.extensions_mut().remove::<Principal>();
     let facts = response
         .extensions_mut()
-        .remove::<AuditFacts>()
+        .remove::<Facts>()
         .unwrap_or_default();
     let status = response.status().as_u16();
     let break_glass = principal.as_ref().and_then(|p| p.break_glass.clone());
@@ -181,7 +151,7 @@ pub(crate) async fn record(
         sources: facts.sources,
         disclosed: facts.disclosed,
         withheld: facts.withheld,
-        policy_hash,
+        policy_hash: facts.policy_hash.unwrap_or(policy_hash),
         outcome: outcome_of(status).to_owned(),
         status,
         review,
@@ -216,7 +186,7 @@ fn outcome_of(status: u16) -> &'static str {
 /// Records what the rate limit turned away in the window that just ended: one record per
 /// client, with the count.
 pub(crate) async fn record_refusals(state: &AppState) {
-    let policy_hash = state.policies.current().hash.clone();
+    let policy_hash = state.door.policies().current().hash.clone();
     for refusals in state.limiter.roll() {
         let body = Body {
             recorded_us: jiff::Timestamp::now().as_microsecond(),

@@ -1,12 +1,9 @@
-//! What one request may see: the plan made from the agreements before any source is asked,
+//! What one caller may see: the plan made from the agreements before any source is asked,
 //! and the decision on every resource the sources return.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
-use axum::http::StatusCode;
-
-use super::error::ApiError;
+use super::AskError;
 use crate::auth::Principal;
 use crate::federation::normalise::split_gateway_id;
 use crate::federation::{Federation, Person, Plan};
@@ -16,89 +13,10 @@ use crate::policy::redact::{ACT_REASON, OBSERVATION_VALUE, add_security, redact}
 use crate::policy::{PolicySet, labels_in_meta};
 
 /// The agreements as they apply to one caller.
-pub(crate) struct Access<'p> {
+pub(crate) struct Scope<'p> {
     set: &'p PolicySet,
     policy: CallerPolicy<'p>,
     caller_org: Option<&'p str>,
-}
-
-/// People's standing sharing choices, kept briefly in memory so that a busy gateway does not
-/// read the store on every request. A choice recorded through this instance evicts the
-/// person's entry at once (and a read that was already under way is not kept); other
-/// instances' choices arrive within the time to live.
-#[derive(Debug)]
-pub(crate) struct ConsentCache {
-    ttl: std::time::Duration,
-    state: std::sync::Mutex<CacheState>,
-}
-
-#[derive(Debug, Default)]
-struct CacheState {
-    entries: HashMap<uuid::Uuid, (tokio::time::Instant, Arc<Consent>)>,
-    evicted: HashMap<uuid::Uuid, tokio::time::Instant>,
-}
-
-/// Most people whose choices are held; past this the cache starts again empty.
-const MAX_CONSENT_ENTRIES: usize = 100_000;
-
-impl ConsentCache {
-    /// A cache whose entries live `ttl` (zero: never kept).
-    pub(crate) fn new(ttl: std::time::Duration) -> Self {
-        Self {
-            ttl,
-            state: std::sync::Mutex::new(CacheState::default()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
-        // Every update is one insert, remove or clear: a poisoned lock holds no half-state.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Forgets a person's choices (a new one was recorded).
-    pub(crate) fn evict(&self, person: uuid::Uuid) {
-        let mut state = self.lock();
-        state.entries.remove(&person);
-        if state.evicted.len() >= MAX_CONSENT_ENTRIES {
-            state.evicted.clear();
-        }
-        state.evicted.insert(person, tokio::time::Instant::now());
-    }
-
-    /// The sharing choices that stand for a person. A store that cannot say means nothing is
-    /// disclosed (503): an objection is never ignored because it could not be read.
-    pub(crate) async fn of(
-        &self,
-        federation: &Federation,
-        person: &Person,
-    ) -> Result<Arc<Consent>, ApiError> {
-        if !self.ttl.is_zero()
-            && let Some((at, consent)) = self.lock().entries.get(&person.id)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(consent.clone());
-        }
-        let read_at = tokio::time::Instant::now();
-        let records = federation.store().consents(person.id).await?;
-        let consent = Arc::new(crate::policy::consent::standing(
-            records
-                .iter()
-                .map(|r| (r.kind.as_str(), r.org.as_str(), r.active)),
-        ));
-        if !self.ttl.is_zero() {
-            let mut state = self.lock();
-            let raced = state.evicted.get(&person.id).is_some_and(|e| *e >= read_at);
-            if !raced {
-                if state.entries.len() >= MAX_CONSENT_ENTRIES {
-                    state.entries.clear();
-                }
-                state.entries.insert(person.id, (read_at, consent.clone()));
-            }
-        }
-        Ok(consent)
-    }
 }
 
 /// The caller as agreements see it.
@@ -120,15 +38,15 @@ pub(crate) fn caller(principal: &Principal) -> Caller<'_> {
 
 /// What a request was given, beyond the resources: said in the answer, and recorded.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Notices {
+pub struct Notices {
     /// Something was withheld, or not asked for, under the agreements.
-    pub(crate) withheld: bool,
+    pub withheld: bool,
     /// Something was disclosed only under emergency access.
-    pub(crate) emergency: bool,
+    pub emergency: bool,
     /// Each permitted resource with its agreement and rule (before searching and paging).
-    pub(crate) decisions: Vec<crate::audit::Disclosure>,
+    pub decisions: Vec<crate::audit::Disclosure>,
     /// How many resources were withheld.
-    pub(crate) withheld_count: usize,
+    pub withheld_count: usize,
 }
 
 /// Which sources a request may ask, and for which types.
@@ -138,26 +56,52 @@ pub(crate) struct Asking {
     requested: Vec<&'static str>,
 }
 
-impl<'p> Access<'p> {
+impl Asking {
+    /// Every source, for every type: how an operator asks (`policy explain`), so that what the
+    /// agreements withhold is fetched too and can be explained.
+    pub(crate) fn everything(federation: &Federation) -> Self {
+        let mut requested: Vec<&'static str> =
+            crate::fhir::search::TYPES.iter().map(|t| t.name).collect();
+        requested.push("Patient");
+        let identify: HashSet<String> = federation
+            .sources()
+            .iter()
+            .map(|s| s.info().id.clone())
+            .collect();
+        let types = identify
+            .iter()
+            .map(|id| (id.clone(), requested.clone()))
+            .collect();
+        Asking {
+            identify,
+            types,
+            requested,
+        }
+    }
+}
+
+/// `asking` in the federation's terms, labelling what is fetched with `set`'s label map.
+pub(crate) fn operator_plan<'a>(set: &'a PolicySet, asking: &'a Asking) -> Plan<'a> {
+    Plan {
+        identify: &asking.identify,
+        types: &asking.types,
+        labels: &set.labels,
+        labels_key: set.labels_key(),
+    }
+}
+
+impl<'p> Scope<'p> {
     /// The agreements in `set` as they apply to `principal` today. 403 when none can ever
     /// disclose anything to this caller, or when emergency access was asked for and no
     /// agreement gives it to the caller's role.
-    pub(crate) fn new(set: &'p PolicySet, principal: &'p Principal) -> Result<Self, ApiError> {
+    pub(crate) fn new(set: &'p PolicySet, principal: &'p Principal) -> Result<Self, AskError> {
         let caller = caller(principal);
         let policy = set.for_caller(&caller, crate::policy::live::today());
         if caller.emergency && !policy.has_emergency() {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "no data-sharing agreement in force gives emergency access to this role in this organisation",
-            ));
+            return Err(AskError::NoEmergencyAccess);
         }
         if policy.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "no data-sharing agreement in force lets this caller (organisation, role and purpose of use) see records",
-            ));
+            return Err(AskError::NoAgreement);
         }
         Ok(Self {
             set,
@@ -233,12 +177,7 @@ impl<'p> Access<'p> {
 
     /// The plan in the federation's terms.
     pub(crate) fn plan<'a>(&'a self, asking: &'a Asking) -> Plan<'a> {
-        Plan {
-            identify: &asking.identify,
-            types: &asking.types,
-            labels: &self.set.labels,
-            labels_key: self.set.labels_key(),
-        }
+        operator_plan(self.set, asking)
     }
 
     /// True when the plan left out a type asked for from a source that knows the person and
