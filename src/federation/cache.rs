@@ -16,16 +16,21 @@ use crate::store::PersonRecord;
 /// Most people held; past this the cache starts again empty (cheap, and rare).
 const MAX_ENTRIES: usize = 100_000;
 
+/// The cached people, reachable by gateway id and by NHS number.
 #[derive(Debug, Default)]
 struct Inner {
+    /// Each person, with when the entry was read from (or written to) the store.
     by_id: HashMap<Uuid, (Instant, PersonRecord)>,
+    /// Gateway ids by NHS number.
     by_nhs: HashMap<String, Uuid>,
 }
 
 /// The cache.
 #[derive(Debug)]
 pub struct LinkCache {
+    /// How long an entry is trusted.
     ttl: Duration,
+    /// The entries.
     inner: Mutex<Inner>,
 }
 
@@ -38,6 +43,7 @@ impl LinkCache {
         }
     }
 
+    /// The entries, locked.
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every update is a whole insert or remove, so a poisoned lock holds no half-state.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -78,57 +84,34 @@ impl LinkCache {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record() -> PersonRecord {
-        PersonRecord {
-            id: Uuid::nil(),
-            nhs_number: "9434765919".into(),
-            links: Vec::new(),
-            checked: Vec::new(),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn entries_expire() {
-        let cache = LinkCache::new(Duration::from_secs(30));
-        cache.put(record());
-        assert!(cache.by_nhs("9434765919").is_some());
-        assert!(cache.by_id(Uuid::nil()).is_some());
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(cache.by_id(Uuid::nil()).is_none());
-    }
-
-    #[test]
-    fn zero_ttl_disables() {
-        let cache = LinkCache::new(Duration::ZERO);
-        cache.put(record());
-        assert!(cache.by_nhs("9434765919").is_none());
-    }
-}
-
 /// Normalised resources of static sources (NDJSON exports), reused between requests. An entry
 /// is keyed by the address of the source's own shared resource, and keeps that resource alive
 /// so the address cannot be reused; it is used only for the same person with the same links.
 #[derive(Debug, Default)]
 pub struct NormalisedCache {
+    /// The entries.
     inner: Mutex<Normalised>,
 }
 
+/// The cached normalised resources and what they weigh.
 #[derive(Debug, Default)]
 struct Normalised {
+    /// Each entry, by the address of the source's own shared resource.
     entries: HashMap<usize, CachedResource>,
     /// JSON text held, in bytes: the budget is counted in these.
     bytes: usize,
 }
 
+/// One source resource's normalised form, and for whom it was made.
 #[derive(Debug)]
 struct CachedResource {
+    /// The source's resource, kept alive so that its address is not reused.
     _source: std::sync::Arc<serde_json::Value>,
+    /// The person it was normalised for.
     person: Uuid,
+    /// The fingerprint of that person's links (and the label map) it was normalised with.
     links: u64,
+    /// The normalised resource.
     normalised: crate::fhir::resource::SharedResource,
 }
 
@@ -137,6 +120,7 @@ struct CachedResource {
 const MAX_NORMALISED_BYTES: usize = 64 * 1024 * 1024;
 
 impl NormalisedCache {
+    /// The entries, locked.
     fn lock(&self) -> MutexGuard<'_, Normalised> {
         // Every update is a whole insert, so a poisoned lock holds no half-state.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -182,5 +166,36 @@ impl NormalisedCache {
         if let Some(old) = replaced {
             inner.bytes = inner.bytes.saturating_sub(old.normalised.json().len());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> PersonRecord {
+        PersonRecord {
+            id: Uuid::nil(),
+            nhs_number: "9434765919".into(),
+            links: Vec::new(),
+            checked: Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire() {
+        let cache = LinkCache::new(Duration::from_secs(30));
+        cache.put(record());
+        assert!(cache.by_nhs("9434765919").is_some());
+        assert!(cache.by_id(Uuid::nil()).is_some());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(cache.by_id(Uuid::nil()).is_none());
+    }
+
+    #[test]
+    fn zero_ttl_disables() {
+        let cache = LinkCache::new(Duration::ZERO);
+        cache.put(record());
+        assert!(cache.by_nhs("9434765919").is_none());
     }
 }

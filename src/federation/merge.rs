@@ -20,7 +20,9 @@ pub fn data_source_extension_url() -> String {
     format!("{CONCORD_CANONICAL}/StructureDefinition/data-source")
 }
 
+/// Repeating elements merged as the union over the sources, each item traced.
 const LISTS: [&str; 5] = ["identifier", "name", "address", "telecom", "contact"];
+/// Elements not taken from the parts (the merged Patient makes its own).
 const SKIP: [&str; 6] = ["resourceType", "id", "meta", "link", "text", "contained"];
 
 /// Merges normalised Patients (each with `meta.source` set) into the person's one Patient.
@@ -47,22 +49,7 @@ pub fn merge_patient(person_id: Uuid, parts: &[SharedResource]) -> Value {
         if let Some(id) = obj.get("id").and_then(Value::as_str) {
             links.push(json!({"other": {"reference": format!("Patient/{id}")}, "type": "seealso"}));
         }
-        for tag in part
-            .pointer("/meta/tag")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if !tags.contains(tag) {
-                tags.push(tag.clone());
-            }
-        }
-        if let Some(lu) = part.pointer("/meta/lastUpdated").and_then(Value::as_str) {
-            // Instants in one format compare as text well enough to pick the newest.
-            if last_updated.as_deref().is_none_or(|cur| lu > cur) {
-                last_updated = Some(lu.to_owned());
-            }
-        }
+        add_meta(part, &mut tags, &mut last_updated);
         for (name, items) in &mut lists {
             for item in obj
                 .get(*name)
@@ -87,29 +74,7 @@ pub fn merge_patient(person_id: Uuid, parts: &[SharedResource]) -> Value {
             if SKIP.contains(&key.as_str()) || LISTS.contains(&key.as_str()) || key == "extension" {
                 continue;
             }
-            if let Some(group) = choice_group(key) {
-                let existing = merged
-                    .keys()
-                    .find(|k| choice_group(k) == Some(group))
-                    .cloned();
-                match existing {
-                    None => {
-                        merged.insert(key.clone(), value.clone());
-                    }
-                    // A death recorded by any source outweighs another's "not deceased".
-                    Some(k)
-                        if group == "deceased"
-                            && merged.get(&k) == Some(&Value::Bool(false))
-                            && value != &Value::Bool(false) =>
-                    {
-                        merged.shift_remove(&k);
-                        merged.insert(key.clone(), value.clone());
-                    }
-                    Some(_) => {}
-                }
-                continue;
-            }
-            merged.entry(key.clone()).or_insert_with(|| value.clone());
+            add_single(&mut merged, key, value);
         }
     }
     let mut meta = Map::new();
@@ -134,6 +99,58 @@ pub fn merge_patient(person_id: Uuid, parts: &[SharedResource]) -> Value {
     Value::Object(merged)
 }
 
+/// Takes a part's `meta.tag` codings (each once) and its `meta.lastUpdated`, when newer than
+/// the newest so far.
+fn add_meta(part: &Value, tags: &mut Vec<Value>, last_updated: &mut Option<String>) {
+    for tag in part
+        .pointer("/meta/tag")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
+    if let Some(lu) = part.pointer("/meta/lastUpdated").and_then(Value::as_str) {
+        // Instants in one format compare as text well enough to pick the newest.
+        if last_updated.as_deref().is_none_or(|cur| lu > cur) {
+            *last_updated = Some(lu.to_owned());
+        }
+    }
+}
+
+/// Takes a single element of a part unless an earlier part gave it: a choice element
+/// (`deceased[x]`, `multipleBirth[x]`) in one form only, a recorded death outweighing
+/// another source's "not deceased".
+fn add_single(merged: &mut Map<String, Value>, key: &str, value: &Value) {
+    let Some(group) = choice_group(key) else {
+        merged
+            .entry(key.to_owned())
+            .or_insert_with(|| value.clone());
+        return;
+    };
+    let existing = merged
+        .keys()
+        .find(|k| choice_group(k) == Some(group))
+        .cloned();
+    match existing {
+        None => {
+            merged.insert(key.to_owned(), value.clone());
+        }
+        // A death recorded by any source outweighs another's "not deceased".
+        Some(k)
+            if group == "deceased"
+                && merged.get(&k) == Some(&Value::Bool(false))
+                && value != &Value::Bool(false) =>
+        {
+            merged.shift_remove(&k);
+            merged.insert(key.to_owned(), value.clone());
+        }
+        Some(_) => {}
+    }
+}
+
 /// Choice elements of Patient (`deceased[x]`, `multipleBirth[x]`): one value per group.
 fn choice_group(key: &str) -> Option<&'static str> {
     ["deceased", "multipleBirth"]
@@ -155,6 +172,7 @@ fn untraced(item: &Value, ext_url: &str) -> Value {
     item
 }
 
+/// The NHS number an identifier holds, when it is one.
 fn is_nhs_identifier(item: &Value) -> Option<&str> {
     (item.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM))
         .then(|| item.get("value").and_then(Value::as_str))

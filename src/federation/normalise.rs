@@ -52,9 +52,10 @@ pub fn split_gateway_id(id: &str) -> Option<(&str, &str)> {
         .filter(|(s, l)| !s.is_empty() && is_valid_id(l))
 }
 
-/// What normalising needs to know about the person and the source.
+/// Where a resource comes from and whose it should be: what normalising needs to know about
+/// the source and the person.
 #[derive(Debug)]
-pub struct Context<'a> {
+pub struct Origin<'a> {
     /// The source the resource came from.
     pub source: &'a SourceInfo,
     /// The person's gateway id.
@@ -70,20 +71,20 @@ pub struct Context<'a> {
 /// Checks the resource is about the person, then makes it the gateway's, with its sensitivity
 /// labels in `meta.security`. The check reads the shared resource; only a resource that passes
 /// is copied (or taken, when not shared).
-pub fn normalise(resource: Arc<Value>, ctx: &Context<'_>) -> Result<Value, Fault> {
-    let id = check(&resource, ctx)?;
+pub fn normalise(resource: Arc<Value>, origin: &Origin<'_>) -> Result<Value, Fault> {
+    let id = check(&resource, origin)?;
     let mut resource = Arc::try_unwrap(resource).unwrap_or_else(|shared| (*shared).clone());
-    rewrite_references(&mut resource, ctx);
-    let labels = ctx.labels.labels_of(&resource);
+    rewrite_references(&mut resource, origin);
+    let labels = origin.labels.labels_of(&resource);
     let obj = resource.as_object_mut().ok_or(Fault::Invalid)?;
     obj.insert("id".into(), Value::String(id));
-    stamp_provenance(obj, ctx.source);
+    stamp_provenance(obj, origin.source);
     crate::policy::LabelMap::stamp(obj, &labels);
     Ok(resource)
 }
 
 /// Whether the resource may be passed on as the person's; its gateway id when it may.
-fn check(resource: &Value, ctx: &Context<'_>) -> Result<String, Fault> {
+fn check(resource: &Value, origin: &Origin<'_>) -> Result<String, Fault> {
     let rtype = resource
         .get("resourceType")
         .and_then(Value::as_str)
@@ -94,18 +95,18 @@ fn check(resource: &Value, ctx: &Context<'_>) -> Result<String, Fault> {
         .filter(|id| is_valid_id(id))
         .ok_or(Fault::Invalid)?;
     let belongs = if rtype == "Patient" {
-        crate::fhir::nhs_number::carried_by(resource).any(|n| n == ctx.nhs_number)
+        crate::fhir::nhs_number::carried_by(resource).any(|n| n == origin.nhs_number)
     } else {
         if crate::fhir::search::type_def(rtype).is_none() {
             return Err(Fault::Unserved);
         }
-        crate::fhir::search::patient_id_of(resource, ctx.source.base_url.as_deref())
-            .is_some_and(|p| ctx.local_patient_ids.contains(p))
+        crate::fhir::search::patient_id_of(resource, origin.source.base_url.as_deref())
+            .is_some_and(|p| origin.local_patient_ids.contains(p))
     };
     if !belongs {
         return Err(Fault::Foreign);
     }
-    gateway_id(&ctx.source.id, local_id).ok_or(Fault::IdTooLong)
+    gateway_id(&origin.source.id, local_id).ok_or(Fault::IdTooLong)
 }
 
 /// Sets `meta.source` to the source's URI and tags the providing organisation.
@@ -147,31 +148,32 @@ fn meta_of(obj: &mut Map<String, Value>) -> Option<&mut Map<String, Value>> {
 /// Rewrites every literal reference to the source's own resources into gateway references:
 /// the person's own patient becomes `Patient/{person id}`, anything else `Type/{source}.{id}`.
 /// Contained (`#x`), URN and foreign absolute references are left as they are.
-fn rewrite_references(value: &mut Value, ctx: &Context<'_>) {
+fn rewrite_references(value: &mut Value, origin: &Origin<'_>) {
     match value {
         Value::Object(obj) => {
             if let Some(Value::String(reference)) = obj.get_mut("reference")
-                && let Some(new) = rewritten(reference, ctx)
+                && let Some(new) = rewritten(reference, origin)
             {
                 *reference = new;
             }
             for (key, child) in obj.iter_mut() {
                 if key != "reference" {
-                    rewrite_references(child, ctx);
+                    rewrite_references(child, origin);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| rewrite_references(i, ctx)),
+        Value::Array(items) => items.iter_mut().for_each(|i| rewrite_references(i, origin)),
         _ => {}
     }
 }
 
-fn rewritten(reference: &str, ctx: &Context<'_>) -> Option<String> {
-    let r = parse_under_base(reference, ctx.source.base_url.as_deref())?;
-    if r.resource_type == "Patient" && ctx.local_patient_ids.contains(r.id) {
-        return Some(format!("Patient/{}", ctx.person_id));
+/// The gateway reference for one of the source's own references; `None` to leave it as it is.
+fn rewritten(reference: &str, origin: &Origin<'_>) -> Option<String> {
+    let r = parse_under_base(reference, origin.source.base_url.as_deref())?;
+    if r.resource_type == "Patient" && origin.local_patient_ids.contains(r.id) {
+        return Some(format!("Patient/{}", origin.person_id));
     }
-    gateway_id(&ctx.source.id, r.id).map(|id| format!("{}/{id}", r.resource_type))
+    gateway_id(&origin.source.id, r.id).map(|id| format!("{}/{id}", r.resource_type))
 }
 
 #[cfg(test)]
@@ -194,7 +196,7 @@ mod tests {
         let src = source();
         let ids: HashSet<String> = ["p1".to_owned()].into();
         let person = Uuid::nil();
-        let ctx = Context {
+        let ctx = Origin {
             source: &src,
             person_id: person,
             nhs_number: "9434765919",
@@ -227,7 +229,7 @@ mod tests {
     fn other_peoples_records_are_faults() {
         let src = source();
         let ids: HashSet<String> = ["p1".to_owned()].into();
-        let ctx = Context {
+        let ctx = Origin {
             source: &src,
             person_id: Uuid::nil(),
             nhs_number: "9434765919",

@@ -1,0 +1,273 @@
+//! Finding the person in every source: stored links are used while they are fresh, and the
+//! sources whose links are not (and that the plan may ask) are asked again, in parallel,
+//! before the deadline. What they answer is written back to the store and the link cache.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::normalise::Fault;
+use super::{Federation, FederationError, Person, Plan, Problem, Resolution, SourceReport, within};
+use crate::fhir::NhsNumber;
+use crate::sources::{Fetched, Source};
+use crate::store::{Link, PersonRecord, StoreError};
+
+/// Each source's local patient ids for the person, by source id.
+type Links = HashMap<String, HashSet<String>>;
+
+/// Local patient ids that sources answered with, by source id, in source order.
+type Answers = Vec<(String, Vec<String>)>;
+
+impl Federation {
+    /// Finds the person with this NHS number in every source, using stored links while they
+    /// are fresh and asking (in parallel, before `deadline`) the sources whose links are not.
+    pub async fn resolve_nhs(
+        &self,
+        nhs: &NhsNumber,
+        plan: &Plan<'_>,
+        deadline: Instant,
+    ) -> Result<Resolution, FederationError> {
+        let record = match self.cache.by_nhs(nhs.as_str()) {
+            Some(r) => Some(r),
+            None => {
+                let stored = self.store.person_by_nhs(nhs.as_str()).await?;
+                if let Some(r) = &stored {
+                    self.cache.put(r.clone());
+                }
+                stored
+            }
+        };
+        self.resolve(nhs.clone(), record, plan, deadline).await
+    }
+
+    /// Finds the person with this gateway id; `None` when the gateway has never met them.
+    pub async fn resolve_id(
+        &self,
+        id: Uuid,
+        plan: &Plan<'_>,
+        deadline: Instant,
+    ) -> Result<Option<Resolution>, FederationError> {
+        let record = match self.cache.by_id(id) {
+            Some(r) => r,
+            None => match self.store.person_by_id(id).await? {
+                Some(r) => {
+                    self.cache.put(r.clone());
+                    r
+                }
+                None => return Ok(None),
+            },
+        };
+        let Ok(nhs) = NhsNumber::parse(&record.nhs_number) else {
+            return Err(FederationError::Store(StoreError::Corrupt(
+                "persons.nhs_number",
+            )));
+        };
+        self.resolve(nhs, Some(record), plan, deadline)
+            .await
+            .map(Some)
+    }
+
+    /// Finds the person with this NHS number, whose stored record (if the gateway has met
+    /// them) is `record`: fresh links are kept, stale ones asked again, and the answers
+    /// recorded. The person is `None` when no source knows them.
+    async fn resolve(
+        &self,
+        nhs: NhsNumber,
+        record: Option<PersonRecord>,
+        plan: &Plan<'_>,
+        deadline: Instant,
+    ) -> Result<Resolution, FederationError> {
+        let now = now_secs();
+        let (mut links, stale) = self.fresh_links(record.as_ref(), plan, now);
+        let asked = join_all(
+            stale
+                .iter()
+                .map(|s| within(deadline, s.find_patients(&nhs))),
+        )
+        .await;
+        let mut reports = Vec::new();
+        let answers = self.take_answers(
+            stale.into_iter().zip(asked),
+            &nhs,
+            record.as_ref(),
+            &mut links,
+            &mut reports,
+        );
+        let known_anywhere =
+            links.values().any(|l| !l.is_empty()) || answers.iter().any(|(_, ids)| !ids.is_empty());
+        if !known_anywhere {
+            return Ok(Resolution {
+                person: None,
+                reports,
+            });
+        }
+        let person_id = match &record {
+            Some(r) => r.id,
+            None => self.store.ensure_person(nhs.as_str(), now).await?,
+        };
+        if !answers.is_empty() {
+            self.record_answers(person_id, &nhs, record.as_ref(), answers, &mut links, now)
+                .await?;
+        }
+        Ok(Resolution {
+            person: Some(Person {
+                id: person_id,
+                nhs,
+                links,
+            }),
+            reports,
+        })
+    }
+
+    /// Splits the sources into those whose links are used as stored (fresh, or not to be
+    /// asked under this plan: those keep what is known of them, unrefreshed) and the stale
+    /// ones to ask again.
+    fn fresh_links(
+        &self,
+        record: Option<&PersonRecord>,
+        plan: &Plan<'_>,
+        now: i64,
+    ) -> (Links, Vec<&Arc<dyn Source>>) {
+        let max_age = i64::try_from(self.link_max_age.as_secs()).unwrap_or(i64::MAX);
+        let mut links = Links::new();
+        let mut stale = Vec::new();
+        for source in &self.sources {
+            let id = &source.info().id;
+            let fresh = record.is_some_and(|r| {
+                r.checked
+                    .iter()
+                    .any(|(s, at)| s == id && now.saturating_sub(*at) < max_age)
+            });
+            if fresh || !plan.may_identify(source.info()) {
+                links.insert(id.clone(), known_links(record, id));
+            } else {
+                stale.push(source);
+            }
+        }
+        (links, stale)
+    }
+
+    /// Takes in the stale sources' answers: the Patients that carry the NHS number become
+    /// answers, anything else is dropped (counted and reported); a source that could not
+    /// answer is reported and keeps what was known of it.
+    fn take_answers<'s>(
+        &self,
+        asked: impl Iterator<Item = (&'s Arc<dyn Source>, Result<Fetched, Problem>)>,
+        nhs: &NhsNumber,
+        record: Option<&PersonRecord>,
+        links: &mut Links,
+        reports: &mut Vec<SourceReport>,
+    ) -> Answers {
+        let mut answers = Answers::new();
+        for (source, result) in asked {
+            let info = source.info();
+            match result {
+                Ok(fetched) => {
+                    let (ids, dropped) = patient_ids(&fetched, nhs.as_str());
+                    for fault in &dropped {
+                        self.count_dropped(info, *fault);
+                    }
+                    self.report_dropped(info, &dropped, reports);
+                    answers.push((info.id.clone(), ids));
+                }
+                Err(problem) => {
+                    // Keep using what we knew, if anything, while the source is unreachable.
+                    links.insert(info.id.clone(), known_links(record, &info.id));
+                    reports.push(SourceReport {
+                        source: info.clone(),
+                        problem,
+                    });
+                }
+            }
+        }
+        answers
+    }
+
+    /// Writes the sources' answers to the store (taking a local id from any other person who
+    /// held it, whose cache entry is evicted), adds them to `links`, and caches the person
+    /// as they now stand.
+    async fn record_answers(
+        &self,
+        person_id: Uuid,
+        nhs: &NhsNumber,
+        record: Option<&PersonRecord>,
+        answers: Answers,
+        links: &mut Links,
+        now: i64,
+    ) -> Result<(), FederationError> {
+        let mut checked: Vec<(String, i64)> = record
+            .iter()
+            .flat_map(|r| r.checked.iter().cloned())
+            .filter(|(s, _)| !answers.iter().any(|(a, _)| a == s))
+            .collect();
+        for (source_id, ids) in answers {
+            let moved_from = self
+                .store
+                .record_links(person_id, &source_id, &ids, now)
+                .await?;
+            for previous in moved_from {
+                self.cache.evict(previous);
+            }
+            checked.push((source_id.clone(), now));
+            links.insert(source_id, ids.into_iter().collect());
+        }
+        self.cache.put(PersonRecord {
+            id: person_id,
+            nhs_number: nhs.as_str().to_owned(),
+            links: links
+                .iter()
+                .flat_map(|(s, ids)| {
+                    ids.iter().map(|l| Link {
+                        source_id: s.clone(),
+                        local_id: l.clone(),
+                    })
+                })
+                .collect(),
+            checked,
+        });
+        Ok(())
+    }
+}
+
+/// The current time, in seconds since the Unix epoch.
+fn now_secs() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// The local patient ids the stored record holds for this source (none when there is no
+/// record).
+fn known_links(record: Option<&PersonRecord>, source_id: &str) -> HashSet<String> {
+    record
+        .iter()
+        .flat_map(|r| &r.links)
+        .filter(|l| l.source_id == source_id)
+        .map(|l| l.local_id.clone())
+        .collect()
+}
+
+/// The local ids of the Patients that carry this NHS number, and faults for those that do not.
+fn patient_ids(fetched: &Fetched, nhs: &str) -> (Vec<String>, Vec<Fault>) {
+    let mut ids = Vec::new();
+    let mut faults = Vec::new();
+    for p in &fetched.resources {
+        let id = p
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| crate::fhir::reference::is_valid_id(id));
+        let is_patient = p.get("resourceType").and_then(Value::as_str) == Some("Patient");
+        match id {
+            Some(id) if is_patient && crate::fhir::nhs_number::carried_by(p).any(|n| n == nhs) => {
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_owned());
+                }
+            }
+            Some(_) if is_patient => faults.push(Fault::Foreign),
+            _ => faults.push(Fault::Invalid),
+        }
+    }
+    (ids, faults)
+}
