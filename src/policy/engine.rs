@@ -26,7 +26,7 @@ use std::fmt;
 
 use jiff::civil::Date;
 
-use super::{Access, Agreement, PolicySet, Rule, Status};
+use super::{Agreement, Audience, PolicySet, Rule, Status};
 
 /// The purpose of use of emergency access.
 pub const EMERGENCY: &str = "ETREAT";
@@ -111,7 +111,7 @@ pub enum Failure {
         until: Date,
     },
     /// A staff agreement and a patient's token, or the other way round.
-    Access(Access),
+    Audience(Audience),
     /// The token names no organisation.
     NoOrganisation,
     /// The caller's organisation is not among the recipients.
@@ -147,10 +147,10 @@ impl fmt::Display for Failure {
             Failure::NotInForce { status, .. } => {
                 write!(f, "not in force (status {})", status.name())
             }
-            Failure::Access(Access::Staff) => {
+            Failure::Audience(Audience::Staff) => {
                 f.write_str("a staff agreement; the caller is a patient or carer")
             }
-            Failure::Access(Access::Patient) => {
+            Failure::Audience(Audience::Patient) => {
                 f.write_str("a patient-access agreement; the caller is staff")
             }
             Failure::NoOrganisation => f.write_str("the caller's token names no organisation"),
@@ -229,15 +229,15 @@ fn agreement_failure<'a>(
         });
     }
     match (agreement.access, caller.acting) {
-        (Access::Staff, Acting::Staff) => match caller.org {
+        (Audience::Staff, Acting::Staff) => match caller.org {
             None => Some(Reject::NoOrganisation),
             Some(org) if !agreement.recipients.iter().any(|r| r == org) => {
                 Some(Reject::NotRecipient(org))
             }
             Some(_) => None,
         },
-        (Access::Patient, Acting::Person | Acting::Carer(_)) => None,
-        (access, _) => Some(Reject::Access(access)),
+        (Audience::Patient, Acting::Person | Acting::Carer(_)) => None,
+        (audience, _) => Some(Reject::Audience(audience)),
     }
 }
 
@@ -251,7 +251,7 @@ enum Reject<'a> {
         from: Date,
         until: Date,
     },
-    Access(Access),
+    Audience(Audience),
     NoOrganisation,
     NotRecipient(&'a str),
     Role(Option<&'a str>),
@@ -276,7 +276,7 @@ impl Reject<'_> {
                 from,
                 until,
             },
-            Reject::Access(access) => Failure::Access(access),
+            Reject::Audience(audience) => Failure::Audience(audience),
             Reject::NoOrganisation => Failure::NoOrganisation,
             Reject::NotRecipient(org) => Failure::NotRecipient(org.to_owned()),
             Reject::Role(role) => Failure::Role(role.map(str::to_owned)),
@@ -292,20 +292,24 @@ impl Reject<'_> {
 }
 
 /// Whether the rule can apply to the caller: `Ok(true)` when only as emergency access.
-fn rule_caller<'a>(rule: &Rule, access: Access, caller: &Caller<'a>) -> Result<bool, Reject<'a>> {
-    match (access, caller.acting) {
-        (Access::Staff, _) => {
+fn rule_caller<'a>(
+    rule: &Rule,
+    audience: Audience,
+    caller: &Caller<'a>,
+) -> Result<bool, Reject<'a>> {
+    match (audience, caller.acting) {
+        (Audience::Staff, _) => {
             let role = caller.role.unwrap_or_default();
             if caller.role.is_none() || !rule.roles.iter().any(|r| r == role) {
                 return Err(Reject::Role(caller.role));
             }
         }
-        (Access::Patient, Acting::Carer(rel)) => {
+        (Audience::Patient, Acting::Carer(rel)) => {
             if !rule.relationships.iter().any(|r| r == rel) {
                 return Err(Reject::Relationship(Some(rel)));
             }
         }
-        (Access::Patient, _) => {
+        (Audience::Patient, _) => {
             if !rule.relationships.is_empty() {
                 return Err(Reject::Relationship(None));
             }

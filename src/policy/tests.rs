@@ -349,7 +349,7 @@ fn the_label_map_is_checked() {
 fn the_repository_policies_are_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let set = PolicySet::load(&dir, today()).expect("the shipped policies check");
-    assert!(set.agreements.iter().any(|a| a.access == Access::Patient));
+    assert!(set.agreements.iter().any(|a| a.access == Audience::Patient));
     assert!(set.labels.mappings.len() >= 4);
 }
 

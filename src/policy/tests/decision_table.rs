@@ -22,7 +22,7 @@ use jiff::civil::{Date, date};
 
 use crate::policy::engine::{Permit, explain};
 use crate::policy::{
-    Access, Acting, Caller, Consent, Failure, Item, LABELS_FILE, PolicySet, Status,
+    Acting, Audience, Caller, Consent, Failure, Item, LABELS_FILE, PolicySet, Status,
 };
 
 fn today() -> Date {
@@ -518,7 +518,7 @@ fn assert_set_matches_model(set: &PolicySet, model: &[ModelAgreement]) {
         assert_eq!(loaded.valid_from, stated.from, "{id}: valid_from");
         assert_eq!(loaded.valid_until, stated.until, "{id}: valid_until");
         assert_eq!(
-            loaded.access == Access::Patient,
+            loaded.access == Audience::Patient,
             stated.patient,
             "{id}: access"
         );
@@ -1397,7 +1397,7 @@ fn explicit_rows() -> Vec<Case> {
         ),
         row("staff asking as if for their own record")
             .purpose("PATRQT")
-            .because_agreement(PATIENT, Failure::Access(Access::Patient)),
+            .because_agreement(PATIENT, Failure::Audience(Audience::Patient)),
         // The person and carers.
         row("the person, their own observation")
             .person()
@@ -1427,7 +1427,7 @@ fn explicit_rows() -> Vec<Case> {
         row("the person, asking as staff would")
             .person()
             .purpose("TREAT")
-            .because_agreement(DIRECT, Failure::Access(Access::Staff)),
+            .because_agreement(DIRECT, Failure::Audience(Audience::Staff)),
         row("the person under break-glass")
             .person()
             .purpose("ETREAT")
