@@ -6,22 +6,24 @@
 //! | step | module | what it does |
 //! | --- | --- | --- |
 //! | authenticate | [`auth`] | bearer JWTs verified against pinned keys; SMART scopes; the `Principal` |
-//! | front door | [`server`] | axum router, request ids, limits, FHIR errors, `/healthz` `/readyz` `/metrics` |
-//! | resolve, fan out, normalise, merge | [`federation`] | finds the person in every source, asks them in parallel under one deadline, checks and rewrites what comes back |
+//! | front door | [`server`] | axum router, limits, timeouts; parses each FHIR request, asks the door, renders its answer; `/healthz` `/readyz` `/metrics` |
+//! | the one door | [`disclose`] | one pipeline for every ask (find a person, read, search, `$everything`, `policy explain`, sharing choices): scope, plan, resolve, collect, consent, decide, redact, and the audit facts |
+//! | resolve, fan out, normalise, merge | [`federation`] | finds the person in every source, asks them in parallel under one deadline, checks and rewrites what comes back (one file per step) |
 //! | sources | [`sources`] | the `Source` trait: upstream FHIR servers and NDJSON exports |
-//! | FHIR helpers | [`fhir`] | NHS numbers, references, dates, search parameters, Bundles, OperationOutcome |
 //! | decide | [`policy`] | agreements, labels, consent, FHIRPath: which resources each caller is given |
 //! | conform | [`profiles`] | `fhir-profiles/` (base R4 structure, UK Core profiles, value sets) compiled once; checks resources against them |
-//! | audit | [`audit`] | one hash-chained record per request, written before the answer; served as FHIR AuditEvents |
+//! | audit | [`audit`] | one hash-chained record per request, written before the answer (by `server`'s record layer); served as FHIR AuditEvents |
 //! | state | [`store`] | SQLite or PostgreSQL: people, their links, consent, audit records |
+//! | FHIR helpers | [`fhir`] | NHS numbers, references, dates, search parameters, Bundles, OperationOutcome, strict JSON |
 //!
 //! Beside them: [`config`] (the TOML file, one file per table under `config/`),
 //! [`telemetry`] (Prometheus metrics) and [`cli`] (the `concord` command, one file per command
 //! under `cli/`). Dependencies point one way, from the top (`cli`, `server`) down to `fhir`:
-//! `server` → `federation` → `sources`; `federation` → `policy`, `profiles`, `store`; `audit`
-//! → `store`; everything may use `fhir`; nothing uses `server` or `cli` (but `cli`); no two
-//! modules use each other. `tests/architecture.rs` writes the allowed edges down once and
-//! fails when a `crate::` path crosses another.
+//! `server` → `disclose` → `federation` → `sources`; `disclose` → `policy`, `audit`;
+//! `federation` → `policy`, `profiles`, `store`; `audit` → `store`; everything may use `fhir`;
+//! nothing uses `server` or `cli` (but `cli`); no two modules use each other; `policy` uses
+//! only `fhir`. `tests/architecture.rs` writes the allowed edges down once and fails when a
+//! `crate::` path crosses another.
 
 pub mod audit;
 pub mod auth;

@@ -253,3 +253,72 @@ fn the_check_catches_inline_and_grouped_paths() {
         ]
     );
 }
+
+/// Every place the clinical safety case names as a control, "`src/….rs` `name`" in
+/// `docs/safety/hazard-log.md`, exists: the named file holds a `fn` of that name (the last
+/// segment of `Type::name`). A refactor that moves a control must move the log's pointer too.
+#[test]
+fn the_hazard_log_names_only_code_that_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let log = std::fs::read_to_string(root.join("docs/safety/hazard-log.md")).expect("the log");
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for (file, name) in named_controls(&log) {
+        let Ok(source) = std::fs::read_to_string(root.join(&file)) else {
+            missing.push(format!("{file} (no such file)"));
+            continue;
+        };
+        let short = name.rsplit("::").next().unwrap_or(&name);
+        let defined = source.match_indices(&format!("fn {short}")).any(|(at, m)| {
+            !source[at + m.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        });
+        if !defined {
+            missing.push(format!("{file} {name}"));
+        }
+        checked += 1;
+    }
+    assert!(
+        checked > 50,
+        "the log names {checked} controls; the parser missed them"
+    );
+    assert!(
+        missing.is_empty(),
+        "the hazard log names code that does not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// Each "`src/….rs` `name`" or "`tests/….rs` `name`" pair in a text.
+fn named_controls(text: &str) -> Vec<(String, String)> {
+    let spans: Vec<&str> = text.split('`').collect();
+    let mut out = Vec::new();
+    // A file span, a single space, then a name span (code blocks' triple backticks upset
+    // which spans are inside backticks, so every position is tried).
+    for i in 0..spans.len().saturating_sub(2) {
+        let (file, between, name) = (spans[i], spans[i + 1], spans[i + 2]);
+        let is_file =
+            (file.starts_with("src/") || file.starts_with("tests/")) && file.ends_with(".rs");
+        let is_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        if is_file && between == " " && is_name {
+            out.push((file.to_owned(), name.to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_log_reader_finds_file_and_name_pairs() {
+    let text =
+        "| x | `src/a.rs` `Scope::new`; `src/b.rs` `f`, `not/a.rs` `g` | `tests/t.rs` `case` |";
+    assert_eq!(
+        named_controls(text),
+        [
+            ("src/a.rs".to_owned(), "Scope::new".to_owned()),
+            ("src/b.rs".to_owned(), "f".to_owned()),
+            ("tests/t.rs".to_owned(), "case".to_owned()),
+        ]
+    );
+}

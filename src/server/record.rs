@@ -43,39 +43,129 @@ impl IntoResponse for Reply {
     }
 }
 
+/// What the record takes from the request before the handler sees it.
+struct Incoming {
+    method: String,
+    route: String,
+    /// The URI as recordable (credentials and free text replaced by keyed digests).
+    target: String,
+    /// The person the URL names, for a request refused before any handler.
+    asked_about: Option<uuid::Uuid>,
+    request_id: String,
+    client_address: Option<String>,
+    /// The policy set in force when the request came in, for a request that made no
+    /// decision (one that did names the set that decided, from its facts).
+    policy_hash: String,
+}
+
+impl Incoming {
+    fn read(state: &AppState, request: &Request) -> Self {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(String::new, |m| m.as_str().to_owned());
+        // The URI as the caller sent it (inside `/fhir` the router sees it without the prefix).
+        let uri = request
+            .extensions()
+            .get::<OriginalUri>()
+            .map_or_else(|| request.uri(), |o| &o.0);
+        Incoming {
+            method: request.method().to_string(),
+            route,
+            target: target::recordable(uri.path(), uri.query(), &|value| {
+                state.audit.keyed_digest(value)
+            }),
+            asked_about: target::asked_person(uri.path(), uri.query()),
+            request_id: request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            client_address: request
+                .extensions()
+                .get::<ConnectInfo<tls::Peer>>()
+                .map(|peer| peer.0.addr.to_string()),
+            policy_hash: state.door.policies().current().hash.clone(),
+        }
+    }
+
+    /// The record of the request, answered `status`, by `principal` (none: unauthenticated),
+    /// having done `facts`.
+    fn body(self, principal: Option<&Principal>, facts: Facts, status: u16) -> Body {
+        let Incoming {
+            method,
+            route,
+            target,
+            asked_about,
+            request_id,
+            client_address,
+            policy_hash,
+        } = self;
+        let break_glass = principal.and_then(|p| p.break_glass.clone());
+        let review = match (&break_glass, facts.review) {
+            (_, Some(reason)) => Some(reason.to_owned()),
+            (Some(_), None) => Some(crate::audit::REVIEW_BREAK_GLASS.to_owned()),
+            (None, None) => None,
+        };
+        Body {
+            recorded_us: jiff::Timestamp::now().as_microsecond(),
+            request_id,
+            client_address,
+            user: principal.map(|p| p.user.clone()),
+            user_name: principal.and_then(|p| p.name.clone()),
+            org: principal.and_then(|p| p.org.clone()),
+            role: principal.and_then(|p| p.role.clone()),
+            caller: match principal.map(|p| &p.patient) {
+                None => "unauthenticated",
+                Some(None) => "staff",
+                Some(Some(p)) if p.acting_for_relationship.is_some() => "carer",
+                Some(Some(_)) => "patient",
+            }
+            .to_owned(),
+            relationship: principal
+                .and_then(|p| p.patient.as_ref())
+                .and_then(|p| p.acting_for_relationship.clone()),
+            client_certificate: principal
+                .and_then(|p| p.client_certificate.as_ref())
+                .map(|c| c.subject.clone()),
+            method,
+            route,
+            target,
+            // Emergency access is purpose of use ETREAT whatever the token says, so that the
+            // break-glass review queue (`AuditEvent?purpose=ETREAT`) finds every use of it.
+            purpose: principal.map(|p| {
+                if p.break_glass.is_some() {
+                    crate::policy::engine::EMERGENCY.to_owned()
+                } else {
+                    p.purpose_of_use.clone()
+                }
+            }),
+            break_glass_reason: break_glass,
+            // Whose record: as resolved, or else (a refused request) the person the URL names.
+            person: facts
+                .person
+                .map(|p| p.to_string())
+                .or(asked_about.map(|p| p.to_string())),
+            sources: facts.sources,
+            disclosed: facts.disclosed,
+            withheld: facts.withheld,
+            policy_hash: facts.policy_hash.unwrap_or(policy_hash),
+            outcome: outcome_of(status).to_owned(),
+            status,
+            review,
+            rate_limited: None,
+        }
+    }
+}
+
 /// The layer: one committed record per request, or 503.
 pub(crate) async fn record(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(String::new, |m| m.as_str().to_owned());
-    // The URI as the caller sent it (inside `/fhir` the router sees it without the prefix).
-    let uri = request
-        .extensions()
-        .get::<OriginalUri>()
-        .map_or_else(|| request.uri(), |o| &o.0);
-    let target = target::recordable(uri.path(), uri.query(), &|value| {
-        state.audit.keyed_digest(value)
-    });
-    let asked_about = target::asked_person(uri.path(), uri.query());
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let client_address = request
-        .extensions()
-        .get::<ConnectInfo<tls::Peer>>()
-        .map(|peer| peer.0.addr.to_string());
-    // The policy set in force when the request came in, for a request that made no decision
-    // (one that did names the set that decided, from its facts).
-    let policy_hash = state.door.policies().current().hash.clone();
+    let incoming = Incoming::read(&state, &request);
     let body_deadline = request.extensions().get::<tls::BodyExpired>().cloned();
     let mut response = next.run(request).await;
     if body_deadline.is_some_and(|d| d.expired()) {
@@ -100,63 +190,7 @@ pub(crate) async fn record(
         .extensions_mut()
         .remove::<Facts>()
         .unwrap_or_default();
-    let status = response.status().as_u16();
-    let break_glass = principal.as_ref().and_then(|p| p.break_glass.clone());
-    let review = match (&break_glass, facts.review) {
-        (_, Some(reason)) => Some(reason.to_owned()),
-        (Some(_), None) => Some(crate::audit::REVIEW_BREAK_GLASS.to_owned()),
-        (None, None) => None,
-    };
-    let body = Body {
-        recorded_us: jiff::Timestamp::now().as_microsecond(),
-        request_id,
-        client_address,
-        user: principal.as_ref().map(|p| p.user.clone()),
-        user_name: principal.as_ref().and_then(|p| p.name.clone()),
-        org: principal.as_ref().and_then(|p| p.org.clone()),
-        role: principal.as_ref().and_then(|p| p.role.clone()),
-        caller: match principal.as_ref().map(|p| &p.patient) {
-            None => "unauthenticated",
-            Some(None) => "staff",
-            Some(Some(p)) if p.acting_for_relationship.is_some() => "carer",
-            Some(Some(_)) => "patient",
-        }
-        .to_owned(),
-        relationship: principal
-            .as_ref()
-            .and_then(|p| p.patient.as_ref())
-            .and_then(|p| p.acting_for_relationship.clone()),
-        client_certificate: principal
-            .as_ref()
-            .and_then(|p| p.client_certificate.as_ref())
-            .map(|c| c.subject.clone()),
-        method,
-        route,
-        target,
-        // Emergency access is purpose of use ETREAT whatever the token says, so that the
-        // break-glass review queue (`AuditEvent?purpose=ETREAT`) finds every use of it.
-        purpose: principal.as_ref().map(|p| {
-            if p.break_glass.is_some() {
-                crate::policy::engine::EMERGENCY.to_owned()
-            } else {
-                p.purpose_of_use.clone()
-            }
-        }),
-        break_glass_reason: break_glass,
-        // Whose record: as resolved, or else (a refused request) the person the URL names.
-        person: facts
-            .person
-            .map(|p| p.to_string())
-            .or(asked_about.map(|p| p.to_string())),
-        sources: facts.sources,
-        disclosed: facts.disclosed,
-        withheld: facts.withheld,
-        policy_hash: facts.policy_hash.unwrap_or(policy_hash),
-        outcome: outcome_of(status).to_owned(),
-        status,
-        review,
-        rate_limited: None,
-    };
+    let body = incoming.body(principal.as_ref(), facts, response.status().as_u16());
     match state.audit.append(&body).await {
         Ok(_) => {
             state.audit_ok.store(true, Ordering::Relaxed);
