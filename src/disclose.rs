@@ -3,12 +3,12 @@
 //! Every request for a person's record, whether over the FHIR API or from `concord policy
 //! explain`, is an [`Ask`] that [`Door::answer`] runs through one pipeline:
 //!
-//! 1. **scope**: the agreements in force as they apply to the caller ([`scope`]); 403 when
+//! 1. **reach**: the agreements in force as they apply to the caller (`reach.rs`); 403 when
 //!    none can ever give them anything;
 //! 2. **plan**: which sources may be asked who the person is, and for which types;
 //! 3. **resolve**: the person, by NHS number or gateway id (or the one resource read);
 //! 4. **collect**: the person's resources from the planned sources, under one deadline;
-//! 5. **consent**: the person's standing sharing choices ([`ConsentCache`]);
+//! 5. **consent**: the person's standing sharing choices, briefly cached (`consent_cache.rs`);
 //! 6. **decide and redact**: each resource kept only when a rule permits it, as that rule
 //!    lets it go;
 //! 7. **facts**: what was disclosed under which agreement and rule, what was withheld, how
@@ -22,7 +22,7 @@
 
 mod consent;
 mod consent_cache;
-mod scope;
+mod reach;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +33,8 @@ use uuid::Uuid;
 
 pub use consent::Recorded;
 pub(crate) use consent_cache::ConsentCache;
-pub use scope::Notices;
-use scope::{Asking, Scope};
+pub use reach::Notices;
+use reach::{Asking, Reach};
 
 use crate::audit::{Disclosure, SourceOutcome};
 use crate::auth::Principal;
@@ -286,21 +286,21 @@ impl Door {
             return Err(AskError::NotThePatient);
         }
         let set = self.policies.current();
-        let scope = Scope::new(&set, principal)?;
-        let asking = scope.asking(&self.federation, &ask.types());
-        let plan = scope.plan(&asking);
+        let reach = Reach::new(&set, principal)?;
+        let asking = reach.asking(&self.federation, &ask.types());
+        let plan = reach.plan(&asking);
         let deadline = Instant::now() + self.timeout;
         let mut answer = Answer::nobody(set.hash.clone());
         let Found {
             person,
             mut reports,
             read,
-        } = self.find(&scope, &ask, &plan, deadline).await?;
+        } = self.find(&reach, &ask, &plan, deadline).await?;
         let Some(person) = person.filter(|p| principal.may_see_person(&p.nhs)) else {
             if let Ask::Person { .. } = ask {
                 // Resolving an NHS number asks the same sources whether or not anyone holds
                 // it: how each answered is about the providers, not the person.
-                answer.sources = scope.source_outcomes(&asking, None, &reports);
+                answer.sources = reach.source_outcomes(&asking, None, &reports);
                 answer.resolving = reports.len();
                 answer.reports = reports;
             }
@@ -313,15 +313,15 @@ impl Door {
                 let collected = self.federation.collect(&person, &plan, deadline).await;
                 reports.extend(collected.reports);
                 let narrowed = !matches!(ask, Ask::Patient { .. })
-                    && scope.narrowed(&asking, &self.federation, &person);
+                    && reach.narrowed(&asking, &self.federation, &person);
                 (collected.resources, narrowed)
             }
         };
         let consent = self.consents.of(&self.federation, &person).await?;
         let (disclosed, mut notices) =
-            scope.disclose(&self.federation, &person, &consent, resources);
+            reach.disclose(&self.federation, &person, &consent, resources);
         notices.withheld |= narrowed;
-        answer.sources = scope.source_outcomes(&asking, Some(&person), &reports);
+        answer.sources = reach.source_outcomes(&asking, Some(&person), &reports);
         let (patients, mut others): (Vec<_>, Vec<_>) = if ask.merges_patient() {
             disclosed
                 .into_iter()
@@ -344,7 +344,7 @@ impl Door {
     /// reports of the sources asked and, for a read, the resource.
     async fn find(
         &self,
-        scope: &Scope<'_>,
+        reach: &Reach<'_>,
         ask: &Ask<'_>,
         plan: &Plan<'_>,
         deadline: Instant,
@@ -363,7 +363,7 @@ impl Door {
             }
             Ask::Read { resource_type, id } => {
                 // A read no rule could permit is not even sent to the source.
-                if !scope.may_read(&self.federation, resource_type, id) {
+                if !reach.may_read(&self.federation, resource_type, id) {
                     return Ok(Found::nobody());
                 }
                 let read = self
@@ -427,7 +427,7 @@ impl Door {
         set: &'s PolicySet,
     ) -> Result<Explained<'s>, AskError> {
         let asking = Asking::everything(&self.federation);
-        let plan = scope::operator_plan(set, &asking);
+        let plan = reach::operator_plan(set, &asking);
         let deadline = Instant::now() + self.timeout;
         let resolution = self.federation.resolve_nhs(nhs, &plan, deadline).await?;
         let mut explained = Explained {
@@ -443,7 +443,7 @@ impl Door {
             let collected = self.federation.collect(&person, &plan, deadline).await;
             explained.collecting = collected.reports;
             let consent = self.consents.of(&self.federation, &person).await?;
-            explained.decisions = scope::explain_all(
+            explained.decisions = reach::explain_all(
                 set,
                 principal,
                 &self.federation,

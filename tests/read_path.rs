@@ -435,3 +435,97 @@ async fn ndjson_exports_and_fhir_servers_federate_alike() {
     assert_eq!(read.status, StatusCode::OK);
     assert_eq!(read.body["subject"]["reference"], format!("Patient/{id}"));
 }
+
+/// The door is a library: what `Door::answer` gives a caller is what the FHIR API sends
+/// them, and its facts name what was disclosed and the policy set that decided. (The IG
+/// console and `policy explain` call it so, never the HTTP API.)
+#[tokio::test]
+async fn the_door_gives_a_library_caller_what_the_fhir_api_sends() {
+    let (gp, community, social) = three_sources().await;
+    let app = TestApp::start(specs(&gp, &community, &social)).await;
+    let found = app
+        .get(&format!(
+            "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{ANN}"
+        ))
+        .await;
+    let id = entries(&found.body, "Patient")[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let over_http = app.get(&format!("Patient/{id}/$everything")).await;
+    assert_eq!(over_http.status, StatusCode::OK);
+    let mut sent: Vec<String> = over_http.body["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap_or_default(),
+                e["resource"]["id"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    sent.sort();
+
+    let principal = app
+        .state
+        .verifier
+        .verify(&app.token)
+        .expect("the test token");
+    let mut types: Vec<&'static str> = concord::fhir::search::TYPES
+        .iter()
+        .map(|t| t.name)
+        .collect();
+    types.push("Patient");
+    let answer = app
+        .state
+        .door
+        .answer(
+            &principal,
+            concord::disclose::Ask::Everything {
+                id: &id,
+                types: &types,
+            },
+        )
+        .await
+        .expect("the door answers");
+    assert_eq!(
+        answer.person.as_ref().map(|p| p.id.to_string()),
+        Some(id.clone())
+    );
+    let mut given: Vec<String> = answer
+        .resources
+        .iter()
+        .map(|r| format!("{}/{}", r.resource_type(), r.id()))
+        .collect();
+    if answer.patient.is_some() {
+        given.push(format!("Patient/{id}"));
+    }
+    given.sort();
+    assert_eq!(
+        given, sent,
+        "the door and the API disclose the same resources"
+    );
+
+    let facts = answer.facts(&given);
+    assert_eq!(facts.person.map(|p| p.to_string()), Some(id));
+    assert_eq!(
+        facts.policy_hash.as_deref(),
+        Some(app.state.door.policies().current().hash.as_str())
+    );
+    // Every resource sent has its agreement and rule (the merged Patient stands for each
+    // source's Patient, so there are at least as many decisions as resources sent).
+    assert!(
+        facts.disclosed.len() >= given.len(),
+        "{:?}",
+        facts.disclosed
+    );
+    assert!(
+        facts
+            .disclosed
+            .iter()
+            .all(|d| !d.agreement.is_empty() && !d.rule.is_empty())
+    );
+}

@@ -81,6 +81,8 @@ pub(crate) struct TestApp {
     pub(crate) signing_key: jsonwebtoken::EncodingKey,
     /// A staff token with `user/*.rs`, sent by `get` unless a test gives its own.
     pub(crate) token: String,
+    /// The gateway's state, for tests that call the door as a library does.
+    pub(crate) state: concord::server::AppState,
     _dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
 }
@@ -224,9 +226,10 @@ impl TestApp {
         };
         let listener = concord::server::tls::Listener::new(listener, config.server.tls.as_ref())
             .expect("the gateway's TLS config");
+        let served = state.clone();
         let server = tokio::spawn(async move {
-            let watch = state.door.policies().clone().watch(Duration::from_secs(1));
-            let app = concord::server::app(state);
+            let watch = served.door.policies().clone().watch(Duration::from_secs(1));
+            let app = concord::server::app(served);
             tokio::select! {
                 _ = concord::server::tls::serve(listener, app, std::future::pending()) => {}
                 () = watch => {}
@@ -243,6 +246,7 @@ impl TestApp {
                 .expect("client"),
             signing_key,
             token,
+            state,
             _dir: dir,
             server,
         }

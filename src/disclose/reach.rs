@@ -13,7 +13,7 @@ use crate::policy::redact::{ACT_REASON, OBSERVATION_VALUE, add_security, redact}
 use crate::policy::{PolicySet, labels_in_meta};
 
 /// The agreements as they apply to one caller.
-pub(crate) struct Scope<'p> {
+pub(crate) struct Reach<'p> {
     set: &'p PolicySet,
     policy: CallerPolicy<'p>,
     caller_org: Option<&'p str>,
@@ -90,7 +90,7 @@ pub(crate) fn operator_plan<'a>(set: &'a PolicySet, asking: &'a Asking) -> Plan<
     }
 }
 
-impl<'p> Scope<'p> {
+impl<'p> Reach<'p> {
     /// The agreements in `set` as they apply to `principal` today. 403 when none can ever
     /// disclose anything to this caller, or when emergency access was asked for and no
     /// agreement gives it to the caller's role.
