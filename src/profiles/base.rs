@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::LoadError;
 use super::format::Prim;
@@ -99,78 +99,7 @@ impl Structure {
             .collect();
         let mut out = Vec::with_capacity(types.len());
         for (name, def) in types {
-            let elements_json = def
-                .get("elements")
-                .and_then(Value::as_object)
-                .ok_or_else(|| invalid(format!("type `{name}` has no `elements`")))?;
-            let mut elements = Vec::with_capacity(elements_json.len());
-            for (element, spec) in elements_json {
-                let text = |key: &str| spec.get(key).and_then(Value::as_str);
-                let type_name = text("type")
-                    .ok_or_else(|| invalid(format!("`{name}.{element}` has no `type`")))?;
-                let kind = if type_name == "Resource" {
-                    Kind::Resource
-                } else if let Some(p) = Prim::from_name(type_name) {
-                    Kind::Prim(p)
-                } else {
-                    Kind::Complex(*by_name.get(type_name).ok_or_else(|| {
-                        invalid(format!("`{name}.{element}`: unknown type `{type_name}`"))
-                    })?)
-                };
-                let strings = |key: &str| {
-                    spec.get(key).and_then(Value::as_array).map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect::<Vec<_>>()
-                    })
-                };
-                let codes = strings("codes");
-                let pending = match (text("valueSet"), codes) {
-                    (Some(url), codes) => Some((url.to_owned(), codes)),
-                    (None, Some(codes)) => Some((format!("{name}.{element}"), Some(codes))),
-                    (None, None) => None,
-                };
-                elements.push(Element {
-                    name: element.as_str().into(),
-                    type_name: type_name.into(),
-                    kind,
-                    array: spec.get("array").and_then(Value::as_bool).unwrap_or(false),
-                    choice: text("choice").map(Into::into),
-                    binding: None,
-                    targets: strings("targets")
-                        .map(|t| t.into_iter().map(String::into_boxed_str).collect()),
-                    pending,
-                });
-            }
-            let mut required = Vec::new();
-            for (i, e) in elements_json.values().enumerate() {
-                if e.get("min").and_then(Value::as_u64).unwrap_or(0) == 0 {
-                    continue;
-                }
-                match &elements[i].choice {
-                    None => required.push(Required::Element(i)),
-                    Some(group) => {
-                        if !required
-                            .iter()
-                            .any(|r| matches!(r, Required::Choice(g) if g == group))
-                        {
-                            required.push(Required::Choice(group.clone()));
-                        }
-                    }
-                }
-            }
-            let index = elements
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.name.clone(), i))
-                .collect();
-            out.push(TypeDef {
-                name: name.as_str().into(),
-                elements,
-                index,
-                required,
-            });
+            out.push(type_def(name, def, &by_name, &invalid)?);
         }
         let resources = json
             .get("resources")
@@ -227,4 +156,107 @@ impl Structure {
     pub(super) fn resource_names(&self) -> impl Iterator<Item = &str> {
         self.resources.iter().map(|&i| &*self.types[i].name)
     }
+}
+
+/// One type of the structure file: its elements, their index by JSON name, and what an
+/// object of it must hold.
+fn type_def(
+    name: &str,
+    def: &Value,
+    by_name: &HashMap<Box<str>, usize>,
+    invalid: &dyn Fn(String) -> LoadError,
+) -> Result<TypeDef, LoadError> {
+    let elements_json = def
+        .get("elements")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid(format!("type `{name}` has no `elements`")))?;
+    let mut elements = Vec::with_capacity(elements_json.len());
+    for (element, spec) in elements_json {
+        elements.push(element_def(name, element, spec, by_name, invalid)?);
+    }
+    let required = requirements(elements_json, &elements);
+    let index = elements
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.clone(), i))
+        .collect();
+    Ok(TypeDef {
+        name: name.into(),
+        elements,
+        index,
+        required,
+    })
+}
+
+/// Element `element` of type `name` from its spec: its type (a primitive, a known complex
+/// type or a whole resource), whether it is an array, its choice group, reference targets,
+/// and its value set (or inline codes), kept pending until [`Structure::resolve_bindings`].
+fn element_def(
+    name: &str,
+    element: &str,
+    spec: &Value,
+    by_name: &HashMap<Box<str>, usize>,
+    invalid: &dyn Fn(String) -> LoadError,
+) -> Result<Element, LoadError> {
+    let text = |key: &str| spec.get(key).and_then(Value::as_str);
+    let type_name =
+        text("type").ok_or_else(|| invalid(format!("`{name}.{element}` has no `type`")))?;
+    let kind =
+        if type_name == "Resource" {
+            Kind::Resource
+        } else if let Some(p) = Prim::from_name(type_name) {
+            Kind::Prim(p)
+        } else {
+            Kind::Complex(*by_name.get(type_name).ok_or_else(|| {
+                invalid(format!("`{name}.{element}`: unknown type `{type_name}`"))
+            })?)
+        };
+    let strings = |key: &str| {
+        spec.get(key).and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+    };
+    let codes = strings("codes");
+    let pending = match (text("valueSet"), codes) {
+        (Some(url), codes) => Some((url.to_owned(), codes)),
+        (None, Some(codes)) => Some((format!("{name}.{element}"), Some(codes))),
+        (None, None) => None,
+    };
+    Ok(Element {
+        name: element.into(),
+        type_name: type_name.into(),
+        kind,
+        array: spec.get("array").and_then(Value::as_bool).unwrap_or(false),
+        choice: text("choice").map(Into::into),
+        binding: None,
+        targets: strings("targets").map(|t| t.into_iter().map(String::into_boxed_str).collect()),
+        pending,
+    })
+}
+
+/// What an object of a type must hold: each element with a base `min` above 0, and each
+/// choice group (once) one of whose elements has. `elements` are read from `elements_json`,
+/// one for each, in the same order.
+fn requirements(elements_json: &Map<String, Value>, elements: &[Element]) -> Vec<Required> {
+    let mut required = Vec::new();
+    for (i, (e, element)) in elements_json.values().zip(elements).enumerate() {
+        if e.get("min").and_then(Value::as_u64).unwrap_or(0) == 0 {
+            continue;
+        }
+        match &element.choice {
+            None => required.push(Required::Element(i)),
+            Some(group) => {
+                if !required
+                    .iter()
+                    .any(|r| matches!(r, Required::Choice(g) if g == group))
+                {
+                    required.push(Required::Choice(group.clone()));
+                }
+            }
+        }
+    }
+    required
 }

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use super::base::{Element, Kind, Required, Structure};
+use super::base::{Element, Kind, Required, Structure, TypeDef};
 use super::compile::{Matcher, Node};
 use super::format::{self, json_kind, quote};
 use super::terminology::Terminology;
@@ -129,6 +129,8 @@ impl<'a> Walker<'a> {
         self.object(object, ty, &nodes, depth, true);
     }
 
+    /// One object of type `ty`: each member against the type's elements (with the profile
+    /// nodes that apply), then what the base type requires and what the profile counts.
     fn object(
         &mut self,
         object: &'a Map<String, Value>,
@@ -151,28 +153,7 @@ impl<'a> Walker<'a> {
                 continue;
             }
             if let Some(name) = key.strip_prefix('_') {
-                match def.element(name) {
-                    // Resource.id and Element.id are `System.String` in R4, not FHIR
-                    // primitives: they cannot carry extensions, so there is no `_id`.
-                    Some(_) if name == "id" => self.problem_at(
-                        Seg::Name(key),
-                        Rule::Structure,
-                        format!(
-                            "`_id` is not an element of R4 `{}` (`id` cannot have extensions)",
-                            def.name
-                        ),
-                    ),
-                    Some(e) if matches!(e.kind, Kind::Prim(_)) => {
-                        self.path.push(Seg::Name(key));
-                        self.primitive_extension(value, e.array, depth);
-                        self.path.pop();
-                    }
-                    _ => self.problem_at(
-                        Seg::Name(key),
-                        Rule::Structure,
-                        format!("`{key}` is not an element of R4 `{}`", def.name),
-                    ),
-                }
+                self.primitive_sibling(def, key, name, value, depth);
                 continue;
             }
             let Some(e) = def.element(key) else {
@@ -184,66 +165,138 @@ impl<'a> Walker<'a> {
                 continue;
             };
             if let Some(group) = e.choice.as_deref() {
-                let first = def
-                    .choice(group)
-                    .find(|c| object.contains_key(&*c.name))
-                    .map(|c| &*c.name);
-                if first == Some(key.as_str())
-                    && def
-                        .choice(group)
-                        .filter(|c| object.contains_key(&*c.name))
-                        .count()
-                        > 1
-                {
-                    self.problem_at(
-                        Seg::Choice(group),
-                        Rule::Structure,
-                        format!("more than one value for the choice element `{group}[x]`"),
-                    );
-                }
+                self.choice_once(object, def, key, group);
             }
-            let group = e.choice.as_deref().unwrap_or(key);
-            let children: Vec<&Node> = nodes.iter().filter_map(|n| n.child(group)).collect();
-            self.path.push(Seg::Name(key));
-            match (e.array, value) {
-                (true, Value::Array(items)) => {
-                    if items.is_empty() {
-                        self.problem(Rule::Structure, "an array must not be empty".into());
-                    }
-                    for (i, item) in items.iter().enumerate() {
-                        self.path.push(Seg::Index(i));
-                        let mut item_nodes = children.clone();
-                        for child in &children {
-                            item_nodes.extend(
-                                child
-                                    .slices
-                                    .iter()
-                                    .filter(|s| {
-                                        s.matcher.as_ref().is_some_and(|m| matches(m, item))
-                                    })
-                                    .map(|s| &s.node),
-                            );
-                        }
-                        self.item(item, e, &item_nodes, depth + 1);
-                        self.path.pop();
-                    }
-                }
-                (true, other) => self.problem(
-                    Rule::Structure,
-                    format!(
-                        "expected an array of {}, found {}",
-                        e.type_name,
-                        json_kind(other)
-                    ),
-                ),
-                (false, Value::Array(_)) => self.problem(
-                    Rule::Structure,
-                    format!("expected a single {}, found an array", e.type_name),
-                ),
-                (false, item) => self.item(item, e, &children, depth + 1),
+            self.member(key, value, e, nodes, depth);
+        }
+        self.base_required(object, def);
+        for node in nodes {
+            for (name, child) in &node.children {
+                self.cardinality(object, def, name, child);
             }
+        }
+    }
+
+    /// `_name`, the sibling of primitive element `name`: its extensions are checked; it is a
+    /// problem when `name` is no primitive element of the type, or is `id`.
+    fn primitive_sibling(
+        &mut self,
+        def: &TypeDef,
+        key: &'a str,
+        name: &str,
+        value: &'a Value,
+        depth: usize,
+    ) {
+        match def.element(name) {
+            // Resource.id and Element.id are `System.String` in R4, not FHIR
+            // primitives: they cannot carry extensions, so there is no `_id`.
+            Some(_) if name == "id" => self.problem_at(
+                Seg::Name(key),
+                Rule::Structure,
+                format!(
+                    "`_id` is not an element of R4 `{}` (`id` cannot have extensions)",
+                    def.name
+                ),
+            ),
+            Some(e) if matches!(e.kind, Kind::Prim(_)) => {
+                self.path.push(Seg::Name(key));
+                self.primitive_extension(value, e.array, depth);
+                self.path.pop();
+            }
+            _ => self.problem_at(
+                Seg::Name(key),
+                Rule::Structure,
+                format!("`{key}` is not an element of R4 `{}`", def.name),
+            ),
+        }
+    }
+
+    /// A choice group (`value[x]`) given by more than one member of an object: reported once,
+    /// when `key` is the group's first member present.
+    fn choice_once(
+        &mut self,
+        object: &Map<String, Value>,
+        def: &TypeDef,
+        key: &str,
+        group: &'a str,
+    ) {
+        let first = def
+            .choice(group)
+            .find(|c| object.contains_key(&*c.name))
+            .map(|c| &*c.name);
+        if first == Some(key)
+            && def
+                .choice(group)
+                .filter(|c| object.contains_key(&*c.name))
+                .count()
+                > 1
+        {
+            self.problem_at(
+                Seg::Choice(group),
+                Rule::Structure,
+                format!("more than one value for the choice element `{group}[x]`"),
+            );
+        }
+    }
+
+    /// Member `key` of an object, of element `e`: a single value or an array as the element
+    /// says, checked with the profile nodes for the element (or its choice group).
+    fn member(
+        &mut self,
+        key: &'a str,
+        value: &'a Value,
+        e: &'a Element,
+        nodes: &[&'a Node],
+        depth: usize,
+    ) {
+        let group = e.choice.as_deref().unwrap_or(key);
+        let children: Vec<&Node> = nodes.iter().filter_map(|n| n.child(group)).collect();
+        self.path.push(Seg::Name(key));
+        match (e.array, value) {
+            (true, Value::Array(items)) => self.items(items, e, &children, depth),
+            (true, other) => self.problem(
+                Rule::Structure,
+                format!(
+                    "expected an array of {}, found {}",
+                    e.type_name,
+                    json_kind(other)
+                ),
+            ),
+            (false, Value::Array(_)) => self.problem(
+                Rule::Structure,
+                format!("expected a single {}, found an array", e.type_name),
+            ),
+            (false, item) => self.item(item, e, &children, depth + 1),
+        }
+        self.path.pop();
+    }
+
+    /// The items of an array element (which must not be empty): each checked with the
+    /// element's profile nodes and the nodes of the slices it matches.
+    fn items(&mut self, items: &'a [Value], e: &'a Element, children: &[&'a Node], depth: usize) {
+        if items.is_empty() {
+            self.problem(Rule::Structure, "an array must not be empty".into());
+        }
+        for (i, item) in items.iter().enumerate() {
+            self.path.push(Seg::Index(i));
+            let mut item_nodes = children.to_vec();
+            for child in children {
+                item_nodes.extend(
+                    child
+                        .slices
+                        .iter()
+                        .filter(|s| s.matcher.as_ref().is_some_and(|m| matches(m, item)))
+                        .map(|s| &s.node),
+                );
+            }
+            self.item(item, e, &item_nodes, depth + 1);
             self.path.pop();
         }
+    }
+
+    /// The elements (and choice groups) the base R4 type requires (min 1) that the object
+    /// lacks.
+    fn base_required(&mut self, object: &Map<String, Value>, def: &'a TypeDef) {
         for required in &def.required {
             match required {
                 Required::Element(i) => {
@@ -267,18 +320,13 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        for node in nodes {
-            for (name, child) in &node.children {
-                self.cardinality(object, def, name, child);
-            }
-        }
     }
 
     /// A profile's min, max and slice cardinalities of one element of an object.
     fn cardinality(
         &mut self,
         object: &'a Map<String, Value>,
-        def: &'a super::base::TypeDef,
+        def: &'a TypeDef,
         name: &'a str,
         node: &'a Node,
     ) {

@@ -171,57 +171,15 @@ pub(super) fn profile(
             element: id.to_owned(),
             message,
         };
-        let mut segments = id.split('.');
-        if segments.next() != Some(resource_type) {
-            return Err(fail(format!("does not start with `{resource_type}`")));
-        }
-        let mut node = &mut root;
-        let mut current = Some(root_type);
-        let mut skip = false;
-        let mut extension_slice = false;
-        for segment in segments {
-            if extension_slice {
-                // INVARIANT: extension contents are not checked (see the module docs).
-                skip = true;
-                break;
-            }
-            let (name, slice) = match segment.split_once(':') {
-                Some((name, slice)) => (name, Some(slice)),
-                None => (segment, None),
-            };
-            let Some(ty) = current else {
-                // Below a primitive only its extensions (`_name.extension`) can follow.
-                skip = true;
-                break;
-            };
-            let ty = &base.types[ty];
-            let key = name.strip_suffix("[x]");
-            let found = match key {
-                Some(group) => ty.choice(group).next(),
-                None => ty.element(name),
-            };
-            let Some(found) = found else {
-                return Err(fail(format!("no element `{name}` in R4 `{}`", ty.name)));
-            };
-            current = match found.kind {
-                Kind::Complex(i) => Some(i),
-                Kind::Prim(_) | Kind::Resource => None,
-            };
-            node = node.child_mut(key.unwrap_or(name));
-            if let (Some(slice), None) = (slice, key) {
-                let extension = matches!(name, "extension" | "modifierExtension");
-                let slice = node.slice_mut(slice);
-                if extension {
-                    extension_slice = true;
-                    if let Some(url) = element.pointer("/type/0/profile/0").and_then(Value::as_str)
-                    {
-                        slice.matcher = Some(Matcher::Url(url.into()));
-                    }
-                }
-                node = &mut slice.node;
-            }
-        }
-        if !skip {
+        if let Some(node) = node_for(
+            &mut root,
+            element,
+            id,
+            resource_type,
+            root_type,
+            base,
+            &fail,
+        )? {
             apply(element, node, terms, &fail, id)?;
         }
     }
@@ -231,6 +189,69 @@ pub(super) fn profile(
         resource_type: resource_type.to_owned(),
         root,
     })
+}
+
+/// The node a differential element's constraints go on, found (or made) by walking its `id`
+/// (`Observation.code.coding:snomed.system`) down the base types from the profiled resource:
+/// a child node for each element, a slice's node for each `:slice`. `None` when Concord does
+/// not check what the element constrains: the contents of an extension slice, or anything
+/// below a primitive.
+fn node_for<'n>(
+    root: &'n mut Node,
+    element: &Value,
+    id: &str,
+    resource_type: &str,
+    root_type: usize,
+    base: &Structure,
+    fail: &dyn Fn(String) -> LoadError,
+) -> Result<Option<&'n mut Node>, LoadError> {
+    let mut segments = id.split('.');
+    if segments.next() != Some(resource_type) {
+        return Err(fail(format!("does not start with `{resource_type}`")));
+    }
+    let mut node = root;
+    let mut current = Some(root_type);
+    let mut extension_slice = false;
+    for segment in segments {
+        if extension_slice {
+            // INVARIANT: extension contents are not checked (see the module docs).
+            return Ok(None);
+        }
+        let (name, slice) = match segment.split_once(':') {
+            Some((name, slice)) => (name, Some(slice)),
+            None => (segment, None),
+        };
+        let Some(ty) = current else {
+            // Below a primitive only its extensions (`_name.extension`) can follow.
+            return Ok(None);
+        };
+        let ty = &base.types[ty];
+        let key = name.strip_suffix("[x]");
+        let found = match key {
+            Some(group) => ty.choice(group).next(),
+            None => ty.element(name),
+        };
+        let Some(found) = found else {
+            return Err(fail(format!("no element `{name}` in R4 `{}`", ty.name)));
+        };
+        current = match found.kind {
+            Kind::Complex(i) => Some(i),
+            Kind::Prim(_) | Kind::Resource => None,
+        };
+        node = node.child_mut(key.unwrap_or(name));
+        if let (Some(slice), None) = (slice, key) {
+            let extension = matches!(name, "extension" | "modifierExtension");
+            let slice = node.slice_mut(slice);
+            if extension {
+                extension_slice = true;
+                if let Some(url) = element.pointer("/type/0/profile/0").and_then(Value::as_str) {
+                    slice.matcher = Some(Matcher::Url(url.into()));
+                }
+            }
+            node = &mut slice.node;
+        }
+    }
+    Ok(Some(node))
 }
 
 /// Copies one differential element's constraints onto its node.
