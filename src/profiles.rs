@@ -15,7 +15,7 @@
 //! hash sets. [`Profiles::check`] then walks a resource once, base structure and profile side
 //! by side, and allocates little but the problems it reports.
 //!
-//! What is checked, with the [`Rule`] each failure is reported under:
+//! What is checked, with the [`Constraint`] each failure is reported under:
 //!
 //! | rule | what |
 //! | --- | --- |
@@ -63,7 +63,7 @@ use base::Structure;
 use compile::Node;
 use terminology::Terminology;
 
-pub use crate::fhir::conformance::{Departure, Rule};
+pub use crate::fhir::conformance::{Constraint, Departure};
 
 /// The base structure file, relative to the profiles directory.
 pub const STRUCTURE_FILE: &str = "base/r4-structure.json";

@@ -17,8 +17,8 @@ pub(super) fn profile_check(
         .with_context(|| format!("cannot load the profiles in `{}`", dir.display()))?;
     let mut out = String::new();
     let (mut checked, mut failing, mut problems) = (0usize, 0usize, 0usize);
-    let mut by_rule: HashMap<crate::profiles::Rule, usize> = HashMap::new();
-    let mut common: HashMap<(String, crate::profiles::Rule), usize> = HashMap::new();
+    let mut by_rule: HashMap<crate::profiles::Constraint, usize> = HashMap::new();
+    let mut common: HashMap<(String, crate::profiles::Constraint), usize> = HashMap::new();
     for file in files {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read `{}`", file.display()))?;
@@ -30,7 +30,7 @@ pub(super) fn profile_check(
                     "(not JSON)".to_owned(),
                     vec![crate::fhir::conformance::Departure {
                         path: "Resource".into(),
-                        rule: crate::profiles::Rule::Structure,
+                        rule: crate::profiles::Constraint::Structure,
                         message,
                     }],
                 ),

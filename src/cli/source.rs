@@ -51,7 +51,7 @@ pub(super) async fn source_check(
     );
     let types = std::iter::once("Patient").chain(crate::fhir::search::TYPES.iter().map(|t| t.name));
     let mut rows: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    let mut common: HashMap<(String, crate::profiles::Rule), usize> = HashMap::new();
+    let mut common: HashMap<(String, crate::profiles::Constraint), usize> = HashMap::new();
     let mut failed_types = Vec::new();
     for kind in types {
         if !source.may_hold(kind) {

@@ -7,7 +7,7 @@ use std::fmt;
 
 /// The kind of rule a departure breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Rule {
+pub enum Constraint {
     /// Resource type, element names, arrays versus single values, choice elements.
     Structure,
     /// A primitive's JSON type or lexical form.
@@ -22,21 +22,21 @@ pub enum Rule {
     Reference,
 }
 
-impl Rule {
+impl Constraint {
     /// The rule's name as printed: `structure`, `format`, ….
     pub fn as_str(self) -> &'static str {
         match self {
-            Rule::Structure => "structure",
-            Rule::Format => "format",
-            Rule::Cardinality => "cardinality",
-            Rule::Fixed => "fixed",
-            Rule::Binding => "binding",
-            Rule::Reference => "reference",
+            Constraint::Structure => "structure",
+            Constraint::Format => "format",
+            Constraint::Cardinality => "cardinality",
+            Constraint::Fixed => "fixed",
+            Constraint::Binding => "binding",
+            Constraint::Reference => "reference",
         }
     }
 }
 
-impl fmt::Display for Rule {
+impl fmt::Display for Constraint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -48,7 +48,7 @@ pub struct Departure {
     /// Where, FHIRPath-like with indexes and JSON element names: `Patient.identifier[0].system`.
     pub path: String,
     /// The rule broken.
-    pub rule: Rule,
+    pub rule: Constraint,
     /// What is wrong, naming the expected value or type.
     pub message: String,
 }

@@ -10,7 +10,7 @@ use super::base::{Element, Kind, Required, Structure, TypeDef};
 use super::compile::{Matcher, Node};
 use super::format::{self, json_kind, quote};
 use super::terminology::Terminology;
-use super::{Departure, Rule};
+use super::{Constraint, Departure};
 use crate::fhir::reference::is_resource_type_name;
 
 /// Objects nested deeper than this are not looked into (and reported).
@@ -50,7 +50,7 @@ pub(super) fn resource(
 }
 
 impl<'a> Walker<'a> {
-    fn problem(&mut self, rule: Rule, message: String) {
+    fn problem(&mut self, rule: Constraint, message: String) {
         let mut path = String::new();
         for seg in &self.path {
             match seg {
@@ -72,7 +72,7 @@ impl<'a> Walker<'a> {
     }
 
     /// A problem at `path + seg`.
-    fn problem_at(&mut self, seg: Seg<'a>, rule: Rule, message: String) {
+    fn problem_at(&mut self, seg: Seg<'a>, rule: Constraint, message: String) {
         self.path.push(seg);
         self.problem(rule, message);
         self.path.pop();
@@ -82,7 +82,7 @@ impl<'a> Walker<'a> {
     fn resource(&mut self, value: &'a Value, profile: Option<&'a Node>, depth: usize) {
         let Some(object) = value.as_object() else {
             self.problem(
-                Rule::Structure,
+                Constraint::Structure,
                 format!(
                     "expected a resource (a JSON object), found {}",
                     json_kind(value)
@@ -92,7 +92,7 @@ impl<'a> Walker<'a> {
         };
         let ty = match object.get("resourceType") {
             None => {
-                self.problem(Rule::Structure, "no `resourceType`".into());
+                self.problem(Constraint::Structure, "no `resourceType`".into());
                 return;
             }
             Some(Value::String(name)) => match self.base.resource(name) {
@@ -101,7 +101,7 @@ impl<'a> Walker<'a> {
                     let known: Vec<&str> = self.base.resource_names().collect();
                     self.problem_at(
                         Seg::Name("resourceType"),
-                        Rule::Structure,
+                        Constraint::Structure,
                         format!(
                             "{} is not a resource type Concord checks ({})",
                             quote(name),
@@ -114,7 +114,7 @@ impl<'a> Walker<'a> {
             Some(other) => {
                 self.problem_at(
                     Seg::Name("resourceType"),
-                    Rule::Structure,
+                    Constraint::Structure,
                     format!("expected a string, found {}", json_kind(other)),
                 );
                 return;
@@ -141,7 +141,7 @@ impl<'a> Walker<'a> {
     ) {
         if depth > MAX_DEPTH {
             self.problem(
-                Rule::Structure,
+                Constraint::Structure,
                 format!("nested deeper than {MAX_DEPTH} levels: not checked further"),
             );
             return;
@@ -159,7 +159,7 @@ impl<'a> Walker<'a> {
             let Some(e) = def.element(key) else {
                 self.problem_at(
                     Seg::Name(key),
-                    Rule::Structure,
+                    Constraint::Structure,
                     format!("`{key}` is not an element of R4 `{}`", def.name),
                 );
                 continue;
@@ -192,7 +192,7 @@ impl<'a> Walker<'a> {
             // primitives: they cannot carry extensions, so there is no `_id`.
             Some(_) if name == "id" => self.problem_at(
                 Seg::Name(key),
-                Rule::Structure,
+                Constraint::Structure,
                 format!(
                     "`_id` is not an element of R4 `{}` (`id` cannot have extensions)",
                     def.name
@@ -205,7 +205,7 @@ impl<'a> Walker<'a> {
             }
             _ => self.problem_at(
                 Seg::Name(key),
-                Rule::Structure,
+                Constraint::Structure,
                 format!("`{key}` is not an element of R4 `{}`", def.name),
             ),
         }
@@ -233,7 +233,7 @@ impl<'a> Walker<'a> {
         {
             self.problem_at(
                 Seg::Choice(group),
-                Rule::Structure,
+                Constraint::Structure,
                 format!("more than one value for the choice element `{group}[x]`"),
             );
         }
@@ -255,7 +255,7 @@ impl<'a> Walker<'a> {
         match (e.array, value) {
             (true, Value::Array(items)) => self.items(items, e, &children, depth),
             (true, other) => self.problem(
-                Rule::Structure,
+                Constraint::Structure,
                 format!(
                     "expected an array of {}, found {}",
                     e.type_name,
@@ -263,7 +263,7 @@ impl<'a> Walker<'a> {
                 ),
             ),
             (false, Value::Array(_)) => self.problem(
-                Rule::Structure,
+                Constraint::Structure,
                 format!("expected a single {}, found an array", e.type_name),
             ),
             (false, item) => self.item(item, e, &children, depth + 1),
@@ -275,7 +275,7 @@ impl<'a> Walker<'a> {
     /// element's profile nodes and the nodes of the slices it matches.
     fn items(&mut self, items: &'a [Value], e: &'a Element, children: &[&'a Node], depth: usize) {
         if items.is_empty() {
-            self.problem(Rule::Structure, "an array must not be empty".into());
+            self.problem(Constraint::Structure, "an array must not be empty".into());
         }
         for (i, item) in items.iter().enumerate() {
             self.path.push(Seg::Index(i));
@@ -304,7 +304,7 @@ impl<'a> Walker<'a> {
                     if !present(object, name) {
                         self.problem_at(
                             Seg::Name(name),
-                            Rule::Cardinality,
+                            Constraint::Cardinality,
                             "required (min 1 in base R4), missing".into(),
                         );
                     }
@@ -313,7 +313,7 @@ impl<'a> Walker<'a> {
                     if !def.choice(group).any(|c| present(object, &c.name)) {
                         self.problem_at(
                             Seg::Choice(group),
-                            Rule::Cardinality,
+                            Constraint::Cardinality,
                             "required (min 1 in base R4), missing".into(),
                         );
                     }
@@ -365,7 +365,7 @@ impl<'a> Walker<'a> {
         }
         if node.closed && unsliced > 0 {
             self.problem(
-                Rule::Cardinality,
+                Constraint::Cardinality,
                 format!("{unsliced} value(s) in no slice, and the slicing is closed"),
             );
         }
@@ -377,7 +377,7 @@ impl<'a> Walker<'a> {
             && count < min as usize
         {
             self.problem(
-                Rule::Cardinality,
+                Constraint::Cardinality,
                 format!("at least {min} required{what} by the profile, found {count}"),
             );
         }
@@ -385,7 +385,7 @@ impl<'a> Walker<'a> {
             && count > max as usize
         {
             self.problem(
-                Rule::Cardinality,
+                Constraint::Cardinality,
                 format!("at most {max} allowed{what} by the profile, found {count}"),
             );
         }
@@ -407,7 +407,7 @@ impl<'a> Walker<'a> {
                         }
                         other => self.problem_at(
                             Seg::Index(i),
-                            Rule::Structure,
+                            Constraint::Structure,
                             format!(
                                 "expected an object (Element) or null, found {}",
                                 json_kind(other)
@@ -417,7 +417,7 @@ impl<'a> Walker<'a> {
                 }
             }
             (_, other) => self.problem(
-                Rule::Structure,
+                Constraint::Structure,
                 format!(
                     "expected {} (Element), found {}",
                     if array { "an array" } else { "an object" },
@@ -432,7 +432,7 @@ impl<'a> Walker<'a> {
         match e.kind {
             Kind::Prim(p) => {
                 if let Err(message) = format::check(p, value) {
-                    self.problem(Rule::Format, message);
+                    self.problem(Constraint::Format, message);
                     return;
                 }
             }
@@ -440,7 +440,7 @@ impl<'a> Walker<'a> {
                 Value::Object(o) => self.object(o, t, nodes, depth, false),
                 other => {
                     self.problem(
-                        Rule::Structure,
+                        Constraint::Structure,
                         format!(
                             "expected an object ({}), found {}",
                             e.type_name,
@@ -464,7 +464,7 @@ impl<'a> Walker<'a> {
                 && value != fixed
             {
                 self.problem(
-                    Rule::Fixed,
+                    Constraint::Fixed,
                     format!("must be {} (fixed by the profile)", show(fixed)),
                 );
             }
@@ -472,7 +472,7 @@ impl<'a> Walker<'a> {
                 && !contains(value, pattern)
             {
                 self.problem(
-                    Rule::Fixed,
+                    Constraint::Fixed,
                     format!("must match {} (pattern of the profile)", show(pattern)),
                 );
             }
@@ -494,7 +494,7 @@ impl<'a> Walker<'a> {
                     && vs.has_code(code) == Some(false)
                 {
                     self.problem(
-                        Rule::Binding,
+                        Constraint::Binding,
                         format!(
                             "{} is not {} (required binding to {})",
                             quote(code),
@@ -509,7 +509,7 @@ impl<'a> Walker<'a> {
                 let code = value.get("code").and_then(Value::as_str);
                 if !vs.has_coding(system, code) {
                     self.problem(
-                        Rule::Binding,
+                        Constraint::Binding,
                         format!(
                             "{}|{} is not {} (required binding to {})",
                             system.unwrap_or("(no system)"),
@@ -534,7 +534,7 @@ impl<'a> Walker<'a> {
                         _ => "no coding at all (text only)",
                     };
                     self.problem(
-                        Rule::Binding,
+                        Constraint::Binding,
                         format!(
                             "{found}; expected {} (required binding to {})",
                             vs.expected(),
@@ -557,7 +557,7 @@ impl<'a> Walker<'a> {
         {
             self.problem_at(
                 Seg::Name("type"),
-                Rule::Reference,
+                Constraint::Reference,
                 format!("{} is not an allowed target type ({})", quote(t), allowed()),
             );
         }
@@ -575,14 +575,14 @@ impl<'a> Walker<'a> {
                 if !targets.iter().any(|a| &**a == ty) {
                     self.problem_at(
                         Seg::Name("reference"),
-                        Rule::Reference,
+                        Constraint::Reference,
                         format!("refers to a `{ty}`; allowed: {}", allowed()),
                     );
                 }
             }
             _ => self.problem_at(
                 Seg::Name("reference"),
-                Rule::Reference,
+                Constraint::Reference,
                 format!(
                     "{} is not a reference of the form Type/id",
                     quote(reference)
