@@ -159,8 +159,16 @@ pub struct NdjsonSourceConfig {
 impl SourceConfig {
     /// The typed settings; errors name the field (`index` is the source's position).
     pub fn kind(&self, index: usize) -> Result<SourceKind, ConfigError> {
-        let field = |name: &str| format!("source[{index}].{name}");
-        let fhir_only = [
+        match self.kind {
+            SourceKindName::Ndjson => self.ndjson(index).map(SourceKind::Ndjson),
+            SourceKindName::Fhir => self.fhir(index).map(|f| SourceKind::Fhir(Box::new(f))),
+        }
+    }
+
+    /// The settings only a `kind = "fhir"` source takes, each with whether it is set, in the
+    /// order they are reported.
+    fn fhir_only_settings(&self) -> [(&'static str, bool); 11] {
+        [
             ("base_url", self.base_url.is_some()),
             ("timeout_ms", self.timeout_ms.is_some()),
             ("max_concurrency", self.max_concurrency.is_some()),
@@ -175,97 +183,141 @@ impl SourceConfig {
             ),
             ("tls", self.tls.is_some()),
             ("oauth", self.oauth.is_some()),
-        ];
-        match self.kind {
-            SourceKindName::Ndjson => {
-                if let Some((name, _)) = fhir_only.iter().find(|(_, set)| *set) {
-                    return Err(invalid(field(name), "applies only to kind = \"fhir\""));
-                }
-                let path = self
-                    .path
-                    .clone()
-                    .ok_or_else(|| invalid(field("path"), "is required for kind = \"ndjson\""))?;
-                Ok(SourceKind::Ndjson(NdjsonSourceConfig { path }))
-            }
-            SourceKindName::Fhir => {
-                if self.path.is_some() {
-                    return Err(invalid(field("path"), "applies only to kind = \"ndjson\""));
-                }
-                let base_url = self
-                    .base_url
-                    .clone()
-                    .ok_or_else(|| invalid(field("base_url"), "is required for kind = \"fhir\""))?;
-                check_http_url(&field("base_url"), &base_url)?;
-                let positive = |name: &str, v: u64| {
-                    if v == 0 {
-                        Err(invalid(field(name), "must be greater than 0"))
-                    } else {
-                        Ok(v)
-                    }
-                };
-                let timeout = positive("timeout_ms", self.timeout_ms.unwrap_or(3_000))?;
-                let cool_down = positive(
-                    "breaker_cool_down_secs",
-                    self.breaker_cool_down_secs.unwrap_or(30),
-                )?;
-                let max_concurrency =
-                    positive("max_concurrency", self.max_concurrency.unwrap_or(32) as u64)?
-                        as usize;
-                let max_pages =
-                    positive("max_pages", self.max_pages.unwrap_or(20) as u64)? as usize;
-                let page_size =
-                    positive("page_size", self.page_size.unwrap_or(200) as u64)? as usize;
-                let breaker_failures = positive(
-                    "breaker_failures",
-                    u64::from(self.breaker_failures.unwrap_or(5)),
-                )? as u32;
-                for t in self.resource_types.iter().flatten() {
-                    if crate::fhir::search::type_def(t).is_none() {
-                        return Err(invalid(
-                            field("resource_types"),
-                            format!("`{t}` is not a resource type the gateway serves"),
-                        ));
-                    }
-                }
-                if let Some(tls) = &self.tls
-                    && tls.client_cert_file.is_some() != tls.client_key_file.is_some()
-                {
-                    return Err(invalid(
-                        field("tls.client_key_file"),
-                        "client_cert_file and client_key_file go together",
-                    ));
-                }
-                if let Some(oauth) = &self.oauth {
-                    check_http_url(&field("oauth.token_url"), &oauth.token_url)?;
-                    if oauth.client_id.trim().is_empty() {
-                        return Err(invalid(field("oauth.client_id"), "must not be empty"));
-                    }
-                    if !ASSERTION_ALGORITHMS.contains(&oauth.algorithm.as_str()) {
-                        return Err(invalid(
-                            field("oauth.algorithm"),
-                            format!(
-                                "`{}` is not one of {}",
-                                oauth.algorithm,
-                                ASSERTION_ALGORITHMS.join(", ")
-                            ),
-                        ));
-                    }
-                }
-                Ok(SourceKind::Fhir(Box::new(FhirSourceConfig {
-                    base_url: base_url.trim_end_matches('/').to_owned(),
-                    timeout: Duration::from_millis(timeout),
-                    max_concurrency,
-                    max_pages,
-                    page_size,
-                    everything_operation: self.everything_operation.unwrap_or(false),
-                    resource_types: self.resource_types.clone(),
-                    breaker_failures,
-                    breaker_cool_down: Duration::from_secs(cool_down),
-                    tls: self.tls.clone(),
-                    oauth: self.oauth.clone(),
-                })))
+        ]
+    }
+
+    /// The settings of a `kind = "ndjson"` source: its path, and none of the fhir settings.
+    fn ndjson(&self, index: usize) -> Result<NdjsonSourceConfig, ConfigError> {
+        let fhir_only = self.fhir_only_settings();
+        if let Some((name, _)) = fhir_only.iter().find(|(_, set)| *set) {
+            return Err(invalid(
+                field(index, name),
+                "applies only to kind = \"fhir\"",
+            ));
+        }
+        let path = self
+            .path
+            .clone()
+            .ok_or_else(|| invalid(field(index, "path"), "is required for kind = \"ndjson\""))?;
+        Ok(NdjsonSourceConfig { path })
+    }
+
+    /// The settings of a `kind = "fhir"` source, checked, with defaults applied.
+    fn fhir(&self, index: usize) -> Result<FhirSourceConfig, ConfigError> {
+        if self.path.is_some() {
+            return Err(invalid(
+                field(index, "path"),
+                "applies only to kind = \"ndjson\"",
+            ));
+        }
+        let base_url = self
+            .base_url
+            .clone()
+            .ok_or_else(|| invalid(field(index, "base_url"), "is required for kind = \"fhir\""))?;
+        check_http_url(&field(index, "base_url"), &base_url)?;
+        let timeout = positive(index, "timeout_ms", self.timeout_ms.unwrap_or(3_000))?;
+        let cool_down = positive(
+            index,
+            "breaker_cool_down_secs",
+            self.breaker_cool_down_secs.unwrap_or(30),
+        )?;
+        let max_concurrency = positive(
+            index,
+            "max_concurrency",
+            self.max_concurrency.unwrap_or(32) as u64,
+        )? as usize;
+        let max_pages = positive(index, "max_pages", self.max_pages.unwrap_or(20) as u64)? as usize;
+        let page_size =
+            positive(index, "page_size", self.page_size.unwrap_or(200) as u64)? as usize;
+        let breaker_failures = positive(
+            index,
+            "breaker_failures",
+            u64::from(self.breaker_failures.unwrap_or(5)),
+        )? as u32;
+        self.check_resource_types(index)?;
+        self.check_tls(index)?;
+        self.check_oauth(index)?;
+        Ok(FhirSourceConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout: Duration::from_millis(timeout),
+            max_concurrency,
+            max_pages,
+            page_size,
+            everything_operation: self.everything_operation.unwrap_or(false),
+            resource_types: self.resource_types.clone(),
+            breaker_failures,
+            breaker_cool_down: Duration::from_secs(cool_down),
+            tls: self.tls.clone(),
+            oauth: self.oauth.clone(),
+        })
+    }
+
+    /// Checks that every type in `resource_types` is one the gateway serves.
+    fn check_resource_types(&self, index: usize) -> Result<(), ConfigError> {
+        for t in self.resource_types.iter().flatten() {
+            if crate::fhir::search::type_def(t).is_none() {
+                return Err(invalid(
+                    field(index, "resource_types"),
+                    format!("`{t}` is not a resource type the gateway serves"),
+                ));
             }
         }
+        Ok(())
+    }
+
+    /// Checks that `[source.tls]` names a client certificate and its key together or
+    /// neither.
+    fn check_tls(&self, index: usize) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.tls
+            && tls.client_cert_file.is_some() != tls.client_key_file.is_some()
+        {
+            return Err(invalid(
+                field(index, "tls.client_key_file"),
+                "client_cert_file and client_key_file go together",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks `[source.oauth]`: an http(s) token URL, a client id, and an algorithm of
+    /// [`ASSERTION_ALGORITHMS`].
+    fn check_oauth(&self, index: usize) -> Result<(), ConfigError> {
+        let Some(oauth) = &self.oauth else {
+            return Ok(());
+        };
+        check_http_url(&field(index, "oauth.token_url"), &oauth.token_url)?;
+        if oauth.client_id.trim().is_empty() {
+            return Err(invalid(
+                field(index, "oauth.client_id"),
+                "must not be empty",
+            ));
+        }
+        if !ASSERTION_ALGORITHMS.contains(&oauth.algorithm.as_str()) {
+            return Err(invalid(
+                field(index, "oauth.algorithm"),
+                format!(
+                    "`{}` is not one of {}",
+                    oauth.algorithm,
+                    ASSERTION_ALGORITHMS.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The name of a setting of the `index`th source in errors: `source[2].base_url`.
+fn field(index: usize, name: &str) -> String {
+    format!("source[{index}].{name}")
+}
+
+/// `value` when it is greater than 0; otherwise an error naming the `index`th source's
+/// setting `name`.
+fn positive(index: usize, name: &str, value: u64) -> Result<u64, ConfigError> {
+    if value == 0 {
+        Err(invalid(field(index, name), "must be greater than 0"))
+    } else {
+        Ok(value)
     }
 }
 

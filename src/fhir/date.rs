@@ -22,45 +22,10 @@ pub struct Range {
 /// Returns `None` for anything that is not one (including impossible dates like `2023-02-30`).
 pub fn parse(value: &str) -> Option<Range> {
     let b = value.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i32> {
-        let s = value.get(from..from + len)?;
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    };
-    let year = i16::try_from(num(0, 4)?).ok()?;
-    let ms_of = |d: Date| -> Option<i64> {
-        Some(
-            Offset::UTC
-                .to_timestamp(d.to_datetime(Time::midnight()))
-                .ok()?
-                .as_millisecond(),
-        )
-    };
+    let year = i16::try_from(digits(value, 0, 4)?).ok()?;
     match b.len() {
-        4 => {
-            let start = Date::new(year, 1, 1).ok()?;
-            let end = Date::new(year.checked_add(1)?, 1, 1).ok()?;
-            return Some(Range {
-                start: ms_of(start)?,
-                end: ms_of(end)?,
-            });
-        }
-        7 if b[4] == b'-' => {
-            let month = i8::try_from(num(5, 2)?).ok()?;
-            let start = Date::new(year, month, 1).ok()?;
-            let end = if month == 12 {
-                Date::new(year.checked_add(1)?, 1, 1)
-            } else {
-                Date::new(year, month + 1, 1)
-            }
-            .ok()?;
-            return Some(Range {
-                start: ms_of(start)?,
-                end: ms_of(end)?,
-            });
-        }
+        4 => return whole_year(year),
+        7 if b[4] == b'-' => return whole_month(value, year),
         _ => {}
     }
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
@@ -68,67 +33,149 @@ pub fn parse(value: &str) -> Option<Range> {
     }
     let date = Date::new(
         year,
-        i8::try_from(num(5, 2)?).ok()?,
-        i8::try_from(num(8, 2)?).ok()?,
+        i8::try_from(digits(value, 5, 2)?).ok()?,
+        i8::try_from(digits(value, 8, 2)?).ok()?,
     )
     .ok()?;
     if b.len() == 10 {
         return Some(Range {
-            start: ms_of(date)?,
-            end: ms_of(date.tomorrow().ok()?)?,
+            start: midnight_ms(date)?,
+            end: midnight_ms(date.tomorrow().ok()?)?,
         });
     }
-    if b[10] != b'T' || b.len() < 16 || b[13] != b':' {
+    date_time(value, date)
+}
+
+/// The number written by the `len` ASCII digits of `value` from byte `from`; `None` when
+/// they are not all digits or run past the end.
+fn digits(value: &str, from: usize, len: usize) -> Option<i32> {
+    let s = value.get(from..from + len)?;
+    if !s.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let hour = i8::try_from(num(11, 2)?).ok()?;
-    let minute = i8::try_from(num(14, 2)?).ok()?;
-    let mut pos = 16;
-    let (mut second, mut millis, mut width) = (0i8, 0i32, 60_000i64);
-    if b.get(pos) == Some(&b':') {
-        second = i8::try_from(num(pos + 1, 2)?).ok()?;
-        width = 1_000;
-        pos += 3;
-        if b.get(pos) == Some(&b'.') {
-            let digits = b[pos + 1..]
-                .iter()
-                .take_while(|c| c.is_ascii_digit())
-                .count();
-            if digits == 0 || digits > 9 {
-                return None;
-            }
-            let frac = &value[pos + 1..pos + 1 + digits];
-            let padded = format!("{frac:0<3}");
-            millis = padded[..3].parse().ok()?;
-            width = 1;
-            pos += 1 + digits;
-        }
+    s.parse().ok()
+}
+
+/// Milliseconds since the epoch at the start of a day, in UTC.
+fn midnight_ms(d: Date) -> Option<i64> {
+    Some(
+        Offset::UTC
+            .to_timestamp(d.to_datetime(Time::midnight()))
+            .ok()?
+            .as_millisecond(),
+    )
+}
+
+/// `YYYY`: the whole year.
+fn whole_year(year: i16) -> Option<Range> {
+    let start = Date::new(year, 1, 1).ok()?;
+    let end = Date::new(year.checked_add(1)?, 1, 1).ok()?;
+    Some(Range {
+        start: midnight_ms(start)?,
+        end: midnight_ms(end)?,
+    })
+}
+
+/// `YYYY-MM`: the whole month (`value` is the text, `year` its year, already read).
+fn whole_month(value: &str, year: i16) -> Option<Range> {
+    let month = i8::try_from(digits(value, 5, 2)?).ok()?;
+    let start = Date::new(year, month, 1).ok()?;
+    let end = if month == 12 {
+        Date::new(year.checked_add(1)?, 1, 1)
+    } else {
+        Date::new(year, month + 1, 1)
     }
-    let offset = match &value[pos..] {
-        "" | "Z" => Offset::UTC,
-        tz if tz.len() == 6
-            && (tz.starts_with('+') || tz.starts_with('-'))
-            && tz.as_bytes()[3] == b':' =>
-        {
-            let h = num(pos + 1, 2)?;
-            let m = num(pos + 4, 2)?;
-            if h > 14 || m > 59 {
-                return None;
-            }
-            let secs = (h * 3600 + m * 60) * if tz.starts_with('-') { -1 } else { 1 };
-            Offset::from_seconds(secs).ok()?
-        }
-        _ => return None,
-    };
-    let time = Time::new(hour, minute, second, millis * 1_000_000).ok()?;
+    .ok()?;
+    Some(Range {
+        start: midnight_ms(start)?,
+        end: midnight_ms(end)?,
+    })
+}
+
+/// `YYYY-MM-DDThh:mm[:ss[.fff…]][Z|±hh:mm]` (`value` is the text, `date` its day, already
+/// read): a minute, second or millisecond, as precise as it is written.
+fn date_time(value: &str, date: Date) -> Option<Range> {
+    let b = value.as_bytes();
+    if b.get(10) != Some(&b'T') || b.len() < 16 || b[13] != b':' {
+        return None;
+    }
+    let hour = i8::try_from(digits(value, 11, 2)?).ok()?;
+    let minute = i8::try_from(digits(value, 14, 2)?).ok()?;
+    let seconds = seconds(value, 16)?;
+    let offset = offset(value, seconds.end)?;
+    let time = Time::new(hour, minute, seconds.second, seconds.millis * 1_000_000).ok()?;
     let start = offset
         .to_timestamp(DateTime::from_parts(date, time))
         .ok()?
         .as_millisecond();
     Some(Range {
         start,
-        end: start + width,
+        end: start + seconds.width,
     })
+}
+
+/// The optional seconds of a time, and how precise the time is.
+struct Seconds {
+    /// The second (0 when left out).
+    second: i8,
+    /// The millisecond (0 when left out; digits after the third are dropped).
+    millis: i32,
+    /// The width of the time's range in milliseconds: a minute, a second or a millisecond.
+    width: i64,
+    /// The byte after the seconds, where the time zone starts.
+    end: usize,
+}
+
+/// Reads `[:ss[.fff…]]` from byte `pos` of `value`; `None` when written wrongly.
+fn seconds(value: &str, mut pos: usize) -> Option<Seconds> {
+    let b = value.as_bytes();
+    let (mut second, mut millis, mut width) = (0i8, 0i32, 60_000i64);
+    if b.get(pos) == Some(&b':') {
+        second = i8::try_from(digits(value, pos + 1, 2)?).ok()?;
+        width = 1_000;
+        pos += 3;
+        if b.get(pos) == Some(&b'.') {
+            let count = b[pos + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if count == 0 || count > 9 {
+                return None;
+            }
+            let frac = &value[pos + 1..pos + 1 + count];
+            let padded = format!("{frac:0<3}");
+            millis = padded[..3].parse().ok()?;
+            width = 1;
+            pos += 1 + count;
+        }
+    }
+    Some(Seconds {
+        second,
+        millis,
+        width,
+        end: pos,
+    })
+}
+
+/// Reads the time zone that is the rest of `value` from byte `pos`: none or `Z` (UTC), or
+/// `±hh:mm` up to 14 hours; `None` for anything else.
+fn offset(value: &str, pos: usize) -> Option<Offset> {
+    match value.get(pos..)? {
+        "" | "Z" => Some(Offset::UTC),
+        tz if tz.len() == 6
+            && (tz.starts_with('+') || tz.starts_with('-'))
+            && tz.as_bytes()[3] == b':' =>
+        {
+            let h = digits(value, pos + 1, 2)?;
+            let m = digits(value, pos + 4, 2)?;
+            if h > 14 || m > 59 {
+                return None;
+            }
+            let secs = (h * 3600 + m * 60) * if tz.starts_with('-') { -1 } else { 1 };
+            Offset::from_seconds(secs).ok()
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

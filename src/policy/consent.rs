@@ -120,15 +120,41 @@ pub fn parse(body: &Value) -> Result<(String, Choice), ConsentError> {
     if body.get("resourceType").and_then(Value::as_str) != Some("Consent") {
         return err("the body must be a FHIR Consent resource");
     }
-    let active = match body.get("status").and_then(Value::as_str) {
-        Some("active") => true,
-        Some("inactive") => false,
-        _ => {
-            return err(
-                "Consent.status must be `active` (record the objection) or `inactive` (withdraw it)",
-            );
-        }
+    let active = status(body)?;
+    check_scope(body)?;
+    let patient = patient_id(body)?;
+    let actor = deny_actor(body)?;
+    let kind = actor_kind(actor)?;
+    let request = match body.get("verification") {
+        None => None,
+        Some(v) => Some(request(v)?),
     };
+    let org = actor_org(actor)?;
+    Ok((
+        patient.to_owned(),
+        Choice {
+            kind,
+            org: org.to_owned(),
+            active,
+            request,
+        },
+    ))
+}
+
+/// Reads `Consent.status`: true for `active` (an objection), false for `inactive` (its
+/// withdrawal).
+fn status(body: &Value) -> Result<bool, ConsentError> {
+    match body.get("status").and_then(Value::as_str) {
+        Some("active") => Ok(true),
+        Some("inactive") => Ok(false),
+        _ => err(
+            "Consent.status must be `active` (record the objection) or `inactive` (withdraw it)",
+        ),
+    }
+}
+
+/// Checks that `Consent.scope` has the coding `patient-privacy`.
+fn check_scope(body: &Value) -> Result<(), ConsentError> {
     let scoped = body
         .pointer("/scope/coding")
         .and_then(Value::as_array)
@@ -143,12 +169,21 @@ pub fn parse(body: &Value) -> Result<(String, Choice), ConsentError> {
             "Consent.scope must be `{SCOPE_SYSTEM}|patient-privacy`"
         ));
     }
-    let patient = body
-        .pointer("/patient/reference")
+    Ok(())
+}
+
+/// Reads `Consent.patient`: the gateway id after `Patient/`.
+fn patient_id(body: &Value) -> Result<&str, ConsentError> {
+    body.pointer("/patient/reference")
         .and_then(Value::as_str)
         .and_then(|r| r.strip_prefix("Patient/"))
         .filter(|id| crate::fhir::reference::is_valid_id(id))
-        .ok_or_else(|| ConsentError("Consent.patient must be `Patient/{id}`".into()))?;
+        .ok_or_else(|| ConsentError("Consent.patient must be `Patient/{id}`".into()))
+}
+
+/// Reads `Consent.provision`: a `deny` that names nothing but its one actor, which it
+/// gives.
+fn deny_actor(body: &Value) -> Result<&Value, ConsentError> {
     let Some(provision) = body.get("provision") else {
         return err("Consent.provision is required: a `deny` with one organisation as actor");
     };
@@ -180,6 +215,12 @@ pub fn parse(body: &Value) -> Result<(String, Choice), ConsentError> {
     let [actor] = actors else {
         return err("Consent.provision.actor must name exactly one organisation");
     };
+    Ok(actor)
+}
+
+/// Reads the actor's role: `CST` (a provider's records) or `PRCP` (sharing with an
+/// organisation).
+fn actor_kind(actor: &Value) -> Result<Kind, ConsentError> {
     let role = actor
         .pointer("/role/coding")
         .and_then(Value::as_array)
@@ -187,21 +228,19 @@ pub fn parse(body: &Value) -> Result<(String, Choice), ConsentError> {
         .flatten()
         .find(|c| c.get("system").and_then(Value::as_str) == Some(PARTICIPATION))
         .and_then(|c| c.get("code").and_then(Value::as_str));
-    let kind = match role {
-        Some("CST") => Kind::NotFrom,
-        Some("PRCP") => Kind::NotTo,
-        _ => {
-            return err(format!(
-                "Consent.provision.actor.role must be `{PARTICIPATION}|CST` (a provider's records) or `|PRCP` (sharing with an organisation)"
-            ));
-        }
-    };
-    let request = match body.get("verification") {
-        None => None,
-        Some(v) => Some(request(v)?),
-    };
-    let identifier = actor.pointer("/reference/identifier");
-    let org = identifier
+    match role {
+        Some("CST") => Ok(Kind::NotFrom),
+        Some("PRCP") => Ok(Kind::NotTo),
+        _ => err(format!(
+            "Consent.provision.actor.role must be `{PARTICIPATION}|CST` (a provider's records) or `|PRCP` (sharing with an organisation)"
+        )),
+    }
+}
+
+/// Reads the actor's organisation: the ODS code in its reference's identifier.
+fn actor_org(actor: &Value) -> Result<&str, ConsentError> {
+    actor
+        .pointer("/reference/identifier")
         .filter(|i| i.get("system").and_then(Value::as_str) == Some(ODS_SYSTEM))
         .and_then(|i| i.get("value").and_then(Value::as_str))
         .filter(|v| crate::fhir::is_ods_code(v))
@@ -209,16 +248,7 @@ pub fn parse(body: &Value) -> Result<(String, Choice), ConsentError> {
             ConsentError(format!(
                 "Consent.provision.actor.reference must be an identifier `{ODS_SYSTEM}` with an ODS code"
             ))
-        })?;
-    Ok((
-        patient.to_owned(),
-        Choice {
-            kind,
-            org: org.to_owned(),
-            active,
-            request,
-        },
-    ))
+        })
 }
 
 /// Reads `Consent.verification`: exactly one entry, verified, with the person who asked

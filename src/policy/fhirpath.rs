@@ -98,120 +98,137 @@ enum Token {
     Sym(&'static str),
 }
 
+/// Splits a condition into tokens, each with the index of its first character.
 fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, ParseError> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
-    let fail = |message: String, at: usize| ParseError {
-        message,
-        at: at + 1,
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        let start = i;
+    while let Some(&c) = chars.get(i) {
         if c.is_whitespace() {
             i += 1;
             continue;
         }
-        if c.is_ascii_alphabetic() || c == '_' {
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-            out.push((Token::Ident(chars[start..i].iter().collect()), start));
-            continue;
-        }
-        if c.is_ascii_digit() {
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                i += 1;
-            }
-            let raw: String = chars[start..i].iter().collect();
-            let n = raw
-                .parse::<f64>()
-                .map_err(|_| fail(format!("`{raw}` is not a number"), start))?;
-            out.push((Token::Number(n), start));
-            continue;
-        }
-        if c == '\'' {
-            i += 1;
-            let mut s = String::new();
-            loop {
-                match chars.get(i) {
-                    None => return Err(fail("a text literal is not closed".into(), start)),
-                    Some('\'') => {
-                        i += 1;
-                        break;
-                    }
-                    Some('\\') => {
-                        match chars.get(i + 1) {
-                            Some(e @ ('\'' | '\\')) => s.push(*e),
-                            _ => {
-                                return Err(fail(
-                                    "only \\' and \\\\ escapes are supported".into(),
-                                    i,
-                                ));
-                            }
-                        }
-                        i += 2;
-                    }
-                    Some(ch) => {
-                        s.push(*ch);
-                        i += 1;
-                    }
-                }
-            }
-            out.push((Token::Text(s), start));
-            continue;
-        }
-        if c == '@' {
-            i += 1;
-            while i < chars.len()
-                && (chars[i].is_ascii_digit()
-                    || matches!(chars[i], '-' | 'T' | ':' | '.' | 'Z' | '+'))
-            {
-                i += 1;
-            }
-            let raw: String = chars[start + 1..i].iter().collect();
-            if raw.len() < 4 || !raw.starts_with(|d: char| d.is_ascii_digit()) {
-                return Err(fail(
-                    "a date literal is `@YYYY`, `@YYYY-MM` or `@YYYY-MM-DD`".into(),
-                    start,
-                ));
-            }
-            out.push((Token::Date(raw), start));
-            continue;
-        }
-        let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
-        let sym = match two.as_str() {
-            "!=" => Some("!="),
-            "<=" => Some("<="),
-            ">=" => Some(">="),
-            _ => None,
+        let (token, end) = if c.is_ascii_alphabetic() || c == '_' {
+            ident(&chars, i)
+        } else if c.is_ascii_digit() {
+            number(&chars, i)?
+        } else if c == '\'' {
+            text_literal(&chars, i)?
+        } else if c == '@' {
+            date_literal(&chars, i)?
+        } else {
+            symbol(&chars, i)?
         };
-        if let Some(sym) = sym {
-            out.push((Token::Sym(sym), start));
-            i += 2;
-            continue;
-        }
-        let sym = match c {
-            '.' => ".",
-            '(' => "(",
-            ')' => ")",
-            '{' => "{",
-            '}' => "}",
-            ',' => ",",
-            '=' => "=",
-            '<' => "<",
-            '>' => ">",
-            '|' => "|",
-            '$' => "$",
-            other => {
-                return Err(fail(format!("`{other}` is not supported"), start));
-            }
-        };
-        out.push((Token::Sym(sym), start));
-        i += 1;
+        out.push((token, i));
+        i = end;
     }
     Ok(out)
+}
+
+/// A tokenizing error at the character with index `at` (reported 1-based).
+fn lex_error(message: String, at: usize) -> ParseError {
+    ParseError {
+        message,
+        at: at + 1,
+    }
+}
+
+/// The index after the run of characters from `from` that `keep` accepts.
+fn run_end(chars: &[char], from: usize, keep: impl Fn(char) -> bool) -> usize {
+    from + chars.iter().skip(from).take_while(|c| keep(**c)).count()
+}
+
+/// The name that starts at `start` (letters, digits and `_`), and the index after it.
+fn ident(chars: &[char], start: usize) -> (Token, usize) {
+    let end = run_end(chars, start, |c| c.is_ascii_alphanumeric() || c == '_');
+    (Token::Ident(chars[start..end].iter().collect()), end)
+}
+
+/// The number that starts at `start` (digits and `.`), and the index after it.
+fn number(chars: &[char], start: usize) -> Result<(Token, usize), ParseError> {
+    let end = run_end(chars, start, |c| c.is_ascii_digit() || c == '.');
+    let raw: String = chars[start..end].iter().collect();
+    let n = raw
+        .parse::<f64>()
+        .map_err(|_| lex_error(format!("`{raw}` is not a number"), start))?;
+    Ok((Token::Number(n), end))
+}
+
+/// The text literal whose opening `'` is at `start`, unescaped, and the index after its
+/// closing `'`.
+fn text_literal(chars: &[char], start: usize) -> Result<(Token, usize), ParseError> {
+    let mut i = start + 1;
+    let mut s = String::new();
+    loop {
+        match chars.get(i) {
+            None => return Err(lex_error("a text literal is not closed".into(), start)),
+            Some('\'') => return Ok((Token::Text(s), i + 1)),
+            Some('\\') => {
+                match chars.get(i + 1) {
+                    Some(e @ ('\'' | '\\')) => s.push(*e),
+                    _ => {
+                        return Err(lex_error(
+                            "only \\' and \\\\ escapes are supported".into(),
+                            i,
+                        ));
+                    }
+                }
+                i += 2;
+            }
+            Some(ch) => {
+                s.push(*ch);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The date literal whose `@` is at `start` (its text without the `@`), and the index after
+/// it.
+fn date_literal(chars: &[char], start: usize) -> Result<(Token, usize), ParseError> {
+    let end = run_end(chars, start + 1, |c| {
+        c.is_ascii_digit() || matches!(c, '-' | 'T' | ':' | '.' | 'Z' | '+')
+    });
+    let raw: String = chars[start + 1..end].iter().collect();
+    if raw.len() < 4 || !raw.starts_with(|d: char| d.is_ascii_digit()) {
+        return Err(lex_error(
+            "a date literal is `@YYYY`, `@YYYY-MM` or `@YYYY-MM-DD`".into(),
+            start,
+        ));
+    }
+    Ok((Token::Date(raw), end))
+}
+
+/// The operator or punctuation at `start` (two characters before one), and the index after
+/// it.
+fn symbol(chars: &[char], start: usize) -> Result<(Token, usize), ParseError> {
+    let two: String = chars[start..(start + 2).min(chars.len())].iter().collect();
+    let sym = match two.as_str() {
+        "!=" => Some("!="),
+        "<=" => Some("<="),
+        ">=" => Some(">="),
+        _ => None,
+    };
+    if let Some(sym) = sym {
+        return Ok((Token::Sym(sym), start + 2));
+    }
+    let sym = match chars[start] {
+        '.' => ".",
+        '(' => "(",
+        ')' => ")",
+        '{' => "{",
+        '}' => "}",
+        ',' => ",",
+        '=' => "=",
+        '<' => "<",
+        '>' => ">",
+        '|' => "|",
+        '$' => "$",
+        other => {
+            return Err(lex_error(format!("`{other}` is not supported"), start));
+        }
+    };
+    Ok((Token::Sym(sym), start + 1))
 }
 
 struct Parser {

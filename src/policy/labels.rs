@@ -228,133 +228,225 @@ impl LabelMap {
     /// fuzz targets (`fuzz/`); the gateway loads whole directories with `PolicySet::load`.
     pub fn parse(path: &Path, text: &str) -> Result<LabelMap, Vec<Finding>> {
         let source = PolicyFile { path, text };
-        let finding =
-            |offset: usize, field: String, message: String| source.at(offset, field, message);
         let file: File = source.parse()?;
-        let mut errors = Vec::new();
-        let mut map = LabelMap::default();
-        for (i, label) in file.local_labels.iter().enumerate() {
-            let name = label.get_ref();
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
-            {
-                errors.push(finding(
-                    label.span().start,
-                    format!("local_labels[{i}]"),
-                    format!("`{name}` must be upper-case letters, digits and -"),
-                ));
-            } else if SENSITIVITY_LABELS.contains(&name.as_str()) {
-                errors.push(finding(
-                    label.span().start,
-                    format!("local_labels[{i}]"),
-                    format!("`{name}` is an HL7 label already"),
-                ));
-            } else {
-                map.local_labels.push(name.clone());
-            }
-        }
+        let mut errors = Errors {
+            source,
+            found: Vec::new(),
+        };
+        let mut map = LabelMap {
+            local_labels: local_labels(&file.local_labels, &mut errors),
+            ..LabelMap::default()
+        };
         for (i, entry) in file.map.iter().enumerate() {
-            let at = entry.span().start;
-            let entry = entry.get_ref();
-            let field = |name: &str| format!("map[{i}].{name}");
-            let label = entry.label.get_ref();
-            if !map.is_known(label) {
-                errors.push(finding(
-                    entry.label.span().start,
-                    field("label"),
-                    format!(
-                        "`{label}` is not an HL7 sensitivity label ({}) nor in local_labels",
-                        SENSITIVITY_LABELS.join(", ")
-                    ),
-                ));
+            if let Some(mapping) = map.mapping(i, entry, &mut errors) {
+                map.mappings.push(mapping);
             }
-            let system = entry.system.get_ref();
-            let icd = ICD10.contains(&system.as_str());
-            let snomed = system == SNOMED;
-            if !is_system_uri(system) {
-                errors.push(finding(
-                    entry.system.span().start,
-                    field("system"),
-                    format!(
-                        "`{system}` is not a code system URI (such as {SNOMED} or {})",
-                        ICD10[0]
-                    ),
-                ));
-                continue;
-            }
-            if entry.codes.is_empty() && entry.ranges.is_empty() {
-                errors.push(finding(at, field("codes"), "needs codes or ranges".into()));
-            }
-            let mut codes = HashSet::new();
-            for (j, code) in entry.codes.iter().enumerate() {
-                let c = code.get_ref();
-                let ok = if icd {
-                    is_icd10_code(c)
-                } else if snomed {
-                    (6..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit())
-                } else {
-                    !c.trim().is_empty() && c.trim() == c
-                };
-                if !ok {
-                    errors.push(finding(
-                        code.span().start,
-                        format!("map[{i}].codes[{j}]"),
-                        format!(
-                            "`{c}` is not a {} code",
-                            if icd {
-                                "ICD-10"
-                            } else if snomed {
-                                "SNOMED CT"
-                            } else {
-                                "usable"
-                            }
-                        ),
-                    ));
-                }
-                codes.insert(c.clone());
-            }
-            let mut ranges = Vec::new();
-            for (j, range) in entry.ranges.iter().enumerate() {
-                let r = range.get_ref();
-                let parsed = r.split_once('-').filter(|(from, to)| {
-                    from.len() == 3
-                        && to.len() == 3
-                        && is_icd10_code(from)
-                        && is_icd10_code(to)
-                        && from <= to
-                });
-                match parsed {
-                    Some((from, to)) if icd => ranges.push((from.to_owned(), to.to_owned())),
-                    _ => errors.push(finding(
-                        range.span().start,
-                        format!("map[{i}].ranges[{j}]"),
-                        if icd {
-                            format!("`{r}` is not an ICD-10 range such as F20-F29")
-                        } else {
-                            "ranges are for ICD-10 only".into()
-                        },
-                    )),
-                }
-            }
-            map.mappings.push(Mapping {
-                label: label.clone(),
-                system: system.clone(),
-                codes,
-                ranges,
-            });
         }
-        for (i, mapping) in map.mappings.iter().enumerate() {
-            map.by_system
+        map.index_by_system();
+        if errors.found.is_empty() {
+            Ok(map)
+        } else {
+            Err(errors.found)
+        }
+    }
+
+    /// Checks the `i`th `[[map]]` entry: its label (HL7 or one of this map's local labels),
+    /// its system, codes and ranges. Gives the mapping when its system is a URI (even if
+    /// other parts of it were wrong and reported), and `None` when it is not.
+    fn mapping(&self, i: usize, entry: &Spanned<MapEntry>, errors: &mut Errors) -> Option<Mapping> {
+        let at = entry.span().start;
+        let entry = entry.get_ref();
+        let field = |name: &str| format!("map[{i}].{name}");
+        let label = entry.label.get_ref();
+        if !self.is_known(label) {
+            errors.push(
+                entry.label.span().start,
+                field("label"),
+                format!(
+                    "`{label}` is not an HL7 sensitivity label ({}) nor in local_labels",
+                    SENSITIVITY_LABELS.join(", ")
+                ),
+            );
+        }
+        let system = entry.system.get_ref();
+        if !is_system_uri(system) {
+            errors.push(
+                entry.system.span().start,
+                field("system"),
+                format!(
+                    "`{system}` is not a code system URI (such as {SNOMED} or {})",
+                    ICD10[0]
+                ),
+            );
+            return None;
+        }
+        if entry.codes.is_empty() && entry.ranges.is_empty() {
+            errors.push(at, field("codes"), "needs codes or ranges".into());
+        }
+        let scheme = Scheme::of(system);
+        Some(Mapping {
+            label: label.clone(),
+            system: system.clone(),
+            codes: codes(i, &entry.codes, scheme, errors),
+            ranges: ranges(i, &entry.ranges, scheme, errors),
+        })
+    }
+
+    /// Fills in `by_system` from `mappings`: each system's mapping indexes, in file order.
+    fn index_by_system(&mut self) {
+        for (i, mapping) in self.mappings.iter().enumerate() {
+            self.by_system
                 .entry(mapping.system.clone())
                 .or_default()
                 .push(i);
         }
-        if errors.is_empty() {
-            Ok(map)
+    }
+}
+
+/// The errors found in one label file so far, in the order found.
+struct Errors<'a> {
+    /// The file, to place each error in.
+    source: PolicyFile<'a>,
+    /// The errors.
+    found: Vec<Finding>,
+}
+
+impl Errors<'_> {
+    /// Records an error about `field`, at byte `offset` of the file.
+    fn push(&mut self, offset: usize, field: String, message: String) {
+        let finding = self.source.at(offset, field, message);
+        self.found.push(finding);
+    }
+}
+
+/// How a mapping's code system writes its codes, which decides the codes it accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// ICD-10 (either edition): codes such as `F20.1`, and ranges.
+    Icd10,
+    /// SNOMED CT: 6 to 18 digits.
+    Snomed,
+    /// Any other system: any text without surrounding spaces.
+    Other,
+}
+
+impl Scheme {
+    /// The scheme of a code system URI.
+    fn of(system: &str) -> Scheme {
+        if ICD10.contains(&system) {
+            Scheme::Icd10
+        } else if system == SNOMED {
+            Scheme::Snomed
         } else {
-            Err(errors)
+            Scheme::Other
         }
     }
+
+    /// True when `code` is written as this scheme's codes are.
+    fn accepts(self, code: &str) -> bool {
+        match self {
+            Scheme::Icd10 => is_icd10_code(code),
+            Scheme::Snomed => {
+                (6..=18).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit())
+            }
+            Scheme::Other => !code.trim().is_empty() && code.trim() == code,
+        }
+    }
+
+    /// The scheme's name in "is not a … code".
+    fn code_name(self) -> &'static str {
+        match self {
+            Scheme::Icd10 => "ICD-10",
+            Scheme::Snomed => "SNOMED CT",
+            Scheme::Other => "usable",
+        }
+    }
+}
+
+/// Checks `local_labels`: each must be upper-case letters, digits and `-`, and not an HL7
+/// label. Gives the good ones, in file order.
+fn local_labels(labels: &[Spanned<String>], errors: &mut Errors) -> Vec<String> {
+    let mut good = Vec::new();
+    for (i, label) in labels.iter().enumerate() {
+        let name = label.get_ref();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+        {
+            errors.push(
+                label.span().start,
+                format!("local_labels[{i}]"),
+                format!("`{name}` must be upper-case letters, digits and -"),
+            );
+        } else if SENSITIVITY_LABELS.contains(&name.as_str()) {
+            errors.push(
+                label.span().start,
+                format!("local_labels[{i}]"),
+                format!("`{name}` is an HL7 label already"),
+            );
+        } else {
+            good.push(name.clone());
+        }
+    }
+    good
+}
+
+/// Checks the codes of the `i`th `[[map]]` entry against its scheme. Gives every code, the
+/// bad ones too (they were reported).
+fn codes(
+    i: usize,
+    codes: &[Spanned<String>],
+    scheme: Scheme,
+    errors: &mut Errors,
+) -> HashSet<String> {
+    let mut all = HashSet::new();
+    for (j, code) in codes.iter().enumerate() {
+        let c = code.get_ref();
+        if !scheme.accepts(c) {
+            errors.push(
+                code.span().start,
+                format!("map[{i}].codes[{j}]"),
+                format!("`{c}` is not a {} code", scheme.code_name()),
+            );
+        }
+        all.insert(c.clone());
+    }
+    all
+}
+
+/// Checks the ranges of the `i`th `[[map]]` entry: three-character ICD-10 categories,
+/// `from-to` with `from` not after `to`, and only for ICD-10. Gives the good ones, in file
+/// order.
+fn ranges(
+    i: usize,
+    ranges: &[Spanned<String>],
+    scheme: Scheme,
+    errors: &mut Errors,
+) -> Vec<(String, String)> {
+    let icd = scheme == Scheme::Icd10;
+    let mut good = Vec::new();
+    for (j, range) in ranges.iter().enumerate() {
+        let r = range.get_ref();
+        let parsed = r.split_once('-').filter(|(from, to)| {
+            from.len() == 3
+                && to.len() == 3
+                && is_icd10_code(from)
+                && is_icd10_code(to)
+                && from <= to
+        });
+        match parsed {
+            Some((from, to)) if icd => good.push((from.to_owned(), to.to_owned())),
+            _ => errors.push(
+                range.span().start,
+                format!("map[{i}].ranges[{j}]"),
+                if icd {
+                    format!("`{r}` is not an ICD-10 range such as F20-F29")
+                } else {
+                    "ranges are for ICD-10 only".into()
+                },
+            ),
+        }
+    }
+    good
 }
