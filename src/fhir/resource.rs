@@ -13,6 +13,9 @@ use serde_json::Value;
 pub struct Resource {
     value: Value,
     json: OnceLock<Box<str>>,
+    /// When the resource happened, for ordering a whole record (`$everything`): a function
+    /// of the resource alone, so worked out once however many answers it goes into.
+    clinical_time: OnceLock<Option<i64>>,
     problems: Box<[crate::fhir::conformance::Departure]>,
 }
 
@@ -34,6 +37,7 @@ impl Resource {
         Arc::new(Self {
             value,
             json: OnceLock::new(),
+            clinical_time: OnceLock::new(),
             problems: problems.into_boxed_slice(),
         })
     }
@@ -65,6 +69,15 @@ impl Resource {
             .unwrap_or_default()
     }
 
+    /// The start of its clinical date (its type's `clinical_date` elements, the earliest),
+    /// in milliseconds; `None` when it has none or its type is not served.
+    pub fn clinical_time(&self) -> Option<i64> {
+        *self.clinical_time.get_or_init(|| {
+            crate::fhir::search::type_def(self.resource_type())
+                .and_then(|d| crate::fhir::search::sort_time(&self.value, d.clinical_date))
+        })
+    }
+
     /// Compact JSON text of the resource.
     pub fn json(&self) -> &str {
         // INVARIANT: a `Value` always serialises (its map keys are strings).
@@ -73,5 +86,31 @@ impl Resource {
                 .unwrap_or_default()
                 .into_boxed_str()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Resource;
+
+    #[test]
+    fn the_clinical_time_is_the_earliest_clinical_date_and_none_without_one() {
+        let observation = Resource::shared(json!({
+            "resourceType": "Observation", "id": "gp.1",
+            "effectivePeriod": {"start": "2026-03-01", "end": "2026-03-09"}
+        }));
+        let first = observation.clinical_time();
+        assert_eq!(
+            first,
+            crate::fhir::date::parse("2026-03-01").map(|r| r.start)
+        );
+        // Asked again, the same answer (worked out once).
+        assert_eq!(observation.clinical_time(), first);
+        let undated = Resource::shared(json!({"resourceType": "Observation", "id": "gp.2"}));
+        assert_eq!(undated.clinical_time(), None);
+        let unserved = Resource::shared(json!({"resourceType": "Basic", "id": "gp.3"}));
+        assert_eq!(unserved.clinical_time(), None);
     }
 }

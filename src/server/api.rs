@@ -443,7 +443,7 @@ fn paged(
     let descending = search.sort.descending();
     let mut keyed: Vec<(Vec<KeyPart>, SharedResource)> = std::mem::take(&mut answer.resources)
         .into_iter()
-        .map(|r| (search.sort.key(r.value()), r))
+        .map(|r| (search.sort.key(&r), r))
         .collect();
     keyed.sort_by(|a, b| compare_keys(&a.0, &b.0, &descending));
     let total = keyed.len() + usize::from(first.is_some());

@@ -4,6 +4,7 @@
 use axum::http::HeaderMap;
 
 use super::error::ApiError;
+use crate::fhir::resource::Resource;
 use crate::fhir::search::{self, Filter, KeyPart, TypeDef};
 
 /// Parameters every search accepts, beside the type's own.
@@ -201,38 +202,20 @@ impl SortSpec {
     }
 
     /// The resource's position key.
-    pub fn key(&self, resource: &serde_json::Value) -> Vec<KeyPart> {
-        let id = resource
-            .get("id")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+    pub fn key(&self, resource: &Resource) -> Vec<KeyPart> {
         let mut parts: Vec<KeyPart> = self
             .keys
             .iter()
             .map(|k| match k {
-                SortKey::Time { paths, .. } => KeyPart::Time(search::sort_time(resource, paths)),
-                SortKey::Id { .. } => KeyPart::Text(id.clone()),
-                SortKey::TypeName => KeyPart::Text(
-                    resource
-                        .get("resourceType")
-                        .and_then(serde_json::Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                ),
-                SortKey::ClinicalDate => {
-                    let rtype = resource
-                        .get("resourceType")
-                        .and_then(serde_json::Value::as_str)
-                        .unwrap_or_default();
-                    KeyPart::Time(
-                        search::type_def(rtype)
-                            .and_then(|d| search::sort_time(resource, d.clinical_date)),
-                    )
+                SortKey::Time { paths, .. } => {
+                    KeyPart::Time(search::sort_time(resource.value(), paths))
                 }
+                SortKey::Id { .. } => KeyPart::Text(resource.id().to_owned()),
+                SortKey::TypeName => KeyPart::Text(resource.resource_type().to_owned()),
+                SortKey::ClinicalDate => KeyPart::Time(resource.clinical_time()),
             })
             .collect();
-        parts.push(KeyPart::Text(id));
+        parts.push(KeyPart::Text(resource.id().to_owned()));
         parts
     }
 
