@@ -71,6 +71,13 @@ fn encode<T: Serialize>(body: &T) -> Result<String, AuditError> {
     serde_json::to_string(body).map_err(AuditError::Encode)
 }
 
+/// A record's canonical encoding, as [`AuditLog::append`] makes it before the writer hashes
+/// it. Public (hidden) only for the step benchmark (`benches/steps.rs`).
+#[doc(hidden)]
+pub fn encode_body(body: &Body) -> Result<String, AuditError> {
+    encode(body)
+}
+
 pub use verify::{Broken, HeadCheck, Verified, verify, verify_with_heads};
 
 impl Columns {

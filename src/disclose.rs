@@ -44,7 +44,7 @@ use crate::federation::{Federation, FederationError, Person, Plan, SourceReport}
 use crate::fhir::NhsNumber;
 use crate::fhir::resource::{Resource, SharedResource};
 use crate::fhir::search::{Filter, TypeDef};
-use crate::policy::{Explanation, LivePolicies, PolicySet};
+use crate::policy::{Consent, Explanation, LivePolicies, PolicySet};
 use crate::store::StoreError;
 
 /// What a caller asks of a person's record: one variant per operation, all run by the same
@@ -286,8 +286,7 @@ impl Door {
             return Err(AskError::NotThePatient);
         }
         let set = self.policies.current();
-        let reach = Reach::new(&set, principal)?;
-        let asking = reach.asking(&self.federation, &ask.types());
+        let Planned { reach, asking } = self.planned(&set, principal, &ask.types())?;
         let plan = reach.plan(&asking);
         let deadline = Instant::now() + self.timeout;
         let mut answer = Answer::nobody(set.hash.clone());
@@ -338,6 +337,28 @@ impl Door {
         answer.notices = notices;
         answer.person = Some(person);
         Ok(answer)
+    }
+
+    /// Steps 1 and 2: the agreements in `set` as they apply to `principal`, and which
+    /// sources may be asked for which of the `types`. Public (hidden) only for the step
+    /// benchmark (`benches/steps.rs`).
+    #[doc(hidden)]
+    pub fn planned<'a>(
+        &self,
+        set: &'a PolicySet,
+        principal: &'a Principal,
+        types: &[&'static str],
+    ) -> Result<Planned<'a>, AskError> {
+        let reach = Reach::new(set, principal)?;
+        let asking = reach.asking(&self.federation, types);
+        Ok(Planned { reach, asking })
+    }
+
+    /// Step 5 alone: the person's standing sharing choices, as [`Door::answer`] reads them
+    /// (briefly cached). Public (hidden) only for the step benchmark (`benches/steps.rs`).
+    #[doc(hidden)]
+    pub async fn consent_of(&self, person: &Person) -> Result<Arc<Consent>, StoreError> {
+        self.consents.of(&self.federation, person).await
     }
 
     /// Step 3: the person the ask names (nobody when no source knows them), with the
@@ -454,6 +475,37 @@ impl Door {
         }
         explained.person = Some(person);
         Ok(explained)
+    }
+}
+
+/// Steps 1 and 2 of [`Door::answer`] as made for one caller: the agreements as they apply
+/// to them and which sources may be asked for what. [`Door::answer`] makes one per ask; it
+/// is public (hidden) only so that the step benchmark (`benches/steps.rs`) can time the plan,
+/// and decide and redact, on their own: not part of the gateway's API.
+#[doc(hidden)]
+pub struct Planned<'a> {
+    reach: Reach<'a>,
+    asking: Asking,
+}
+
+impl Planned<'_> {
+    /// The plan in the federation's terms (for [`Federation::resolve_id`] and
+    /// [`Federation::collect`]).
+    pub fn plan(&self) -> Plan<'_> {
+        self.reach.plan(&self.asking)
+    }
+
+    /// Step 6 alone: the resources some rule permits, each as that rule lets it go, as
+    /// [`Door::answer`] decides and redacts them.
+    pub fn disclose(
+        &self,
+        door: &Door,
+        person: &Person,
+        consent: &Consent,
+        resources: Vec<SharedResource>,
+    ) -> (Vec<SharedResource>, Notices) {
+        self.reach
+            .disclose(&door.federation, person, consent, resources)
     }
 }
 

@@ -11,6 +11,9 @@ pub mod query;
 mod record;
 pub mod tls;
 
+#[doc(hidden)]
+pub use record::record_body;
+
 use std::sync::Arc;
 use std::time::Instant;
 

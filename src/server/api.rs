@@ -432,8 +432,9 @@ pub async fn everything(
 
 /// Sorts, pages and answers a searchset of what the door disclosed (its resources are taken
 /// out of `answer`). The merged Patient (of `$everything`) leads the first page and is
-/// counted in the total.
-fn paged(
+/// counted in the total. Public (hidden) only for the step benchmark (`benches/steps.rs`).
+#[doc(hidden)]
+pub fn paged(
     state: &AppState,
     path: &str,
     search: &TypeSearch,

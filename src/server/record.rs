@@ -159,6 +159,20 @@ impl Incoming {
     }
 }
 
+/// The record the audit layer makes of `request`, answered `status` for `principal`, having
+/// done `facts` (before it is encoded and appended). Public (hidden) only for the step
+/// benchmark (`benches/steps.rs`).
+#[doc(hidden)]
+pub fn record_body(
+    state: &AppState,
+    request: &Request,
+    principal: Option<&Principal>,
+    facts: Facts,
+    status: u16,
+) -> Body {
+    Incoming::read(state, request).body(principal, facts, status)
+}
+
 /// The layer: one committed record per request, or 503.
 pub(crate) async fn record(
     State(state): State<AppState>,
