@@ -29,6 +29,8 @@
 # exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/common/demo.sh
+. benches/common/demo.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 SECONDS_TO_RUN="${COMPARE_SECONDS:-10}"
 ROUNDS="${COMPARE_ROUNDS:-5}"
@@ -67,18 +69,6 @@ wait_for() { # url: until it answers 2xx, for at most 10 s
     die "nothing answered at $1"
 }
 
-# The demo config with a port, a store, policies and profiles of our own (as load.sh does),
-# in its own directory: the audit spool and witness file are relative to the config file.
-gateway_config() { # dir port
-    mkdir -p "$1"
-    sed -e "s|^listen = .*|listen = \"127.0.0.1:$2\"|" \
-        -e "s|^url = \"sqlite://data/concord.db\"|url = \"sqlite://$1/concord.db\"|" \
-        -e "s|^level = .*|level = \"warn\"|" \
-        -e "s|\"examples/|\"$PWD/examples/|" \
-        -e "s|^dir = \"policies\"|dir = \"$PWD/policies\"|" \
-        -e "s|^dir = \"fhir-profiles\"|dir = \"$PWD/fhir-profiles\"|" concord.toml > "$1/concord.toml"
-}
-
 # nginx as the caller: its own prefix, pid file, logs and temp directories under $work.
 start_nginx() { # name, then the http{} body on stdin
     local dir="$work/nginx-$1"
@@ -114,30 +104,6 @@ CONF
         || die "nginx $1: bad config ($dir/nginx.conf)"
     "$NGINX" -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf" &
     pids+=("$!")
-}
-
-# Resolve NHS numbers (one a line) to gateway ids; prints /fhir/Patient/<id>/$everything paths.
-resolve() { # port nhs-file
-    local nhs id
-    while read -r nhs; do
-        id=$(curl -sf -H "Authorization: Bearer $token" \
-            "http://127.0.0.1:$1/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|$nhs" \
-            | python3 -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
-        echo "/fhir/Patient/$id/\$everything"
-    done < "$2"
-}
-
-# A wrk script rotating over the paths of a file, every request the same headers.
-rotate_lua() { # paths-file lua-file
-    cat > "$2" <<LUA
-local paths = {}
-for line in io.lines("$1") do paths[#paths + 1] = line end
-local i = 0
-request = function()
-  i = i % #paths + 1
-  return wrk.format("GET", paths[i], {["Accept"] = "application/fhir+json", ["Authorization"] = "Bearer $token"})
-end
-LUA
 }
 
 cat > "$work/parse.py" <<'PY'
@@ -194,8 +160,7 @@ pids+=("$gateway")
 token=$("$BIN" dev-token --config "$work/gateway/concord.toml" --ttl 7200 2>/dev/null)
 wait_for "http://127.0.0.1:$PORT/readyz"
 
-grep -o '"system":"https://fhir.nhs.uk/Id/nhs-number","value":"[0-9]*"' examples/demo/gp/Patient.ndjson \
-    | grep -o '[0-9]\{10\}' | head -n "$PEOPLE" > "$work/nhs.txt"
+demo_nhs "$PEOPLE" > "$work/nhs.txt"
 resolve "$PORT" "$work/nhs.txt" > "$work/paths.txt"
 
 # Capture each answer (this also warms the gateway's caches): /fhir/Patient/<id>/$everything

@@ -11,6 +11,8 @@
 # PROFILE_OUT (default target/profile) for `perf report -i target/profile/perf.data`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/common/demo.sh
+. benches/common/demo.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 SAMPLE="${PROFILE_SECONDS:-6}"
 PORT="${PROFILE_PORT:-18180}"
@@ -28,37 +30,14 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-sed -e "s|^listen = .*|listen = \"127.0.0.1:$PORT\"|" \
-    -e "s|^url = \"sqlite://data/concord.db\"|url = \"sqlite://$work/concord.db\"|" \
-    -e "s|^level = .*|level = \"warn\"|" \
-    -e "s|^spool_dir = \"data/|spool_dir = \"$work/|" \
-    -e "s|^witness_file = \"data/|witness_file = \"$work/|" \
-    -e "s|\"examples/|\"$PWD/examples/|" \
-    -e "s|^dir = \"policies\"|dir = \"$PWD/policies\"|" \
-    -e "s|^dir = \"fhir-profiles\"|dir = \"$PWD/fhir-profiles\"|" concord.toml > "$work/concord.toml"
+gateway_config "$work" "$PORT"
 ./target/release/concord serve --config "$work/concord.toml" 2>/dev/null &
 pid=$!
-base="http://127.0.0.1:$PORT/fhir"
 token=$(./target/release/concord dev-token --config "$work/concord.toml" --ttl 7200 2>/dev/null)
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
-
-grep -o '"system":"https://fhir.nhs.uk/Id/nhs-number","value":"[0-9]*"' examples/demo/gp/Patient.ndjson \
-    | grep -o '[0-9]\{10\}' | head -n 50 > "$work/nhs.txt"
-: > "$work/paths.txt"
-while read -r nhs; do
-    id=$(curl -sf -H "Authorization: Bearer $token" "$base/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|$nhs" \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
-    echo "/fhir/Patient/$id/\$everything" >> "$work/paths.txt"
-done < "$work/nhs.txt"
-cat > "$work/rotate.lua" <<LUA
-local paths = {}
-for line in io.lines("$work/paths.txt") do paths[#paths + 1] = line end
-local i = 0
-request = function()
-  i = i % #paths + 1
-  return wrk.format("GET", paths[i], {["Authorization"] = "Bearer $token"})
-end
-LUA
+wait_ready "$PORT"
+demo_nhs 50 > "$work/nhs.txt"
+resolve "$PORT" "$work/nhs.txt" > "$work/paths.txt"
+rotate_lua "$work/paths.txt" "$work/rotate.lua"
 wrk -t1 -c32 -d2s -s "$work/rotate.lua" "http://127.0.0.1:$PORT" > /dev/null
 wrk -t1 -c32 -d"$((SAMPLE + 4))s" --latency -s "$work/rotate.lua" "http://127.0.0.1:$PORT" > "$work/wrk.txt" &
 wrk_pid=$!

@@ -1,0 +1,51 @@
+# Shell helpers the load scripts share (load.sh, compare.sh, profile.sh): source it from the
+# repository's root. `resolve` and `rotate_lua` read the bearer token from $token.
+
+# The demo config with a port, a store, policies and profiles of our own, in its own
+# directory: the audit spool and witness file are relative to the config file.
+gateway_config() { # dir port
+    mkdir -p "$1"
+    sed -e "s|^listen = .*|listen = \"127.0.0.1:$2\"|" \
+        -e "s|^url = \"sqlite://data/concord.db\"|url = \"sqlite://$1/concord.db\"|" \
+        -e "s|^level = .*|level = \"warn\"|" \
+        -e "s|\"examples/|\"$PWD/examples/|" \
+        -e "s|^dir = \"policies\"|dir = \"$PWD/policies\"|" \
+        -e "s|^dir = \"fhir-profiles\"|dir = \"$PWD/fhir-profiles\"|" concord.toml > "$1/concord.toml"
+}
+
+# The first N NHS numbers of the demo GP export, one a line.
+demo_nhs() { # n
+    grep -o '"system":"https://fhir.nhs.uk/Id/nhs-number","value":"[0-9]*"' examples/demo/gp/Patient.ndjson \
+        | grep -o '[0-9]\{10\}' | head -n "$1"
+}
+
+# Waits until the gateway on a port is ready (at most 10 s).
+wait_ready() { # port
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done
+    echo "the gateway on port $1 did not become ready" >&2
+    return 1
+}
+
+# Resolve NHS numbers (one a line) to gateway ids; prints /fhir/Patient/<id>/$everything paths.
+resolve() { # port nhs-file
+    local nhs id
+    while read -r nhs; do
+        id=$(curl -sf -H "Authorization: Bearer $token" \
+            "http://127.0.0.1:$1/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|$nhs" \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
+        echo "/fhir/Patient/$id/\$everything"
+    done < "$2"
+}
+
+# A wrk script rotating over the paths of a file, every request the same headers.
+rotate_lua() { # paths-file lua-file
+    cat > "$2" <<LUA
+local paths = {}
+for line in io.lines("$1") do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i], {["Accept"] = "application/fhir+json", ["Authorization"] = "Bearer $token"})
+end
+LUA
+}
