@@ -448,7 +448,7 @@ impl Door {
         set: &'s PolicySet,
     ) -> Result<Explained<'s>, AskError> {
         let asking = Asking::everything(&self.federation);
-        let plan = reach::operator_plan(set, &asking);
+        let plan = reach::plan_of(set, &asking);
         let deadline = Instant::now() + self.timeout;
         let resolution = self.federation.resolve_nhs(nhs, &plan, deadline).await?;
         let mut explained = Explained {

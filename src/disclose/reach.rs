@@ -81,7 +81,7 @@ impl Asking {
 }
 
 /// `asking` in the federation's terms, labelling what is fetched with `set`'s label map.
-pub(crate) fn operator_plan<'a>(set: &'a PolicySet, asking: &'a Asking) -> Plan<'a> {
+pub(crate) fn plan_of<'a>(set: &'a PolicySet, asking: &'a Asking) -> Plan<'a> {
     Plan {
         identify: &asking.identify,
         types: &asking.types,
@@ -177,7 +177,7 @@ impl<'p> Reach<'p> {
 
     /// The plan in the federation's terms.
     pub(crate) fn plan<'a>(&'a self, asking: &'a Asking) -> Plan<'a> {
-        operator_plan(self.set, asking)
+        plan_of(self.set, asking)
     }
 
     /// True when the plan left out a type asked for from a source that knows the person and

@@ -80,28 +80,36 @@ pub async fn search_type(
         def,
         filters: &search.filters,
     };
-    let mut answer = state.door.answer(&principal, ask).await?;
+    let answer = state.door.answer(&principal, ask).await?;
+    searchset(&state, &principal, def.name, &search, answer, || {
+        ApiError::not_found(format!("Patient/{patient} is not known"))
+    })
+}
+
+/// The searchset of what the door disclosed about one person, on `path`. A patient token
+/// asking about anyone else gets `not_theirs` (404: they learn nothing, not even whether the
+/// person exists); a first page with nothing disclosed is the one answer that gives nothing
+/// away (providers that did not answer are still named); otherwise the page.
+fn searchset(
+    state: &AppState,
+    principal: &Principal,
+    path: &str,
+    search: &TypeSearch,
+    mut answer: Answer,
+    not_theirs: impl FnOnce() -> ApiError,
+) -> ApiResult {
     if answer.person.is_none() {
         if principal.patient.is_some() {
-            // A patient token learns nothing about anyone else, not even whether they exist.
-            return Err(ApiError::not_found(format!(
-                "Patient/{patient} is not known"
-            )));
+            return Err(not_theirs());
         }
-        let response = nothing_to_show(&state, def.name, &search.used, search.pretty, &[]);
+        let response = nothing_to_show(state, path, &search.used, search.pretty, &[]);
         return Ok(Reply::new(answer.facts(&[]), response));
     }
     if answer.is_empty() && search.cursor.is_none() {
-        let response = nothing_to_show(
-            &state,
-            def.name,
-            &search.used,
-            search.pretty,
-            &answer.reports,
-        );
+        let response = nothing_to_show(state, path, &search.used, search.pretty, &answer.reports);
         return Ok(Reply::new(answer.facts(&[]), response));
     }
-    let (response, sent) = paged(&state, def.name, &search, &mut answer);
+    let (response, sent) = paged(state, path, search, &mut answer);
     Ok(Reply::new(answer.facts(&sent), response))
 }
 
@@ -393,7 +401,7 @@ pub async fn everything(
     if types.is_empty() {
         return Err(ApiError::insufficient_scope("reading any resource type"));
     }
-    let mut answer = state
+    let answer = state
         .door
         .answer(
             &principal,
@@ -403,20 +411,6 @@ pub async fn everything(
             },
         )
         .await?;
-    let path = format!("Patient/{id}/$everything");
-    if answer.person.is_none() {
-        if principal.patient.is_some() {
-            // A patient token learns nothing about anyone else, not even whether they exist.
-            return Err(not_known(&format!("Patient/{id}")));
-        }
-        let response = nothing_to_show(&state, &path, &used, pretty, &[]);
-        return Ok(Reply::new(answer.facts(&[]), response));
-    }
-    if answer.is_empty() && cursor.is_none() {
-        // As for a person nobody knows; providers that did not answer are still named.
-        let response = nothing_to_show(&state, &path, &used, pretty, &answer.reports);
-        return Ok(Reply::new(answer.facts(&[]), response));
-    }
     let search = TypeSearch {
         patient: Some(id.clone()),
         filters: Vec::new(),
@@ -426,8 +420,10 @@ pub async fn everything(
         pretty,
         used,
     };
-    let (response, sent) = paged(&state, &path, &search, &mut answer);
-    Ok(Reply::new(answer.facts(&sent), response))
+    let path = format!("Patient/{id}/$everything");
+    searchset(&state, &principal, &path, &search, answer, || {
+        not_known(&format!("Patient/{id}"))
+    })
 }
 
 /// Sorts, pages and answers a searchset of what the door disclosed (its resources are taken
