@@ -18,18 +18,7 @@ PEOPLE="${LOAD_PEOPLE:-50}"
 command -v wrk >/dev/null || { echo "load.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --quiet
 
-work=$(mktemp -d)
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-gateway_config "$work" "$PORT"
-./target/release/concord serve --config "$work/concord.toml" &
-pid=$!
-token=$(./target/release/concord dev-token --config "$work/concord.toml" --ttl 7200 2>/dev/null)
-wait_ready "$PORT"
+start_demo_gateway "$PORT"
 
 # Resolve the first $PEOPLE people of the GP export to gateway ids (not timed).
 demo_nhs "$PEOPLE" > "$work/nhs.txt"

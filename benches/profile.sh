@@ -23,18 +23,7 @@ done
 cargo build --release --quiet
 mkdir -p "$OUT"
 
-work=$(mktemp -d)
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-gateway_config "$work" "$PORT"
-./target/release/concord serve --config "$work/concord.toml" 2>/dev/null &
-pid=$!
-token=$(./target/release/concord dev-token --config "$work/concord.toml" --ttl 7200 2>/dev/null)
-wait_ready "$PORT"
+start_demo_gateway "$PORT" quiet
 demo_nhs 50 > "$work/nhs.txt"
 resolve "$PORT" "$work/nhs.txt" > "$work/paths.txt"
 rotate_lua "$work/paths.txt" "$work/rotate.lua"

@@ -26,6 +26,31 @@ wait_ready() { # port
     return 1
 }
 
+# Starts the release build's demo gateway on a port, in a new temporary directory ($work)
+# that is removed, after the gateway has stopped, when the script exits; sets $pid and a
+# demo bearer token in $token, and waits until the gateway is ready. `quiet` drops the
+# gateway's own messages (the demo-key warning).
+start_demo_gateway() { # port [quiet]
+    work=$(mktemp -d)
+    pid=""
+    trap stop_demo_gateway EXIT
+    gateway_config "$work" "$1"
+    if [ "${2:-}" = quiet ]; then
+        ./target/release/concord serve --config "$work/concord.toml" 2>/dev/null &
+    else
+        ./target/release/concord serve --config "$work/concord.toml" &
+    fi
+    pid=$!
+    token=$(./target/release/concord dev-token --config "$work/concord.toml" --ttl 7200 2>/dev/null)
+    wait_ready "$1"
+}
+
+# Stops the gateway start_demo_gateway started and removes its directory.
+stop_demo_gateway() {
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+
 # Resolve NHS numbers (one a line) to gateway ids; prints /fhir/Patient/<id>/$everything paths.
 resolve() { # port nhs-file
     local nhs id
