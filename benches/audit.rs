@@ -20,7 +20,8 @@
 use std::time::{Duration, Instant};
 
 use concord::audit::{
-    AuditKey, AuditLog, Body, Columns, Disclosure, GENESIS, Options, Record, SourceOutcome,
+    AuditKey, AuditLog, Body, Columns, Disclosure, GENESIS, Options, Projection, Record,
+    SourceOutcome,
 };
 use concord::store::Store;
 
@@ -98,14 +99,15 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// Appends `total` records from `writers` concurrent tasks; returns appends per second and
-/// the sorted times of single appends.
+/// Appends `total` records from `writers` concurrent tasks; returns appends per second, the
+/// sorted times of single appends and how long the search projection took to catch up after
+/// the last append.
 async fn appends(
     store: &Store,
     max_batch: usize,
     writers: usize,
     total: usize,
-) -> (f64, Vec<Duration>) {
+) -> (f64, Vec<Duration>, Duration) {
     let log = AuditLog::start(
         store.clone(),
         AuditKey::new(KEY).expect("key"),
@@ -138,28 +140,52 @@ async fn appends(
         times.extend(t.await.expect("writer"));
     }
     let rate = times.len() as f64 / started.elapsed().as_secs_f64();
+    // The search projection follows the log a moment later: how long after the last
+    // durable append every record is searchable.
+    let settling = Instant::now();
+    log.settle().await;
+    let settled = settling.elapsed();
     times.sort_unstable();
-    (rate, times)
+    (rate, times, settled)
 }
 
 async fn append_table(name: &str, store: &Store) {
     println!("\n## Durable appends, {name}\n");
-    println!("| group commit | writers | appends | appends/s | append median | append p99 |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| group commit | writers | appends | appends/s | append median | append p99 | searchable after the last |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (label, max_batch, writers, total) in [
         ("on", concord::audit::MAX_BATCH, writers(), 100_000),
         ("off (1 record per transaction)", 1, writers(), 10_000),
         ("on", concord::audit::MAX_BATCH, 1, 2_000),
         ("off (1 record per transaction)", 1, 1, 2_000),
     ] {
-        let (rate, times) = appends(store, max_batch, writers, total).await;
+        let (rate, times, settled) = appends(store, max_batch, writers, total).await;
         println!(
-            "| {label} | {writers} | {} | **{rate:.0}** | {} | {} |",
+            "| {label} | {writers} | {} | **{rate:.0}** | {} | {} | {} |",
             times.len(),
             ms(percentile(&times, 0.5)),
             ms(percentile(&times, 0.99)),
+            ms(settled),
         );
     }
+}
+
+/// Appends records to the log and their rows to the search projection, as the gateway's
+/// writer and projector do.
+async fn fill(store: &Store, batch: &mut Vec<(Record, Columns)>) {
+    let records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
+    store.append_audit(&records).await.expect("fill");
+    let projected: Vec<Projection> = batch
+        .drain(..)
+        .map(|(r, columns)| Projection {
+            chain: r.chain.as_str().into(),
+            seq: r.seq,
+            columns,
+        })
+        .collect();
+    store.project_audit(&projected).await.expect("project");
 }
 
 /// Writes `n` chained records straight into the store, then times `verify`.
@@ -185,11 +211,10 @@ async fn verify_run(name: &str, store: &Store, n: u64) {
             Columns::of(&b),
         ));
         if batch.len() == 4096 {
-            store.append_audit(&batch).await.expect("fill");
-            batch.clear();
+            fill(store, &mut batch).await;
         }
     }
-    store.append_audit(&batch).await.expect("fill");
+    fill(store, &mut batch).await;
     if let Store::Sqlite(pool) = store {
         // The fill wrote past the gateway's writer, which checkpoints every second: leave the
         // database as a running gateway keeps it, its write-ahead log copied back.

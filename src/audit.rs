@@ -14,21 +14,29 @@
 //! the request refused (503). Now and then the chain's head is signed ([`heads`]) and handed
 //! to an outside witness, so a cut-off tail is found too.
 //!
+//! The log is append-only: a request's durable append writes the record and its key alone.
+//! The searchable fields (when, whose record, who, organisation, purpose, outcome) are kept
+//! in a search projection beside it, written a moment later in larger batches (`projector`);
+//! each chain's projection mark says how far it reaches, and whatever lies past it is
+//! projected from the bodies, so the projection never misses a record for long and `audit
+//! verify` checks that it says what the bodies say.
+//!
 //! The rooms: `body` (what a record says), `key` (the HMAC key), `writer` (the one task that
-//! positions, commits, spools and replays), [`spool`], [`heads`], `verify`, [`export`] and
-//! [`event`] (records as FHIR AuditEvents).
+//! positions, commits, spools and replays), `projector` (the search projection), [`spool`],
+//! [`heads`], `verify`, [`export`] and [`event`] (records as FHIR AuditEvents).
 
 use serde::Serialize;
 
 use crate::store::StoreError;
 
 /// The stored forms of records; the store owns them, the audit log makes and checks them.
-pub use crate::store::{Columns, Record, Row};
+pub use crate::store::{Columns, Projection, Record, Row};
 
 mod body;
 pub mod export;
 pub mod heads;
 mod key;
+mod projector;
 pub mod spool;
 mod verify;
 mod writer;
@@ -37,6 +45,7 @@ pub use body::{
     Body, Disclosure, REVIEW_BREAK_GLASS, REVIEW_CONSENT_WITHDRAWN_BY_STAFF, SourceOutcome,
 };
 pub use key::AuditKey;
+pub use projector::project_pending;
 pub use writer::{AuditLog, Health, MAX_BATCH, Options, Stopped};
 
 /// The hash before the first record of a chain.

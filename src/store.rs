@@ -55,11 +55,12 @@ macro_rules! with_pool {
     };
 }
 
-/// A query reading whole audit rows (the columns [`AuditRow`] decodes), followed by `$rest`.
+/// A query reading whole audit rows (the columns [`AuditRow`] decodes) through the search
+/// projection, followed by `$rest`.
 macro_rules! audit_select {
     ($rest:literal) => {
         concat!(
-            "SELECT chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review, body, prev_hash, hash FROM audit_records",
+            "SELECT chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review, body, prev_hash, hash FROM audit_search JOIN audit_records USING (chain, seq)",
             $rest
         )
     };
@@ -70,7 +71,7 @@ mod audit_search;
 mod consent;
 mod people;
 
-pub use audit::{Columns, Record, Row, SignedHead};
+pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
 pub use consent::ConsentRecord;
 pub use people::{Link, PersonRecord};

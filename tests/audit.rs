@@ -23,9 +23,9 @@ pub(crate) async fn bodies(app: &TestApp) -> Vec<Body> {
 /// Every record's body in a store, chain by chain in order.
 async fn bodies_in(store: &Store) -> Vec<Body> {
     use futures_util::TryStreamExt;
-    let rows: Vec<concord::audit::Row> = store.audit_rows().try_collect().await.expect("rows");
+    let rows: Vec<concord::audit::Record> = store.audit_rows().try_collect().await.expect("rows");
     rows.iter()
-        .map(|r| serde_json::from_str(&r.record.body).expect("a body"))
+        .map(|r| serde_json::from_str(&r.body).expect("a body"))
         .collect()
 }
 
@@ -346,23 +346,7 @@ async fn a_gateway_killed_while_it_spools_loses_nothing() {
     let port = free_port();
     let (mut child, config) = start(port);
     ready(port).await;
-    let token = tokio::process::Command::new(bin)
-        .args([
-            "dev-token",
-            "--role",
-            "social-worker",
-            "--org",
-            "LA001",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .await
-        .expect("dev-token");
-    let token = String::from_utf8(token.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned();
+    let token = dev_token(&config).await;
     let search = |port: u16, n: usize| {
         let (client, token) = (client.clone(), token.clone());
         async move {
@@ -441,6 +425,132 @@ async fn a_gateway_killed_while_it_spools_loses_nothing() {
         "{text}"
     );
     child.kill().await.expect("stop");
+}
+
+/// A demo social worker's token from `concord dev-token`.
+async fn dev_token(config: &std::path::Path) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
+        .args([
+            "dev-token",
+            "--role",
+            "social-worker",
+            "--org",
+            "LA001",
+            "--config",
+        ])
+        .arg(config)
+        .output()
+        .await
+        .expect("dev-token");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// The durability promise: a record is committed before the first byte of its answer leaves.
+/// Sixteen clients keep the gateway busy; the moment one of them has a 200's head, the
+/// gateway is killed with SIGKILL. Every request any client saw answered 200 has its record
+/// in the store (found by the request id the answer carried), the chain verifies, and the
+/// next gateway projects them all for search.
+#[tokio::test]
+async fn a_gateway_killed_right_after_a_200_has_already_recorded_it() {
+    use crate::ops::{binary_config, copy_shipped_policies, free_port, serve};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().expect("dir");
+    copy_shipped_policies(&dir.path().join("policies"));
+    let port = free_port();
+    let config = binary_config(dir.path(), port);
+    let child = Arc::new(Mutex::new(serve(&config)));
+    let client = reqwest::Client::new();
+    let health = format!("http://127.0.0.1:{port}/readyz");
+    for _ in 0..200 {
+        if client.get(&health).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let token = dev_token(&config).await;
+    let url = format!(
+        "http://127.0.0.1:{port}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990465630"
+    );
+    let answered: Arc<Mutex<Vec<String>>> = Arc::default();
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, token, url) = (client.clone(), token.clone(), url.clone());
+            let (answered, child) = (answered.clone(), child.clone());
+            tokio::spawn(async move {
+                // Until the gateway is gone: each 200's request id, then the kill.
+                while let Ok(r) = client.get(&url).bearer_auth(&token).send().await {
+                    if r.status() != StatusCode::OK {
+                        continue;
+                    }
+                    let id = r
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok());
+                    let id = id.expect("every answer carries its request id").to_owned();
+                    answered.lock().expect("ids").push(id);
+                    let _ = child.lock().expect("child").start_kill();
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.expect("client");
+    }
+    let mut child = Arc::try_unwrap(child)
+        .expect("the clients are done")
+        .into_inner()
+        .expect("child");
+    child.wait().await.expect("killed");
+    let answered = answered.lock().expect("ids").clone();
+    assert!(!answered.is_empty(), "at least one 200 before the kill");
+
+    let db = format!("sqlite://{}", dir.path().join("concord.db").display());
+    let store = Store::connect(&db, 1).await.expect("store");
+    let recorded: std::collections::HashSet<String> = bodies_in(&store)
+        .await
+        .into_iter()
+        .map(|b| b.request_id)
+        .collect();
+    for id in &answered {
+        assert!(
+            recorded.contains(id),
+            "request {id} was answered 200 but not recorded"
+        );
+    }
+    assert!(
+        concord::audit::verify(&store, &key())
+            .await
+            .expect("readable")
+            .is_ok(),
+        "the chain verifies after the kill"
+    );
+    // Whatever the killed gateway had not projected for search, the next one does.
+    let port = free_port();
+    let mut next = serve(&binary_config(dir.path(), port));
+    let health = format!("http://127.0.0.1:{port}/readyz");
+    for _ in 0..200 {
+        if client.get(&health).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut projected = 0;
+    for _ in 0..100 {
+        projected = store.audit_count(None, None).await.expect("count");
+        if usize::try_from(projected).ok() >= Some(recorded.len()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        usize::try_from(projected).ok() >= Some(recorded.len()),
+        "{projected} of {} records searchable",
+        recorded.len()
+    );
+    next.start_kill().expect("kill");
 }
 
 #[tokio::test]

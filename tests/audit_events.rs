@@ -35,15 +35,18 @@ struct Stored {
 /// Every record in the store, newest first (the order the API promises).
 async fn stored(url: &str) -> Vec<Stored> {
     let store = Store::connect(url, 1).await.expect("the gateway's store");
-    let rows: Vec<concord::audit::Row> = store.audit_rows().try_collect().await.expect("rows");
+    let rows: Vec<concord::audit::Record> = store.audit_rows().try_collect().await.expect("rows");
     let mut out: Vec<Stored> = rows
         .into_iter()
-        .map(|r| Stored {
-            id: format!("{}.{}", r.record.chain, r.record.seq),
-            recorded_us: r.columns.recorded_us,
-            chain: r.record.chain.clone(),
-            seq: r.record.seq,
-            body: serde_json::from_str(&r.record.body).expect("a body"),
+        .map(|r| {
+            let body: Body = serde_json::from_str(&r.body).expect("a body");
+            Stored {
+                id: format!("{}.{}", r.chain, r.seq),
+                recorded_us: body.recorded_us,
+                chain: r.chain.clone(),
+                seq: r.seq,
+                body,
+            }
         })
         .collect();
     out.sort_by(|a, b| (b.recorded_us, &b.chain, b.seq).cmp(&(a.recorded_us, &a.chain, a.seq)));

@@ -340,13 +340,13 @@ async fn a_request_body_that_stops_or_never_ends_is_answered_408() {
     )
     .await
     .expect("the gateway's store");
-    let rows: Vec<concord::audit::Row> =
+    let rows: Vec<concord::audit::Record> =
         futures_util::TryStreamExt::try_collect(store.audit_rows())
             .await
             .expect("rows");
     let statuses: Vec<u16> = rows
         .iter()
-        .filter_map(|r| serde_json::from_str::<concord::audit::Body>(&r.record.body).ok())
+        .filter_map(|r| serde_json::from_str::<concord::audit::Body>(&r.body).ok())
         .filter(|b| b.route == "/fhir/Consent")
         .map(|b| b.status)
         .collect();

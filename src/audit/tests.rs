@@ -49,6 +49,7 @@ async fn filled(store: &Store, n: usize) -> AuditLog {
     for i in 0..n {
         log.append(&body(i)).await.expect("append");
     }
+    log.settle().await;
     log
 }
 
@@ -92,7 +93,7 @@ async fn an_untouched_chain_verifies_and_a_wrong_key_does_not() {
 
 #[tokio::test]
 async fn each_kind_of_tampering_is_found_at_the_right_record() {
-    let cases: [(&str, &str, i64); 6] = [
+    let cases: [(&str, &str, i64); 9] = [
         (
             "UPDATE audit_records SET body = replace(body, '\"withheld\":1', '\"withheld\":0') WHERE seq = 7",
             "modified",
@@ -100,7 +101,7 @@ async fn each_kind_of_tampering_is_found_at_the_right_record() {
         ),
         ("DELETE FROM audit_records WHERE seq = 4", "missing", 5),
         (
-            "INSERT INTO audit_records (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash) SELECT chain, 100, recorded_us, person_id, user_id, org, purpose, outcome, body, prev_hash, hash FROM audit_records WHERE seq = 9",
+            "INSERT INTO audit_records (chain, seq, body, prev_hash, hash) SELECT chain, 100, body, prev_hash, hash FROM audit_records WHERE seq = 9",
             "missing or was inserted",
             100,
         ),
@@ -110,9 +111,27 @@ async fn each_kind_of_tampering_is_found_at_the_right_record() {
             2,
         ),
         (
-            "UPDATE audit_records SET user_id = 'someone-else' WHERE seq = 6",
+            "UPDATE audit_search SET user_id = 'someone-else' WHERE seq = 6",
             "searchable columns",
             6,
+        ),
+        // A record hidden from searches, a search entry for a record that is not there, and a
+        // tail cut off with its search rows (no signed head needed: the projection's mark
+        // remembers how far the chain reached).
+        (
+            "DELETE FROM audit_search WHERE seq = 5",
+            "missing from the search projection",
+            5,
+        ),
+        (
+            "INSERT INTO audit_search (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome) SELECT chain, 50, recorded_us, person_id, user_id, org, purpose, outcome FROM audit_search WHERE seq = 3",
+            "not in the log",
+            50,
+        ),
+        (
+            "DELETE FROM audit_records WHERE seq >= 10",
+            "cut off the end",
+            10,
         ),
         (
             "UPDATE audit_records SET seq = seq + 1 WHERE seq >= 10",
@@ -204,10 +223,7 @@ async fn the_head_is_read_back_after_a_failure_it_did_not_expect() {
         prev_hash: prev,
         body: text,
     };
-    store
-        .append_audit(&[(record, Columns::of(&body(3)))])
-        .await
-        .expect("insert");
+    store.append_audit(&[record]).await.expect("insert");
     assert!(log.append(&body(4)).await.is_err(), "position 3 is taken");
     let next = log.append(&body(4)).await.expect("the head was read back");
     assert_eq!(next.seq, 4);
@@ -382,7 +398,8 @@ async fn a_record_the_store_already_has_is_not_replayed_twice() {
             Columns::of(&body(i)),
         ));
     }
-    store.append_audit(&rows[..4]).await.expect("stored");
+    let stored: Vec<Record> = rows[..4].iter().map(|(r, _)| r.clone()).collect();
+    store.append_audit(&stored).await.expect("stored");
     let mut spooled = spool::Spool::open(&spool_dir, chain).expect("spool");
     let records: Vec<Record> = rows[2..].iter().map(|(r, _)| r.clone()).collect();
     spooled.append(&records).expect("spooled");
@@ -582,4 +599,112 @@ fn a_record_that_cannot_be_encoded_is_an_error_not_an_empty_body() {
     assert!(matches!(encode(&Unencodable), Err(AuditError::Encode(_))));
     let text = encode(&body(0)).expect("a body encodes");
     assert!(text.starts_with('{') && text.len() > 2);
+}
+
+/// A log written before the search projection (migrations up to 0006, the searchable
+/// columns in the records' own table) is moved into the new layout by migration 0007: every
+/// record is still there, still verifies, is found by a search, and the chain goes on.
+#[tokio::test]
+async fn records_kept_before_the_search_projection_survive_its_migration() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let store = Store::connect(&url, 2).await.expect("store");
+    let Store::Sqlite(pool) = &store else {
+        panic!("sqlite")
+    };
+    let mut before = sqlx::migrate!("./migrations/sqlite");
+    before.migrations = std::borrow::Cow::Owned(
+        before
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 6)
+            .cloned()
+            .collect(),
+    );
+    before.run(pool).await.expect("the schema of 0006");
+    let key = AuditKey::new(KEY).expect("key");
+    let mut prev = GENESIS.to_owned();
+    for i in 0..10_usize {
+        let b = body(i);
+        let text = serde_json::to_string(&b).expect("json");
+        let hash = key.hash("old-chain", i as i64, &prev, &text);
+        sqlx::query("INSERT INTO audit_records (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review, body, prev_hash, hash) VALUES ('old-chain', $1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10)")
+            .bind(i as i64)
+            .bind(b.recorded_us)
+            .bind(b.person.clone())
+            .bind(b.user.clone())
+            .bind(b.org.clone())
+            .bind(b.purpose.clone())
+            .bind(b.outcome.clone())
+            .bind(&text)
+            .bind(std::mem::replace(&mut prev, hash.clone()))
+            .bind(&hash)
+            .execute(pool)
+            .await
+            .expect("an old-layout record");
+    }
+    store.migrate().await.expect("migration 0007");
+    assert_eq!(check(&store).await.map(|v| v.records), Ok(10));
+    let found = store
+        .audit_search(&crate::store::AuditQuery {
+            equals: vec![(crate::store::AuditColumn::Person, vec!["p4".into()])],
+            limit: 10,
+            ..crate::store::AuditQuery::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].record.seq, 4);
+    assert_eq!(found[0].columns, Columns::of(&body(4)));
+    // A new process appends its own chain beside the old one, and both verify.
+    let log = filled(&store, 3).await;
+    assert_ne!(log.chain(), "old-chain");
+    assert_eq!(
+        check(&store).await.map(|v| (v.chains, v.records)),
+        Ok((2, 13))
+    );
+}
+
+/// Records that reached the log but not the search projection (their process died between
+/// the two) are projected from their bodies by the next process to start, and a search
+/// then finds them.
+#[tokio::test]
+async fn records_a_dead_process_never_projected_are_projected_by_the_next() {
+    let (_dir, store) = store().await;
+    let key = AuditKey::new(KEY).expect("key");
+    let mut prev = GENESIS.to_owned();
+    let mut records = Vec::new();
+    for i in 0..5_usize {
+        let text = serde_json::to_string(&body(i)).expect("json");
+        let hash = key.hash("dead-chain", i as i64, &prev, &text);
+        records.push(Record {
+            chain: "dead-chain".into(),
+            seq: i as i64,
+            body: text,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    store
+        .append_audit(&records)
+        .await
+        .expect("appended, never projected");
+    let person = |p: &str| crate::store::AuditQuery {
+        equals: vec![(crate::store::AuditColumn::Person, vec![p.into()])],
+        limit: 10,
+        ..crate::store::AuditQuery::default()
+    };
+    assert!(
+        store
+            .audit_search(&person("p2"))
+            .await
+            .expect("search")
+            .is_empty()
+    );
+    let log = AuditLog::new(store.clone(), key);
+    log.settle().await;
+    let found = store.audit_search(&person("p2")).await.expect("search");
+    assert_eq!(found.len(), 1, "projected at start from the log");
+    assert_eq!(found[0].record.chain, "dead-chain");
+    assert_eq!(check(&store).await.map(|v| v.records), Ok(5));
 }

@@ -3,10 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use futures_util::TryStreamExt;
-use serde::Deserialize;
 
 use super::heads::SignedHead;
-use super::{AuditError, AuditKey, Columns, GENESIS, Row};
+use super::{AuditError, AuditKey, GENESIS, Record};
 use crate::store::Store;
 
 /// What [`verify`] found.
@@ -47,38 +46,13 @@ pub async fn verify(store: &Store, key: &AuditKey) -> Result<Result<Verified, Br
     verify_with_heads(store, key, &HeadCheck::default()).await
 }
 
-/// The searchable fields of a body, borrowed (checking them must not cost a full parse).
-#[derive(Deserialize)]
-struct Searchable<'a> {
-    recorded_us: i64,
-    #[serde(borrow)]
-    user: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    org: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    purpose: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    person: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    outcome: std::borrow::Cow<'a, str>,
-}
-
-impl Searchable<'_> {
-    fn matches(&self, c: &Columns) -> bool {
-        self.recorded_us == c.recorded_us
-            && self.user.as_deref() == c.user.as_deref()
-            && self.org.as_deref() == c.org.as_deref()
-            && self.purpose.as_deref() == c.purpose.as_deref()
-            && self.person.as_deref() == c.person.as_deref()
-            && self.outcome == c.outcome
-    }
-}
-
 /// Walks every chain in order, one row at a time: positions without gaps from 0, each
 /// record's previous hash the hash of the one before, each hash the keyed hash of its
-/// content, and the searchable columns equal to the body. Then every signed head, from the
-/// store and from `heads.witnessed`: its signature, the record it vouches for there with that
-/// hash, so a chain cut short after a head was signed is found.
+/// content, and its row in the search projection equal to the body (and present wherever the
+/// chain's projection mark says it is). Then every signed head, from the store and from
+/// `heads.witnessed`: its signature, the record it vouches for there with that hash, so a
+/// chain cut short after a head was signed is found; likewise a projection mark past a
+/// chain's end, and a search row that names no record.
 pub async fn verify_with_heads(
     store: &Store,
     key: &AuditKey,
@@ -112,26 +86,70 @@ pub async fn verify_with_heads(
         chain.insert(head.seq, head);
     }
 
+    let marks: HashMap<String, i64> = store.audit_projection_marks().await?.into_iter().collect();
+    // The chain is walked here; the search projection is compared with the bodies by the
+    // database itself, at the same time, on another connection.
+    let (walked, projection) = tokio::join!(
+        walk(store, key, &mut vouched, checked_heads),
+        store.audit_projection_problem()
+    );
+    let (verified, ends) = match walked? {
+        Ok(walked) => walked,
+        Err(broken) => return Ok(Err(broken)),
+    };
+    // Chains a head vouches for that have no records at all.
+    if let Some((chain, heads)) = vouched.iter().min_by(|a, b| a.0.cmp(b.0))
+        && let Some((seq, _)) = heads.last_key_value()
+    {
+        return Ok(Err(Broken {
+            chain: chain.clone(),
+            seq: 0,
+            problem: format!(
+                "missing: the whole chain is gone, though a signed head vouches for position {seq}"
+            ),
+        }));
+    }
+    if let Some(broken) = projection_overreaches(&marks, &ends) {
+        return Ok(Err(broken));
+    }
+    if let Some((chain, seq, problem)) = projection? {
+        return Ok(Err(Broken {
+            chain,
+            seq,
+            problem: problem.to_owned(),
+        }));
+    }
+    Ok(Ok(verified))
+}
+
+/// Walks every chain in the log, in order: positions, previous hashes and signed heads as
+/// rows arrive, keyed hashes on a blocking thread a batch at a time while the next batch is
+/// read. Returns what it checked and where each chain ends.
+async fn walk(
+    store: &Store,
+    key: &AuditKey,
+    vouched: &mut HashMap<String, BTreeMap<i64, SignedHead>>,
+    heads: u64,
+) -> Result<Result<(Verified, HashMap<String, i64>), Broken>, AuditError> {
     let mut rows = store.audit_rows();
     let mut verified = Verified {
         chains: 0,
         records: 0,
-        heads: checked_heads,
+        heads,
     };
-    // Order, positions and heads are checked here as rows arrive; keyed hashes and columns,
-    // the costly part, on a blocking thread a batch at a time while the next batch is read.
     let mut walk = Walk::default();
-    let mut batch: Vec<Row> = Vec::with_capacity(CHECK_BATCH);
+    let mut ends: HashMap<String, i64> = HashMap::new();
+    let mut batch: Vec<Record> = Vec::with_capacity(CHECK_BATCH);
     let mut in_flight: Option<tokio::task::JoinHandle<Option<Broken>>> = None;
-    while let Some(row) = rows.try_next().await? {
-        if let Some(broken) = walk.step(&row, &mut vouched, &mut verified) {
+    while let Some(record) = rows.try_next().await? {
+        if let Some(broken) = walk.step(&record, vouched, &mut ends, &mut verified) {
             // Anything earlier that fails its hash check is the first problem.
             let earlier = finish(in_flight.take())
                 .await
                 .or_else(|| check(key, &batch));
             return Ok(Err(earlier.unwrap_or(broken)));
         }
-        batch.push(row);
+        batch.push(record);
         if batch.len() == CHECK_BATCH {
             if let Some(broken) = finish(in_flight.take()).await {
                 return Ok(Err(broken));
@@ -149,24 +167,36 @@ pub async fn verify_with_heads(
     {
         return Ok(Err(broken));
     }
-    if let Some((chain, last, _)) = walk.current.take()
-        && let Some(cut) = cut_short(&mut vouched, &chain, last)
-    {
-        return Ok(Err(cut));
+    if let Some((chain, last, _)) = walk.current.take() {
+        if let Some(cut) = cut_short(vouched, &chain, last) {
+            return Ok(Err(cut));
+        }
+        ends.insert(chain, last);
     }
-    // Chains a head vouches for that have no records at all.
-    if let Some((chain, heads)) = vouched.iter().min_by(|a, b| a.0.cmp(b.0))
-        && let Some((seq, _)) = heads.last_key_value()
-    {
-        return Ok(Err(Broken {
-            chain: chain.clone(),
-            seq: 0,
-            problem: format!(
-                "missing: the whole chain is gone, though a signed head vouches for position {seq}"
-            ),
-        }));
-    }
-    Ok(Ok(verified))
+    Ok(Ok((verified, ends)))
+}
+
+/// A chain whose projection mark is past its last record: records were cut off its end (the
+/// mark only ever moves over records that were there).
+fn projection_overreaches(
+    marks: &HashMap<String, i64>,
+    ends: &HashMap<String, i64>,
+) -> Option<Broken> {
+    let mut over: Vec<(&String, i64, i64)> = marks
+        .iter()
+        .filter_map(|(chain, mark)| {
+            let last = ends.get(chain).copied().unwrap_or(-1);
+            (*mark > last).then_some((chain, *mark, last))
+        })
+        .collect();
+    over.sort();
+    over.first().map(|(chain, mark, last)| Broken {
+        chain: (*chain).clone(),
+        seq: last + 1,
+        problem: format!(
+            "missing: the chain ends at position {last}, but its search projection reached position {mark} (records were cut off the end)"
+        ),
+    })
 }
 
 /// Rows whose hashes are checked together on a blocking thread.
@@ -183,11 +213,11 @@ impl Walk {
     /// last one was not cut short) and is the record any signed head names there.
     fn step(
         &mut self,
-        row: &Row,
+        record: &Record,
         vouched: &mut HashMap<String, BTreeMap<i64, SignedHead>>,
+        ends: &mut HashMap<String, i64>,
         verified: &mut Verified,
     ) -> Option<Broken> {
-        let record = &row.record;
         let broken = |problem: String| Broken {
             chain: record.chain.clone(),
             seq: record.seq,
@@ -198,10 +228,11 @@ impl Walk {
             .as_ref()
             .is_some_and(|(chain, _, _)| *chain == record.chain);
         if !same_chain {
-            if let Some((chain, last, _)) = self.current.take()
-                && let Some(cut) = cut_short(vouched, &chain, last)
-            {
-                return Some(cut);
+            if let Some((chain, last, _)) = self.current.take() {
+                if let Some(cut) = cut_short(vouched, &chain, last) {
+                    return Some(cut);
+                }
+                ends.insert(chain, last);
             }
             verified.chains += 1;
         }
@@ -241,25 +272,16 @@ impl Walk {
     }
 }
 
-/// The first row of `rows` whose keyed hash or searchable columns do not match its content.
-fn check(key: &AuditKey, rows: &[Row]) -> Option<Broken> {
-    rows.iter().find_map(|row| {
-        let record = &row.record;
-        let broken = |problem: &str| {
-            Some(Broken {
+/// The first record of `records` whose keyed hash does not match its content.
+fn check(key: &AuditKey, records: &[Record]) -> Option<Broken> {
+    records.iter().find_map(|record| {
+        (key.hash(&record.chain, record.seq, &record.prev_hash, &record.body) != record.hash).then(
+            || Broken {
                 chain: record.chain.clone(),
                 seq: record.seq,
-                problem: problem.to_owned(),
-            })
-        };
-        if key.hash(&record.chain, record.seq, &record.prev_hash, &record.body) != record.hash {
-            return broken("its content was modified (hash mismatch)");
-        }
-        match serde_json::from_str::<Searchable<'_>>(&record.body) {
-            Ok(fields) if fields.matches(&row.columns) => None,
-            Ok(_) => broken("its searchable columns do not match its content"),
-            Err(_) => broken("its body is not a record"),
-        }
+                problem: "its content was modified (hash mismatch)".to_owned(),
+            },
+        )
     })
 }
 

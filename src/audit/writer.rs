@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{AuditError, AuditKey, Body, Columns, GENESIS, Record, encode, heads, spool};
-use crate::store::{Store, StoreError};
+use super::projector::Projector;
+use super::{
+    AuditError, AuditKey, Body, Columns, GENESIS, Projection, Record, encode, heads, spool,
+};
+use crate::store::{AuditLane, Store, StoreError};
 
 /// Most records committed in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -92,6 +95,8 @@ pub struct AuditLog {
     status: Arc<Status>,
     spool_dir: Option<PathBuf>,
     key: AuditKey,
+    /// Keeps the search projection beside the log.
+    projector: Projector,
     /// Closed when the writer task has ended.
     stopped: tokio::sync::watch::Receiver<()>,
 }
@@ -131,8 +136,12 @@ impl AuditLog {
             ..Status::default()
         });
         let spool_dir = options.spool_dir.clone();
+        let lane = AuditLane::new(store.clone());
+        let (projector, projecting) = Projector::start(lane.clone());
         let writer = Writer {
             store,
+            lane,
+            projector: projector.clone(),
             key: key.clone(),
             id: id.clone(),
             options,
@@ -146,6 +155,9 @@ impl AuditLog {
         let (done, stopped) = tokio::sync::watch::channel(());
         tokio::spawn(async move {
             writer.run(queue).await;
+            // The projector ends once the writer and every handle are gone, after writing
+            // what it holds.
+            let _ = projecting.await;
             drop(done);
         });
         AuditLog {
@@ -154,6 +166,7 @@ impl AuditLog {
             status,
             spool_dir,
             key,
+            projector,
             stopped,
         }
     }
@@ -178,6 +191,13 @@ impl AuditLog {
         tokio::task::spawn_blocking(move || spool::writable(&dir))
             .await
             .unwrap_or(false)
+    }
+
+    /// Returns once every record this process has committed so far is in the search
+    /// projection (or after a short wait, when the store is slow): a search made after a
+    /// request was answered finds that request's record.
+    pub async fn settle(&self) {
+        self.projector.settle().await;
     }
 
     /// A handle to wait for the writer to end with, once every [`AuditLog`] is dropped.
@@ -233,6 +253,9 @@ impl AuditLog {
 /// The writer task's state.
 struct Writer {
     store: Store,
+    /// The log's own way into the store, shared with the projector.
+    lane: AuditLane,
+    projector: Projector,
     key: AuditKey,
     id: Arc<str>,
     options: Options,
@@ -292,16 +315,13 @@ impl Writer {
         let mut rows = Vec::with_capacity(batch.len());
         for job in batch.iter() {
             let hash = self.key.hash(&self.id, seq, &prev, &job.text);
-            rows.push((
-                Record {
-                    chain: self.id.to_string(),
-                    seq,
-                    body: job.text.clone(),
-                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                    hash,
-                },
-                job.columns.clone(),
-            ));
+            rows.push(Record {
+                chain: self.id.to_string(),
+                seq,
+                body: job.text.clone(),
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            });
             seq += 1;
         }
         if self.spool.is_some() {
@@ -309,10 +329,21 @@ impl Writer {
         }
         let mut refused = None;
         if self.spool.is_none() {
-            match self.bounded(self.store.append_audit(&rows)).await {
+            match self.bounded(self.lane.append(&rows)).await {
                 Ok(()) => {
                     self.stored = Some((seq - 1, prev.clone()));
                     self.next = (seq, prev);
+                    self.projector.hand(
+                        batch
+                            .iter_mut()
+                            .zip(&rows)
+                            .map(|(job, record)| Projection {
+                                chain: self.id.clone(),
+                                seq: record.seq,
+                                columns: std::mem::take(&mut job.columns),
+                            })
+                            .collect(),
+                    );
                     answer(batch, rows);
                     self.checkpoint_now_and_then();
                     return;
@@ -352,14 +383,14 @@ impl Writer {
     }
 
     /// Appends records to this chain's spool (opening it first when needed).
-    async fn spool_rows(&mut self, rows: &[(Record, Columns)]) -> Result<(), spool::SpoolError> {
+    async fn spool_rows(&mut self, rows: &[Record]) -> Result<(), spool::SpoolError> {
         let Some(dir) = self.options.spool_dir.clone() else {
             return Err(spool::SpoolError::Io {
                 path: PathBuf::new(),
                 source: std::io::Error::other("no spool is configured"),
             });
         };
-        let records: Vec<Record> = rows.iter().map(|(r, _)| r.clone()).collect();
+        let records: Vec<Record> = rows.to_vec();
         let id = self.id.clone();
         let current = self.spool.take();
         let (kept, result) = tokio::task::spawn_blocking(move || {
@@ -399,6 +430,7 @@ impl Writer {
         };
         match self.bounded(replay(&self.store, &self.key, &path)).await {
             Ok(last) => {
+                self.projector.catch_up();
                 if let Some(spool) = self.spool.take()
                     && let Err(e) = spool.remove()
                 {
@@ -463,6 +495,7 @@ impl Writer {
         for orphan in orphans {
             match replay(&self.store, &self.key, &orphan.path).await {
                 Ok(_) => {
+                    self.projector.catch_up();
                     tracing::info!("an earlier process's spooled audit records are in the store");
                     if let Err(e) = orphan.remove() {
                         tracing::error!(error = %e, "cannot remove a replayed audit spool");
@@ -532,8 +565,8 @@ impl Writer {
     }
 }
 
-fn answer(batch: &mut Vec<Job>, rows: Vec<(Record, Columns)>) {
-    for (job, (record, _)) in batch.drain(..).zip(rows) {
+fn answer(batch: &mut Vec<Job>, rows: Vec<Record>) {
+    for (job, record) in batch.drain(..).zip(rows) {
         let _ = job.reply.send(Ok(record));
     }
 }
@@ -568,7 +601,7 @@ async fn replay(
     let mut reader = tokio::io::BufReader::new(file);
     let mut line = Vec::new();
     let mut expected: Option<(i64, String)> = None;
-    let mut chunk: Vec<(Record, Columns)> = Vec::with_capacity(MAX_BATCH);
+    let mut chunk: Vec<Record> = Vec::with_capacity(MAX_BATCH);
     let mut number = 0_usize;
     loop {
         line.clear();
@@ -616,9 +649,9 @@ async fn replay(
         if key.hash(&record.chain, record.seq, &record.prev_hash, &record.body) != record.hash {
             return Err(bad("its content was modified (hash mismatch)"));
         }
-        let body: Body = serde_json::from_str(&record.body).map_err(|_| bad("not a record"))?;
+        serde_json::from_str::<Body>(&record.body).map_err(|_| bad("not a record"))?;
         expected = Some((record.seq + 1, record.hash.clone()));
-        chunk.push((record, Columns::of(&body)));
+        chunk.push(record);
         if chunk.len() == MAX_BATCH {
             store.append_audit(&chunk).await.map_err(Replay::Store)?;
             chunk.clear();

@@ -45,6 +45,11 @@ pub(super) async fn audit_export(
     let store = crate::store::Store::connect(&config.store.url, 1)
         .await
         .context("cannot connect to the store")?;
+    // The export reads through the search projection: first project whatever a gateway that
+    // stopped (or is still running) has not projected yet, so no record is left out.
+    crate::audit::project_pending(&store)
+        .await
+        .context("cannot bring the audit search projection up to date")?;
     let mut out: Box<dyn std::io::Write> = match output {
         Some(file) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(file)
@@ -105,7 +110,8 @@ pub(super) async fn audit_verify(
         .as_ref()
         .context("the config has no [audit] section")?;
     let key = crate::audit::AuditKey::load(audit.key_file.as_deref(), audit.key_env.as_deref())?;
-    let store = crate::store::Store::connect(&config.store.url, 1)
+    // Two connections: each chain's records and its search rows are read side by side.
+    let store = crate::store::Store::connect(&config.store.url, 2)
         .await
         .context("cannot connect to the store")?;
     let mut heads = crate::audit::HeadCheck::default();

@@ -376,6 +376,8 @@ async fn search_as(
         search.query.after = search.cursor.take();
         // One more than the page, to know whether there is a next page.
         search.query.limit = u32::try_from(search.count + 1).unwrap_or(u32::MAX);
+        // Every record this instance has answered for is searchable from here on.
+        state.audit.settle().await;
         let mut rows = state
             .door
             .federation()
@@ -437,6 +439,7 @@ async fn read_as(
     let Some((chain, seq)) = event::parse_id(id) else {
         return Err(not_known());
     };
+    state.audit.settle().await;
     let row = state
         .door
         .federation()

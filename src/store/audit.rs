@@ -2,6 +2,8 @@
 //! and read in order. The store owns them; the audit log (`crate::audit`) makes, hashes,
 //! signs and checks them.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
@@ -25,7 +27,7 @@ pub struct Record {
 }
 
 /// The columns stored beside the body for searching.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Columns {
     /// Microseconds.
     pub recorded_us: i64,
@@ -43,12 +45,23 @@ pub struct Columns {
     pub review: Option<String>,
 }
 
-/// A stored row: the record and its searchable columns.
+/// A record found by a search: the record and its searchable columns.
 #[derive(Debug, Clone)]
 pub struct Row {
     /// The record.
     pub record: Record,
     /// The columns.
+    pub columns: Columns,
+}
+
+/// A record's row in the search projection: its chain, position and columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    /// The chain.
+    pub chain: std::sync::Arc<str>,
+    /// Position in the chain.
+    pub seq: i64,
+    /// The searchable columns.
     pub columns: Columns,
 }
 
@@ -119,33 +132,302 @@ pub(super) fn audit_row(r: AuditRow) -> Row {
     }
 }
 
-impl Store {
-    /// Appends audit records in one transaction, committed before returning.
-    pub async fn append_audit(&self, rows: &[(Record, Columns)]) -> Result<(), StoreError> {
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            // Many rows per statement: one round trip to the database per 256 records.
-            for chunk in rows.chunks(256) {
-                let mut insert = sqlx::QueryBuilder::new("INSERT INTO audit_records (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review, body, prev_hash, hash) ");
-                insert.push_values(chunk, |mut row, (record, c)| {
-                    row.push_bind(record.chain.clone())
-                        .push_bind(record.seq)
-                        .push_bind(c.recorded_us)
-                        .push_bind(c.person.clone())
-                        .push_bind(c.user.clone())
-                        .push_bind(c.org.clone())
-                        .push_bind(c.purpose.clone())
-                        .push_bind(c.outcome.clone())
-                        .push_bind(c.review.clone())
-                        .push_bind(record.body.clone())
-                        .push_bind(record.prev_hash.clone())
-                        .push_bind(record.hash.clone());
-                });
-                insert.build().execute(&mut *tx).await?;
+/// Names chains in `audit_projected` (at mark -1) if they are not there yet, so that their
+/// records are found for projection even if the process dies before it projects them.
+async fn name_chains<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    chains: &[&str],
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    for chain in chains {
+        sqlx::query::<DB>("INSERT INTO audit_projected (chain, seq) VALUES ($1, -1) ON CONFLICT (chain) DO NOTHING")
+            .bind(*chain)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Moves each chain's projection mark over a run `(chain, first, last)` of projected
+/// positions when the run continues it.
+async fn move_marks<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    runs: &[(&str, i64, i64)],
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    for (chain, first, last) in runs {
+        sqlx::query::<DB>(
+            "UPDATE audit_projected SET seq = $3 WHERE chain = $1 AND seq >= $2 - 1 AND seq < $3",
+        )
+        .bind(*chain)
+        .bind(*first)
+        .bind(*last)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The chains a batch holds (one, the writer's or a spool's, but anything else is named too).
+fn chains(records: &[Record]) -> Vec<&str> {
+    let mut chains: Vec<&str> = Vec::new();
+    for record in records {
+        if !chains.contains(&record.chain.as_str()) {
+            chains.push(record.chain.as_str());
+        }
+    }
+    chains
+}
+
+/// The unbroken runs `(chain, first, last)` of positions in projected rows.
+fn runs(rows: &[Projection]) -> Vec<(&str, i64, i64)> {
+    let mut runs: Vec<(&str, i64, i64)> = Vec::new();
+    for row in rows {
+        match runs.last_mut() {
+            Some((chain, _, last)) if **chain == *row.chain && *last + 1 == row.seq => {
+                *last = row.seq;
             }
-            tx.commit().await?;
+            _ => runs.push((&row.chain, row.seq, row.seq)),
+        }
+    }
+    runs
+}
+
+/// [`Store::append_audit`] on one SQLite connection.
+async fn sqlite_append(
+    conn: &mut sqlx::SqliteConnection,
+    records: &[Record],
+) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    for chunk in records.chunks(512) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_records (chain, seq, body, prev_hash, hash) ",
+        );
+        insert.push_values(chunk, |mut row, record| {
+            row.push_bind(record.chain.as_str())
+                .push_bind(record.seq)
+                .push_bind(record.body.as_str())
+                .push_bind(record.prev_hash.as_str())
+                .push_bind(record.hash.as_str());
         });
+        insert.build().execute(&mut *tx).await?;
+    }
+    name_chains(&mut tx, &chains(records)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`Store::project_audit`] on one SQLite connection.
+async fn sqlite_project(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &[Projection],
+    runs: &[(&str, i64, i64)],
+) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    for chunk in rows.chunks(512) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_search (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review) ",
+        );
+        insert.push_values(chunk, |mut row, p| {
+            let c = &p.columns;
+            row.push_bind(&*p.chain)
+                .push_bind(p.seq)
+                .push_bind(c.recorded_us)
+                .push_bind(c.person.as_deref())
+                .push_bind(c.user.as_deref())
+                .push_bind(c.org.as_deref())
+                .push_bind(c.purpose.as_deref())
+                .push_bind(c.outcome.as_str())
+                .push_bind(c.review.as_deref());
+        });
+        insert.push(" ON CONFLICT (chain, seq) DO NOTHING");
+        insert.build().execute(&mut *tx).await?;
+    }
+    move_marks(&mut tx, runs).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The audit log's own way into the store. On SQLite it keeps one connection for the log's
+/// writes (the writer's appends and the projector's rows take turns on it, in order): a
+/// connection whose page cache another connection's commit made stale must drop that cache
+/// and read its pages again, which the writer and projector did to each other on every
+/// transaction when each took whichever pooled connection came next; and SQLite's lock is
+/// met in turn, not through its busy handler, which sleeps and polls. On PostgreSQL it is
+/// the pool (the two write different tables and never wait on each other). The kept
+/// connection is the lane's own, beside the pool; one that failed a transaction is closed
+/// and another opened.
+#[derive(Debug, Clone)]
+pub struct AuditLane {
+    store: Store,
+    kept: Option<Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>>,
+}
+
+/// A connection of the lane's own, beside the pool (it does not take one of the pool's
+/// places), with the pool's settings.
+async fn lane_connection(pool: &sqlx::SqlitePool) -> Result<sqlx::SqliteConnection, StoreError> {
+    use sqlx::ConnectOptions;
+    Ok(pool.connect_options().connect().await?)
+}
+
+impl AuditLane {
+    /// The lane into `store`.
+    pub fn new(store: Store) -> AuditLane {
+        let kept = matches!(store, Store::Sqlite(_)).then(Arc::default);
+        AuditLane { store, kept }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// [`Store::append_audit`] in turn.
+    pub async fn append(&self, records: &[Record]) -> Result<(), StoreError> {
+        match (&self.store, &self.kept) {
+            (Store::Sqlite(pool), Some(kept)) => {
+                let mut slot = kept.lock().await;
+                let mut conn = match slot.take() {
+                    Some(conn) => conn,
+                    None => lane_connection(pool).await?,
+                };
+                sqlite_append(&mut conn, records).await?;
+                // Kept only after a transaction that finished well.
+                *slot = Some(conn);
+                Ok(())
+            }
+            _ => self.store.append_audit(records).await,
+        }
+    }
+
+    /// [`Store::project_audit`] in turn.
+    pub async fn project(&self, rows: &[Projection]) -> Result<(), StoreError> {
+        match (&self.store, &self.kept) {
+            (Store::Sqlite(pool), Some(kept)) => {
+                let mut slot = kept.lock().await;
+                let mut conn = match slot.take() {
+                    Some(conn) => conn,
+                    None => lane_connection(pool).await?,
+                };
+                sqlite_project(&mut conn, rows, &runs(rows)).await?;
+                *slot = Some(conn);
+                Ok(())
+            }
+            _ => self.store.project_audit(rows).await,
+        }
+    }
+}
+
+impl Store {
+    /// Appends audit records to the log in one transaction, committed before returning. Only
+    /// the log and its key are written here (the search projection follows, see
+    /// [`Store::project_audit`]); each chain is named in `audit_projected` so that its
+    /// records are found for projection even if this process dies before it projects them.
+    pub async fn append_audit(&self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                // One statement text whatever the batch's size, so it is prepared once.
+                sqlx::query("INSERT INTO audit_records (chain, seq, body, prev_hash, hash) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[])")
+                    .bind(records.iter().map(|r| r.chain.as_str()).collect::<Vec<_>>())
+                    .bind(records.iter().map(|r| r.seq).collect::<Vec<_>>())
+                    .bind(records.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+                    .bind(records.iter().map(|r| r.prev_hash.as_str()).collect::<Vec<_>>())
+                    .bind(records.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await?;
+                name_chains(&mut tx, &chains(records)).await?;
+                tx.commit().await?;
+            }
+            Store::Sqlite(pool) => sqlite_append(&mut *pool.acquire().await?, records).await?,
+        }
         Ok(())
+    }
+
+    /// Adds records' rows to the search projection and moves each chain's mark past every
+    /// run of positions that continues it. Rows already there are left as they are, so
+    /// projecting a record twice (the writer and a catch-up) is harmless. The mark moves
+    /// only over an unbroken run, so a record skipped here is projected later from its body.
+    pub async fn project_audit(&self, rows: &[Projection]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let runs = runs(rows);
+        match self {
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let text = |f: fn(&Columns) -> Option<&str>| {
+                    rows.iter().map(|p| f(&p.columns)).collect::<Vec<_>>()
+                };
+                sqlx::query("INSERT INTO audit_search (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) ON CONFLICT (chain, seq) DO NOTHING")
+                    .bind(rows.iter().map(|p| &*p.chain).collect::<Vec<_>>())
+                    .bind(rows.iter().map(|p| p.seq).collect::<Vec<_>>())
+                    .bind(rows.iter().map(|p| p.columns.recorded_us).collect::<Vec<_>>())
+                    .bind(text(|c| c.person.as_deref()))
+                    .bind(text(|c| c.user.as_deref()))
+                    .bind(text(|c| c.org.as_deref()))
+                    .bind(text(|c| c.purpose.as_deref()))
+                    .bind(rows.iter().map(|p| p.columns.outcome.as_str()).collect::<Vec<_>>())
+                    .bind(text(|c| c.review.as_deref()))
+                    .execute(&mut *tx)
+                    .await?;
+                move_marks(&mut tx, &runs).await?;
+                tx.commit().await?;
+            }
+            Store::Sqlite(pool) => {
+                sqlite_project(&mut *pool.acquire().await?, rows, &runs).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` records past their chain's projection mark, chain by chain in order,
+    /// each with its chain's mark: what the search projection does not cover yet.
+    pub async fn audit_unprojected(&self, limit: u32) -> Result<Vec<(i64, Record)>, StoreError> {
+        type R = (i64, String, i64, String, String, String);
+        let rows: Vec<R> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT p.seq, r.chain, r.seq, r.body, r.prev_hash, r.hash FROM audit_projected p JOIN audit_records r ON r.chain = p.chain AND r.seq > p.seq ORDER BY r.chain, r.seq LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(mark, chain, seq, body, prev_hash, hash)| {
+                (
+                    mark,
+                    Record {
+                        chain,
+                        seq,
+                        body,
+                        prev_hash,
+                        hash,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Each chain's projection mark: every record at or before it has its search row.
+    pub async fn audit_projection_marks(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let marks: Vec<(String, i64)> = with_pool!(self, pool => sqlx::query_as("SELECT chain, seq FROM audit_projected ORDER BY chain").fetch_all(pool).await?);
+        Ok(marks)
     }
 
     /// Tries an audit append without keeping it: one row in a transaction that is rolled
@@ -155,7 +437,7 @@ impl Store {
         let chain = format!("probe-{}", uuid::Uuid::new_v4());
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO audit_records (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review, body, prev_hash, hash) VALUES ($1, 0, 0, NULL, NULL, NULL, NULL, 'probe', NULL, '{}', '', '')")
+            sqlx::query("INSERT INTO audit_records (chain, seq, body, prev_hash, hash) VALUES ($1, 0, '{}', '', '')")
                 .bind(chain)
                 .execute(&mut *tx)
                 .await?;
@@ -171,8 +453,58 @@ impl Store {
     }
 
     /// Every audit record, chain by chain in order, streamed (never all in memory).
-    pub fn audit_rows(&self) -> futures_util::stream::BoxStream<'_, Result<Row, StoreError>> {
-        self.audit_stream(audit_select!(" ORDER BY chain, seq"), &[])
+    pub fn audit_rows(&self) -> futures_util::stream::BoxStream<'_, Result<Record, StoreError>> {
+        use futures_util::{StreamExt, TryStreamExt};
+        type R = (String, i64, String, String, String);
+        const SQL: &str =
+            "SELECT chain, seq, body, prev_hash, hash FROM audit_records ORDER BY chain, seq";
+        with_pool!(self, pool => sqlx::query_as::<_, R>(SQL)
+            .fetch(pool)
+            .map_ok(|(chain, seq, body, prev_hash, hash)| Record {
+                chain,
+                seq,
+                body,
+                prev_hash,
+                hash,
+            })
+            .map_err(StoreError::from)
+            .boxed())
+    }
+
+    /// The first place where the search projection does not say what the log says, with
+    /// what is wrong: a row whose columns differ from its record's body, a record at or
+    /// before its chain's mark with no row (hidden from searches), or a row naming a record
+    /// the log does not hold. The database compares them itself (its JSON functions read the
+    /// bodies), so nothing is streamed out.
+    pub async fn audit_projection_problem(
+        &self,
+    ) -> Result<Option<(String, i64, &'static str)>, StoreError> {
+        const DIFFERS_SQLITE: &str = "SELECT s.chain, s.seq FROM audit_search s JOIN audit_records r ON r.chain = s.chain AND r.seq = s.seq WHERE CASE WHEN json_valid(r.body) THEN s.recorded_us IS NOT json_extract(r.body, '$.recorded_us') OR s.person_id IS NOT json_extract(r.body, '$.person') OR s.user_id IS NOT json_extract(r.body, '$.user') OR s.org IS NOT json_extract(r.body, '$.org') OR s.purpose IS NOT json_extract(r.body, '$.purpose') OR s.outcome IS NOT json_extract(r.body, '$.outcome') OR s.review IS NOT json_extract(r.body, '$.review') ELSE 1 END ORDER BY s.chain, s.seq LIMIT 1";
+        const DIFFERS_POSTGRES: &str = "SELECT s.chain, s.seq FROM audit_search s JOIN audit_records r ON r.chain = s.chain AND r.seq = s.seq CROSS JOIN LATERAL (SELECT r.body::jsonb AS b) j WHERE s.recorded_us IS DISTINCT FROM (j.b ->> 'recorded_us')::bigint OR s.person_id IS DISTINCT FROM j.b ->> 'person' OR s.user_id IS DISTINCT FROM j.b ->> 'user' OR s.org IS DISTINCT FROM j.b ->> 'org' OR s.purpose IS DISTINCT FROM j.b ->> 'purpose' OR s.outcome IS DISTINCT FROM j.b ->> 'outcome' OR s.review IS DISTINCT FROM j.b ->> 'review' ORDER BY s.chain, s.seq LIMIT 1";
+        const HIDDEN: &str = "SELECT r.chain, r.seq FROM audit_projected p JOIN audit_records r ON r.chain = p.chain AND r.seq <= p.seq WHERE NOT EXISTS (SELECT 1 FROM audit_search s WHERE s.chain = r.chain AND s.seq = r.seq) ORDER BY r.chain, r.seq LIMIT 1";
+        const STRAY: &str = "SELECT s.chain, s.seq FROM audit_search s WHERE NOT EXISTS (SELECT 1 FROM audit_records r WHERE r.chain = s.chain AND r.seq = s.seq) ORDER BY s.chain, s.seq LIMIT 1";
+        let differs = match self {
+            Store::Sqlite(_) => DIFFERS_SQLITE,
+            Store::Postgres(_) => DIFFERS_POSTGRES,
+        };
+        for (sql, problem) in [
+            (differs, "its searchable columns do not match its content"),
+            (
+                HIDDEN,
+                "it is missing from the search projection, so searches do not find it",
+            ),
+            (
+                STRAY,
+                "the search projection lists a record that is not in the log",
+            ),
+        ] {
+            let found: Option<(String, i64)> =
+                with_pool!(self, pool => sqlx::query_as(sql).fetch_optional(pool).await?);
+            if let Some((chain, seq)) = found {
+                return Ok(Some((chain, seq, problem)));
+            }
+        }
+        Ok(None)
     }
 
     /// Audit rows of `sql` (an [`audit_select!`] query) with `binds` as `$1`, `$2`, …,
@@ -183,28 +515,20 @@ impl Store {
         binds: &[i64],
     ) -> futures_util::stream::BoxStream<'_, Result<Row, StoreError>> {
         use futures_util::{StreamExt, TryStreamExt};
-        match self {
-            Store::Sqlite(pool) => binds
-                .iter()
-                .fold(sqlx::query_as::<_, AuditRow>(sql), |q, b| q.bind(*b))
-                .fetch(pool)
-                .map_ok(audit_row)
-                .map_err(StoreError::from)
-                .boxed(),
-            Store::Postgres(pool) => binds
-                .iter()
-                .fold(sqlx::query_as::<_, AuditRow>(sql), |q, b| q.bind(*b))
-                .fetch(pool)
-                .map_ok(audit_row)
-                .map_err(StoreError::from)
-                .boxed(),
-        }
+        with_pool!(self, pool => binds
+            .iter()
+            .fold(sqlx::query_as::<_, AuditRow>(sql), |q, b| q.bind(*b))
+            .fetch(pool)
+            .map_ok(audit_row)
+            .map_err(StoreError::from)
+            .boxed())
     }
 }
 
 impl Store {
     /// Audit records recorded in `[since, until)` (Unix microseconds, either open), oldest
-    /// first, streamed (never all in memory).
+    /// first, streamed (never all in memory). Read through the search projection: records
+    /// not projected yet are not among them (see `audit::project_pending`).
     pub fn audit_export(
         &self,
         since: Option<i64>,
@@ -219,14 +543,14 @@ impl Store {
         )
     }
 
-    /// How many audit records were recorded in `[since, until)`.
+    /// How many audit records were recorded in `[since, until)` (as projected).
     pub async fn audit_count(
         &self,
         since: Option<i64>,
         until: Option<i64>,
     ) -> Result<i64, StoreError> {
         let (since, until) = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
-        let n: i64 = with_pool!(self, pool => sqlx::query_scalar("SELECT count(*) FROM audit_records WHERE recorded_us >= $1 AND recorded_us < $2").bind(since).bind(until).fetch_one(pool).await?);
+        let n: i64 = with_pool!(self, pool => sqlx::query_scalar("SELECT count(*) FROM audit_search WHERE recorded_us >= $1 AND recorded_us < $2").bind(since).bind(until).fetch_one(pool).await?);
         Ok(n)
     }
 

@@ -67,7 +67,18 @@ async fn walk(store: &Store, query: &AuditQuery, size: u32) -> Vec<Row> {
 
 async fn exercise(store: &Store) {
     store.migrate().await.expect("migrate");
-    store.append_audit(&rows()).await.expect("append");
+    let rows = rows();
+    let records: Vec<Record> = rows.iter().map(|(r, _)| r.clone()).collect();
+    store.append_audit(&records).await.expect("append");
+    let projected: Vec<crate::store::Projection> = rows
+        .iter()
+        .map(|(r, c)| crate::store::Projection {
+            chain: r.chain.as_str().into(),
+            seq: r.seq,
+            columns: c.clone(),
+        })
+        .collect();
+    store.project_audit(&projected).await.expect("project");
     let everything = AuditQuery {
         limit: 100,
         ..AuditQuery::default()

@@ -1,0 +1,235 @@
+//! The search projection: every record's searchable columns in `audit_search`, beside the
+//! append-only log, so that a request's durable append writes the log and its key alone.
+//!
+//! The writer hands each committed batch's columns to the projector task, which adds them to
+//! the projection in larger transactions a moment later (at most [`FLUSH_AFTER`] after the
+//! first waits, or as soon as [`FLUSH_ROWS`] wait). Nothing is lost if it falls behind, fails
+//! or the process dies: the log is the truth, each chain's projection mark says how far its
+//! records are projected, and [`project_pending`] projects whatever lies past the marks from
+//! the bodies themselves (at start, after a spool replay, and whenever the projector had to
+//! drop rows it was handed). A search first asks the projector to settle, so that it sees
+//! every record this process has answered for.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::{AuditError, Body, Columns, Projection};
+use crate::store::{AuditLane, Store};
+
+/// Longest a handed-over row waits before it is projected.
+pub(super) const FLUSH_AFTER: Duration = Duration::from_millis(50);
+/// Rows waiting that make the projector write at once.
+const FLUSH_ROWS: usize = 2048;
+/// Rows kept in memory while the store refuses them; beyond this they are dropped and
+/// projected later from the log.
+const MAX_WAITING: usize = 65_536;
+/// Records read per round of [`project_pending`].
+const CATCH_UP_BATCH: u32 = 1024;
+/// How long a search waits for the projection to settle before it reads what is there.
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
+/// How long after a failed write the projector tries again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Rows projected in one transaction, so that the durable append never waits long for its
+/// turn behind the projection (on SQLite the two take turns, see [`AuditLane`]).
+const ROWS_PER_TURN: usize = 512;
+
+enum Message {
+    Rows(Vec<Projection>),
+    Settle(tokio::sync::oneshot::Sender<()>),
+    CatchUp,
+}
+
+/// A handle to the projector task.
+#[derive(Debug, Clone)]
+pub(super) struct Projector {
+    inbox: tokio::sync::mpsc::Sender<Message>,
+    /// Rows were dropped or records came in another way (a spool): project from the log.
+    behind: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Message::Rows(_) => "Rows",
+            Message::Settle(_) => "Settle",
+            Message::CatchUp => "CatchUp",
+        })
+    }
+}
+
+impl Projector {
+    /// Starts the projector task; it ends once every handle is dropped, after projecting
+    /// what it holds.
+    pub(super) fn start(lane: AuditLane) -> (Projector, tokio::task::JoinHandle<()>) {
+        let (inbox, messages) = tokio::sync::mpsc::channel(1024);
+        let behind = Arc::new(AtomicBool::new(true));
+        let task = Task {
+            lane,
+            behind: behind.clone(),
+            waiting: Vec::new(),
+        };
+        let handle = tokio::spawn(task.run(messages));
+        (Projector { inbox, behind }, handle)
+    }
+
+    /// Hands over a committed batch's rows. Never waits: when the projector cannot take them
+    /// now, they are projected later from the log.
+    pub(super) fn hand(&self, rows: Vec<Projection>) {
+        if self.inbox.try_send(Message::Rows(rows)).is_err() {
+            self.behind.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Records reached the log another way (a spool replay): project them from the log.
+    pub(super) fn catch_up(&self) {
+        self.behind.store(true, Ordering::Relaxed);
+        let _ = self.inbox.try_send(Message::CatchUp);
+    }
+
+    /// Returns once every row handed over before this call is projected (or after
+    /// [`SETTLE_WAIT`], when the store is slow or refuses: the search then reads what is
+    /// there).
+    pub(super) async fn settle(&self) {
+        let (done, settled) = tokio::sync::oneshot::channel();
+        let asked = async {
+            if self.inbox.send(Message::Settle(done)).await.is_ok() {
+                let _ = settled.await;
+            }
+        };
+        let _ = tokio::time::timeout(SETTLE_WAIT, asked).await;
+    }
+}
+
+struct Task {
+    lane: AuditLane,
+    behind: Arc<AtomicBool>,
+    waiting: Vec<Projection>,
+}
+
+impl Task {
+    async fn run(mut self, mut inbox: tokio::sync::mpsc::Receiver<Message>) {
+        let mut messages = Vec::with_capacity(64);
+        let mut settling = Vec::new();
+        // When the rows waiting (or a catch-up) are due.
+        let mut due: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
+        loop {
+            let received = match due {
+                None => Some(inbox.recv_many(&mut messages, 64).await),
+                Some(at) => tokio::time::timeout_at(at, inbox.recv_many(&mut messages, 64))
+                    .await
+                    .ok(),
+            };
+            let closed = received == Some(0);
+            for message in messages.drain(..) {
+                match message {
+                    Message::Rows(rows) => self.waiting.extend(rows),
+                    Message::Settle(done) => settling.push(done),
+                    Message::CatchUp => {}
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if due.is_none() && (!self.waiting.is_empty() || self.behind.load(Ordering::Relaxed)) {
+                due = Some(now + FLUSH_AFTER);
+            }
+            let write = closed
+                || !settling.is_empty()
+                || self.waiting.len() >= FLUSH_ROWS
+                || due.is_some_and(|at| at <= now);
+            if write {
+                due = if self.write().await {
+                    None
+                } else {
+                    Some(tokio::time::Instant::now() + RETRY)
+                };
+                for done in settling.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+            if closed {
+                break;
+            }
+        }
+    }
+
+    /// Projects the rows waiting, then, if the projection is behind, what lies past the
+    /// marks. False when something is left to do.
+    async fn write(&mut self) -> bool {
+        while !self.waiting.is_empty() {
+            let n = self.waiting.len().min(ROWS_PER_TURN);
+            let written = self.lane.project(&self.waiting[..n]).await;
+            match written {
+                Ok(()) => {
+                    self.waiting.drain(..n);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, rows = self.waiting.len(), "the audit search projection could not be written");
+                    if self.waiting.len() > MAX_WAITING {
+                        self.waiting.clear();
+                        self.behind.store(true, Ordering::Relaxed);
+                    }
+                    return false;
+                }
+            }
+        }
+        if self.behind.swap(false, Ordering::Relaxed)
+            && let Err(e) = project_pending(self.lane.store()).await
+        {
+            tracing::warn!(error = %e, "the audit search projection could not catch up");
+            self.behind.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+/// Projects every record that lies past its chain's projection mark, from its body, and
+/// returns how many it projected. A chain stops at a record whose body is not a record, or at
+/// a gap in its positions (both are what `audit verify` reports); the other chains go on.
+pub async fn project_pending(store: &Store) -> Result<u64, AuditError> {
+    let mut projected = 0_u64;
+    let mut stopped: Vec<String> = Vec::new();
+    loop {
+        let records = store.audit_unprojected(CATCH_UP_BATCH).await?;
+        let mut rows: Vec<Projection> = Vec::with_capacity(records.len());
+        // The chain being read and the position its next record must have.
+        let mut current: Option<(Arc<str>, i64)> = None;
+        for (mark, record) in &records {
+            if stopped.contains(&record.chain) {
+                continue;
+            }
+            let expected = match &current {
+                Some((chain, next)) if **chain == *record.chain => *next,
+                _ => mark + 1,
+            };
+            let body = (record.seq == expected)
+                .then(|| serde_json::from_str::<Body>(&record.body).ok())
+                .flatten();
+            let Some(body) = body else {
+                tracing::error!(
+                    chain = %record.chain,
+                    seq = record.seq,
+                    "an audit record cannot be projected for search (its body is not a record, or one before it is missing); run `concord audit verify`"
+                );
+                stopped.push(record.chain.clone());
+                continue;
+            };
+            let chain = match &current {
+                Some((chain, _)) if **chain == *record.chain => chain.clone(),
+                _ => Arc::from(record.chain.as_str()),
+            };
+            current = Some((chain.clone(), record.seq + 1));
+            rows.push(Projection {
+                chain,
+                seq: record.seq,
+                columns: Columns::of(&body),
+            });
+        }
+        if rows.is_empty() {
+            return Ok(projected);
+        }
+        store.project_audit(&rows).await?;
+        projected += rows.len() as u64;
+    }
+}
