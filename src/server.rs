@@ -1,5 +1,6 @@
 //! The HTTP front: the axum router, the middleware every request passes, and the
-//! operational endpoints (`/healthz`, `/readyz`, `/metrics`).
+//! operational endpoints (`/healthz`, `/readyz`, `/metrics`); the IG console's routes
+//! ([`crate::console`]) are merged in under `/console`.
 
 pub mod api;
 mod audit_event;
@@ -59,6 +60,8 @@ pub struct Inner {
     pub(crate) audit_ok: std::sync::atomic::AtomicBool,
     /// The rate limit for callers without a valid token.
     pub(crate) limiter: limit::Limiter,
+    /// The IG console under `/console`, when the config has `[console]`.
+    pub console: Option<crate::console::Console>,
 }
 
 impl std::ops::Deref for AppState {
@@ -76,6 +79,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         config: ServerConfig,
         audit: crate::audit::AuditLog,
+        console: Option<crate::console::Console>,
     ) -> Self {
         let base = config.base_url();
         let limiter = limit::Limiter::new(config.unauthenticated_per_minute);
@@ -88,6 +92,7 @@ impl AppState {
             audit,
             audit_ok: std::sync::atomic::AtomicBool::new(true),
             limiter,
+            console,
         }))
     }
 
@@ -167,6 +172,9 @@ pub(crate) fn router(state: AppState, assumed: Assumed) -> Router {
     // What falls outside the nest but is still under `/fhir` (`/fhir/`, say) goes through
     // the same layers, so that it is recorded too.
     let stray = fhir.clone().with_state(state.clone());
+    if let Some(console) = state.console.clone() {
+        ops = ops.merge(crate::console::router(console));
+    }
     Router::new()
         .nest("/fhir", fhir)
         .merge(ops)
@@ -579,6 +587,9 @@ pub enum StartError {
     /// The profiles directory cannot be loaded.
     #[error("[profiles]: {0}")]
     Profiles(String),
+    /// The IG console cannot be set up.
+    #[error(transparent)]
+    Console(#[from] crate::console::SetupError),
 }
 
 /// The audit log's spool, head signer and witness, from `[audit]`.
@@ -639,6 +650,13 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
     )
     .map_err(|e| StartError::Audit(e.to_string()))?;
     let audit = crate::audit::AuditLog::start(store.clone(), key, audit_options(audit_config)?);
+    let console = crate::console::Console::from_config(
+        config,
+        store.clone(),
+        audit.clone(),
+        policies.clone(),
+        verifier.trusts_demo_key(),
+    )?;
     if verifier.trusts_demo_key() {
         tracing::warn!(
             "THE DEMO SIGNING KEY IS TRUSTED: anyone can mint tokens this gateway accepts. Never do this outside the demo."
@@ -675,7 +693,14 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         std::time::Duration::from_millis(config.store.consent_cache_ms),
         config.server.request_timeout(),
     );
-    let state = AppState::new(door, verifier, metrics, config.server.clone(), audit);
+    let state = AppState::new(
+        door,
+        verifier,
+        metrics,
+        config.server.clone(),
+        audit,
+        console,
+    );
     state.spawn_rate_limit_windows(std::time::Duration::from_secs(
         config.server.rate_limit_window_secs,
     ));
