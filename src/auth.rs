@@ -208,7 +208,9 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
-fn algorithm(name: &str) -> Option<Algorithm> {
+/// The one algorithm a key may verify, by its JOSE name: `RS256`, `ES256` or `EdDSA` (never
+/// `none`, never HMAC).
+pub fn algorithm(name: &str) -> Option<Algorithm> {
     match name {
         "RS256" => Some(Algorithm::RS256),
         "ES256" => Some(Algorithm::ES256),
@@ -357,108 +359,146 @@ impl Verifier {
         if algorithm(&alg) != Some(trusted.algorithm) {
             return Err(AuthError::Algorithm);
         }
-        let mut validation = Validation::new(trusted.algorithm);
-        validation.leeway = self.leeway;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &trusted.key, &validation)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => AuthError::Expired,
-                    ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                    ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-                    ErrorKind::InvalidAudience => AuthError::WrongAudience,
-                    ErrorKind::InvalidSignature => AuthError::Signature,
-                    ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
-                        AuthError::Algorithm
-                    }
-                    ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => {
-                        AuthError::Claim(c.clone())
-                    }
-                    _ => AuthError::Malformed,
-                }
-            })?;
-        let exp = data
-            .claims
+        let claims = decode_checked(
+            token,
+            &trusted.key,
+            trusted.algorithm,
+            &Expected {
+                issuer: &self.issuer,
+                audience: &self.audience,
+                leeway: self.leeway,
+            },
+        )?;
+        let exp = claims
             .get("exp")
             .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64)))
             .ok_or_else(|| AuthError::Claim("exp".into()))?;
-        Ok((exp, self.principal(&data.claims)?))
+        Ok((exp, principal_from_claims(&self.claims, &claims)?))
     }
+}
 
-    fn principal(&self, claims: &Map<String, Value>) -> Result<Principal, AuthError> {
-        let names = &self.claims;
-        // A text claim: identity providers send empty strings for claims they have no value
-        // for, so an empty (or blank) one counts as absent; one with control characters is
-        // refused, since it would reach the audit log and FHIR, whose strings forbid them.
-        let text = |name: &str| -> Result<Option<String>, AuthError> {
-            match claims.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if s.chars().any(char::is_control) => {
-                    Err(AuthError::Claim(name.to_owned()))
-                }
-                Some(Value::String(s)) => {
-                    let s = s.trim();
-                    Ok((!s.is_empty()).then(|| s.to_owned()))
-                }
-                Some(_) => Err(AuthError::Claim(name.to_owned())),
-            }
-        };
-        let user = text(&names.user)?.ok_or_else(|| AuthError::Claim(names.user.clone()))?;
-        let scopes = match claims.get(&names.scope) {
-            Some(Value::String(s)) => Scopes::parse(s),
-            Some(Value::Array(items)) => Scopes::parse(
-                &items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            _ => Scopes::default(),
-        };
-        let patient = match claims.get(&names.nhs_number) {
-            None => None,
-            Some(Value::String(n)) => Some(PatientContext {
-                nhs: NhsNumber::parse(n).map_err(|_| AuthError::Claim(names.nhs_number.clone()))?,
-                // INVARIANT: an empty relationship is refused, never read as absent: absent
-                // would make a carer's token the person's own.
-                acting_for_relationship: match claims.get(&names.relationship) {
-                    Some(Value::String(r)) if r.trim().is_empty() => {
-                        return Err(AuthError::Claim(names.relationship.clone()));
-                    }
-                    _ => text(&names.relationship)?,
-                },
-            }),
-            Some(_) => return Err(AuthError::Claim(names.nhs_number.clone())),
-        };
-        if patient.is_none()
-            && scopes.has_context(Context::Patient)
-            && !scopes.has_context(Context::User)
-        {
-            return Err(AuthError::Claim(names.nhs_number.clone()));
-        }
-        Ok(Principal {
-            user,
-            name: text(&names.name)?,
-            org: text(&names.org)?,
-            role: text(&names.role)?,
-            purpose_of_use: text(&names.purpose_of_use)?.unwrap_or_else(|| {
-                match &patient {
-                    None => "TREAT",
-                    Some(p) if p.acting_for_relationship.is_some() => "FAMRQT",
-                    Some(_) => "PATRQT",
-                }
-                .into()
-            }),
-            scopes,
-            patient,
-            client_certificate: None,
-            break_glass: None,
-        })
+/// What a JWT must say about itself to be accepted: who issued it, for whom, and the clock
+/// skew allowed on `exp` and `nbf` (seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// The one `iss` accepted.
+    pub issuer: &'a str,
+    /// The `aud` that must be among the token's audiences.
+    pub audience: &'a str,
+    /// Clock skew allowed, in seconds.
+    pub leeway: u64,
+}
+
+/// Checks a compact JWT's signature with `key` under the one pinned `algorithm`, and its
+/// `iss`, `aud`, `exp` and `nbf`; the claims when all hold. Bearer tokens and the console's
+/// OpenID Connect ID tokens are both checked here.
+pub fn decode_checked(
+    token: &str,
+    key: &DecodingKey,
+    algorithm: Algorithm,
+    expected: &Expected<'_>,
+) -> Result<Map<String, Value>, AuthError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(AuthError::TooLarge);
     }
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = expected.leeway;
+    validation.validate_nbf = true;
+    validation.set_issuer(&[expected.issuer]);
+    validation.set_audience(&[expected.audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let data =
+        jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                ErrorKind::InvalidSignature => AuthError::Signature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => AuthError::Algorithm,
+                ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => {
+                    AuthError::Claim(c.clone())
+                }
+                _ => AuthError::Malformed,
+            }
+        })?;
+    Ok(data.claims)
+}
+
+/// Maps a verified token's claims to a [`Principal`], with the config's claim names: the
+/// same mapping for bearer tokens and the console's ID tokens.
+pub fn principal_from_claims(
+    names: &ClaimNames,
+    claims: &Map<String, Value>,
+) -> Result<Principal, AuthError> {
+    // A text claim: identity providers send empty strings for claims they have no value
+    // for, so an empty (or blank) one counts as absent; one with control characters is
+    // refused, since it would reach the audit log and FHIR, whose strings forbid them.
+    let text = |name: &str| -> Result<Option<String>, AuthError> {
+        match claims.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.chars().any(char::is_control) => {
+                Err(AuthError::Claim(name.to_owned()))
+            }
+            Some(Value::String(s)) => {
+                let s = s.trim();
+                Ok((!s.is_empty()).then(|| s.to_owned()))
+            }
+            Some(_) => Err(AuthError::Claim(name.to_owned())),
+        }
+    };
+    let user = text(&names.user)?.ok_or_else(|| AuthError::Claim(names.user.clone()))?;
+    let scopes = match claims.get(&names.scope) {
+        Some(Value::String(s)) => Scopes::parse(s),
+        Some(Value::Array(items)) => Scopes::parse(
+            &items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        _ => Scopes::default(),
+    };
+    let patient = match claims.get(&names.nhs_number) {
+        None => None,
+        Some(Value::String(n)) => Some(PatientContext {
+            nhs: NhsNumber::parse(n).map_err(|_| AuthError::Claim(names.nhs_number.clone()))?,
+            // INVARIANT: an empty relationship is refused, never read as absent: absent
+            // would make a carer's token the person's own.
+            acting_for_relationship: match claims.get(&names.relationship) {
+                Some(Value::String(r)) if r.trim().is_empty() => {
+                    return Err(AuthError::Claim(names.relationship.clone()));
+                }
+                _ => text(&names.relationship)?,
+            },
+        }),
+        Some(_) => return Err(AuthError::Claim(names.nhs_number.clone())),
+    };
+    if patient.is_none()
+        && scopes.has_context(Context::Patient)
+        && !scopes.has_context(Context::User)
+    {
+        return Err(AuthError::Claim(names.nhs_number.clone()));
+    }
+    Ok(Principal {
+        user,
+        name: text(&names.name)?,
+        org: text(&names.org)?,
+        role: text(&names.role)?,
+        purpose_of_use: text(&names.purpose_of_use)?.unwrap_or_else(|| {
+            match &patient {
+                None => "TREAT",
+                Some(p) if p.acting_for_relationship.is_some() => "FAMRQT",
+                Some(_) => "PATRQT",
+            }
+            .into()
+        }),
+        scopes,
+        patient,
+        client_certificate: None,
+        break_glass: None,
+    })
 }
 
 /// The token of an `Authorization: Bearer …` header. The scheme is case-insensitive and may
@@ -486,7 +526,7 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
 }
 
 /// Reads `alg` and `kid` from the token's header without trusting anything else in it.
-fn header_alg_kid(token: &str) -> Result<(String, Option<String>), AuthError> {
+pub fn header_alg_kid(token: &str) -> Result<(String, Option<String>), AuthError> {
     let mut parts = token.split('.');
     let (Some(head), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -1,7 +1,7 @@
 //! The one TOML config file: its shape, defaults and validation.
 //!
-//! One file per subsystem under `config/` (`server`, `store`, `auth`, `audit`, `sources`,
-//! `policy`, `profiles`, `log`), each with its table's types, defaults and checks; this file
+//! One file per subsystem under `config/` (`server`, `store`, `auth`, `console`, `audit`,
+//! `sources`, `policy`, `profiles`, `log`), each with its table's types, defaults and checks; this file
 //! holds the whole, loading, path resolution and the validation that asks each in turn.
 //!
 //! Every table is `deny_unknown_fields`, so a misspelt key is an error that names it, and
@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 mod audit;
 mod auth;
+mod console;
 mod log;
 mod policy;
 mod profiles;
@@ -24,6 +25,7 @@ mod store;
 
 pub use audit::AuditConfig;
 pub use auth::{AuthConfig, ClaimNames, KeyConfig};
+pub use console::ConsoleConfig;
 pub use log::{LogConfig, LogFormat};
 pub use policy::PolicyConfig;
 pub use profiles::ProfilesConfig;
@@ -98,6 +100,8 @@ pub struct Config {
     /// `[policy]`: the data-sharing agreements the gateway enforces.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// `[console]`: the IG console's sign-in and sessions; without it no console is served.
+    pub console: Option<ConsoleConfig>,
     /// `[profiles]`: the FHIR profiles sources are held to.
     #[serde(default)]
     pub profiles: ProfilesConfig,
@@ -222,6 +226,9 @@ impl Config {
             ));
         };
         auth.validate()?;
+        if let Some(console) = &self.console {
+            console.validate()?;
+        }
         sources::validate(&self.sources, &self.server)
     }
 }

@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | authenticate | [`auth`] | bearer JWTs verified against pinned keys; SMART scopes; the `Principal` |
 //! | front door | [`server`] | axum router, limits, timeouts; parses each FHIR request, asks the door, renders its answer; `/healthz` `/readyz` `/metrics` |
+//! | IG console | [`console`] | server-rendered pages under `/console` for IG leads: OpenID Connect sign-in (PKCE), sessions in the store, CSRF tokens, a strict CSP |
 //! | the one door | [`disclose`] | one pipeline for every ask (find a person, read, search, `$everything`, `policy explain`, sharing choices): scope, plan, resolve, collect, consent, decide, redact, and the audit facts |
 //! | resolve, fan out, normalise, merge | [`federation`] | finds the person in every source, asks them in parallel under one deadline, checks and rewrites what comes back (one file per step) |
 //! | sources | [`sources`] | the `Source` trait: upstream FHIR servers and NDJSON exports |
@@ -19,7 +20,8 @@
 //! Beside them: [`config`] (the TOML file, one file per table under `config/`),
 //! [`telemetry`] (Prometheus metrics) and [`cli`] (the `concord` command, one file per command
 //! under `cli/`). Dependencies point one way, from the top (`cli`, `server`) down to `fhir`:
-//! `server` → `disclose` → `federation` → `sources`; `disclose` → `policy`, `audit`;
+//! `server` → `disclose` → `federation` → `sources`; `server` → `console` → `auth`, `audit`,
+//! `policy`, `store`; `disclose` → `policy`, `audit`;
 //! `federation` → `policy`, `profiles`, `store`; `audit` → `store`; everything may use `fhir`;
 //! nothing uses `server` or `cli` (but `cli`); no two modules use each other; `policy` uses
 //! only `fhir`. `tests/architecture.rs` writes the allowed edges down once and fails when a
@@ -29,6 +31,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod disclose;
 pub mod federation;
 pub mod fhir;

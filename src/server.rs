@@ -1,5 +1,6 @@
 //! The HTTP front: the axum router, the middleware every request passes, and the
-//! operational endpoints (`/healthz`, `/readyz`, `/metrics`).
+//! operational endpoints (`/healthz`, `/readyz`, `/metrics`); the IG console's routes
+//! ([`crate::console`]) are merged in under `/console`.
 
 pub mod api;
 mod audit_event;
@@ -8,6 +9,7 @@ mod consent;
 pub mod error;
 pub mod limit;
 pub mod query;
+mod ready;
 mod record;
 pub mod tls;
 
@@ -24,7 +26,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::ServerConfig;
@@ -59,6 +60,8 @@ pub struct Inner {
     pub(crate) audit_ok: std::sync::atomic::AtomicBool,
     /// The rate limit for callers without a valid token.
     pub(crate) limiter: limit::Limiter,
+    /// The IG console under `/console`, when the config has `[console]`.
+    pub console: Option<crate::console::Console>,
 }
 
 impl std::ops::Deref for AppState {
@@ -76,6 +79,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         config: ServerConfig,
         audit: crate::audit::AuditLog,
+        console: Option<crate::console::Console>,
     ) -> Self {
         let base = config.base_url();
         let limiter = limit::Limiter::new(config.unauthenticated_per_minute);
@@ -88,6 +92,7 @@ impl AppState {
             audit,
             audit_ok: std::sync::atomic::AtomicBool::new(true),
             limiter,
+            console,
         }))
     }
 
@@ -167,12 +172,15 @@ pub(crate) fn router(state: AppState, assumed: Assumed) -> Router {
     // What falls outside the nest but is still under `/fhir` (`/fhir/`, say) goes through
     // the same layers, so that it is recorded too.
     let stray = fhir.clone().with_state(state.clone());
+    if let Some(console) = state.console.clone() {
+        ops = ops.merge(crate::console::router(console));
+    }
     Router::new()
         .nest("/fhir", fhir)
         .merge(ops)
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/readyz/detail", get(readiness_detail))
+        .route("/readyz", get(ready::readyz))
+        .route("/readyz/detail", get(ready::readiness_detail))
         .fallback(move |request: Request| {
             let stray = stray.clone();
             async move {
@@ -532,120 +540,6 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
-/// Ready when the store answers and the audit log can keep a record. The open endpoint says
-/// only that (a load balancer needs no more, and nobody else should learn the sources, their
-/// organisations or the file paths of a failed reload); the detail is
-/// [`readiness_detail`]'s.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let (ready, _) = readiness(&state).await;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = if ready {
-        r#"{"status":"ready"}"#
-    } else {
-        r#"{"status":"unready"}"#
-    };
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// `GET /readyz/detail`: the operator's readiness view, for a staff token with the
-/// [`crate::auth::scopes::OPERATOR`] scope. Sources are listed with their breaker state: a
-/// source that is down makes answers partial, not the gateway unready.
-async fn readiness_detail(State(state): State<AppState>, request: Request) -> Response {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("\u{1}"));
-    match state.verifier.verify_header(header) {
-        Err(e) => return ApiError::unauthorized(&e).into_response(),
-        Ok(p) if p.patient.is_some() || !p.scopes.operator() => {
-            return ApiError::insufficient_scope(&format!(
-                "the readiness detail (scope `{}`)",
-                crate::auth::scopes::OPERATOR
-            ))
-            .into_response();
-        }
-        Ok(_) => {}
-    }
-    let (ready, body) = readiness(&state).await;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-/// Whether the gateway is ready, and the detail.
-async fn readiness(state: &AppState) -> (bool, serde_json::Value) {
-    let store_ok = match state.door.federation().store().ping().await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: store does not answer");
-            false
-        }
-    };
-    let sources: Vec<_> = state
-        .door
-        .federation()
-        .sources()
-        .iter()
-        .map(|s| json!({"id": s.info().id, "name": s.info().name, "ods": s.info().ods, "breaker": s.breaker_state().name()}))
-        .collect();
-    let mut audit_ok = state.audit_ok.load(std::sync::atomic::Ordering::Relaxed);
-    if !audit_ok
-        && state
-            .audit
-            .can_keep(
-                state.door.federation().store(),
-                std::time::Duration::from_secs(2),
-            )
-            .await
-    {
-        // The last append failed, but a record could be kept now: ready again without
-        // waiting for a request to prove it (a load balancer sends none to an unready
-        // instance).
-        state
-            .audit_ok
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        audit_ok = true;
-    }
-    let health = state.audit.health();
-    let ready = store_ok && audit_ok;
-    let set = state.door.policies().current();
-    let reload = state.door.policies().status();
-    let body = json!({
-        "status": if ready { "ready" } else { "unready" },
-        "store": {"backend": state.door.federation().store().backend(), "ok": store_ok},
-        "audit": {
-            "chain": state.audit.chain(),
-            "ok": audit_ok,
-            "spooled": health.spooled,
-            "orphaned_spools": health.orphaned_spools,
-            "signed_head": health.signed_head,
-            "problem": health.problem,
-        },
-        "sources": sources,
-        "policy": {
-            "hash": set.hash,
-            "agreements": set.agreements.len(),
-            "in_force": set.agreements.iter().filter(|a| a.in_force(crate::policy::live::today())).count(),
-            "loaded_at": reload.loaded_at,
-            "warnings": set.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "reload_error": reload.error,
-        },
-    });
-    (ready, body)
-}
-
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for source in state.door.federation().sources() {
         state
@@ -693,6 +587,9 @@ pub enum StartError {
     /// The profiles directory cannot be loaded.
     #[error("[profiles]: {0}")]
     Profiles(String),
+    /// The IG console cannot be set up.
+    #[error(transparent)]
+    Console(#[from] crate::console::SetupError),
 }
 
 /// The audit log's spool, head signer and witness, from `[audit]`.
@@ -753,6 +650,13 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
     )
     .map_err(|e| StartError::Audit(e.to_string()))?;
     let audit = crate::audit::AuditLog::start(store.clone(), key, audit_options(audit_config)?);
+    let console = crate::console::Console::from_config(
+        config,
+        store.clone(),
+        audit.clone(),
+        policies.clone(),
+        verifier.trusts_demo_key(),
+    )?;
     if verifier.trusts_demo_key() {
         tracing::warn!(
             "THE DEMO SIGNING KEY IS TRUSTED: anyone can mint tokens this gateway accepts. Never do this outside the demo."
@@ -789,7 +693,14 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         std::time::Duration::from_millis(config.store.consent_cache_ms),
         config.server.request_timeout(),
     );
-    let state = AppState::new(door, verifier, metrics, config.server.clone(), audit);
+    let state = AppState::new(
+        door,
+        verifier,
+        metrics,
+        config.server.clone(),
+        audit,
+        console,
+    );
     state.spawn_rate_limit_windows(std::time::Duration::from_secs(
         config.server.rate_limit_window_secs,
     ));

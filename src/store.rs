@@ -2,7 +2,8 @@
 //! people and their links to each source. Migrations live under `migrations/sqlite` and
 //! `migrations/postgres` and are compiled into the binary. One file per table family:
 //! `people` (persons and their links), `consent` (sharing choices), `audit` (the audit log's
-//! records and signed heads) and `audit_search` (its search); this file holds the pool.
+//! records and signed heads), `audit_search` (its search) and `console` (the IG console's
+//! sessions and sign-ins under way); this file holds the pool.
 //!
 //! Both backends run the same SQL text (`$1` placeholders work in both); times are Unix
 //! seconds in an integer column and ids are text, so rows read the same from either.
@@ -69,11 +70,13 @@ macro_rules! audit_select {
 mod audit;
 mod audit_search;
 mod consent;
+mod console;
 mod people;
 
 pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
 pub use consent::ConsentRecord;
+pub use console::{ConsoleSession, PendingLogin};
 pub use people::{Link, PersonRecord};
 
 impl Store {
@@ -173,3 +176,6 @@ mod tests;
 
 #[cfg(test)]
 mod audit_search_tests;
+
+#[cfg(test)]
+mod console_tests;

@@ -48,8 +48,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "console",
+        &["fhir", "config", "store", "policy", "audit", "auth"],
+    ),
+    (
         "server",
         &[
+            "console",
             "fhir",
             "config",
             "store",

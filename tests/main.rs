@@ -4,7 +4,9 @@
 
 mod support {
     pub(crate) mod app;
+    pub(crate) mod browser;
     pub(crate) mod data;
+    pub(crate) mod oidc;
     pub(crate) mod pki;
     pub(crate) mod upstream;
 }
@@ -15,6 +17,8 @@ mod audit;
 mod audit_events;
 mod auth;
 mod conformance;
+mod console;
+mod console_browser;
 mod demo;
 mod errors;
 mod failures;

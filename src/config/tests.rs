@@ -231,3 +231,54 @@ fn connection_limits_have_safe_defaults_and_are_checked() {
         Config::parse(&format!("[server]\nidle_timeout = 5\n{MINIMAL}")).expect_err("unknown key");
     assert!(err.to_string().contains("idle_timeout"), "{err}");
 }
+
+#[test]
+fn the_console_table_is_checked() {
+    let ok = format!(
+        "{MINIMAL}\n[console]\nissuer = \"https://login.example.nhs.uk/\"\nclient_id = \"concord\"\n"
+    );
+    let c = Config::parse(&ok).expect("parses");
+    c.validate().expect("valid");
+    let console = c.console.expect("console");
+    assert_eq!(console.allowed_roles, ["ig-lead"]);
+    assert_eq!(console.scopes, ["openid", "profile"]);
+    assert_eq!(
+        (console.idle_timeout_secs, console.absolute_timeout_secs),
+        (900, 28_800)
+    );
+    Config::parse(&format!("{MINIMAL}\n[console]\n"))
+        .expect("parses")
+        .validate()
+        .expect("no issuer: the demo sign-in only");
+    for (table, field) in [
+        ("issuer = \"https://idp.example\"", "console.client_id"),
+        ("client_id = \"c\"", "console.issuer"),
+        (
+            "issuer = \"http://idp.example\"\nclient_id = \"c\"",
+            "console.issuer",
+        ),
+        ("scopes = [\"profile\"]", "console.scopes"),
+        ("allowed_roles = []", "console.allowed_roles"),
+        ("idle_timeout_secs = 10", "console.idle_timeout_secs"),
+        (
+            "idle_timeout_secs = 600\nabsolute_timeout_secs = 60",
+            "console.absolute_timeout_secs",
+        ),
+        (
+            "client_secret = \"a\"\nclient_secret_env = \"B\"",
+            "console.client_secret",
+        ),
+    ] {
+        let err = Config::parse(&format!("{MINIMAL}\n[console]\n{table}\n"))
+            .expect("parses")
+            .validate()
+            .expect_err(table);
+        assert!(err.to_string().contains(field), "{table}: {err}");
+    }
+    let plain_local =
+        format!("{MINIMAL}\n[console]\nissuer = \"http://127.0.0.1:9999\"\nclient_id = \"c\"\n");
+    Config::parse(&plain_local)
+        .expect("parses")
+        .validate()
+        .expect("http on a loopback host");
+}

@@ -160,6 +160,18 @@ impl TestApp {
         server_toml: &str,
         policies: Policies,
     ) -> TestApp {
+        Self::start_config(sources, store, server_toml, policies, "").await
+    }
+
+    /// Starts a gateway as [`TestApp::start_full`] does, with `extra_toml` (tables such as
+    /// `[console]`, or more `[[auth.key]]`s) at the end of its config file.
+    pub(crate) async fn start_config(
+        sources: Vec<SourceSpec>,
+        store: StoreChoice,
+        server_toml: &str,
+        policies: Policies,
+        extra_toml: &str,
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = match policies {
             Policies::ReadPath => {
@@ -213,6 +225,8 @@ impl TestApp {
                 )),
             }
         }
+        toml.push('\n');
+        toml.push_str(extra_toml);
         let path = dir.path().join("concord.toml");
         std::fs::write(&path, toml).expect("write config");
         let config = Config::load(&path).expect("valid test config");

@@ -1,0 +1,44 @@
+//! The IG console in a real headless Chromium: signed in through the test OpenID Connect
+//! provider and out again. The provider is named `localhost` and the gateway `127.0.0.1`,
+//! so that, as in production, they are different sites and the browser applies its
+//! `SameSite` rules to the redirect back. Screenshots go to `target/tmp/console-*.png`.
+
+use crate::console::{console_toml, gateway};
+use crate::support::app::StoreChoice;
+use crate::support::browser::Browser;
+use crate::support::oidc::OidcProvider;
+
+#[tokio::test]
+async fn a_browser_signs_in_through_the_provider_and_out_again() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let idp = OidcProvider::start("localhost").await;
+    let app = gateway(StoreChoice::Sqlite, "", &console_toml(&idp)).await;
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+
+    browser.open(&format!("{}/console/", app.origin)).await;
+    assert!(
+        browser.url().await.ends_with("/console/sign-in"),
+        "sent to sign in: {}",
+        browser.url().await
+    );
+    browser.screenshot(&shots.join("console-sign-in.png")).await;
+    browser.click("#sign-in").await;
+    // To the provider and back; the page after the callback moves on to the console.
+    assert_eq!(browser.text("#who-name").await, "Isla Governance");
+    assert_eq!(browser.text("#who-role").await, "ig-lead");
+    assert_eq!(browser.text("#who-org").await, "A81001");
+    assert_eq!(browser.url().await, format!("{}/console/", app.origin));
+    browser.screenshot(&shots.join("console-home.png")).await;
+
+    browser.click("#sign-out").await;
+    assert_eq!(browser.text("p.notice").await, "You have signed out.");
+    browser.open(&format!("{}/console/", app.origin)).await;
+    assert!(
+        browser.url().await.ends_with("/console/sign-in"),
+        "signed out: {}",
+        browser.url().await
+    );
+    browser.close().await;
+}
