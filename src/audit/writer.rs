@@ -313,12 +313,13 @@ impl Writer {
     async fn commit(&mut self, batch: &mut Vec<Job>) {
         let (mut seq, mut prev) = self.next.clone();
         let mut rows = Vec::with_capacity(batch.len());
-        for job in batch.iter() {
+        // The text moves into its record (a job needs only its answer channel from here on).
+        for job in batch.iter_mut() {
             let hash = self.key.hash(&self.id, seq, &prev, &job.text);
             rows.push(Record {
                 chain: self.id.to_string(),
                 seq,
-                body: job.text.clone(),
+                body: std::mem::take(&mut job.text),
                 prev_hash: std::mem::replace(&mut prev, hash.clone()),
                 hash,
             });
