@@ -531,6 +531,7 @@ async fn a_cut_off_tail_is_found_by_the_signed_heads() {
     let (dir, store) = store().await;
     let witness = dir.path().join("witness.ndjson");
     let log = signed_log(&store, &witness, 8).await;
+    log.settle().await;
     let all = check_heads(&store, &head_check(Some(&witness)))
         .await
         .expect("untouched");
@@ -547,8 +548,17 @@ async fn a_cut_off_tail_is_found_by_the_signed_heads() {
         .expect_err("cut");
     assert_eq!((broken.chain.as_str(), broken.seq), (log.chain(), 6));
     assert!(broken.problem.contains("cut off"), "{broken}");
-    // nor, when the heads in the store go too, to the witness's copy.
+    // and so does the search projection's mark, which reached position 7;
     exec(&store, "DELETE FROM audit_heads").await;
+    let broken = check_heads(&store, &head_check(None))
+        .await
+        .expect_err("cut");
+    assert_eq!(broken.seq, 6, "{broken}");
+    assert!(broken.problem.contains("search projection"), "{broken}");
+    // nor, when the heads in the store and the projection's rows and mark go too, to the
+    // witness's copy.
+    exec(&store, "DELETE FROM audit_search WHERE seq >= 6").await;
+    exec(&store, "UPDATE audit_projected SET seq = 5").await;
     assert!(check_heads(&store, &head_check(None)).await.is_ok());
     let broken = check_heads(&store, &head_check(Some(&witness)))
         .await
