@@ -485,40 +485,4 @@ fn csv_batches(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{Filters, FormError, groups};
-    use crate::store::AuditQuery;
-
-    fn run(query: &str) -> Result<AuditQuery, FormError> {
-        let mut q = AuditQuery::default();
-        groups(&Filters::from_query(Some(query)), &mut q).map(|()| q)
-    }
-
-    #[test]
-    fn bad_fields_are_refused_without_repeating_them() {
-        for (query, expected) in [
-            ("from=yesterday", "the date from must be"),
-            ("to=2026-13-45", "the date to must be"),
-            ("from=lt2026-01-01", "the date from must be"),
-            ("outcome=maybe", "the outcome must be"),
-            ("purpose=%3Cscript%3E", "the purpose of use must be"),
-            ("review=whatever", "the review flag must be"),
-        ] {
-            let message = run(query).map(|_| ()).err().map(|e| e.to_string());
-            assert!(
-                message.as_deref().is_some_and(|m| m.starts_with(expected)),
-                "{query}: {message:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn good_fields_make_groups_and_blanks_mean_any() {
-        let q = run("user=u1&org=&outcome=4&purpose=ETREAT&review=break-glass&from=2026-11-01&to=2026-11-30")
-            .map_err(|e| e.to_string());
-        let q = q.as_ref().map(|q| (q.equals.len(), q.recorded.len()));
-        assert_eq!(q, Ok((4, 2)));
-        let f = Filters::from_query(Some("nhs=943+476+5919&cursor=abc&other=x"));
-        assert_eq!(f.query_string(), "nhs=943+476+5919");
-    }
-}
+mod tests;
