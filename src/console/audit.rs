@@ -145,7 +145,7 @@ struct Search {
     person: Option<Uuid>,
 }
 
-/// A code of letters, digits and `-`, at most 32 long.
+/// A code of letters, digits, `-` and `_`, at most 32 long.
 fn is_code(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 32
