@@ -35,13 +35,19 @@ async fn a_browser_signs_in_through_the_provider_and_out_again() {
 
     // The audit search, from the home page's link; its form searches the sign-in's record.
     browser.click("#nav-audit").await;
+    // `#scope` is on the audit search only: waiting for it waits for the navigation.
+    assert!(browser.text("#scope").await.contains("A81001"));
     assert_eq!(browser.text("h1").await, "Audit search");
     browser.click("#search").await;
-    assert!(
-        browser.url().await.contains("/console/audit?"),
-        "the form's search: {}",
-        browser.url().await
-    );
+    let mut searched = false;
+    for _ in 0..100 {
+        searched = browser.url().await.contains("/console/audit?");
+        if searched {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(searched, "the form's search: {}", browser.url().await);
     assert!(
         browser.text("#results").await.contains("/console/callback"),
         "the sign-in is listed"
