@@ -8,12 +8,17 @@
 //! | `oidc` | the relying party: discovery, PKCE, the code exchange, the ID token's checks |
 //! | `session` | cookies, sessions in the store, idle and absolute timeouts, CSRF tokens |
 //! | `pages` | the HTML of each page; `html` escapes whatever is not markup written here |
+//! | `audit` | the audit search, one record in full and the CSV export, within the user's scope |
+//! | `audit_pages` | the HTML of the audit search and of one record |
 //!
 //! Every page is `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and under a
 //! Content-Security-Policy that allows no script and no inline style. Every form carries a
 //! token tied to the session (or, before sign-in, to a cookie) that a POST must repeat.
-//! Sign-ins and sign-outs are audit records in the gateway's chain.
+//! Sign-ins and sign-outs are audit records in the gateway's chain, and so is every view and
+//! export of the audit log.
 
+mod audit;
+mod audit_pages;
 mod html;
 mod oidc;
 mod pages;
@@ -249,11 +254,25 @@ impl Console {
         who: Option<&signin::Actor>,
         status: StatusCode,
     ) -> Result<(), ConsoleError> {
+        self.append(&self.event(headers, method, route, who, status))
+            .await
+    }
+
+    /// The audit record of a console event of `who`, before anything particular to it (the
+    /// person a view names) is added.
+    fn event(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        route: &'static str,
+        who: Option<&signin::Actor>,
+        status: StatusCode,
+    ) -> Body {
         let request_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let body = Body {
+        Body {
             recorded_us: jiff::Timestamp::now().as_microsecond(),
             request_id: request_id.to_owned(),
             user: who.map(|w| w.user.clone()),
@@ -278,13 +297,28 @@ impl Console {
             .to_owned(),
             status: status.as_u16(),
             ..Body::default()
-        };
+        }
+    }
+
+    /// Appends a record to the audit chain.
+    async fn append(&self, body: &Body) -> Result<(), ConsoleError> {
         self.0
             .audit
-            .append(&body)
+            .append(body)
             .await
             .map(|_| ())
             .map_err(|e| ConsoleError::Audit(e.to_string()))
+    }
+
+    /// The active session of a request, or the answer that sends the browser to sign in or
+    /// choose a role.
+    async fn active(&self, headers: &HeaderMap) -> Result<ConsoleSession, Response> {
+        match self.current(headers).await {
+            Ok(Current::Active(session)) => Ok(session),
+            Ok(Current::Choosing(_)) => Err(self.redirect("/role")),
+            Ok(Current::None) => Err(self.redirect("/sign-in")),
+            Err(e) => Err(self.refusal(&e)),
+        }
     }
 }
 
@@ -302,6 +336,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Console) -> Router<S> {
             get(signin::role_page).post(signin::choose_role),
         )
         .route("/console/sign-out", post(sign_out))
+        .route("/console/audit", get(audit::search))
+        .route("/console/audit.csv", get(audit::csv))
+        .route("/console/audit/{id}", get(audit::record))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/{*rest}", get(not_found).post(not_found));
     if console.0.provider.is_some() {

@@ -33,6 +33,10 @@ pub struct ConsoleConfig {
     /// `R…` part) and the role each stands for here, e.g. `"R8003" = "ig-lead"`. A code not
     /// listed stands for itself.
     pub cis2_roles: BTreeMap<String, String>,
+    /// Roles that see the whole audit log in the console (a region's IG team, say). Default
+    /// none: every other console user sees only the records of their own organisation's
+    /// staff.
+    pub region_roles: Vec<String>,
 }
 
 impl Default for ConsoleConfig {
@@ -47,6 +51,7 @@ impl Default for ConsoleConfig {
             idle_timeout_secs: 15 * 60,
             absolute_timeout_secs: 8 * 60 * 60,
             cis2_roles: BTreeMap::new(),
+            region_roles: Vec::new(),
         }
     }
 }

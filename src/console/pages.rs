@@ -8,7 +8,7 @@ use super::signin::Choice;
 use crate::store::ConsoleSession;
 
 /// The frame of every page: head, banner, main.
-fn layout(path: &str, title: &str, body: impl FnOnce(&mut Html)) -> String {
+pub(super) fn layout(path: &str, title: &str, body: impl FnOnce(&mut Html)) -> String {
     let mut h = Html::default();
     h.raw("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>")
@@ -54,7 +54,10 @@ pub(super) fn home(path: &str, session: &ConsoleSession) -> String {
             .raw("</dd>\n<dt>Signed in by</dt><dd>")
             .text(&session.issuer)
             .raw("</dd>\n</dl>\n")
-            .raw("<p>The console's audit search, break-glass review and agreement pages are not built yet. Until they are, use the AuditEvent API and <code>concord audit</code>.</p>\n")
+            .raw("<nav aria-label=\"Console\"><ul class=\"nav\"><li><a id=\"nav-audit\" href=\"")
+            .text(path)
+            .raw("/audit\">Search the audit log</a></li></ul></nav>\n")
+            .raw("<p>The console's break-glass review and agreement pages are not built yet. Until they are, use the AuditEvent API and <code>concord audit</code>.</p>\n")
             .raw("<form method=\"post\" action=\"")
             .text(path)
             .raw("/sign-out\">\n");

@@ -19,7 +19,6 @@
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use uuid::Uuid;
 
 use super::AppState;
@@ -31,7 +30,6 @@ use crate::auth::Principal;
 use crate::auth::scopes::Interaction;
 use crate::fhir::ODS_SYSTEM;
 use crate::fhir::bundle::{SearchMode, Searchset};
-use crate::fhir::search::{Prefix, parse_date_criterion};
 use crate::store::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
 
 /// The role that sees the whole audit log.
@@ -163,56 +161,19 @@ fn tokens(param: &str, raw: &str, system: Option<&str>) -> Result<Vec<String>, A
     Ok(out)
 }
 
-/// The spans of `recorded_us` a `date` value (with its comma alternatives) stands for. A date
-/// is a range as precise as it is written (`2026-11-25` is the whole day, UTC); a record's time
-/// is a point, so `eq` is within the range, `ge` from its start, `gt` from its end, `le`
-/// before its end and `lt` before its start.
+/// The spans of `recorded_us` a `date` value stands for (see [`AuditSpan::for_date`]).
 fn date_spans(raw: &str) -> Result<Vec<AuditSpan>, ApiError> {
-    let mut out = Vec::new();
-    for alternative in raw.split(',') {
-        let c = parse_date_criterion(alternative).map_err(|e| ApiError::bad_param("date", e))?;
-        let start = Some(c.range.start.saturating_mul(1000));
-        let end = Some(c.range.end.saturating_mul(1000));
-        let span = |from, to| AuditSpan { from, to };
-        match c.prefix {
-            Prefix::Eq => out.push(span(start, end)),
-            Prefix::Ne => {
-                out.push(span(None, start));
-                out.push(span(end, None));
-            }
-            Prefix::Gt | Prefix::Sa => out.push(span(end, None)),
-            Prefix::Ge => out.push(span(start, None)),
-            Prefix::Lt | Prefix::Eb => out.push(span(None, start)),
-            Prefix::Le => out.push(span(None, end)),
-        }
-    }
-    Ok(out)
+    AuditSpan::for_date(raw).map_err(|e| ApiError::bad_param("date", e))
 }
 
-/// The `_cursor` of the page after `last`: opaque to clients (base64url of time, position and
-/// chain).
+/// The `_cursor` of the page after `last` (see [`AuditPosition::cursor`]).
 fn encode_cursor(last: &AuditPosition) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{}.{}.{}", last.recorded_us, last.seq, last.chain))
+    last.cursor()
 }
 
 /// Decodes a `_cursor` made by [`encode_cursor`].
 fn decode_cursor(raw: &str) -> Option<AuditPosition> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let mut parts = text.splitn(3, '.');
-    let recorded_us = parts.next()?.parse().ok()?;
-    let seq = parts.next()?;
-    let chain = parts.next()?;
-    let (chain, seq) =
-        event::parse_id(&format!("{chain}.{seq}")).map(|(c, s)| (c.to_owned(), s))?;
-    Some(AuditPosition {
-        recorded_us,
-        chain,
-        seq,
-    })
+    AuditPosition::from_cursor(raw)
 }
 
 /// Parses the search's parameters.

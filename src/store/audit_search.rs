@@ -1,7 +1,10 @@
 //! Searching the audit log: newest first, paged by a keyset, over the indexed columns.
 
+use base64::Engine;
+
 use super::audit::{AuditRow, Row, audit_row};
 use super::{Store, StoreError};
+use crate::fhir::search::{ParamError, Prefix, parse_date_criterion};
 
 /// A searchable column of `audit_records`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,67 @@ pub struct AuditPosition {
     pub chain: String,
     /// Position in the chain.
     pub seq: i64,
+}
+
+impl AuditSpan {
+    /// The spans of `recorded_us` a FHIR date search value (with its comma alternatives)
+    /// stands for. A date is a range as precise as it is written (`2026-11-25` is the whole
+    /// day, UTC); a record's time is a point, so `eq` is within the range, `ge` from its
+    /// start, `gt` from its end, `le` before its end and `lt` before its start. Shared by the
+    /// AuditEvent API and the IG console's audit search.
+    pub fn for_date(raw: &str) -> Result<Vec<AuditSpan>, ParamError> {
+        let mut out = Vec::new();
+        for alternative in raw.split(',') {
+            let c = parse_date_criterion(alternative)?;
+            let start = Some(c.range.start.saturating_mul(1000));
+            let end = Some(c.range.end.saturating_mul(1000));
+            let span = |from, to| AuditSpan { from, to };
+            match c.prefix {
+                Prefix::Eq => out.push(span(start, end)),
+                Prefix::Ne => {
+                    out.push(span(None, start));
+                    out.push(span(end, None));
+                }
+                Prefix::Gt | Prefix::Sa => out.push(span(end, None)),
+                Prefix::Ge => out.push(span(start, None)),
+                Prefix::Lt | Prefix::Eb => out.push(span(None, start)),
+                Prefix::Le => out.push(span(None, end)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl AuditPosition {
+    /// The opaque cursor of the page after this position: base64url of time, position and
+    /// chain. Shared by the AuditEvent API and the IG console.
+    pub fn cursor(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}.{}.{}", self.recorded_us, self.seq, self.chain))
+    }
+
+    /// Decodes a cursor made by [`AuditPosition::cursor`]; `None` when it is not one.
+    pub fn from_cursor(raw: &str) -> Option<AuditPosition> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let mut parts = text.splitn(3, '.');
+        let recorded_us = parts.next()?.parse().ok()?;
+        let seq: i64 = parts.next()?.parse().ok().filter(|s| *s >= 0)?;
+        let chain = parts.next()?;
+        // The same shape as an audit record id's chain (`crate::audit::event::parse_id`).
+        let chain_ok = !chain.is_empty()
+            && chain.len() <= 64
+            && chain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        chain_ok.then(|| AuditPosition {
+            recorded_us,
+            chain: chain.to_owned(),
+            seq,
+        })
+    }
 }
 
 /// An audit search: every group must match (AND); within a group any value or span may

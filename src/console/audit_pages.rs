@@ -1,0 +1,354 @@
+//! The HTML of the audit search and of one record. Everything shown from a record, a
+//! session or the form goes through [`Html::text`].
+
+use std::collections::HashMap;
+
+use super::audit::{Filters, FormError, PAGE};
+use super::html::Html;
+use super::pages::layout;
+use crate::audit::{Body, Row};
+use crate::store::ConsoleSession;
+
+/// One record as a row of the results.
+#[derive(Debug)]
+pub(super) struct Listed {
+    id: String,
+    when: String,
+    user: String,
+    role: String,
+    org: String,
+    purpose: String,
+    outcome: String,
+    whose: String,
+    what: String,
+    disclosed: usize,
+    withheld: usize,
+}
+
+impl Listed {
+    /// The row of a record; `people` maps gateway ids to NHS numbers.
+    pub(super) fn of(row: &Row, people: &HashMap<String, String>) -> Listed {
+        let b: Body = serde_json::from_str(&row.record.body).unwrap_or_default();
+        let user = match (&b.user_name, &b.user) {
+            (Some(name), Some(id)) => format!("{name} ({id})"),
+            (None, Some(id)) => id.clone(),
+            (Some(name), None) => name.clone(),
+            (None, None) => b.caller.clone(),
+        };
+        let whose = match &b.person {
+            Some(p) => people
+                .get(p)
+                .map_or_else(|| format!("gateway id {p}"), |nhs| format!("NHS {nhs}")),
+            None => String::new(),
+        };
+        Listed {
+            id: format!("{}.{}", row.record.chain, row.record.seq),
+            when: when(row.columns.recorded_us),
+            user,
+            role: b.role.clone().unwrap_or_default(),
+            org: b.org.clone().unwrap_or_default(),
+            purpose: b.purpose.clone().unwrap_or_default(),
+            outcome: format!("{} ({})", b.outcome, b.status),
+            whose,
+            what: format!("{} {}", b.method, b.route),
+            disclosed: b.disclosed.len(),
+            withheld: b.withheld,
+        }
+    }
+}
+
+/// A page of results and the cursor of the next, older page.
+pub(super) struct Results<'a> {
+    pub(super) rows: &'a [Listed],
+    pub(super) next: Option<&'a str>,
+}
+
+/// A time as people read it, UTC, to the second.
+fn when(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us).map_or_else(
+        |_| us.to_string(),
+        |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+/// A labelled text field of the form.
+fn field(h: &mut Html, name: &'static str, label: &'static str, kind: &'static str, value: &str) {
+    h.raw("<div class=\"field\"><label for=\"f-")
+        .raw(name)
+        .raw("\">")
+        .raw(label)
+        .raw("</label><input type=\"")
+        .raw(kind)
+        .raw("\" id=\"f-")
+        .raw(name)
+        .raw("\" name=\"")
+        .raw(name)
+        .raw("\" value=\"")
+        .text(value)
+        .raw("\"></div>\n");
+}
+
+/// A labelled choice of the form: (value, label) pairs, the first "any".
+fn choice(
+    h: &mut Html,
+    name: &'static str,
+    label: &'static str,
+    options: &[(&'static str, &'static str)],
+    value: &str,
+) {
+    h.raw("<div class=\"field\"><label for=\"f-")
+        .raw(name)
+        .raw("\">")
+        .raw(label)
+        .raw("</label><select id=\"f-")
+        .raw(name)
+        .raw("\" name=\"")
+        .raw(name)
+        .raw("\">");
+    let known = options.iter().any(|(v, _)| *v == value);
+    for (v, l) in options {
+        h.raw("<option value=\"").raw(v).raw("\"");
+        if *v == value {
+            h.raw(" selected");
+        }
+        h.raw(">").raw(l).raw("</option>");
+    }
+    if !known {
+        // A value typed into the URL stays what it was.
+        h.raw("<option selected value=\"")
+            .text(value)
+            .raw("\">")
+            .text(value)
+            .raw("</option>");
+    }
+    h.raw("</select></div>\n");
+}
+
+fn form(h: &mut Html, path: &str, f: &Filters) {
+    h.raw("<form method=\"get\" action=\"")
+        .text(path)
+        .raw("/audit\" class=\"search\" id=\"audit-search\">\n");
+    field(h, "nhs", "NHS number", "text", &f.nhs);
+    field(h, "user", "User id", "text", &f.user);
+    field(h, "org", "Organisation (ODS code)", "text", &f.org);
+    field(h, "from", "Date from", "date", &f.from);
+    field(h, "to", "Date to", "date", &f.to);
+    let outcomes = [
+        ("", "Any"),
+        ("success", "Success"),
+        ("refused", "Refused"),
+        ("error", "Error"),
+    ];
+    choice(h, "outcome", "Outcome", &outcomes, &f.outcome);
+    let purposes = [
+        ("", "Any"),
+        ("TREAT", "TREAT: treatment"),
+        ("ETREAT", "ETREAT: emergency (break-glass)"),
+        ("CAREMGT", "CAREMGT: care management"),
+        ("PATRQT", "PATRQT: the person's own request"),
+        ("FAMRQT", "FAMRQT: a carer's request"),
+    ];
+    choice(h, "purpose", "Purpose of use", &purposes, &f.purpose);
+    let reviews = [
+        ("", "Any"),
+        ("break-glass", "Break-glass"),
+        ("consent-withdrawn-by-staff", "Consent withdrawn by staff"),
+    ];
+    choice(h, "review", "Flagged for review", &reviews, &f.review);
+    h.raw("<div class=\"actions\"><button type=\"submit\" class=\"button\" id=\"search\">Search</button></div>\n</form>\n");
+}
+
+fn table(h: &mut Html, path: &str, rows: &[Listed]) {
+    h.raw("<table class=\"results\" id=\"results\">\n<caption>Newest first</caption>\n<thead><tr><th scope=\"col\">When</th><th scope=\"col\">Who</th><th scope=\"col\">Role</th><th scope=\"col\">Organisation</th><th scope=\"col\">Purpose</th><th scope=\"col\">Outcome</th><th scope=\"col\">Whose record</th><th scope=\"col\">What was asked</th><th scope=\"col\">Disclosed</th><th scope=\"col\">Withheld</th></tr></thead>\n<tbody>\n");
+    for r in rows {
+        h.raw("<tr data-id=\"")
+            .text(&r.id)
+            .raw("\"><td><a href=\"")
+            .text(path)
+            .raw("/audit/")
+            .text(&r.id)
+            .raw("\">")
+            .text(&r.when)
+            .raw("</a></td><td>")
+            .text(&r.user)
+            .raw("</td><td>")
+            .text(&r.role)
+            .raw("</td><td>")
+            .text(&r.org)
+            .raw("</td><td>")
+            .text(&r.purpose)
+            .raw("</td><td>")
+            .text(&r.outcome)
+            .raw("</td><td>")
+            .text(&r.whose)
+            .raw("</td><td><code>")
+            .text(&r.what)
+            .raw("</code></td><td>")
+            .text(&r.disclosed.to_string())
+            .raw("</td><td>")
+            .text(&r.withheld.to_string())
+            .raw("</td></tr>\n");
+    }
+    h.raw("</tbody>\n</table>\n");
+}
+
+/// `GET /console/audit`: the form, an error above it, and results below it.
+pub(super) fn search(
+    path: &str,
+    session: &ConsoleSession,
+    region: bool,
+    filters: &Filters,
+    error: Option<&FormError>,
+    results: Option<Results<'_>>,
+) -> String {
+    layout(path, "Audit search", |h| {
+        h.raw("<p><a href=\"")
+            .text(path)
+            .raw("/\">Console home</a></p>\n");
+        h.raw("<h1>Audit search</h1>\n<p class=\"scope\" id=\"scope\">");
+        if region {
+            h.raw("Your role sees every record in the audit log.");
+        } else {
+            h.raw("You see the accesses made by the staff of your organisation, ")
+                .text(session.org.as_deref().unwrap_or("none given"))
+                .raw(".");
+        }
+        h.raw("</p>\n");
+        if let Some(e) = error {
+            h.raw("<div class=\"error-summary\" role=\"alert\" id=\"form-error\"><h2>There is a problem</h2><p>")
+                .text(&e.to_string())
+                .raw("</p></div>\n");
+        }
+        form(h, path, filters);
+        let Some(results) = results else {
+            return;
+        };
+        let query = filters.query_string();
+        h.raw("<p><a id=\"csv\" href=\"")
+            .text(path)
+            .raw("/audit.csv?")
+            .text(&query)
+            .raw("\">Download this search as CSV</a></p>\n");
+        if results.rows.is_empty() {
+            h.raw("<p id=\"no-results\">No records match this search.</p>\n");
+            return;
+        }
+        h.raw("<p>Showing ")
+            .text(&results.rows.len().to_string())
+            .raw(" records, at most ")
+            .text(&PAGE.to_string())
+            .raw(" a page.</p>\n");
+        table(h, path, results.rows);
+        if let Some(next) = results.next {
+            let mut link = form_urlencoded::Serializer::new(query);
+            link.append_pair("cursor", next);
+            h.raw("<p><a class=\"button secondary\" id=\"older\" href=\"")
+                .text(path)
+                .raw("/audit?")
+                .text(&link.finish())
+                .raw("\">Older</a></p>\n");
+        }
+    })
+}
+
+/// A term and its description in a summary list.
+fn item(h: &mut Html, term: &'static str, value: &str) {
+    h.raw("<dt>")
+        .raw(term)
+        .raw("</dt><dd>")
+        .text(if value.is_empty() { "—" } else { value })
+        .raw("</dd>\n");
+}
+
+fn opt(value: Option<&String>) -> &str {
+    value.map_or("", String::as_str)
+}
+
+/// `GET /console/audit/{id}`: one record in full.
+pub(super) fn record(path: &str, row: &Row, b: &Body, nhs: Option<&str>) -> String {
+    let r = &row.record;
+    layout(path, "Audit record", |h| {
+        h.raw("<p><a href=\"")
+            .text(path)
+            .raw("/audit\">Audit search</a></p>\n<h1>Audit record ")
+            .text(&format!("{}.{}", r.chain, r.seq))
+            .raw("</h1>\n<h2>Who and when</h2>\n<dl class=\"summary\" id=\"who\">\n");
+        item(h, "When", &when(row.columns.recorded_us));
+        item(h, "User id", opt(b.user.as_ref()));
+        item(h, "Name", opt(b.user_name.as_ref()));
+        item(h, "Role", opt(b.role.as_ref()));
+        item(h, "Organisation", opt(b.org.as_ref()));
+        item(h, "Caller", &b.caller);
+        item(h, "Carer's relationship", opt(b.relationship.as_ref()));
+        item(h, "Client address", opt(b.client_address.as_ref()));
+        item(h, "Client certificate", opt(b.client_certificate.as_ref()));
+        item(h, "Request id", &b.request_id);
+        h.raw("</dl>\n<h2>What and why</h2>\n<dl class=\"summary\" id=\"what\">\n");
+        item(h, "Whose record (NHS number)", nhs.unwrap_or(""));
+        item(h, "Whose record (gateway id)", opt(b.person.as_ref()));
+        item(h, "Asked", &format!("{} {}", b.method, b.target));
+        item(h, "Route", &b.route);
+        item(h, "Outcome", &format!("{} ({})", b.outcome, b.status));
+        item(h, "Purpose of use", opt(b.purpose.as_ref()));
+        item(h, "Break-glass reason", opt(b.break_glass_reason.as_ref()));
+        item(h, "Flagged for review", opt(b.review.as_ref()));
+        item(h, "Withheld", &b.withheld.to_string());
+        item(h, "Policy set hash", &b.policy_hash);
+        h.raw("</dl>\n");
+        disclosed(h, b);
+        sources(h, b);
+        h.raw("<h2>Place in the audit chain</h2>\n<dl class=\"summary\" id=\"chain\">\n");
+        item(h, "Chain", &r.chain);
+        item(h, "Position", &r.seq.to_string());
+        item(h, "Previous hash", &r.prev_hash);
+        item(h, "Hash", &r.hash);
+        h.raw("</dl>\n");
+    })
+}
+
+fn disclosed(h: &mut Html, b: &Body) {
+    h.raw("<h2>Disclosed</h2>\n");
+    if b.disclosed.is_empty() {
+        h.raw("<p id=\"disclosed\">Nothing was disclosed.</p>\n");
+        return;
+    }
+    h.raw("<table class=\"results\" id=\"disclosed\"><thead><tr><th scope=\"col\">Resource</th><th scope=\"col\">Agreement</th><th scope=\"col\">Rule</th><th scope=\"col\">Emergency only</th></tr></thead>\n<tbody>\n");
+    for d in &b.disclosed {
+        h.raw("<tr><td>")
+            .text(&d.reference)
+            .raw("</td><td>")
+            .text(&d.agreement)
+            .raw("</td><td>")
+            .text(&d.rule)
+            .raw("</td><td>")
+            .raw(if d.emergency { "yes" } else { "no" })
+            .raw("</td></tr>\n");
+    }
+    h.raw("</tbody></table>\n");
+}
+
+fn sources(h: &mut Html, b: &Body) {
+    h.raw("<h2>Sources asked</h2>\n");
+    if b.sources.is_empty() {
+        h.raw("<p id=\"sources\">No source was asked.</p>\n");
+        return;
+    }
+    h.raw("<table class=\"results\" id=\"sources\"><thead><tr><th scope=\"col\">Source</th><th scope=\"col\">How it answered</th></tr></thead>\n<tbody>\n");
+    for s in &b.sources {
+        h.raw("<tr><td>")
+            .text(&s.source)
+            .raw("</td><td>")
+            .text(&s.outcome)
+            .raw("</td></tr>\n");
+    }
+    h.raw("</tbody></table>\n");
+}
+
+/// A record that does not exist or is outside the user's scope.
+pub(super) fn not_found(path: &str) -> String {
+    layout(path, "Audit record not found", |h| {
+        h.raw("<h1>Audit record not found</h1>\n<p id=\"reason\">There is no such record, or it is not one you may see.</p>\n<p><a href=\"")
+            .text(path)
+            .raw("/audit\">Audit search</a></p>\n");
+    })
+}
