@@ -326,26 +326,9 @@ async fn a_gateway_killed_while_it_spools_loses_nothing() {
         (serve(&config), config)
     };
     let client = reqwest::Client::new();
-    let ready = |port: u16| {
-        let client = client.clone();
-        async move {
-            for _ in 0..200 {
-                if let Ok(r) = client
-                    .get(format!("http://127.0.0.1:{port}/readyz"))
-                    .send()
-                    .await
-                {
-                    return serde_json::from_slice::<Value>(&r.bytes().await.expect("body"))
-                        .expect("json");
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            panic!("the gateway did not come up");
-        }
-    };
     let port = free_port();
     let (mut child, config) = start(port);
-    ready(port).await;
+    ready(&client, port).await;
     let token = dev_token(&config).await;
     let search = |port: u16, n: usize| {
         let (client, token) = (client.clone(), token.clone());
@@ -387,7 +370,7 @@ async fn a_gateway_killed_while_it_spools_loses_nothing() {
 
     let port = free_port();
     let (mut child, _) = start(port);
-    ready(port).await;
+    ready(&client, port).await;
     for _ in 0..200 {
         if std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0) == 0 {
             break;
@@ -427,8 +410,23 @@ async fn a_gateway_killed_while_it_spools_loses_nothing() {
     child.kill().await.expect("stop");
 }
 
-/// A demo social worker's token from `concord dev-token`.
-async fn dev_token(config: &std::path::Path) -> String {
+/// The gateway's `/readyz` answer once it is up (the test fails if it does not come up).
+async fn ready(client: &reqwest::Client, port: u16) -> Value {
+    for _ in 0..200 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+        {
+            return serde_json::from_slice::<Value>(&r.bytes().await.expect("body")).expect("json");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the gateway did not come up");
+}
+
+/// A demo social worker's token from `concord dev-token` (of the council, LA001).
+pub(crate) async fn dev_token(config: &std::path::Path) -> String {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
         .args([
             "dev-token",
@@ -463,13 +461,7 @@ async fn a_gateway_killed_right_after_a_200_has_already_recorded_it() {
     let config = binary_config(dir.path(), port);
     let child = Arc::new(Mutex::new(serve(&config)));
     let client = reqwest::Client::new();
-    let health = format!("http://127.0.0.1:{port}/readyz");
-    for _ in 0..200 {
-        if client.get(&health).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    ready(&client, port).await;
     let token = dev_token(&config).await;
     let url = format!(
         "http://127.0.0.1:{port}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990465630"
@@ -530,13 +522,7 @@ async fn a_gateway_killed_right_after_a_200_has_already_recorded_it() {
     // Whatever the killed gateway had not projected for search, the next one does.
     let port = free_port();
     let mut next = serve(&binary_config(dir.path(), port));
-    let health = format!("http://127.0.0.1:{port}/readyz");
-    for _ in 0..200 {
-        if client.get(&health).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    ready(&client, port).await;
     let mut projected = 0;
     for _ in 0..100 {
         projected = store.audit_count(None, None).await.expect("count");

@@ -112,23 +112,7 @@ impl Gateway {
 
     /// A demo token for a social worker of the council (the source the config has).
     async fn token(&self) -> String {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
-            .args([
-                "dev-token",
-                "--role",
-                "social-worker",
-                "--org",
-                "LA001",
-                "--config",
-            ])
-            .arg(&self.config)
-            .output()
-            .await
-            .expect("dev-token");
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_owned()
+        crate::audit::dev_token(&self.config).await
     }
 
     /// Waits until `/metrics` shows `needle`.

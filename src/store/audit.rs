@@ -97,6 +97,19 @@ pub(super) type AuditRow = (
     String,
 );
 
+/// A record's own columns, as read: chain, seq, body, prev_hash, hash.
+type RecordRow = (String, i64, String, String, String);
+
+fn record((chain, seq, body, prev_hash, hash): RecordRow) -> Record {
+    Record {
+        chain,
+        seq,
+        body,
+        prev_hash,
+        hash,
+    }
+}
+
 pub(super) fn audit_row(r: AuditRow) -> Row {
     let (
         chain,
@@ -113,13 +126,7 @@ pub(super) fn audit_row(r: AuditRow) -> Row {
         hash,
     ) = r;
     Row {
-        record: Record {
-            chain,
-            seq,
-            body,
-            prev_hash,
-            hash,
-        },
+        record: record((chain, seq, body, prev_hash, hash)),
         columns: Columns {
             recorded_us,
             person,
@@ -299,15 +306,7 @@ impl AuditLane {
     pub async fn append(&self, records: &[Record]) -> Result<(), StoreError> {
         match (&self.store, &self.kept) {
             (Store::Sqlite(pool), Some(kept)) => {
-                let mut slot = kept.lock().await;
-                let mut conn = match slot.take() {
-                    Some(conn) => conn,
-                    None => lane_connection(pool).await?,
-                };
-                sqlite_append(&mut conn, records).await?;
-                // Kept only after a transaction that finished well.
-                *slot = Some(conn);
-                Ok(())
+                in_turn(pool, kept, async |conn| sqlite_append(conn, records).await).await
             }
             _ => self.store.append_audit(records).await,
         }
@@ -317,18 +316,32 @@ impl AuditLane {
     pub async fn project(&self, rows: &[Projection]) -> Result<(), StoreError> {
         match (&self.store, &self.kept) {
             (Store::Sqlite(pool), Some(kept)) => {
-                let mut slot = kept.lock().await;
-                let mut conn = match slot.take() {
-                    Some(conn) => conn,
-                    None => lane_connection(pool).await?,
-                };
-                sqlite_project(&mut conn, rows, &runs(rows)).await?;
-                *slot = Some(conn);
-                Ok(())
+                in_turn(pool, kept, async |conn| {
+                    sqlite_project(conn, rows, &runs(rows)).await
+                })
+                .await
             }
             _ => self.store.project_audit(rows).await,
         }
     }
+}
+
+/// Runs `write` on the lane's kept connection (opened when there is none), waiting for its
+/// turn. The connection is kept only after a write that finished well; one that failed, or
+/// was cut short, is closed and the next turn opens another.
+async fn in_turn(
+    pool: &sqlx::SqlitePool,
+    kept: &tokio::sync::Mutex<Option<sqlx::SqliteConnection>>,
+    write: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut slot = kept.lock().await;
+    let mut conn = match slot.take() {
+        Some(conn) => conn,
+        None => lane_connection(pool).await?,
+    };
+    write(&mut conn).await?;
+    *slot = Some(conn);
+    Ok(())
 }
 
 impl Store {
@@ -410,16 +423,7 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(|(mark, chain, seq, body, prev_hash, hash)| {
-                (
-                    mark,
-                    Record {
-                        chain,
-                        seq,
-                        body,
-                        prev_hash,
-                        hash,
-                    },
-                )
+                (mark, record((chain, seq, body, prev_hash, hash)))
             })
             .collect())
     }
@@ -455,18 +459,11 @@ impl Store {
     /// Every audit record, chain by chain in order, streamed (never all in memory).
     pub fn audit_rows(&self) -> futures_util::stream::BoxStream<'_, Result<Record, StoreError>> {
         use futures_util::{StreamExt, TryStreamExt};
-        type R = (String, i64, String, String, String);
         const SQL: &str =
             "SELECT chain, seq, body, prev_hash, hash FROM audit_records ORDER BY chain, seq";
-        with_pool!(self, pool => sqlx::query_as::<_, R>(SQL)
+        with_pool!(self, pool => sqlx::query_as::<_, RecordRow>(SQL)
             .fetch(pool)
-            .map_ok(|(chain, seq, body, prev_hash, hash)| Record {
-                chain,
-                seq,
-                body,
-                prev_hash,
-                hash,
-            })
+            .map_ok(record)
             .map_err(StoreError::from)
             .boxed())
     }
