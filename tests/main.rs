@@ -21,6 +21,7 @@ mod conformance;
 mod console;
 mod console_audit;
 mod console_browser;
+mod console_browser_a11y;
 mod console_browser_idp;
 mod demo;
 mod errors;
