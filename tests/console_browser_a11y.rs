@@ -7,8 +7,9 @@
 //! provider's) and signs in through the test OpenID Connect provider.
 //!
 //! Screenshots go to `target/tmp/console-{page}.png` (`.ci/run` keeps them in
-//! `target/console-screenshots/`). With `CONCORD_SCREENSHOTS=docs/console` they are also
-//! written there, relative to the repository: that is how the README's pictures are made.
+//! `target/console-screenshots/`). With `CONCORD_SCREENSHOTS=docs/console` the README's
+//! few are also written there, relative to the repository: `docs/console/README.md` says how
+//! they are made.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -26,6 +27,16 @@ const ENV_SCREENSHOTS: &str = "CONCORD_SCREENSHOTS";
 /// Known to the demo GP.
 const ANN: &str = "9990465630";
 const BEN: &str = "9996656063";
+
+/// The pages whose screenshots the README shows (`docs/console/`).
+const FOR_THE_README: [&str; 6] = [
+    "sign-in",
+    "choose-role",
+    "home",
+    "audit-results",
+    "audit-form-error",
+    "audit-record",
+];
 
 /// The width pages are photographed at: a laptop's.
 const WIDTH: u32 = 1280;
@@ -56,7 +67,9 @@ async fn check(browser: &Browser, page: &str) {
     let name = format!("console-{page}.png");
     let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(&name);
     browser.screenshot(&tmp).await;
-    if let Some(dir) = std::env::var_os(ENV_SCREENSHOTS) {
+    if let Some(dir) = std::env::var_os(ENV_SCREENSHOTS)
+        && FOR_THE_README.contains(&page)
+    {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
         std::fs::create_dir_all(&dir).expect("the screenshots' folder");
         std::fs::copy(&tmp, dir.join(&name)).expect("copy the screenshot");
