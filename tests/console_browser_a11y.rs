@@ -1,5 +1,6 @@
 //! Every page of the IG console, in a real headless Chromium, checked by axe-core against
-//! WCAG 2.2 A and AA (`support::axe`: no serious or critical violation), and photographed.
+//! WCAG 2.2 A and AA (`support::axe`: no serious or critical violation) in a tablet's window
+//! and a laptop's, and photographed.
 //!
 //! The gateway serves the demo: its three providers' exports under the repository's own
 //! agreements, after a few known requests (reads, a break-glass read, a refused one). It
@@ -40,6 +41,8 @@ const FOR_THE_README: [&str; 6] = [
 
 /// The width pages are photographed at: a laptop's.
 const WIDTH: u32 = 1280;
+/// A tablet's window, upright.
+const TABLET: (u32, u32) = (768, 1024);
 /// The tallest photograph.
 const MOST_HEIGHT: u32 = 2400;
 
@@ -60,8 +63,11 @@ async fn fit_window(browser: &Browser) {
         .await;
 }
 
-/// Checks the page the browser shows with axe-core, then saves its screenshot.
+/// Checks the page the browser shows with axe-core as a tablet shows it, then as a laptop
+/// does, and saves its screenshot.
 async fn check(browser: &Browser, page: &str) {
+    browser.resize(TABLET.0, TABLET.1).await;
+    axe::check(browser, &format!("{page} (tablet)")).await;
     fit_window(browser).await;
     axe::check(browser, page).await;
     let name = format!("console-{page}.png");
