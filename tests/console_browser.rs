@@ -2,7 +2,7 @@
 //! provider, the audit search opened from the home page, and signed out again. The provider
 //! is named `localhost` and the gateway `127.0.0.1`, so that, as in production, they are
 //! different sites and the browser applies its `SameSite` rules to the redirect back.
-//! Screenshots go to `target/tmp/console-*.png`.
+//! (`console_browser_a11y` photographs every page.)
 
 use crate::console::{console_toml, gateway};
 use crate::support::app::StoreChoice;
@@ -16,7 +16,6 @@ async fn a_browser_signs_in_through_the_provider_and_out_again() {
     };
     let idp = OidcProvider::start("localhost").await;
     let app = gateway(StoreChoice::Sqlite, "", &console_toml(&idp)).await;
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
 
     browser.open(&format!("{}/console/", app.origin)).await;
     assert!(
@@ -24,14 +23,12 @@ async fn a_browser_signs_in_through_the_provider_and_out_again() {
         "sent to sign in: {}",
         browser.url().await
     );
-    browser.screenshot(&shots.join("console-sign-in.png")).await;
     browser.click("#sign-in").await;
     // To the provider and back; the page after the callback moves on to the console.
     assert_eq!(browser.text("#who-name").await, "Isla Governance");
     assert_eq!(browser.text("#who-role").await, "ig-lead");
     assert_eq!(browser.text("#who-org").await, "A81001");
     assert_eq!(browser.url().await, format!("{}/console/", app.origin));
-    browser.screenshot(&shots.join("console-home.png")).await;
 
     // The audit search, from the home page's link; its form searches the sign-in's record.
     browser.click("#nav-audit").await;
@@ -52,9 +49,6 @@ async fn a_browser_signs_in_through_the_provider_and_out_again() {
         browser.text("#results").await.contains("/console/callback"),
         "the sign-in is listed"
     );
-    browser
-        .screenshot(&shots.join("console-audit-search.png"))
-        .await;
     browser.open(&format!("{}/console/", app.origin)).await;
 
     browser.click("#sign-out").await;

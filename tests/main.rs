@@ -4,6 +4,7 @@
 
 mod support {
     pub(crate) mod app;
+    pub(crate) mod axe;
     pub(crate) mod browser;
     pub(crate) mod data;
     pub(crate) mod oidc;
@@ -20,6 +21,8 @@ mod conformance;
 mod console;
 mod console_audit;
 mod console_browser;
+mod console_browser_a11y;
+mod console_browser_idp;
 mod demo;
 mod errors;
 mod failures;

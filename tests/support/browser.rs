@@ -191,6 +191,41 @@ impl Browser {
         std::fs::write(path, png).expect("write screenshot");
     }
 
+    /// Waits up to ten seconds for a field, then types `text` into it.
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
+        self.text(css).await;
+        let id = self.find(css).await.expect("found a moment ago");
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    /// Runs `script` in the page as WebDriver's asynchronous script: the body of a function
+    /// whose last argument is the callback that ends it with a value, which is returned (or
+    /// WebDriver's error, as `{"error": …, "message": …}`). WebDriver runs it outside the
+    /// page's Content-Security-Policy.
+    pub(crate) async fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
+    /// Resizes the browser's window, in CSS pixels (e.g. to photograph a whole page).
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
+        self.command(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// Ends the session and the driver.
     pub(crate) async fn close(mut self) {
         self.command(reqwest::Method::DELETE, "", None).await;
