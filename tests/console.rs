@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
 use crate::support::app::{Policies, SourceSpec, StoreChoice, TestApp};
-use crate::support::oidc::{CLIENT_ID, CLIENT_SECRET, Flaw, OidcProvider, ig_lead};
+use crate::support::oidc::{CLIENT_ID, CLIENT_SECRET, Flaw, OidcProvider, Userinfo, ig_lead};
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -448,6 +448,66 @@ async fn an_nhs_cis2_user_with_several_allowed_roles_chooses_one() {
     let records = console_records(&audit_lines(&app).await, "/console/role");
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["org"], "LA001");
+}
+
+#[tokio::test]
+async fn an_nhs_cis2_user_whose_roles_come_only_from_userinfo_signs_in() {
+    // CIS2 gives `nhsid_nrbac_roles` (and the name) from its UserInfo endpoint, not in the ID
+    // token: the console reads them there, for the user the ID token names.
+    let idp = OidcProvider::start("127.0.0.1").await;
+    let app = gateway(StoreChoice::Sqlite, "", &console_toml(&idp)).await;
+    let mut user = serde_json::Map::new();
+    user.insert("sub".into(), "555000111333".into());
+    user.insert("name".into(), "Uma Userinfo".into());
+    user.insert(
+        "nhsid_nrbac_roles".into(),
+        json!([{"person_roleid": "1", "org_code": "RY4", "role_code": "S8000:G8000:R8003"}]),
+    );
+    idp.set_user(user);
+    idp.set_userinfo(Userinfo::Only);
+    let mut v = Visitor::new();
+    let back = sign_in(&app, &mut v).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    let home = v.get(&format!("{}/console/", app.origin)).await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert!(
+        home.body.contains("Signed in as Uma Userinfo"),
+        "{}",
+        home.body
+    );
+    assert!(home.body.contains("<dd id=\"who-role\">ig-lead</dd>"));
+    assert!(home.body.contains("<dd id=\"who-org\">RY4</dd>"));
+    let records = console_records(&audit_lines(&app).await, "/console/callback");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["user"], "555000111333");
+    assert_eq!(records[0]["org"], "RY4");
+}
+
+#[tokio::test]
+async fn userinfo_about_another_user_or_failing_refuses_the_sign_in() {
+    for (mode, reason) in [
+        (Userinfo::OtherSubject, "another user than the ID token"),
+        (Userinfo::Fails, "userinfo: 500"),
+    ] {
+        let idp = OidcProvider::start("127.0.0.1").await;
+        let app = gateway(StoreChoice::Sqlite, "", &console_toml(&idp)).await;
+        idp.set_userinfo(mode);
+        let mut v = Visitor::new();
+        let back = sign_in(&app, &mut v).await;
+        assert_eq!(
+            back.status,
+            StatusCode::BAD_GATEWAY,
+            "{mode:?}: {}",
+            back.body
+        );
+        assert!(back.body.contains(reason), "{mode:?}: {}", back.body);
+        assert!(
+            v.cookie("concord_console").is_none(),
+            "{mode:?}: no session"
+        );
+        let home = v.get(&format!("{}/console/", app.origin)).await;
+        assert_eq!(home.status, StatusCode::SEE_OTHER, "{mode:?}");
+    }
 }
 
 /// Moves a session's clock back by `secs`: `column` is `last_seen_s` or `created_s`.

@@ -47,6 +47,9 @@ struct Known {
     authorization_endpoint: reqwest::Url,
     token_endpoint: reqwest::Url,
     jwks_uri: reqwest::Url,
+    /// Where the user's claims are read besides the ID token (NHS CIS2 gives its roles only
+    /// there), when the provider has one.
+    userinfo_endpoint: Option<reqwest::Url>,
     keys: HashMap<String, (Algorithm, DecodingKey)>,
     read_at: Instant,
     keys_read_at: Instant,
@@ -107,19 +110,24 @@ impl Provider {
         Ok(url.to_string())
     }
 
-    /// Exchanges a code for an ID token and checks it; the token's claims.
+    /// Exchanges a code for an ID token and checks it; the token's claims, with those of the
+    /// provider's UserInfo endpoint added when it has one.
     pub(super) async fn redeem(
         &self,
         code: &str,
         verifier: &str,
         nonce_hash: &str,
     ) -> Result<Map<String, Value>, ConsoleError> {
-        let token_endpoint = {
+        let (token_endpoint, userinfo_endpoint) = {
             let mut guard = self.known.lock().await;
-            self.refreshed(&mut guard).await?.token_endpoint.clone()
+            let known = self.refreshed(&mut guard).await?;
+            (
+                known.token_endpoint.clone(),
+                known.userinfo_endpoint.clone(),
+            )
         };
-        let id_token = self.exchange(token_endpoint, code, verifier).await?;
-        let claims = self.check(&id_token).await?;
+        let tokens = self.exchange(token_endpoint, code, verifier).await?;
+        let mut claims = self.check(&tokens.id_token).await?;
         let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
         if super::sha256_hex(nonce) != nonce_hash {
             return Err(ConsoleError::Nonce);
@@ -129,7 +137,31 @@ impl Provider {
         {
             return Err(ConsoleError::IdToken(AuthError::WrongAudience));
         }
+        if let (Some(endpoint), Some(access_token)) = (userinfo_endpoint, &tokens.access_token) {
+            let more = self.userinfo(endpoint, access_token).await?;
+            add_userinfo(&mut claims, more)?;
+        }
         Ok(claims)
+    }
+
+    /// The user's claims from the UserInfo endpoint (OpenID Connect Core 5.3), as JSON.
+    async fn userinfo(
+        &self,
+        endpoint: reqwest::Url,
+        access_token: &str,
+    ) -> Result<Map<String, Value>, ConsoleError> {
+        let answer = self
+            .http
+            .get(endpoint)
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| provider_error("userinfo", e.without_url()))?;
+        if !answer.status().is_success() {
+            return Err(provider_error("userinfo", answer.status()));
+        }
+        read_json(answer).await
     }
 
     async fn exchange(
@@ -137,7 +169,7 @@ impl Provider {
         endpoint: reqwest::Url,
         code: &str,
         verifier: &str,
-    ) -> Result<String, ConsoleError> {
+    ) -> Result<Tokens, ConsoleError> {
         let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let mut body = format!(
             "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}",
@@ -173,10 +205,20 @@ impl Provider {
                 .unwrap_or("unknown");
             return Err(ConsoleError::CodeRefused(safe_word(code)));
         }
-        body.get("id_token")
+        let id_token = body
+            .get("id_token")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| provider_error("token endpoint", "no id_token in the answer"))
+            .ok_or_else(|| provider_error("token endpoint", "no id_token in the answer"))?;
+        let access_token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        Ok(Tokens {
+            id_token,
+            access_token,
+        })
     }
 
     /// The ID token's signature, `iss`, `aud`, `exp` and `nbf`.
@@ -267,11 +309,16 @@ impl Provider {
             ));
         }
         let jwks_uri = field("jwks_uri")?;
+        let userinfo_endpoint = match doc.get("userinfo_endpoint") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(field("userinfo_endpoint")?),
+        };
         let keys = self.keys(&jwks_uri).await?;
         Ok(Known {
             authorization_endpoint: field("authorization_endpoint")?,
             token_endpoint: field("token_endpoint")?,
             jwks_uri,
+            userinfo_endpoint,
             keys,
             read_at: Instant::now(),
             keys_read_at: Instant::now(),
@@ -323,6 +370,47 @@ impl Provider {
     }
 }
 
+/// What the token endpoint answered.
+struct Tokens {
+    id_token: String,
+    access_token: Option<String>,
+}
+
+/// Claims that only the checked ID token may give: UserInfo never supplies or replaces them.
+const ID_TOKEN_ONLY: [&str; 9] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "nonce",
+    "azp",
+    "auth_time",
+];
+
+/// Adds the UserInfo answer's claims to the ID token's. The answer must be about the same
+/// user (its `sub` is the ID token's, OpenID Connect Core 5.3.2); a claim both give keeps
+/// the ID token's value, which is signed.
+fn add_userinfo(
+    claims: &mut Map<String, Value>,
+    more: Map<String, Value>,
+) -> Result<(), ConsoleError> {
+    let subject = claims.get("sub").and_then(Value::as_str);
+    if subject.is_none() || more.get("sub").and_then(Value::as_str) != subject {
+        return Err(provider_error(
+            "userinfo",
+            "its answer is about another user than the ID token",
+        ));
+    }
+    for (name, value) in more {
+        if !ID_TOKEN_ONLY.contains(&name.as_str()) && !claims.contains_key(&name) {
+            claims.insert(name, value);
+        }
+    }
+    Ok(())
+}
+
 /// Reads a JSON answer of at most [`MAX_ANSWER_BYTES`].
 async fn read_json<T: serde::de::DeserializeOwned>(
     mut answer: reqwest::Response,
@@ -371,5 +459,44 @@ mod tests {
         assert_eq!(super::safe_word("invalid_grant"), "invalid_grant");
         assert_eq!(super::safe_word("<b>x</b>"), "unknown");
         assert_eq!(super::safe_word(""), "unknown");
+    }
+
+    fn claims(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn userinfo_adds_what_the_id_token_lacks_and_changes_nothing_it_says() {
+        let mut id =
+            claims(serde_json::json!({"sub": "555", "iss": "https://idp", "name": "Cara"}));
+        let more = claims(serde_json::json!({
+            "sub": "555", "name": "Someone Else", "iss": "https://elsewhere", "exp": 1,
+            "nhsid_nrbac_roles": [{"org_code": "RY4", "role_code": "S8000:G8000:R8003"}]
+        }));
+        super::add_userinfo(&mut id, more).expect("same user");
+        assert_eq!(id["name"], "Cara", "the signed value stands");
+        assert_eq!(id["iss"], "https://idp");
+        assert!(
+            id.get("exp").is_none(),
+            "never a validity claim from userinfo"
+        );
+        assert_eq!(id["nhsid_nrbac_roles"][0]["org_code"], "RY4");
+    }
+
+    #[test]
+    fn userinfo_about_another_user_is_refused() {
+        for other in [
+            serde_json::json!({"sub": "666", "role": "ig-lead"}),
+            serde_json::json!({"role": "ig-lead"}),
+            serde_json::json!({"sub": 555, "role": "ig-lead"}),
+        ] {
+            let mut id = claims(serde_json::json!({"sub": "555"}));
+            let refused = super::add_userinfo(&mut id, claims(other.clone()));
+            assert!(
+                matches!(refused, Err(super::ConsoleError::Provider(_))),
+                "{other}"
+            );
+            assert!(id.get("role").is_none(), "{other}: nothing added");
+        }
     }
 }

@@ -71,9 +71,9 @@ const provider = new Provider(issuer, {
   }],
   jwks: { keys: [signingKey] },
   pkce: { required: () => true },
-  // The console reads who the user is from the ID token alone, so the claims of the granted
-  // scopes go into it (the provider's default puts them in userinfo only).
-  conformIdTokenClaims: false,
+  // The provider's default, kept: as with NHS CIS2, the claims of the granted scopes
+  // (name, role, organisation, `nhsid_nrbac_roles`) come from its UserInfo endpoint only, not
+  // in the ID token, and the console reads them there.
   scopes: ['openid', 'profile', 'nationalrbacaccess'],
   claims: {
     openid: ['sub'],

@@ -9,6 +9,8 @@
 //!   redirect URI and the PKCE verifier, and answers an ID token for the user with the
 //!   authorization request's `nonce`.
 //!
+//! * `GET /userinfo`: the user's claims, for the access token it issued with the ID token.
+//!
 //! Switches: [`OidcProvider::set_user`] (the claims of whoever signs in next) and
 //! [`OidcProvider::set_flaw`] (a flaw in the ID tokens it issues: a broken signature, a
 //! wrong nonce, a wrong audience, an expired token). It counts token requests.
@@ -48,6 +50,19 @@ pub(crate) enum Flaw {
     Expired,
 }
 
+/// Where the user's claims are given, and how UserInfo answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Userinfo {
+    /// In the ID token and, the same, from UserInfo.
+    Both,
+    /// From UserInfo only, as NHS CIS2 gives its roles: the ID token names only the subject.
+    Only,
+    /// From UserInfo only, but about another subject than the ID token's.
+    OtherSubject,
+    /// UserInfo fails (500); the ID token names only the subject.
+    Fails,
+}
+
 struct Grant {
     redirect_uri: String,
     challenge: String,
@@ -60,6 +75,9 @@ struct Shared {
     jwk: Value,
     user: Mutex<Map<String, Value>>,
     flaw: Mutex<Flaw>,
+    userinfo: Mutex<Userinfo>,
+    /// The user's claims by the access token issued with them.
+    access: Mutex<HashMap<String, Map<String, Value>>>,
     grants: Mutex<HashMap<String, Grant>>,
     token_requests: AtomicUsize,
 }
@@ -116,6 +134,8 @@ impl OidcProvider {
             jwk,
             user: Mutex::new(ig_lead()),
             flaw: Mutex::new(Flaw::None),
+            userinfo: Mutex::new(Userinfo::Both),
+            access: Mutex::new(HashMap::new()),
             grants: Mutex::new(HashMap::new()),
             token_requests: AtomicUsize::new(0),
         });
@@ -124,6 +144,7 @@ impl OidcProvider {
             .route("/jwks", get(jwks))
             .route("/authorize", get(authorize))
             .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -145,6 +166,11 @@ impl OidcProvider {
         *lock(&self.shared.flaw) = flaw;
     }
 
+    /// Where the user's claims are given from now on.
+    pub(crate) fn set_userinfo(&self, userinfo: Userinfo) {
+        *lock(&self.shared.userinfo) = userinfo;
+    }
+
     /// How many token requests it has answered (or refused).
     pub(crate) fn token_requests(&self) -> usize {
         self.shared.token_requests.load(Ordering::SeqCst)
@@ -160,6 +186,7 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Response {
             "authorization_endpoint": format!("{i}/authorize"),
             "token_endpoint": format!("{i}/token"),
             "jwks_uri": format!("{i}/jwks"),
+            "userinfo_endpoint": format!("{i}/userinfo"),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["EdDSA"],
@@ -258,18 +285,43 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     }
     let id_token = id_token(&s, &grant.nonce);
+    let access_token = uuid::Uuid::new_v4().simple().to_string();
+    let user = lock(&s.user).clone();
+    lock(&s.access).insert(access_token.clone(), user);
     json_answer(
         StatusCode::OK,
-        json!({"access_token": "unused", "token_type": "Bearer", "expires_in": 300,
+        json!({"access_token": access_token, "token_type": "Bearer", "expires_in": 300,
         "id_token": id_token}),
     )
     .into_response()
+}
+
+async fn userinfo(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let Some(mut user) = lock(&s.access).get(token).cloned() else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_token");
+    };
+    match *lock(&s.userinfo) {
+        Userinfo::Fails => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        Userinfo::OtherSubject => {
+            user.insert("sub".into(), "someone-else".into());
+        }
+        Userinfo::Both | Userinfo::Only => {}
+    }
+    json_answer(StatusCode::OK, Value::Object(user))
 }
 
 fn id_token(s: &Shared, nonce: &str) -> String {
     let flaw = *lock(&s.flaw);
     let now = jiff::Timestamp::now().as_second();
     let mut claims = lock(&s.user).clone();
+    if *lock(&s.userinfo) != Userinfo::Both {
+        claims.retain(|name, _| name == "sub");
+    }
     claims.insert("iss".into(), s.issuer.clone().into());
     claims.insert("aud".into(), CLIENT_ID.into());
     claims.insert("iat".into(), now.into());
