@@ -18,6 +18,7 @@ mod audit_events;
 mod auth;
 mod conformance;
 mod console;
+mod console_agreements;
 mod console_audit;
 mod console_browser;
 mod demo;

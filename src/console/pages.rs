@@ -56,8 +56,11 @@ pub(super) fn home(path: &str, session: &ConsoleSession) -> String {
             .raw("</dd>\n</dl>\n")
             .raw("<nav aria-label=\"Console\"><ul class=\"nav\"><li><a id=\"nav-audit\" href=\"")
             .text(path)
-            .raw("/audit\">Search the audit log</a></li></ul></nav>\n")
-            .raw("<p>The console's break-glass review and agreement pages are not built yet. Until they are, use the AuditEvent API and <code>concord audit</code>.</p>\n")
+            .raw("/audit\">Search the audit log</a></li>")
+            .raw("<li><a id=\"nav-agreements\" href=\"")
+            .text(path)
+            .raw("/agreements\">Agreements</a></li></ul></nav>\n")
+            .raw("<p>The console's break-glass review and its report of who has looked at a record are not built yet. Until they are, use the AuditEvent API and <code>concord audit</code>.</p>\n")
             .raw("<form method=\"post\" action=\"")
             .text(path)
             .raw("/sign-out\">\n");
