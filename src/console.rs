@@ -17,7 +17,8 @@
 //! Content-Security-Policy that allows no script and no inline style. Every form carries a
 //! token tied to the session (or, before sign-in, to a cookie) that a POST must repeat.
 //! Sign-ins and sign-outs are audit records in the gateway's chain, and so is every view and
-//! export of the audit log. The agreements pages name no person and are not recorded.
+//! export of the audit log and of a person's access report. The agreements pages name no
+//! person and are not recorded.
 
 mod agreements;
 mod agreements_pages;
@@ -26,6 +27,8 @@ mod audit_pages;
 mod html;
 mod oidc;
 mod pages;
+mod person;
+mod person_pages;
 mod session;
 mod signin;
 
@@ -343,6 +346,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Console) -> Router<S> {
         .route("/console/audit", get(audit::search))
         .route("/console/audit.csv", get(audit::csv))
         .route("/console/audit/{id}", get(audit::record))
+        .route("/console/person", get(person::page))
+        .route("/console/person/{nhs}/report", get(person::print))
         .route("/console/agreements", get(agreements::list))
         .route("/console/agreements/{id}", get(agreements::one))
         .route("/console/static/console.css", get(stylesheet))
