@@ -21,6 +21,7 @@ mod console;
 mod console_agreements;
 mod console_audit;
 mod console_browser;
+mod console_browser_people;
 mod console_people;
 mod demo;
 mod errors;

@@ -191,6 +191,53 @@ impl Browser {
         std::fs::write(path, png).expect("write screenshot");
     }
 
+    /// Prints the page as the browser would (its print stylesheet applies) to a PDF at
+    /// `path`: WebDriver's print command, A4.
+    pub(crate) async fn print_pdf(&self, path: &std::path::Path) -> Vec<u8> {
+        use base64::Engine;
+        let page = json!({"page": {"width": 21.0, "height": 29.7}, "background": true});
+        let v = self
+            .command(reqwest::Method::POST, "/print", Some(page))
+            .await;
+        let pdf = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .unwrap_or_else(|_| panic!("a base64 PDF: {v}"));
+        std::fs::write(path, &pdf).expect("write the PDF");
+        pdf
+    }
+
+    /// Sets the window's size in CSS pixels (screenshots show the window).
+    pub(crate) async fn window_size(&self, width: u32, height: u32) {
+        let rect = json!({"width": width, "height": height});
+        self.command(reqwest::Method::POST, "/window/rect", Some(rect))
+            .await;
+    }
+
+    /// Renders the page as for print (`true`) or for the screen (`false`), through Chromium's
+    /// DevTools protocol, so that a screenshot or [`Browser::displayed`] shows the print
+    /// stylesheet's effect.
+    pub(crate) async fn emulate_print(&self, print: bool) {
+        let media = if print { "print" } else { "" };
+        let command = json!({"cmd": "Emulation.setEmulatedMedia", "params": {"media": media}});
+        self.command(reqwest::Method::POST, "/goog/cdp/execute", Some(command))
+            .await;
+    }
+
+    /// Whether the element a CSS selector finds is shown (false when there is none).
+    pub(crate) async fn displayed(&self, css: &str) -> bool {
+        let Some(id) = self.find(css).await else {
+            return false;
+        };
+        let v = self
+            .command(
+                reqwest::Method::GET,
+                &format!("/element/{id}/displayed"),
+                None,
+            )
+            .await;
+        v.as_bool().unwrap_or(false)
+    }
+
     /// Ends the session and the driver.
     pub(crate) async fn close(mut self) {
         self.command(reqwest::Method::DELETE, "", None).await;
