@@ -10,18 +10,25 @@
 //! | `pages` | the HTML of each page; `html` escapes whatever is not markup written here |
 //! | `audit` | the audit search, one record in full and the CSV export, within the user's scope |
 //! | `audit_pages` | the HTML of the audit search and of one record |
+//! | `person`, `person_pages` | "who has looked at this record": one person's accesses, and the print-friendly report |
+//! | `agreements`, `agreements_pages` | the agreements in force, what needs attention, who may see what |
 //!
 //! Every page is `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and under a
 //! Content-Security-Policy that allows no script and no inline style. Every form carries a
 //! token tied to the session (or, before sign-in, to a cookie) that a POST must repeat.
 //! Sign-ins and sign-outs are audit records in the gateway's chain, and so is every view and
-//! export of the audit log.
+//! export of the audit log and of a person's access report. The agreements pages name no
+//! person and are not recorded.
 
+mod agreements;
+mod agreements_pages;
 mod audit;
 mod audit_pages;
 mod html;
 mod oidc;
 mod pages;
+mod person;
+mod person_pages;
 mod session;
 mod signin;
 
@@ -339,6 +346,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Console) -> Router<S> {
         .route("/console/audit", get(audit::search))
         .route("/console/audit.csv", get(audit::csv))
         .route("/console/audit/{id}", get(audit::record))
+        .route("/console/person", get(person::page))
+        .route("/console/person/{nhs}/report", get(person::print))
+        .route("/console/agreements", get(agreements::list))
+        .route("/console/agreements/{id}", get(agreements::one))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/{*rest}", get(not_found).post(not_found));
     if console.0.provider.is_some() {

@@ -37,6 +37,9 @@ pub struct ConsoleConfig {
     /// none: every other console user sees only the records of their own organisation's
     /// staff.
     pub region_roles: Vec<String>,
+    /// The agreements page flags an agreement whose `valid_until` is this many days away or
+    /// fewer (default 30).
+    pub lapsing_within_days: u16,
 }
 
 impl Default for ConsoleConfig {
@@ -52,6 +55,7 @@ impl Default for ConsoleConfig {
             absolute_timeout_secs: 8 * 60 * 60,
             cis2_roles: BTreeMap::new(),
             region_roles: Vec::new(),
+            lapsing_within_days: 30,
         }
     }
 }
@@ -98,6 +102,12 @@ impl ConsoleConfig {
             return Err(invalid(
                 "console.allowed_roles",
                 "must name at least one role, none empty",
+            ));
+        }
+        if self.lapsing_within_days > 3660 {
+            return Err(invalid(
+                "console.lapsing_within_days",
+                "must be at most 3660 (ten years)",
             ));
         }
         if self.idle_timeout_secs < 60 {

@@ -246,6 +246,7 @@ fn the_console_table_is_checked() {
         (console.idle_timeout_secs, console.absolute_timeout_secs),
         (900, 28_800)
     );
+    assert_eq!(console.lapsing_within_days, 30);
     Config::parse(&format!("{MINIMAL}\n[console]\n"))
         .expect("parses")
         .validate()
@@ -260,6 +261,7 @@ fn the_console_table_is_checked() {
         ("scopes = [\"profile\"]", "console.scopes"),
         ("allowed_roles = []", "console.allowed_roles"),
         ("idle_timeout_secs = 10", "console.idle_timeout_secs"),
+        ("lapsing_within_days = 4000", "console.lapsing_within_days"),
         (
             "idle_timeout_secs = 600\nabsolute_timeout_secs = 60",
             "console.absolute_timeout_secs",

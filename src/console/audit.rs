@@ -122,7 +122,7 @@ pub(super) enum FormError {
 }
 
 /// A search failed: the form was wrong, or the console could not serve it.
-enum Failed {
+pub(super) enum Failed {
     Form(FormError),
     Console(ConsoleError),
 }
@@ -140,9 +140,9 @@ impl From<crate::store::StoreError> for Failed {
 }
 
 /// A search ready for the store, and the person it names, if exactly one.
-struct Search {
-    query: AuditQuery,
-    person: Option<Uuid>,
+pub(super) struct Search {
+    pub(super) query: AuditQuery,
+    pub(super) person: Option<Uuid>,
 }
 
 /// A code of letters, digits, `-` and `_`, at most 32 long.
@@ -206,7 +206,7 @@ fn groups(f: &Filters, query: &mut AuditQuery) -> Result<(), FormError> {
 }
 
 /// True when the session's role sees the whole audit log.
-fn sees_everything(console: &Console, session: &ConsoleSession) -> bool {
+pub(super) fn sees_everything(console: &Console, session: &ConsoleSession) -> bool {
     session
         .role
         .as_ref()
@@ -230,7 +230,11 @@ fn actor(session: &ConsoleSession) -> Actor {
 
 impl Console {
     /// The store query of a form, within the session's scope.
-    async fn search_of(&self, session: &ConsoleSession, f: &Filters) -> Result<Search, Failed> {
+    pub(super) async fn search_of(
+        &self,
+        session: &ConsoleSession,
+        f: &Filters,
+    ) -> Result<Search, Failed> {
         let mut query = AuditQuery::default();
         groups(f, &mut query).map_err(Failed::Form)?;
         let mut person = None;
@@ -274,7 +278,7 @@ impl Console {
     }
 
     /// Records a view or export of the audit log by `session`, about `person` if it names one.
-    async fn record_view(
+    pub(super) async fn record_view(
         &self,
         headers: &HeaderMap,
         route: &'static str,
@@ -311,7 +315,7 @@ impl Console {
 }
 
 /// A row's place in newest-first order.
-fn position(row: &Row) -> AuditPosition {
+pub(super) fn position(row: &Row) -> AuditPosition {
     AuditPosition {
         recorded_us: row.columns.recorded_us,
         chain: row.record.chain.clone(),

@@ -64,7 +64,7 @@ pub(super) struct Results<'a> {
 }
 
 /// A time as people read it, UTC, to the second.
-fn when(us: i64) -> String {
+pub(super) fn when(us: i64) -> String {
     jiff::Timestamp::from_microsecond(us).map_or_else(
         |_| us.to_string(),
         |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),

@@ -19,6 +19,8 @@ pub struct ReloadStatus {
     pub loaded_at: String,
     /// Why the newest files could not be loaded, while they cannot.
     pub error: Option<String>,
+    /// When a reload last failed (RFC 3339), while the newest files cannot be loaded.
+    pub failed_at: Option<String>,
     /// The hash of the files that failed, so the same broken files are not tried again.
     failed_hash: Option<String>,
 }
@@ -128,6 +130,7 @@ impl LivePolicies {
                 );
                 let mut status = self.status();
                 status.error = Some(errors.to_string());
+                status.failed_at = Some(jiff::Timestamp::now().to_string());
                 status.failed_hash = Some(files_state(&self.dir));
                 write(&self.status, status);
                 Err(errors)

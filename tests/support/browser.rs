@@ -226,6 +226,46 @@ impl Browser {
         .await;
     }
 
+    /// Prints the page as the browser would (its print stylesheet applies) to a PDF at
+    /// `path`: WebDriver's print command, A4.
+    pub(crate) async fn print_pdf(&self, path: &std::path::Path) -> Vec<u8> {
+        use base64::Engine;
+        let page = json!({"page": {"width": 21.0, "height": 29.7}, "background": true});
+        let v = self
+            .command(reqwest::Method::POST, "/print", Some(page))
+            .await;
+        let pdf = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .unwrap_or_else(|_| panic!("a base64 PDF: {v}"));
+        std::fs::write(path, &pdf).expect("write the PDF");
+        pdf
+    }
+
+    /// Renders the page as for print (`true`) or for the screen (`false`), through Chromium's
+    /// DevTools protocol, so that a screenshot or [`Browser::displayed`] shows the print
+    /// stylesheet's effect.
+    pub(crate) async fn emulate_print(&self, print: bool) {
+        let media = if print { "print" } else { "" };
+        let command = json!({"cmd": "Emulation.setEmulatedMedia", "params": {"media": media}});
+        self.command(reqwest::Method::POST, "/goog/cdp/execute", Some(command))
+            .await;
+    }
+
+    /// Whether the element a CSS selector finds is shown (false when there is none).
+    pub(crate) async fn displayed(&self, css: &str) -> bool {
+        let Some(id) = self.find(css).await else {
+            return false;
+        };
+        let v = self
+            .command(
+                reqwest::Method::GET,
+                &format!("/element/{id}/displayed"),
+                None,
+            )
+            .await;
+        v.as_bool().unwrap_or(false)
+    }
+
     /// Ends the session and the driver.
     pub(crate) async fn close(mut self) {
         self.command(reqwest::Method::DELETE, "", None).await;
