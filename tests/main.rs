@@ -20,6 +20,8 @@ mod conformance;
 mod console;
 mod console_audit;
 mod console_browser;
+mod console_browser_health;
+mod console_health;
 mod demo;
 mod errors;
 mod failures;

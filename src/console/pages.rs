@@ -9,8 +9,24 @@ use crate::store::ConsoleSession;
 
 /// The frame of every page: head, banner, main.
 pub(super) fn layout(path: &str, title: &str, body: impl FnOnce(&mut Html)) -> String {
+    framed(path, title, "", body)
+}
+
+/// [`layout`] for a page that reloads itself every two seconds (no script: a `<meta>`
+/// refresh), such as the progress of a job.
+pub(super) fn refreshing(path: &str, title: &str, body: impl FnOnce(&mut Html)) -> String {
+    framed(
+        path,
+        title,
+        "<meta http-equiv=\"refresh\" content=\"2\">\n",
+        body,
+    )
+}
+
+fn framed(path: &str, title: &str, head: &'static str, body: impl FnOnce(&mut Html)) -> String {
     let mut h = Html::default();
     h.raw("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
+        .raw(head)
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>")
         .text(title)
         .raw(" – Concord IG console</title>\n<link rel=\"stylesheet\" href=\"")
@@ -56,7 +72,11 @@ pub(super) fn home(path: &str, session: &ConsoleSession) -> String {
             .raw("</dd>\n</dl>\n")
             .raw("<nav aria-label=\"Console\"><ul class=\"nav\"><li><a id=\"nav-audit\" href=\"")
             .text(path)
-            .raw("/audit\">Search the audit log</a></li></ul></nav>\n")
+            .raw("/audit\">Search the audit log</a></li>")
+            .raw("<li><a id=\"nav-health\" href=\"")
+            .text(path)
+            .raw("/health\">Health of the record: sources, signed heads, verify</a></li>")
+            .raw("</ul></nav>\n")
             .raw("<p>The console's break-glass review and agreement pages are not built yet. Until they are, use the AuditEvent API and <code>concord audit</code>.</p>\n")
             .raw("<form method=\"post\" action=\"")
             .text(path)
