@@ -12,6 +12,7 @@
 //! | `audit_pages` | the HTML of the audit search and of one record |
 //! | `health`, `health_pages` | the health of the record: sources, signed chain heads, and `audit verify` |
 //! | `verify` | `audit verify` run in the background, one at a time, with its progress |
+//! | `charts`, `charts_pages`, `svg` | the pictures: counts from the store drawn as inline SVG, with their tables |
 //!
 //! Every page is `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and under a
 //! Content-Security-Policy that allows no script and no inline style. Every form carries a
@@ -21,6 +22,8 @@
 
 mod audit;
 mod audit_pages;
+mod charts;
+mod charts_pages;
 mod health;
 mod health_pages;
 mod html;
@@ -28,6 +31,7 @@ mod oidc;
 mod pages;
 mod session;
 mod signin;
+mod svg;
 mod verify;
 
 use std::sync::Arc;
@@ -368,6 +372,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Console) -> Router<S> {
             "/console/health/verify",
             get(health::verify_page).post(health::start_verify),
         )
+        .route("/console/charts", get(charts::page))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/{*rest}", get(not_found).post(not_found));
     if console.0.provider.is_some() {

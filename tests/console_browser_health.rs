@@ -1,8 +1,9 @@
-//! The health of the record in a real headless Chromium: signed in through the test OpenID
-//! Connect provider, `audit verify` run from the health page's button until its result page
-//! says it passed (the progress page reloads itself, without script). A long chain written
-//! beforehand keeps the check running long enough to be seen running. Screenshots go to
-//! `target/tmp/console-health*.png`.
+//! The health of the record and the pictures in a real headless Chromium: signed in through
+//! the test OpenID Connect provider, `audit verify` run from the health page's button until
+//! its result page says it passed (the progress page reloads itself, without script), and
+//! the pictures opened from the home page. A long chain written beforehand keeps the check
+//! running long enough to be seen running. Screenshots go to
+//! `target/tmp/console-health*.png` and `target/tmp/console-charts*.png`.
 
 use serde_json::json;
 
@@ -16,7 +17,7 @@ use crate::support::oidc::OidcProvider;
 const ANN: &str = "9990465630";
 
 #[tokio::test]
-async fn a_browser_runs_verify_from_the_health_page() {
+async fn a_browser_runs_verify_from_the_health_page_and_sees_the_pictures() {
     let Some(browser) = Browser::start().await else {
         return;
     };
@@ -89,5 +90,19 @@ async fn a_browser_runs_verify_from_the_health_page() {
         .screenshot(&shots.join("console-health-verify.png"))
         .await;
 
+    browser.open(&format!("{}/console/", app.origin)).await;
+    browser.click("#nav-charts").await;
+    let total = browser.text("#accesses-total").await;
+    let answered: i64 = total
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count: {total}"));
+    assert!(
+        answered >= 4,
+        "the lookup and three reads at least: {total}"
+    );
+    assert_eq!(browser.text("h1").await, "Pictures of the audit log");
+    browser.screenshot(&shots.join("console-charts.png")).await;
     browser.close().await;
 }

@@ -1,12 +1,15 @@
-//! The IG console's health of the record (issue 16, item 7): real
+//! The IG console's health of the record and pictures (issue 16, items 7 and 8): real
 //! upstream FHIR servers (one made to fail), the whole gateway on 127.0.0.1, an IG lead
 //! signed in through the test OpenID Connect provider, `audit verify` started from the
-//! console on an untouched and on a tampered SQLite file, and on PostgreSQL.
+//! console on an untouched and on a tampered SQLite file, and the charts' tables compared
+//! with requests made in the test, on SQLite and PostgreSQL.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use reqwest::StatusCode;
+use serde_json::json;
 
 use concord::audit::{AuditKey, Body, Record};
 use concord::store::Store;
@@ -15,7 +18,7 @@ use crate::console::{Page, Visitor, console_toml, gateway, sign_in};
 use crate::read_path::{specs, three_sources};
 use crate::support::app::{AUDIT_KEY, Policies, SourceSpec, StoreChoice, TestApp, postgres};
 use crate::support::data::ANN;
-use crate::support::oidc::OidcProvider;
+use crate::support::oidc::{OidcProvider, ig_lead};
 use crate::support::upstream::Mode;
 
 const VERIFY: &str = "/console/health/verify";
@@ -389,4 +392,284 @@ async fn verify_from_the_console_passes_on_postgresql() {
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
     let done = verify_result(&app, &mut v).await;
     assert!(done.body.contains("<h2>Passed</h2>"), "{}", done.body);
+}
+
+/// A table of the charts page: (row, column) → number.
+fn table(body: &str, id: &str) -> BTreeMap<(String, String), i64> {
+    let start = body
+        .find(&format!("<table class=\"results\" id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no table {id}: {body}"));
+    let html = &body[start..start + body[start..].find("</table>").expect("end")];
+    let mut out = BTreeMap::new();
+    for tr in html.split("<tr data-bucket=\"").skip(1) {
+        let bucket = tr.split('"').next().expect("bucket").to_owned();
+        for td in tr.split("<td data-key=\"").skip(1) {
+            let (key, rest) = td.split_once("\">").expect("a cell");
+            let n = rest
+                .split('<')
+                .next()
+                .expect("n")
+                .parse()
+                .expect("a number");
+            out.insert((bucket.clone(), key.to_owned()), n);
+        }
+    }
+    out
+}
+
+/// The numbers of a table for one column, summed over its rows.
+fn column(t: &BTreeMap<(String, String), i64>, key: &str) -> i64 {
+    t.iter()
+        .filter(|((_, k), _)| k == key)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn day(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us)
+        .expect("time")
+        .strftime("%Y-%m-%d")
+        .to_string()
+}
+
+/// Monday of the week of a time, as the page labels weeks.
+fn week(us: i64) -> String {
+    let date = jiff::Timestamp::from_microsecond(us)
+        .expect("time")
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let back = i64::from(date.weekday().to_monday_zero_offset());
+    date.checked_sub(jiff::Span::new().days(back))
+        .expect("a date")
+        .to_string()
+}
+
+/// The same numbers worked out from the store's records, for a scope (`None`: all).
+async fn expected(app: &TestApp, org: Option<&str>) -> [BTreeMap<(String, String), i64>; 3] {
+    let mut out: [BTreeMap<(String, String), i64>; 3] = Default::default();
+    for (_, b) in records(app).await {
+        if org.is_some() && b.org.as_deref() != org {
+            continue;
+        }
+        if b.outcome == "success"
+            && let Some(p) = &b.purpose
+        {
+            *out[0].entry((day(b.recorded_us), p.clone())).or_default() += 1;
+            if p == "ETREAT" {
+                let who = b.org.clone().unwrap_or_else(|| "no organisation".into());
+                *out[1].entry((week(b.recorded_us), who)).or_default() += 1;
+            }
+        }
+        if b.outcome == "refused" {
+            *out[2]
+                .entry((day(b.recorded_us), "Refused".into()))
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Leaves out the zeros and the totals of a page's table.
+fn nonzero(t: BTreeMap<(String, String), i64>) -> BTreeMap<(String, String), i64> {
+    t.into_iter()
+        .filter(|((_, k), n)| *n != 0 && k != "total")
+        .collect()
+}
+
+/// Staff of the GP and of RY4 see the GP's records for care (`TREAT`, `CAREMGT`) and in an
+/// emergency (`ETREAT`).
+const CHARTS_AGREEMENT: &str = r#"[agreement]
+id = "test-console-charts"
+title = "Console charts tests"
+version = "1"
+status = "active"
+legal_basis = ["test"]
+valid_from = "2020-01-01"
+valid_until = "2099-12-31"
+owner = "tests"
+
+[parties]
+disclosers = ["A81001", "RY4"]
+recipients = ["A81001", "RY4"]
+
+[[rule]]
+id = "care"
+purpose_of_use = ["TREAT", "CAREMGT"]
+roles = ["clinician"]
+resources = ["*"]
+
+[[rule]]
+id = "emergency"
+purpose_of_use = ["ETREAT"]
+roles = ["clinician"]
+resources = ["*"]
+"#;
+
+async fn charts_count_known_requests(store_choice: StoreChoice) {
+    let idp = OidcProvider::start("127.0.0.1").await;
+    let toml = format!(
+        "{}region_roles = [\"caldicott-guardian\"]\n",
+        console_toml(&idp)
+    );
+    let gp = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/gp");
+    let app = TestApp::start_config(
+        vec![SourceSpec::ndjson("gp", "Riverside GP", "A81001", gp)],
+        store_choice,
+        "",
+        Policies::Files(vec![("charts.toml".into(), CHARTS_AGREEMENT.into())]),
+        &toml,
+    )
+    .await;
+    let ann = app.patient_id(DEMO_ANN).await;
+    let search = format!("Observation?patient={ann}");
+    let send = |token: String, path: String, glass: bool| {
+        let app = &app;
+        async move {
+            let bearer = format!("Bearer {token}");
+            let mut headers = vec![("Authorization", bearer.as_str())];
+            if glass {
+                headers.push(("X-Break-Glass-Reason", "unconscious in A&E"));
+            }
+            app.get_raw(&path, &headers).await.status
+        }
+    };
+    let gp = app.token_with(&[]);
+    let caremgt = app.token_with(&[("purpose_of_use", json!("CAREMGT"))]);
+    let ry4 = app.token_with(&[("sub", json!("dr-ry4")), ("org", json!("RY4"))]);
+    // Answered: TREAT 1 (the lookup above) + 3, CAREMGT 2, ETREAT 2 by the GP and 1 by RY4.
+    for _ in 0..3 {
+        assert_eq!(
+            send(gp.clone(), search.clone(), false).await,
+            StatusCode::OK
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            send(caremgt.clone(), search.clone(), false).await,
+            StatusCode::OK
+        );
+        assert_eq!(send(gp.clone(), search.clone(), true).await, StatusCode::OK);
+    }
+    assert_eq!(
+        send(ry4.clone(), search.clone(), true).await,
+        StatusCode::OK
+    );
+    // Refused: 4 by the GP's staff (404), 1 by RY4's, 1 without a token.
+    for _ in 0..4 {
+        let status = send(gp.clone(), "Patient/gp.nobody".into(), false).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        send(ry4, "Patient/gp.nobody".into(), false).await,
+        StatusCode::NOT_FOUND
+    );
+    let anonymous = app.get_raw(&search, &[]).await.status;
+    assert_eq!(anonymous, StatusCode::UNAUTHORIZED);
+
+    // The GP's IG lead: the GP's staff only.
+    let mut v = ig(&app).await;
+    let page = v.get(&format!("{}/console/charts", app.origin)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    no_script_no_inline_style(&page);
+    assert_eq!(
+        page.body.matches("role=\"img\"").count(),
+        3,
+        "three pictures"
+    );
+    for id in ["accesses", "break-glass", "refusals"] {
+        assert!(
+            page.body
+                .contains(&format!("aria-labelledby=\"{id}-title {id}-desc\"")),
+            "{id} is labelled"
+        );
+    }
+    assert!(!page.body.contains(DEMO_ANN), "no person named");
+    let accesses = table(&page.body, "accesses-table");
+    assert_eq!(
+        accesses.keys().filter(|(_, k)| k == "total").count(),
+        30,
+        "30 days"
+    );
+    assert_eq!(column(&accesses, "TREAT"), 4);
+    assert_eq!(column(&accesses, "CAREMGT"), 2);
+    assert_eq!(column(&accesses, "ETREAT"), 2);
+    assert_eq!(column(&accesses, "total"), 8);
+    let glass = table(&page.body, "break-glass-table");
+    assert_eq!(column(&glass, "A81001"), 2);
+    assert!(!glass.keys().any(|(_, k)| k == "RY4"), "not RY4's staff");
+    let refusals = table(&page.body, "refusals-table");
+    assert_eq!(column(&refusals, "Refused"), 4);
+    let [want_accesses, want_glass, want_refusals] = expected(&app, Some("A81001")).await;
+    assert_eq!(nonzero(accesses), want_accesses);
+    assert_eq!(nonzero(glass), want_glass);
+    assert_eq!(nonzero(refusals), want_refusals);
+
+    // A region-wide role: everyone's.
+    let mut user = ig_lead();
+    user.insert("sub".into(), "icb-ig-1".into());
+    user.insert("org".into(), "X24".into());
+    user.insert("role".into(), "caldicott-guardian".into());
+    idp.set_user(user);
+    let mut region = ig(&app).await;
+    let page = region.get(&format!("{}/console/charts", app.origin)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let accesses = table(&page.body, "accesses-table");
+    assert_eq!(column(&accesses, "ETREAT"), 3);
+    let glass = table(&page.body, "break-glass-table");
+    assert_eq!((column(&glass, "A81001"), column(&glass, "RY4")), (2, 1));
+    let refusals = table(&page.body, "refusals-table");
+    assert_eq!(column(&refusals, "Refused"), 6);
+    let [want_accesses, want_glass, want_refusals] = expected(&app, None).await;
+    assert_eq!(nonzero(accesses), want_accesses);
+    assert_eq!(nonzero(glass), want_glass);
+    assert_eq!(nonzero(refusals), want_refusals);
+
+    // A chosen range: one day, today; and ranges that cannot be used.
+    let today = day(jiff::Timestamp::now().as_microsecond());
+    let page = region
+        .get(&format!(
+            "{}/console/charts?from={today}&to={today}",
+            app.origin
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let accesses = table(&page.body, "accesses-table");
+    assert_eq!(accesses.keys().filter(|(_, k)| k == "total").count(), 1);
+    for (query, message) in [
+        (
+            "from=2026-02-01&to=2026-01-01",
+            "must not end before it starts",
+        ),
+        ("from=2020-01-01&to=2026-01-01", "at most 366 days"),
+        ("from=01%2F02%2F2026", "the date from must be a date"),
+    ] {
+        let page = region
+            .get(&format!("{}/console/charts?{query}", app.origin))
+            .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(page.body.contains(message), "{query}: {}", page.body);
+        assert!(!page.body.contains("role=\"img\""), "no pictures");
+    }
+    let mut anonymous = Visitor::new();
+    let page = anonymous
+        .get(&format!("{}/console/charts", app.origin))
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::SEE_OTHER,
+        "no session, no pictures"
+    );
+}
+
+#[tokio::test]
+async fn charts_count_known_requests_on_sqlite() {
+    charts_count_known_requests(StoreChoice::Sqlite).await;
+}
+
+#[tokio::test]
+async fn charts_count_known_requests_on_postgresql() {
+    let Some(db) = postgres().await else {
+        return;
+    };
+    charts_count_known_requests(StoreChoice::Postgres(db.url().to_owned())).await;
 }

@@ -206,7 +206,7 @@ fn groups(f: &Filters, query: &mut AuditQuery) -> Result<(), FormError> {
 }
 
 /// True when the session's role sees the whole audit log.
-fn sees_everything(console: &Console, session: &ConsoleSession) -> bool {
+pub(super) fn sees_everything(console: &Console, session: &ConsoleSession) -> bool {
     session
         .role
         .as_ref()
