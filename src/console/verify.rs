@@ -149,6 +149,9 @@ impl Console {
         }
         let console = self.clone();
         tokio::spawn(async move {
+            // Should the task end any other way (the runtime shutting down), the check does
+            // not stay "running" for ever.
+            let _ends = Ends(run.clone());
             let outcome = console.run_verify(&run).await;
             let outcome = match console.record_result(&origin, &who, &outcome).await {
                 Ok(()) => outcome,
@@ -241,6 +244,21 @@ impl Console {
         // What the check found, as the command line says it: positions and counts only.
         body.target = format!("{VERIFY_ROUTE} {said}");
         self.append(&body).await
+    }
+}
+
+/// Marks a check that has not ended as stopped, when dropped.
+struct Ends(Arc<Run>);
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        let mut status = self.0.lock();
+        if status.ended.is_none() {
+            status.ended = Some((
+                jiff::Timestamp::now().as_microsecond(),
+                Outcome::Failed("the check stopped before it ended".into()),
+            ));
+        }
     }
 }
 
