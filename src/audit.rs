@@ -87,7 +87,9 @@ pub fn encode_body(body: &Body) -> Result<String, AuditError> {
     encode(body)
 }
 
-pub use verify::{Broken, HeadCheck, Verified, verify, verify_with_heads};
+pub use verify::{
+    Broken, HeadCheck, Progress, Verified, verify, verify_with_heads, verify_with_progress,
+};
 
 impl Columns {
     /// The columns of a body.

@@ -12,6 +12,9 @@
 //! | `audit_pages` | the HTML of the audit search and of one record |
 //! | `person`, `person_pages` | "who has looked at this record": one person's accesses, and the print-friendly report |
 //! | `agreements`, `agreements_pages` | the agreements in force, what needs attention, who may see what |
+//! | `health`, `health_pages` | the health of the record: sources, signed chain heads, and `audit verify` |
+//! | `verify` | `audit verify` run in the background, one at a time, with its progress |
+//! | `charts`, `charts_pages`, `svg` | the pictures: counts from the store drawn as inline SVG, with their tables |
 //!
 //! Every page is `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and under a
 //! Content-Security-Policy that allows no script and no inline style. Every form carries a
@@ -24,6 +27,10 @@ mod agreements;
 mod agreements_pages;
 mod audit;
 mod audit_pages;
+mod charts;
+mod charts_pages;
+mod health;
+mod health_pages;
 mod html;
 mod oidc;
 mod pages;
@@ -31,6 +38,8 @@ mod person;
 mod person_pages;
 mod session;
 mod signin;
+mod svg;
+mod verify;
 
 use std::sync::Arc;
 
@@ -45,7 +54,9 @@ use base64::Engine;
 use crate::audit::{AuditLog, Body};
 use crate::config::{ClaimNames, Config, ConsoleConfig};
 use crate::policy::LivePolicies;
+use crate::sources::Source;
 use crate::store::{ConsoleSession, Store, StoreError};
+use crate::telemetry::Metrics;
 use session::Current;
 
 /// The Content-Security-Policy of every console answer: nothing but this origin's
@@ -136,6 +147,20 @@ struct Inner {
     secure: bool,
     /// The console's path as browsers see it, e.g. `/console` (no trailing `/`).
     path: String,
+    /// What the health page shows of the sources.
+    watched: Watched,
+    /// `audit verify` in the background.
+    verify: verify::Verifier,
+}
+
+/// What the health page reads besides the store: the gateway's sources (their circuit
+/// breakers) and the process's metrics (what each source did since start).
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The sources, in config order.
+    pub sources: Vec<Arc<dyn Source>>,
+    /// The metrics the sources and the federation write.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why the console could not be set up.
@@ -153,13 +178,14 @@ pub enum SetupError {
 
 impl Console {
     /// The console of a config, or `None` when it has no `[console]`. `demo_key_trusted`
-    /// turns on the demo sign-in.
+    /// turns on the demo sign-in; `watched` is what its health page shows of the sources.
     pub fn from_config(
         config: &Config,
         store: Store,
         audit: AuditLog,
         policies: Arc<LivePolicies>,
         demo_key_trusted: bool,
+        watched: Watched,
     ) -> Result<Option<Console>, SetupError> {
         let Some(console) = &config.console else {
             return Ok(None);
@@ -197,6 +223,8 @@ impl Console {
             demo: demo_key_trusted,
             secure: config.server.tls.is_some() || root.starts_with("https://"),
             path,
+            watched,
+            verify: verify::Verifier::new(&config.store.url, config.audit.clone()),
         }))))
     }
 
@@ -350,6 +378,12 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Console) -> Router<S> {
         .route("/console/person/{nhs}/report", get(person::print))
         .route("/console/agreements", get(agreements::list))
         .route("/console/agreements/{id}", get(agreements::one))
+        .route("/console/health", get(health::page))
+        .route(
+            "/console/health/verify",
+            get(health::verify_page).post(health::start_verify),
+        )
+        .route("/console/charts", get(charts::page))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/{*rest}", get(not_found).post(not_found));
     if console.0.provider.is_some() {

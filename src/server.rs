@@ -650,20 +650,24 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
     )
     .map_err(|e| StartError::Audit(e.to_string()))?;
     let audit = crate::audit::AuditLog::start(store.clone(), key, audit_options(audit_config)?);
+    let metrics = Metrics::new();
+    let sources = crate::sources::build(&config.sources, &metrics).await?;
     let console = crate::console::Console::from_config(
         config,
         store.clone(),
         audit.clone(),
         policies.clone(),
         verifier.trusts_demo_key(),
+        crate::console::Watched {
+            sources: sources.clone(),
+            metrics: metrics.clone(),
+        },
     )?;
     if verifier.trusts_demo_key() {
         tracing::warn!(
             "THE DEMO SIGNING KEY IS TRUSTED: anyone can mint tokens this gateway accepts. Never do this outside the demo."
         );
     }
-    let metrics = Metrics::new();
-    let sources = crate::sources::build(&config.sources, &metrics).await?;
     let mut federation = Federation::new(
         sources,
         store,

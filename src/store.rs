@@ -69,12 +69,14 @@ macro_rules! audit_select {
 
 mod audit;
 mod audit_search;
+mod audit_stats;
 mod consent;
 mod console;
 mod people;
 
 pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
+pub use audit_stats::{AuditCount, ChainHead, DAY_US, StatsScope};
 pub use consent::ConsentRecord;
 pub use console::{ConsoleSession, PendingLogin};
 pub use people::{Link, PersonRecord};

@@ -11,6 +11,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod source_health;
+
+pub use source_health::{ConformanceCheck, RECENT_FAULTS, RecentFault, SourceHealth};
+
 /// Labels of an HTTP request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -86,6 +90,8 @@ pub struct Metrics {
     pub connections_refused: Family<ConnectionLabels, Counter>,
     /// Client connections the gateway closed (a timeout, eviction, shutdown).
     pub connections_closed: Family<ConnectionLabels, Counter>,
+    /// What the IG console shows of each source: recent faults, the last conformance check.
+    source_health: source_health::SourceHealthLog,
 }
 
 fn latency_histogram() -> Histogram {
@@ -166,6 +172,7 @@ impl Metrics {
             connections_open,
             connections_refused,
             connections_closed,
+            source_health: source_health::SourceHealthLog::default(),
         })
     }
 
@@ -203,6 +210,8 @@ impl Metrics {
                 source: source.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+        let failure = (result != "ok").then_some(result);
+        self.source_health.call(source, operation, failure);
     }
 
     /// Records faults in a source's answer.
@@ -214,7 +223,18 @@ impl Metrics {
                     kind,
                 })
                 .inc_by(count);
+            self.source_health.fault(source, kind, count);
         }
+    }
+
+    /// Records that one resource of a source was checked against the profiles.
+    pub fn conformance_checked(&self, source: &str, conformed: bool) {
+        self.source_health.checked(source, conformed);
+    }
+
+    /// What is known of a source since the process started (for the IG console).
+    pub fn source_health(&self, source: &str) -> SourceHealth {
+        self.source_health.of(source)
     }
 
     /// The Prometheus text exposition of every metric.

@@ -49,7 +49,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "console",
-        &["fhir", "config", "store", "policy", "audit", "auth"],
+        &[
+            "fhir",
+            "config",
+            "store",
+            "policy",
+            "audit",
+            "auth",
+            "sources",
+            "telemetry",
+        ],
     ),
     (
         "server",

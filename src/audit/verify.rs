@@ -41,6 +41,16 @@ pub struct HeadCheck {
     pub witnessed: Vec<SignedHead>,
 }
 
+/// How far a walk has got, told to [`verify_with_progress`]'s callback: at each chain's first
+/// record, after every batch of records and at the end of the walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress<'a> {
+    /// The chain being walked.
+    pub chain: &'a str,
+    /// Records checked so far, over every chain.
+    pub records: u64,
+}
+
 /// [`verify_with_heads`] with the store's heads alone and no signature check.
 pub async fn verify(store: &Store, key: &AuditKey) -> Result<Result<Verified, Broken>, AuditError> {
     verify_with_heads(store, key, &HeadCheck::default()).await
@@ -57,6 +67,17 @@ pub async fn verify_with_heads(
     store: &Store,
     key: &AuditKey,
     heads: &HeadCheck,
+) -> Result<Result<Verified, Broken>, AuditError> {
+    verify_with_progress(store, key, heads, &mut |_| {}).await
+}
+
+/// [`verify_with_heads`], telling `progress` how far the walk has got (the IG console's
+/// verify shows it). Between batches the walk yields to other tasks.
+pub async fn verify_with_progress(
+    store: &Store,
+    key: &AuditKey,
+    heads: &HeadCheck,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<Result<Verified, Broken>, AuditError> {
     let stored = store.audit_heads().await?;
     let mut vouched: HashMap<String, BTreeMap<i64, SignedHead>> = HashMap::new();
@@ -90,7 +111,7 @@ pub async fn verify_with_heads(
     // The chain is walked here; the search projection is compared with the bodies by the
     // database itself, at the same time, on another connection.
     let (walked, projection) = tokio::join!(
-        walk(store, key, &mut vouched, checked_heads),
+        walk(store, key, &mut vouched, checked_heads, progress),
         store.audit_projection_problem()
     );
     let (verified, ends) = match walked? {
@@ -130,6 +151,7 @@ async fn walk(
     key: &AuditKey,
     vouched: &mut HashMap<String, BTreeMap<i64, SignedHead>>,
     heads: u64,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<Result<(Verified, HashMap<String, i64>), Broken>, AuditError> {
     let mut rows = store.audit_rows();
     let mut verified = Verified {
@@ -142,6 +164,16 @@ async fn walk(
     let mut batch: Vec<Record> = Vec::with_capacity(CHECK_BATCH);
     let mut in_flight: Option<tokio::task::JoinHandle<Option<Broken>>> = None;
     while let Some(record) = rows.try_next().await? {
+        let starts_chain = walk
+            .current
+            .as_ref()
+            .is_none_or(|(chain, _, _)| *chain != record.chain);
+        if starts_chain {
+            progress(Progress {
+                chain: &record.chain,
+                records: verified.records,
+            });
+        }
         if let Some(broken) = walk.step(&record, vouched, &mut ends, &mut verified) {
             // Anything earlier that fails its hash check is the first problem.
             let earlier = finish(in_flight.take())
@@ -159,6 +191,14 @@ async fn walk(
                 std::mem::replace(&mut batch, Vec::with_capacity(CHECK_BATCH)),
             );
             in_flight = Some(tokio::task::spawn_blocking(move || check(&key, &full)));
+            if let Some((chain, _, _)) = &walk.current {
+                progress(Progress {
+                    chain,
+                    records: verified.records,
+                });
+            }
+            // Other tasks (requests, when the console runs this) get their turn.
+            tokio::task::yield_now().await;
         }
     }
     if let Some(broken) = finish(in_flight.take())
@@ -168,6 +208,10 @@ async fn walk(
         return Ok(Err(broken));
     }
     if let Some((chain, last, _)) = walk.current.take() {
+        progress(Progress {
+            chain: &chain,
+            records: verified.records,
+        });
         if let Some(cut) = cut_short(vouched, &chain, last) {
             return Ok(Err(cut));
         }
@@ -320,3 +364,6 @@ fn cut_short(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -219,7 +219,7 @@ fn in_scope(console: &Console, session: &ConsoleSession, org: Option<&str>) -> b
 }
 
 /// The actor a console session stands for in the audit log.
-fn actor(session: &ConsoleSession) -> Actor {
+pub(super) fn actor(session: &ConsoleSession) -> Actor {
     Actor {
         user: session.subject.clone(),
         name: session.name.clone(),

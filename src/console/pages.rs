@@ -9,8 +9,24 @@ use crate::store::ConsoleSession;
 
 /// The frame of every page: head, banner, main.
 pub(super) fn layout(path: &str, title: &str, body: impl FnOnce(&mut Html)) -> String {
+    framed(path, title, "", body)
+}
+
+/// [`layout`] for a page that reloads itself every two seconds (no script: a `<meta>`
+/// refresh), such as the progress of a job.
+pub(super) fn refreshing(path: &str, title: &str, body: impl FnOnce(&mut Html)) -> String {
+    framed(
+        path,
+        title,
+        "<meta http-equiv=\"refresh\" content=\"2\">\n",
+        body,
+    )
+}
+
+fn framed(path: &str, title: &str, head: &'static str, body: impl FnOnce(&mut Html)) -> String {
     let mut h = Html::default();
     h.raw("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
+        .raw(head)
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>")
         .text(title)
         .raw(" – Concord IG console</title>\n<link rel=\"stylesheet\" href=\"")
@@ -62,7 +78,14 @@ pub(super) fn home(path: &str, session: &ConsoleSession) -> String {
             .raw("/person\">Who has looked at a record</a></li>")
             .raw("<li><a id=\"nav-agreements\" href=\"")
             .text(path)
-            .raw("/agreements\">Agreements</a></li></ul></nav>\n")
+            .raw("/agreements\">Agreements</a></li>")
+            .raw("<li><a id=\"nav-health\" href=\"")
+            .text(path)
+            .raw("/health\">Health of the record: sources, signed heads, verify</a></li>")
+            .raw("<li><a id=\"nav-charts\" href=\"")
+            .text(path)
+            .raw("/charts\">Pictures: accesses, break-glass and refusals</a></li>")
+            .raw("</ul></nav>\n")
             .raw("<p>The console's break-glass review is not built yet. Until it is, use the AuditEvent API and <code>concord audit</code>.</p>\n")
             .raw("<form method=\"post\" action=\"")
             .text(path)

@@ -55,6 +55,8 @@ impl Federation {
             return Screening::Conforms;
         };
         let problems = profiles.check(resource);
+        self.metrics
+            .conformance_checked(&info.id, problems.is_empty());
         if problems.is_empty() {
             return Screening::Conforms;
         }

@@ -1,0 +1,108 @@
+//! The health of the record and the pictures in a real headless Chromium: signed in through
+//! the test OpenID Connect provider, `audit verify` run from the health page's button until
+//! its result page says it passed (the progress page reloads itself, without script), and
+//! the pictures opened from the home page. A long chain written beforehand keeps the check
+//! running long enough to be seen running. Screenshots go to
+//! `target/tmp/console-health*.png` and `target/tmp/console-charts*.png`.
+
+use serde_json::json;
+
+use crate::console::{console_toml, gateway};
+use crate::console_health::bulk_chain;
+use crate::support::app::StoreChoice;
+use crate::support::browser::Browser;
+use crate::support::oidc::OidcProvider;
+
+/// Known to the demo GP.
+const ANN: &str = "9990465630";
+
+#[tokio::test]
+async fn a_browser_runs_verify_from_the_health_page_and_sees_the_pictures() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let idp = OidcProvider::start("localhost").await;
+    let app = gateway(StoreChoice::Sqlite, "", &console_toml(&idp)).await;
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    // Some traffic for the pictures: reads, a break-glass search and a refusal.
+    let ann = app.patient_id(ANN).await;
+    let gp = app.token_with(&[]);
+    let bearer = format!("Bearer {gp}");
+    for _ in 0..3 {
+        app.get_raw(&format!("Patient/{ann}"), &[("Authorization", &bearer)])
+            .await;
+    }
+    app.get_raw(
+        &format!("Observation?patient={ann}"),
+        &[
+            ("Authorization", &bearer),
+            ("X-Break-Glass-Reason", "unconscious in A&E"),
+        ],
+    )
+    .await;
+    let receptionist = app.token_with(&[("role", json!("receptionist"))]);
+    app.get_raw(
+        &format!("Patient/{ann}"),
+        &[("Authorization", &format!("Bearer {receptionist}"))],
+    )
+    .await;
+
+    // Enough records for the check to be seen running.
+    bulk_chain(&app, 60_000).await;
+
+    browser.open(&format!("{}/console/", app.origin)).await;
+    browser.click("#sign-in").await;
+    assert_eq!(browser.text("#who-name").await, "Isla Governance");
+
+    browser.click("#nav-health").await;
+    assert!(
+        browser.text("#sources").await.contains("Riverside GP"),
+        "the source is listed"
+    );
+    assert_eq!(browser.text("h1").await, "Health of the record");
+    browser.screenshot(&shots.join("console-health.png")).await;
+
+    browser.click("#verify").await;
+    // The progress page reloads itself every two seconds until the result is there.
+    assert_eq!(browser.text("#verify-state").await, "Running");
+    assert!(
+        browser
+            .text("#verify-count")
+            .await
+            .contains(" records checked")
+    );
+    browser
+        .screenshot(&shots.join("console-health-verify-progress.png"))
+        .await;
+    let mut result = String::new();
+    for _ in 0..60 {
+        if browser.url().await.ends_with("/console/health/verify")
+            && browser.source().await.contains("id=\"verify-result\"")
+        {
+            result = browser.text("#verify-result").await;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(result.contains("Passed"), "the check passed: {result}");
+    assert!(result.contains("audit log verified:"), "{result}");
+    browser
+        .screenshot(&shots.join("console-health-verify.png"))
+        .await;
+
+    browser.open(&format!("{}/console/", app.origin)).await;
+    browser.click("#nav-charts").await;
+    let total = browser.text("#accesses-total").await;
+    let answered: i64 = total
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count: {total}"));
+    assert!(
+        answered >= 4,
+        "the lookup and three reads at least: {total}"
+    );
+    assert_eq!(browser.text("h1").await, "Pictures of the audit log");
+    browser.screenshot(&shots.join("console-charts.png")).await;
+    browser.close().await;
+}
