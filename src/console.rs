@@ -10,6 +10,8 @@
 //! | `pages` | the HTML of each page; `html` escapes whatever is not markup written here |
 //! | `audit` | the audit search, one record in full and the CSV export, within the user's scope |
 //! | `audit_pages` | the HTML of the audit search and of one record |
+//! | `review` | the break-glass review: the queue, the review form, the reviews made |
+//! | `review_pages` | the HTML of the break-glass review |
 //!
 //! Every page is `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and under a
 //! Content-Security-Policy that allows no script and no inline style. Every form carries a
@@ -22,6 +24,8 @@ mod audit_pages;
 mod html;
 mod oidc;
 mod pages;
+mod review;
+mod review_pages;
 mod session;
 mod signin;
 
@@ -339,6 +343,12 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Console) -> Router<S> {
         .route("/console/audit", get(audit::search))
         .route("/console/audit.csv", get(audit::csv))
         .route("/console/audit/{id}", get(audit::record))
+        .route("/console/review", get(review::queue))
+        .route(
+            "/console/review/{id}",
+            get(review::form).post(review::submit),
+        )
+        .route("/console/reviewed", get(review::reviewed))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/{*rest}", get(not_found).post(not_found));
     if console.0.provider.is_some() {
@@ -380,7 +390,9 @@ async fn secure_headers(mut response: Response) -> Response {
 async fn home(State(console): State<Console>, headers: HeaderMap) -> Response {
     match console.current(&headers).await {
         Ok(Current::Active(session)) => {
-            console.page(StatusCode::OK, pages::home(&console.0.path, &session))
+            let waiting = console.waiting_for_review(&session).await;
+            let html = pages::home(&console.0.path, &session, waiting);
+            console.page(StatusCode::OK, html)
         }
         Ok(Current::Choosing(_)) => console.redirect("/role"),
         Ok(Current::None) => console.redirect("/sign-in"),

@@ -37,6 +37,9 @@ pub struct ConsoleConfig {
     /// none: every other console user sees only the records of their own organisation's
     /// staff.
     pub region_roles: Vec<String>,
+    /// An emergency access not reviewed this many days after it was made is overdue, and
+    /// stands out in the break-glass review queue (default 7).
+    pub review_overdue_days: u32,
 }
 
 impl Default for ConsoleConfig {
@@ -52,6 +55,7 @@ impl Default for ConsoleConfig {
             absolute_timeout_secs: 8 * 60 * 60,
             cis2_roles: BTreeMap::new(),
             region_roles: Vec::new(),
+            review_overdue_days: 7,
         }
     }
 }
@@ -107,6 +111,12 @@ impl ConsoleConfig {
             return Err(invalid(
                 "console.absolute_timeout_secs",
                 "must be at least idle_timeout_secs",
+            ));
+        }
+        if !(1..=3650).contains(&self.review_overdue_days) {
+            return Err(invalid(
+                "console.review_overdue_days",
+                "must be from 1 to 3650",
             ));
         }
         Ok(())
