@@ -20,6 +20,8 @@ mod conformance;
 mod console;
 mod console_audit;
 mod console_browser;
+mod console_browser_review;
+mod console_review;
 mod demo;
 mod errors;
 mod failures;

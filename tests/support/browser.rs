@@ -179,6 +179,28 @@ impl Browser {
         .await;
     }
 
+    /// Sets the window's size in CSS pixels (for screenshots that show a whole page).
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
+        self.command(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
+    /// Waits up to ten seconds for a field, then types `text` into it.
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
+        self.text(css).await;
+        let id = self.find(css).await.expect("found a moment ago");
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
     /// Saves a screenshot of the page (PNG) to `path`.
     pub(crate) async fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine;
