@@ -81,7 +81,8 @@ async fn a_browser_reviews_a_break_glass_access_and_sees_the_review_on_its_recor
         .screenshot(&shots.join("console-review-record.png"))
         .await;
 
-    // It has left the queue, and is among the reviews made.
+    // It has left the queue, which shows it among the latest reviews, as does the list of
+    // reviews made.
     browser
         .open(&format!("{}/console/review", app.origin))
         .await;
@@ -90,6 +91,7 @@ async fn a_browser_reviews_a_break_glass_access_and_sees_the_review_on_its_recor
         rest.contains("9 days ago") && !rest.contains("Collapsed in clinic"),
         "the old one only: {rest}"
     );
+    assert!(browser.text("#recent").await.contains("Not appropriate"));
     browser.click("#nav-reviewed").await;
     assert!(browser.text("#reviewed").await.contains("Not appropriate"));
     browser

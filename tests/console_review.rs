@@ -364,6 +364,11 @@ async fn a_break_glass_access_is_reviewed_once_by_its_organisations_ig_lead(
     let queue = get(&mut lead, &app, "/review").await;
     assert!(listed(&queue.body).is_empty(), "{}", queue.body);
     assert!(queue.body.contains("0 emergency accesses wait for review"));
+    let lately = &queue.body[queue
+        .body
+        .find(&format!("<tr data-reviewed=\"{id}\""))
+        .expect("the queue shows the latest reviews")..];
+    assert!(lately.contains("Follow-up needed"), "{lately}");
     let page = get(&mut lead, &app, &format!("/audit/{id}")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     for part in [

@@ -32,6 +32,8 @@ use crate::store::{AuditPosition, BreakGlassReview, ConsoleSession, ReviewScope}
 
 /// Accesses or reviews per page.
 pub(super) const PAGE: usize = 50;
+/// The latest reviews the queue's page shows.
+const RECENT: u32 = 5;
 /// The longest note, in characters.
 pub(super) const MAX_NOTE: usize = 2_000;
 /// The purpose of use of emergency access.
@@ -316,6 +318,21 @@ impl Console {
             .ok()
     }
 
+    /// Reviews made, with the accesses they reviewed, as the pages show them.
+    async fn done(&self, found: &[(BreakGlassReview, Row)]) -> Result<Vec<Done>, ConsoleError> {
+        let rows: Vec<&Row> = found.iter().map(|(_, row)| row).collect();
+        let people = self.people(&rows).await?;
+        let now = jiff::Timestamp::now().as_microsecond();
+        Ok(found
+            .iter()
+            .map(|(review, row)| {
+                let body: Body = serde_json::from_str(&row.record.body).unwrap_or_default();
+                let access = Access::of(row, &body, &people, false, i64::MIN, now);
+                Done::of(review, access)
+            })
+            .collect())
+    }
+
     /// Where the record `row` stands as an emergency access for `session`, or `None` when it
     /// is not one. For the audit record's page.
     pub(super) async fn standing_of(
@@ -388,12 +405,15 @@ pub(super) async fn queue(
                         Access::of(row, &body, &people, own, overdue_before, now)
                     })
                     .collect();
-                Ok::<_, ConsoleError>((listed, next, counts))
+                let latest = store.break_glass_reviews(&scope, None, RECENT).await?;
+                let recent = console.done(&latest).await?;
+                Ok::<_, ConsoleError>((listed, next, counts, recent))
             };
             match page.await {
-                Ok((listed, next, counts)) => {
+                Ok((listed, next, counts, recent)) => {
                     let shown = review_pages::Queue {
                         rows: &listed,
+                        recent: &recent,
                         next: next.as_deref(),
                         waiting: counts.0,
                         overdue: counts.1,
@@ -452,18 +472,7 @@ pub(super) async fn reviewed(
                         .cursor()
                     });
                 }
-                let rows: Vec<&Row> = found.iter().map(|(_, row)| row).collect();
-                let people = console.people(&rows).await?;
-                let now = jiff::Timestamp::now().as_microsecond();
-                let done: Vec<Done> = found
-                    .iter()
-                    .map(|(review, row)| {
-                        let body: Body = serde_json::from_str(&row.record.body).unwrap_or_default();
-                        let access = Access::of(row, &body, &people, false, i64::MIN, now);
-                        Done::of(review, access)
-                    })
-                    .collect();
-                Ok::<_, ConsoleError>((done, next))
+                Ok::<_, ConsoleError>((console.done(&found).await?, next))
             };
             match page.await {
                 Ok((done, next)) => (

@@ -115,9 +115,12 @@ fn reviewer(r: &BreakGlassReview) -> String {
     }
 }
 
-/// A page of the queue: its rows, the cursor of the next (newer) page, and the counts.
+/// A page of the queue: its rows, the cursor of the next (newer) page, the counts, and the
+/// latest reviews.
 pub(super) struct Queue<'a> {
     pub(super) rows: &'a [Access],
+    /// The latest reviews made.
+    pub(super) recent: &'a [Done],
     pub(super) next: Option<&'a str>,
     pub(super) waiting: i64,
     pub(super) overdue: i64,
@@ -155,7 +158,8 @@ fn overdue_tag(h: &mut Html, a: &Access) {
         .raw("</span>");
 }
 
-/// `GET /console/review`: the queue, or (with `None`) a cursor this console did not make.
+/// `GET /console/review`: the queue, or (with `None`) a cursor this console did not make,
+/// and the latest reviews made.
 pub(super) fn queue(
     path: &str,
     session: &ConsoleSession,
@@ -174,7 +178,7 @@ pub(super) fn queue(
                 .raw("/review\">Start again from the oldest</a>.</p></div>\n");
             return;
         };
-        h.raw("<p id=\"waiting\">")
+        h.raw("<h2>Waiting for review</h2>\n<p id=\"waiting\">")
             .text(&count(
                 q.waiting,
                 "emergency access waits",
@@ -188,58 +192,77 @@ pub(super) fn queue(
             .raw(" ago).</p>\n");
         if q.rows.is_empty() {
             h.raw("<p id=\"no-results\">No emergency access waits for review.</p>\n");
-            return;
+        } else {
+            queue_table(h, path, &q);
         }
-        h.raw("<table class=\"results\" id=\"queue\">\n<caption>Oldest first, at most ")
-            .text(&PAGE.to_string())
-            .raw(" a page</caption>\n<thead><tr><th scope=\"col\">When</th><th scope=\"col\">Who</th><th scope=\"col\">Role</th><th scope=\"col\">Organisation</th><th scope=\"col\">Whose record</th><th scope=\"col\">Reason given</th><th scope=\"col\">Outcome</th><th scope=\"col\">Review</th></tr></thead>\n<tbody>\n");
-        for a in q.rows {
-            h.raw("<tr data-id=\"").text(&a.id).raw("\"");
-            if a.overdue {
-                h.raw(" class=\"overdue\"");
-            }
-            h.raw("><td>").text(&a.when).raw("<br>");
-            overdue_tag(h, a);
-            h.raw("</td><td>")
-                .text(&a.user)
-                .raw("</td><td>")
-                .text(&a.role)
-                .raw("</td><td>")
-                .text(&a.org)
-                .raw("</td><td>")
-                .text(&a.whose)
-                .raw("</td><td class=\"note\">")
-                .text(&a.reason)
-                .raw("</td><td>")
-                .text(&a.outcome)
-                .raw("</td><td>");
-            if a.own {
-                h.raw("Your own access: another reviewer reviews it");
-            } else {
-                h.raw("<a class=\"review-link\" href=\"")
-                    .text(path)
-                    .raw("/review/")
-                    .text(&a.id)
-                    .raw("\">Review<span class=\"visually-hidden\"> the access of ")
-                    .text(&a.when)
-                    .raw(" by ")
-                    .text(&a.user)
-                    .raw("</span></a>");
-            }
-            h.raw("</td></tr>\n");
-        }
-        h.raw("</tbody>\n</table>\n");
-        if let Some(next) = q.next {
-            let link = form_urlencoded::Serializer::new(String::new())
-                .append_pair("cursor", next)
-                .finish();
-            h.raw("<p><a class=\"button secondary\" id=\"newer\" href=\"")
+        if !q.recent.is_empty() {
+            h.raw("<h2>Reviewed lately</h2>\n");
+            reviews_table(
+                h,
+                path,
+                q.recent,
+                "recent",
+                "data-reviewed",
+                "The latest reviews",
+            );
+            h.raw("<p><a href=\"")
                 .text(path)
-                .raw("/review?")
-                .text(&link)
-                .raw("\">Newer</a></p>\n");
+                .raw("/reviewed\">Every review made</a></p>\n");
         }
     })
+}
+
+/// The queue's table and its link to the next, newer page.
+fn queue_table(h: &mut Html, path: &str, q: &Queue<'_>) {
+    h.raw("<table class=\"results\" id=\"queue\">\n<caption>Oldest first, at most ")
+        .text(&PAGE.to_string())
+        .raw(" a page</caption>\n<thead><tr><th scope=\"col\">When</th><th scope=\"col\">Who</th><th scope=\"col\">Role</th><th scope=\"col\">Organisation</th><th scope=\"col\">Whose record</th><th scope=\"col\">Reason given</th><th scope=\"col\">Outcome</th><th scope=\"col\">Review</th></tr></thead>\n<tbody>\n");
+    for a in q.rows {
+        h.raw("<tr data-id=\"").text(&a.id).raw("\"");
+        if a.overdue {
+            h.raw(" class=\"overdue\"");
+        }
+        h.raw("><td>").text(&a.when).raw("<br>");
+        overdue_tag(h, a);
+        h.raw("</td><td>")
+            .text(&a.user)
+            .raw("</td><td>")
+            .text(&a.role)
+            .raw("</td><td>")
+            .text(&a.org)
+            .raw("</td><td>")
+            .text(&a.whose)
+            .raw("</td><td class=\"note\">")
+            .text(&a.reason)
+            .raw("</td><td>")
+            .text(&a.outcome)
+            .raw("</td><td>");
+        if a.own {
+            h.raw("Your own access: another reviewer reviews it");
+        } else {
+            h.raw("<a class=\"review-link\" href=\"")
+                .text(path)
+                .raw("/review/")
+                .text(&a.id)
+                .raw("\">Review<span class=\"visually-hidden\"> the access of ")
+                .text(&a.when)
+                .raw(" by ")
+                .text(&a.user)
+                .raw("</span></a>");
+        }
+        h.raw("</td></tr>\n");
+    }
+    h.raw("</tbody>\n</table>\n");
+    if let Some(next) = q.next {
+        let link = form_urlencoded::Serializer::new(String::new())
+            .append_pair("cursor", next)
+            .finish();
+        h.raw("<p><a class=\"button secondary\" id=\"newer\" href=\"")
+            .text(path)
+            .raw("/review?")
+            .text(&link)
+            .raw("\">Newer</a></p>\n");
+    }
 }
 
 /// A term and its description in a summary list.
@@ -349,47 +372,7 @@ pub(super) fn reviewed(
             h.raw("<p id=\"no-results\">No review has been made yet.</p>\n");
             return;
         }
-        h.raw("<table class=\"results\" id=\"reviewed\">\n<caption>Newest review first, at most ")
-            .text(&PAGE.to_string())
-            .raw(" a page</caption>\n<thead><tr><th scope=\"col\">Reviewed</th><th scope=\"col\">Reviewer</th><th scope=\"col\">Outcome</th><th scope=\"col\">Note</th><th scope=\"col\">Emergency access</th><th scope=\"col\">Whose record</th><th scope=\"col\">Review record</th></tr></thead>\n<tbody>\n");
-        for d in rows {
-            h.raw("<tr data-id=\"")
-                .text(&d.access.id)
-                .raw("\"><td>")
-                .text(&d.when)
-                .raw("</td><td>")
-                .text(&d.reviewer)
-                .raw("<br>")
-                .text(&d.reviewer_role)
-                .raw(", ")
-                .text(&d.reviewer_org)
-                .raw("</td><td>")
-                .text(&d.outcome)
-                .raw("</td><td class=\"note\">")
-                .text(&d.note)
-                .raw("</td><td><a href=\"")
-                .text(path)
-                .raw("/audit/")
-                .text(&d.access.id)
-                .raw("\">")
-                .text(&d.access.when)
-                .raw("</a><br>")
-                .text(&d.access.user)
-                .raw(", ")
-                .text(&d.access.role)
-                .raw(", ")
-                .text(&d.access.org)
-                .raw("</td><td>")
-                .text(&d.access.whose)
-                .raw("</td><td><a href=\"")
-                .text(path)
-                .raw("/audit/")
-                .text(&d.record)
-                .raw("\"><code>")
-                .text(&d.record)
-                .raw("</code></a></td></tr>\n");
-        }
-        h.raw("</tbody>\n</table>\n");
+        reviews_table(h, path, rows, "reviewed", "data-id", "Newest review first");
         if let Some(next) = next {
             let link = form_urlencoded::Serializer::new(String::new())
                 .append_pair("cursor", next)
@@ -401,6 +384,62 @@ pub(super) fn reviewed(
                 .raw("\">Older</a></p>\n");
         }
     })
+}
+
+/// A table of reviews made: `id` the table's, `attribute` the one naming each row's access.
+fn reviews_table(
+    h: &mut Html,
+    path: &str,
+    rows: &[Done],
+    id: &'static str,
+    attribute: &'static str,
+    caption: &'static str,
+) {
+    h.raw("<table class=\"results\" id=\"")
+        .raw(id)
+        .raw("\">\n<caption>")
+        .raw(caption)
+        .raw("</caption>\n<thead><tr><th scope=\"col\">Reviewed</th><th scope=\"col\">Reviewer</th><th scope=\"col\">Outcome</th><th scope=\"col\">Note</th><th scope=\"col\">Emergency access</th><th scope=\"col\">Whose record</th><th scope=\"col\">Review record</th></tr></thead>\n<tbody>\n");
+    for d in rows {
+        h.raw("<tr ")
+            .raw(attribute)
+            .raw("=\"")
+            .text(&d.access.id)
+            .raw("\"><td>")
+            .text(&d.when)
+            .raw("</td><td>")
+            .text(&d.reviewer)
+            .raw("<br>")
+            .text(&d.reviewer_role)
+            .raw(", ")
+            .text(&d.reviewer_org)
+            .raw("</td><td>")
+            .text(&d.outcome)
+            .raw("</td><td class=\"note\">")
+            .text(&d.note)
+            .raw("</td><td><a href=\"")
+            .text(path)
+            .raw("/audit/")
+            .text(&d.access.id)
+            .raw("\">")
+            .text(&d.access.when)
+            .raw("</a><br>")
+            .text(&d.access.user)
+            .raw(", ")
+            .text(&d.access.role)
+            .raw(", ")
+            .text(&d.access.org)
+            .raw("</td><td>")
+            .text(&d.access.whose)
+            .raw("</td><td><a href=\"")
+            .text(path)
+            .raw("/audit/")
+            .text(&d.record)
+            .raw("\"><code>")
+            .text(&d.record)
+            .raw("</code></a></td></tr>\n");
+    }
+    h.raw("</tbody>\n</table>\n");
 }
 
 /// The review's part of an emergency access's audit record page (`id` is the record's).
@@ -453,7 +492,7 @@ pub(super) fn standing(h: &mut Html, path: &str, id: &str, s: &Standing) {
                         "<strong class=\"tag overdue\">Warning</strong> The stored review does not match its record in the audit chain: it was changed after it was made."
                     }
                     Check::Missing => {
-                        "Its record in the audit chain is not in the store yet, so it cannot be checked."
+                        "Its record in the audit chain cannot be read yet (it may still be on its way into the store), so it cannot be checked."
                     }
                 })
                 .raw("</dd>\n</dl>\n");
