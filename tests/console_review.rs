@@ -438,6 +438,31 @@ async fn a_break_glass_access_is_reviewed_once_by_its_organisations_ig_lead(
         "{routes:?}"
     );
     verify(&app).await;
+
+    // A review changed in the database no longer matches its record, and its page says so.
+    execute(
+        &app,
+        &["UPDATE break_glass_reviews SET note = 'Nothing to see.'"],
+    )
+    .await;
+    let page = get(&mut lead, &app, &format!("/audit/{id}")).await;
+    assert!(
+        page.body
+            .contains("The stored review does not match its record in the audit chain"),
+        "{}",
+        page.body
+    );
+}
+
+/// Runs statements of the test's own on the gateway's store.
+async fn execute(app: &TestApp, sql: &[&'static str]) {
+    for statement in sql {
+        match store(app) {
+            Store::Sqlite(pool) => sqlx::raw_sql(*statement).execute(&pool).await.map(|_| ()),
+            Store::Postgres(pool) => sqlx::raw_sql(*statement).execute(&pool).await.map(|_| ()),
+        }
+        .expect("the test's SQL");
+    }
 }
 
 #[tokio::test]
@@ -636,7 +661,7 @@ async fn an_overdue_access_stands_out_on_postgresql() {
 /// Makes the store refuse (`true`) or take again (`false`) new review rows, as a store that
 /// fails between the review's record in the chain and its row would.
 async fn refuse_reviews(app: &TestApp, refuse: bool) {
-    let sql: &[&str] = match (&store(app), refuse) {
+    let sql: &[&'static str] = match (&store(app), refuse) {
         (Store::Sqlite(_), true) => &[
             "CREATE TRIGGER refuse_reviews BEFORE INSERT ON break_glass_reviews BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
         ],
@@ -647,13 +672,7 @@ async fn refuse_reviews(app: &TestApp, refuse: bool) {
         ],
         (Store::Postgres(_), false) => &["DROP TRIGGER refuse_reviews ON break_glass_reviews"],
     };
-    for statement in sql {
-        match store(app) {
-            Store::Sqlite(pool) => sqlx::raw_sql(*statement).execute(&pool).await.map(|_| ()),
-            Store::Postgres(pool) => sqlx::raw_sql(*statement).execute(&pool).await.map(|_| ()),
-        }
-        .expect("the test's SQL");
-    }
+    execute(app, sql).await;
 }
 
 async fn a_review_whose_row_is_not_kept_does_not_count(store_choice: StoreChoice) {
