@@ -42,7 +42,8 @@ mod verify;
 mod writer;
 
 pub use body::{
-    Body, Disclosure, REVIEW_BREAK_GLASS, REVIEW_CONSENT_WITHDRAWN_BY_STAFF, SourceOutcome,
+    Body, Disclosure, REVIEW_BREAK_GLASS, REVIEW_CONSENT_WITHDRAWN_BY_STAFF, Reviewed,
+    SourceOutcome,
 };
 pub use key::AuditKey;
 pub use projector::project_pending;

@@ -111,6 +111,8 @@ pub struct ClientCertificate {
 pub struct Principal {
     /// The user id (`sub`).
     pub user: String,
+    /// Who issued the token (`iss`): with `user`, what names the principal uniquely.
+    pub issuer: Option<String>,
     /// Display name.
     pub name: Option<String>,
     /// Organisation (ODS code).
@@ -483,6 +485,7 @@ pub fn principal_from_claims(
     }
     Ok(Principal {
         user,
+        issuer: text("iss")?,
         name: text(&names.name)?,
         org: text(&names.org)?,
         role: text(&names.role)?,

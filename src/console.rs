@@ -15,6 +15,8 @@
 //! | `health`, `health_pages` | the health of the record: sources, signed chain heads, and `audit verify` |
 //! | `verify` | `audit verify` run in the background, one at a time, with its progress |
 //! | `charts`, `charts_pages`, `svg` | the pictures: counts from the store drawn as inline SVG, with their tables |
+//! | `review` | the break-glass review: the queue, the review form, the reviews made |
+//! | `review_pages` | the HTML of the break-glass review |
 //!
 //! Every page is `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and under a
 //! Content-Security-Policy that allows no script and no inline style. Every form carries a
@@ -36,6 +38,8 @@ mod oidc;
 mod pages;
 mod person;
 mod person_pages;
+mod review;
+mod review_pages;
 mod session;
 mod signin;
 mod svg;
@@ -384,6 +388,12 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Console) -> Router<S> {
             get(health::verify_page).post(health::start_verify),
         )
         .route("/console/charts", get(charts::page))
+        .route("/console/review", get(review::queue))
+        .route(
+            "/console/review/{id}",
+            get(review::form).post(review::submit),
+        )
+        .route("/console/reviewed", get(review::reviewed))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/{*rest}", get(not_found).post(not_found));
     if console.0.provider.is_some() {
@@ -425,7 +435,9 @@ async fn secure_headers(mut response: Response) -> Response {
 async fn home(State(console): State<Console>, headers: HeaderMap) -> Response {
     match console.current(&headers).await {
         Ok(Current::Active(session)) => {
-            console.page(StatusCode::OK, pages::home(&console.0.path, &session))
+            let waiting = console.waiting_for_review(&session).await;
+            let html = pages::home(&console.0.path, &session, waiting);
+            console.page(StatusCode::OK, html)
         }
         Ok(Current::Choosing(_)) => console.redirect("/role"),
         Ok(Current::None) => console.redirect("/sign-in"),

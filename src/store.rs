@@ -2,8 +2,9 @@
 //! people and their links to each source. Migrations live under `migrations/sqlite` and
 //! `migrations/postgres` and are compiled into the binary. One file per table family:
 //! `people` (persons and their links), `consent` (sharing choices), `audit` (the audit log's
-//! records and signed heads), `audit_search` (its search) and `console` (the IG console's
-//! sessions and sign-ins under way); this file holds the pool.
+//! records and signed heads), `audit_search` (its search), `console` (the IG console's
+//! sessions and sign-ins under way) and `review` (break-glass reviews and their queue); this
+//! file holds the pool.
 //!
 //! Both backends run the same SQL text (`$1` placeholders work in both); times are Unix
 //! seconds in an integer column and ids are text, so rows read the same from either.
@@ -73,6 +74,7 @@ mod audit_stats;
 mod consent;
 mod console;
 mod people;
+mod review;
 
 pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
@@ -80,6 +82,7 @@ pub use audit_stats::{AuditCount, ChainHead, DAY_US, StatsScope};
 pub use consent::ConsentRecord;
 pub use console::{ConsoleSession, PendingLogin};
 pub use people::{Link, PersonRecord};
+pub use review::{BreakGlassReview, ReviewScope};
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). A SQLite file and its folder are
@@ -181,3 +184,6 @@ mod audit_search_tests;
 
 #[cfg(test)]
 mod console_tests;
+
+#[cfg(test)]
+mod review_tests;

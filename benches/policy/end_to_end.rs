@@ -159,6 +159,7 @@ fn config(dir: &Path, data: &Path, policies: &Path) -> Config {
 fn principal() -> Principal {
     Principal {
         user: "dr-bench".into(),
+        issuer: None,
         name: Some("Dr Bench".into()),
         org: Some(SOURCE_ODS.into()),
         role: Some("clinician".into()),

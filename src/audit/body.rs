@@ -81,6 +81,32 @@ pub struct Body {
     /// window, not one per request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limited: Option<u64>,
+    /// Who vouched for the user: the token's `iss` (or, for the IG console, the issuer of the
+    /// sign-in). With `user` it names the principal, as the break-glass review compares it.
+    /// Absent from records written before it existed, and from the canonical encoding when
+    /// there is none, so older hashes still hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// For a break-glass review made in the IG console: which record it reviews, the outcome
+    /// and the note's keyed hash (never the note). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed: Option<Reviewed>,
+}
+
+/// A break-glass review as the audit chain keeps it. The review counts once the console's
+/// review table holds it too (see `crate::store::BreakGlassReview`); a record of one with no
+/// row there was an attempt that did not take effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reviewed {
+    /// The reviewed record's id, `{chain}.{seq}`.
+    pub record: String,
+    /// `appropriate`, `not-appropriate` or `follow-up`.
+    pub outcome: String,
+    /// The note's keyed hash (HMAC-SHA-256 with the audit key, 128 bits, hex), when there is
+    /// a note: it ties the stored note to this record without keeping a text that may name
+    /// people in a log that can never be edited, and nobody without the key can test a guess.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_digest: Option<String>,
 }
 
 /// Review reason: a staff member recorded the withdrawal of a person's objection to sharing.

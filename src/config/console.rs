@@ -40,6 +40,9 @@ pub struct ConsoleConfig {
     /// The agreements page flags an agreement whose `valid_until` is this many days away or
     /// fewer (default 30).
     pub lapsing_within_days: u16,
+    /// An emergency access not reviewed this many days after it was made is overdue, and
+    /// stands out in the break-glass review queue (default 7).
+    pub review_overdue_days: u32,
 }
 
 impl Default for ConsoleConfig {
@@ -56,6 +59,7 @@ impl Default for ConsoleConfig {
             cis2_roles: BTreeMap::new(),
             region_roles: Vec::new(),
             lapsing_within_days: 30,
+            review_overdue_days: 7,
         }
     }
 }
@@ -117,6 +121,12 @@ impl ConsoleConfig {
             return Err(invalid(
                 "console.absolute_timeout_secs",
                 "must be at least idle_timeout_secs",
+            ));
+        }
+        if !(1..=3650).contains(&self.review_overdue_days) {
+            return Err(invalid(
+                "console.review_overdue_days",
+                "must be from 1 to 3650",
             ));
         }
         Ok(())

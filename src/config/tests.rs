@@ -284,3 +284,25 @@ fn the_console_table_is_checked() {
         .validate()
         .expect("http on a loopback host");
 }
+
+#[test]
+fn the_break_glass_review_overdue_days_are_checked() {
+    let c = Config::parse(&format!("{MINIMAL}\n[console]\n")).expect("parses");
+    assert_eq!(c.console.expect("console").review_overdue_days, 7);
+    for days in ["0", "3651"] {
+        let err = Config::parse(&format!(
+            "{MINIMAL}\n[console]\nreview_overdue_days = {days}\n"
+        ))
+        .expect("parses")
+        .validate()
+        .expect_err(days);
+        assert!(
+            err.to_string().contains("console.review_overdue_days"),
+            "{err}"
+        );
+    }
+    Config::parse(&format!("{MINIMAL}\n[console]\nreview_overdue_days = 30\n"))
+        .expect("parses")
+        .validate()
+        .expect("30 days");
+}

@@ -214,7 +214,7 @@ pub(super) fn sees_everything(console: &Console, session: &ConsoleSession) -> bo
 }
 
 /// True when a record with these columns is within what the session may see.
-fn in_scope(console: &Console, session: &ConsoleSession, org: Option<&str>) -> bool {
+pub(super) fn in_scope(console: &Console, session: &ConsoleSession, org: Option<&str>) -> bool {
     sees_everything(console, session) || (session.org.is_some() && session.org.as_deref() == org)
 }
 
@@ -383,10 +383,11 @@ pub(super) async fn record(
             return Ok(None);
         };
         let people = console.nhs_numbers(std::slice::from_ref(&row)).await?;
-        Ok::<_, ConsoleError>(Some((row, people)))
+        let review = console.standing_of(&session, &row).await?;
+        Ok::<_, ConsoleError>(Some((row, people, review)))
     };
     let (status, html, person) = match found.await {
-        Ok(Some((row, people))) => {
+        Ok(Some((row, people, review))) => {
             let body: Body = serde_json::from_str(&row.record.body).unwrap_or_default();
             let nhs = row.columns.person.as_ref().and_then(|p| people.get(p));
             let person = row
@@ -394,7 +395,8 @@ pub(super) async fn record(
                 .person
                 .as_deref()
                 .and_then(|p| Uuid::parse_str(p).ok());
-            let html = audit_pages::record(&console.0.path, &row, &body, nhs.map(String::as_str));
+            let nhs = nhs.map(String::as_str);
+            let html = audit_pages::record(&console.0.path, &row, &body, nhs, review.as_ref());
             (StatusCode::OK, html, person)
         }
         Ok(None) => (

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::audit::{Filters, FormError, PAGE};
 use super::html::Html;
 use super::pages::layout;
+use super::review::Standing;
 use crate::audit::{Body, Row};
 use crate::store::ConsoleSession;
 
@@ -264,8 +265,15 @@ fn opt(value: Option<&String>) -> &str {
     value.map_or("", String::as_str)
 }
 
-/// `GET /console/audit/{id}`: one record in full.
-pub(super) fn record(path: &str, row: &Row, b: &Body, nhs: Option<&str>) -> String {
+/// `GET /console/audit/{id}`: one record in full, with its break-glass review when it is an
+/// emergency access.
+pub(super) fn record(
+    path: &str,
+    row: &Row,
+    b: &Body,
+    nhs: Option<&str>,
+    review: Option<&Standing>,
+) -> String {
     let r = &row.record;
     layout(path, "Audit record", |h| {
         h.raw("<p><a href=\"")
@@ -295,6 +303,10 @@ pub(super) fn record(path: &str, row: &Row, b: &Body, nhs: Option<&str>) -> Stri
         item(h, "Withheld", &b.withheld.to_string());
         item(h, "Policy set hash", &b.policy_hash);
         h.raw("</dl>\n");
+        if let Some(review) = review {
+            let id = format!("{}.{}", r.chain, r.seq);
+            super::review_pages::standing(h, path, &id, review);
+        }
         disclosed(h, b);
         sources(h, b);
         h.raw("<h2>Place in the audit chain</h2>\n<dl class=\"summary\" id=\"chain\">\n");

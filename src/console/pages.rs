@@ -49,8 +49,9 @@ fn csrf_field(h: &mut Html, token: &str) {
         .raw("\">\n");
 }
 
-/// `GET /console/`: who is signed in, and sign-out.
-pub(super) fn home(path: &str, session: &ConsoleSession) -> String {
+/// `GET /console/`: who is signed in, and sign-out; `waiting` is how many emergency accesses
+/// wait for review and how many of them are overdue, when the store could say.
+pub(super) fn home(path: &str, session: &ConsoleSession, waiting: Option<(i64, i64)>) -> String {
     let none = "not given";
     layout(path, "Signed in", |h| {
         if session.issuer == DEMO_ISSUER {
@@ -72,8 +73,9 @@ pub(super) fn home(path: &str, session: &ConsoleSession) -> String {
             .raw("</dd>\n</dl>\n")
             .raw("<nav aria-label=\"Console\"><ul class=\"nav\"><li><a id=\"nav-audit\" href=\"")
             .text(path)
-            .raw("/audit\">Search the audit log</a></li>")
-            .raw("<li><a id=\"nav-person\" href=\"")
+            .raw("/audit\">Search the audit log</a></li>");
+        review_link(h, path, waiting);
+        h.raw("<li><a id=\"nav-person\" href=\"")
             .text(path)
             .raw("/person\">Who has looked at a record</a></li>")
             .raw("<li><a id=\"nav-agreements\" href=\"")
@@ -86,13 +88,31 @@ pub(super) fn home(path: &str, session: &ConsoleSession) -> String {
             .text(path)
             .raw("/charts\">Pictures: accesses, break-glass and refusals</a></li>")
             .raw("</ul></nav>\n")
-            .raw("<p>The console's break-glass review is not built yet. Until it is, use the AuditEvent API and <code>concord audit</code>.</p>\n")
             .raw("<form method=\"post\" action=\"")
             .text(path)
             .raw("/sign-out\">\n");
         csrf_field(h, &session.csrf);
         h.raw("<button type=\"submit\" class=\"button secondary\" id=\"sign-out\">Sign out</button>\n</form>\n");
     })
+}
+
+/// The home page's link to the break-glass review, with how many wait and are overdue.
+fn review_link(h: &mut Html, path: &str, waiting: Option<(i64, i64)>) {
+    h.raw("<li><a id=\"nav-review\" href=\"")
+        .text(path)
+        .raw("/review\">Break-glass review</a>");
+    if let Some((n, overdue)) = waiting {
+        h.raw(" <span id=\"review-waiting\">(")
+            .text(&n.to_string())
+            .raw(" waiting");
+        if overdue > 0 {
+            h.raw(", <strong>")
+                .text(&overdue.to_string())
+                .raw(" overdue</strong>");
+        }
+        h.raw(")</span>");
+    }
+    h.raw("</li>");
 }
 
 /// `GET /console/sign-in`: the way in through the identity provider and, while the demo key

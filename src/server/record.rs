@@ -155,6 +155,8 @@ impl Incoming {
             status,
             review,
             rate_limited: None,
+            issuer: principal.and_then(|p| p.issuer.clone()),
+            reviewed: None,
         }
     }
 }

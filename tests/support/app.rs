@@ -81,6 +81,8 @@ pub(crate) struct TestApp {
     pub(crate) signing_key: jsonwebtoken::EncodingKey,
     /// A staff token with `user/*.rs`, sent by `get` unless a test gives its own.
     pub(crate) token: String,
+    /// The `iss` the gateway trusts and its tokens carry.
+    issuer: String,
     /// The gateway's state, for tests that call the door as a library does.
     pub(crate) state: concord::server::AppState,
     _dir: tempfile::TempDir,
@@ -172,6 +174,20 @@ impl TestApp {
         policies: Policies,
         extra_toml: &str,
     ) -> TestApp {
+        Self::start_trusting(sources, store, server_toml, policies, extra_toml, ISSUER).await
+    }
+
+    /// Starts a gateway as [`TestApp::start_config`] does, whose bearer tokens come from
+    /// `issuer` (`[auth] issuer`; the test OpenID Connect provider's, say, so that one identity
+    /// both calls the FHIR API and signs in to the console). Its tokens carry that `iss`.
+    pub(crate) async fn start_trusting(
+        sources: Vec<SourceSpec>,
+        store: StoreChoice,
+        server_toml: &str,
+        policies: Policies,
+        extra_toml: &str,
+        issuer: &str,
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = match policies {
             Policies::ReadPath => {
@@ -198,7 +214,7 @@ impl TestApp {
             .expect("signing key");
         let mut toml = format!(
             "[server]\nlisten = \"{addr}\"\nrequest_timeout_ms = 1500\n{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n\n[policy]\nreload_check_secs = 1\n\n[profiles]\ndir = \"{PROFILES}\"\n\n[audit]\nkey_file = \"{AUDIT_KEY}\"\nhead_signing_key_file = \"{HEAD_KEY}\"\nhead_interval_secs = 1\nwitness_file = \"data/audit-witness.ndjson\"\n\n\
-             [auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\nleeway_secs = 5\n\n[[auth.key]]\nkid = \"test\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"test-key.pub.pem\"\n"
+             [auth]\nissuer = \"{issuer}\"\naudience = \"{AUDIENCE}\"\nleeway_secs = 5\n\n[[auth.key]]\nkid = \"test\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"test-key.pub.pem\"\n"
         );
         for s in &sources {
             toml.push_str(&format!(
@@ -250,7 +266,7 @@ impl TestApp {
             }
         });
         let origin = format!("{scheme}://{addr}");
-        let token = mint(&signing_key, &claims(&[]));
+        let token = mint(&signing_key, &claims(&[("iss", Value::from(issuer))]));
         TestApp {
             base: format!("{origin}/fhir"),
             origin,
@@ -260,6 +276,7 @@ impl TestApp {
                 .expect("client"),
             signing_key,
             token,
+            issuer: issuer.to_owned(),
             state,
             _dir: dir,
             server,
@@ -291,7 +308,9 @@ impl TestApp {
     /// A token signed by the key this gateway trusts, with the default claims changed or
     /// added by `extra` (a `null` value removes a claim).
     pub(crate) fn token_with(&self, extra: &[(&str, Value)]) -> String {
-        mint(&self.signing_key, &claims(extra))
+        let mut all = vec![("iss", Value::from(self.issuer.as_str()))];
+        all.extend_from_slice(extra);
+        mint(&self.signing_key, &claims(&all))
     }
 
     /// GET with the default staff token, plus extra headers.
