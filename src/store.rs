@@ -2,8 +2,9 @@
 //! people and their links to each source. Migrations live under `migrations/sqlite` and
 //! `migrations/postgres` and are compiled into the binary. One file per table family:
 //! `people` (persons and their links), `consent` (sharing choices), `audit` (the audit log's
-//! records and signed heads), `audit_search` (its search) and `console` (the IG console's
-//! sessions and sign-ins under way); this file holds the pool.
+//! records and signed heads), `audit_search` (its search), `console` (the IG console's
+//! sessions and sign-ins under way) and `fleet` (the instances sharing the store); `notify`
+//! hears the changes other instances make on PostgreSQL. This file holds the pool.
 //!
 //! Both backends run the same SQL text (`$1` placeholders work in both); times are Unix
 //! seconds in an integer column and ids are text, so rows read the same from either.
@@ -71,12 +72,15 @@ mod audit;
 mod audit_search;
 mod consent;
 mod console;
+mod fleet;
+pub mod notify;
 mod people;
 
 pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
 pub use consent::ConsentRecord;
 pub use console::{ConsoleSession, PendingLogin};
+pub use fleet::{Instance, MAX_INSTANCES};
 pub use people::{Link, PersonRecord};
 
 impl Store {
@@ -179,3 +183,6 @@ mod audit_search_tests;
 
 #[cfg(test)]
 mod console_tests;
+
+#[cfg(test)]
+mod fleet_tests;
