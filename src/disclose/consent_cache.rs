@@ -9,8 +9,10 @@ use crate::store::StoreError;
 
 /// People's standing sharing choices, kept briefly in memory so that a busy gateway does not
 /// read the store on every request. A choice recorded through this instance evicts the
-/// person's entry at once (and a read that was already under way is not kept); other
-/// instances' choices arrive within the time to live.
+/// person's entry at once, and one recorded through another instance as soon as its notice
+/// is heard (PostgreSQL); a read that was already under way when the person was evicted, or
+/// the cache cleared, is not kept. While changes made elsewhere may go unheard
+/// ([`Federation::caches_trusted`] is false) the cache is neither used nor filled.
 #[derive(Debug)]
 pub(crate) struct ConsentCache {
     ttl: std::time::Duration,
@@ -20,7 +22,20 @@ pub(crate) struct ConsentCache {
 #[derive(Debug, Default)]
 struct CacheState {
     entries: HashMap<uuid::Uuid, (tokio::time::Instant, Arc<Consent>)>,
+    /// When each person was last evicted: a read that began before is not kept.
     evicted: HashMap<uuid::Uuid, tokio::time::Instant>,
+    /// When the whole cache was last cleared: a read that began before is not kept.
+    cleared: Option<tokio::time::Instant>,
+}
+
+impl CacheState {
+    /// Forgets everyone, and that any read under way now may be kept.
+    fn clear(&mut self) {
+        *self = CacheState {
+            cleared: Some(tokio::time::Instant::now()),
+            ..CacheState::default()
+        };
+    }
 }
 
 /// Most people whose choices are held; past this the cache starts again empty.
@@ -42,14 +57,22 @@ impl ConsentCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Forgets a person's choices (a new one was recorded).
+    /// Forgets a person's choices (a new one was recorded, here or elsewhere).
     pub(crate) fn evict(&self, person: uuid::Uuid) {
         let mut state = self.lock();
         state.entries.remove(&person);
         if state.evicted.len() >= MAX_CONSENT_ENTRIES {
-            state.evicted.clear();
+            // Forgetting when people were evicted would let a read under way be kept:
+            // forget everyone instead.
+            state.clear();
         }
         state.evicted.insert(person, tokio::time::Instant::now());
+    }
+
+    /// Forgets everyone's choices (changes may have been missed); reads under way are not
+    /// kept.
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
     }
 
     /// The sharing choices that stand for a person. A store that cannot say means nothing is
@@ -59,22 +82,24 @@ impl ConsentCache {
         federation: &Federation,
         person: &Person,
     ) -> Result<Arc<Consent>, StoreError> {
-        if !self.ttl.is_zero()
+        let read_at = tokio::time::Instant::now();
+        let cached = !self.ttl.is_zero() && federation.caches_trusted();
+        if cached
             && let Some((at, consent)) = self.lock().entries.get(&person.id)
             && at.elapsed() < self.ttl
         {
             return Ok(consent.clone());
         }
-        let read_at = tokio::time::Instant::now();
         let records = federation.store().consents(person.id).await?;
         let consent = Arc::new(crate::policy::consent::standing(
             records
                 .iter()
                 .map(|r| (r.kind.as_str(), r.org.as_str(), r.active)),
         ));
-        if !self.ttl.is_zero() {
+        if cached {
             let mut state = self.lock();
-            let raced = state.evicted.get(&person.id).is_some_and(|e| *e >= read_at);
+            let raced = state.cleared.is_some_and(|c| c >= read_at)
+                || state.evicted.get(&person.id).is_some_and(|e| *e >= read_at);
             if !raced {
                 if state.entries.len() >= MAX_CONSENT_ENTRIES {
                     state.entries.clear();
@@ -83,5 +108,121 @@ impl ConsentCache {
             }
         }
         Ok(consent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fhir::NhsNumber;
+    use crate::store::{ConsentRecord, Store};
+
+    /// A federation with no sources over a fresh SQLite store, and one person in it.
+    async fn setup(dir: &std::path::Path) -> (Federation, Person) {
+        let url = format!("sqlite://{}/concord.db", dir.display());
+        let store = Store::connect(&url, 2).await.expect("store");
+        store.migrate().await.expect("migrate");
+        let id = store.ensure_person("9990000018", 1).await.expect("person");
+        let federation = Federation::new(
+            Vec::new(),
+            store,
+            crate::telemetry::Metrics::new(),
+            Duration::from_secs(3600),
+            Duration::from_secs(30),
+        );
+        let person = Person {
+            id,
+            nhs: NhsNumber::parse("9990000018").expect("nhs"),
+            links: HashMap::new(),
+        };
+        (federation, person)
+    }
+
+    /// Records an objection to sharing `org`'s records straight into the store, as another
+    /// instance would: nothing here is evicted.
+    async fn objection_elsewhere(federation: &Federation, person: &Person, org: &str) {
+        let record = ConsentRecord {
+            id: uuid::Uuid::new_v4(),
+            person: person.id,
+            kind: "not_from".into(),
+            org: org.into(),
+            active: true,
+            recorded_us: jiff::Timestamp::now().as_microsecond(),
+            resource: "{}".into(),
+        };
+        federation
+            .store()
+            .record_consent(&record)
+            .await
+            .expect("record");
+    }
+
+    #[tokio::test]
+    async fn untrusted_the_store_is_read_every_time_and_trusted_again_only_after_clearing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (federation, person) = setup(dir.path()).await;
+        let cache = ConsentCache::new(Duration::from_secs(600));
+        assert!(
+            cache
+                .of(&federation, &person)
+                .await
+                .expect("read")
+                .not_from
+                .is_empty()
+        );
+        // Cached: another instance's choice is not seen until its notice evicts the person.
+        objection_elsewhere(&federation, &person, "A81001").await;
+        assert!(
+            cache
+                .of(&federation, &person)
+                .await
+                .expect("read")
+                .not_from
+                .is_empty()
+        );
+        cache.evict(person.id);
+        assert_eq!(
+            cache.of(&federation, &person).await.expect("read").not_from,
+            ["A81001"]
+        );
+
+        // Changes may go unheard: every read goes to the store, and nothing is kept.
+        federation.trust_caches(false);
+        objection_elsewhere(&federation, &person, "RY4").await;
+        assert_eq!(
+            cache
+                .of(&federation, &person)
+                .await
+                .expect("read")
+                .not_from
+                .len(),
+            2
+        );
+        objection_elsewhere(&federation, &person, "LA001").await;
+        assert_eq!(
+            cache
+                .of(&federation, &person)
+                .await
+                .expect("read")
+                .not_from
+                .len(),
+            3
+        );
+
+        // Listening again: cleared first, so the entry cached before the listener was lost
+        // (two choices ago) is not used.
+        cache.clear();
+        federation.trust_caches(true);
+        assert_eq!(
+            cache
+                .of(&federation, &person)
+                .await
+                .expect("read")
+                .not_from
+                .len(),
+            3
+        );
     }
 }
