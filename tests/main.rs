@@ -23,6 +23,7 @@ mod console_browser;
 mod demo;
 mod errors;
 mod failures;
+mod fleet;
 mod hostile;
 mod hygiene;
 mod ops;
