@@ -142,7 +142,7 @@ async fn heartbeat(state: Weak<Inner>, store: Store, mut me: Instance) {
         me.policy_hash.clone_from(&set.hash);
         me.policy_loaded_at = state.door.policies().status().loaded_at;
         me.heartbeat_at = now_secs();
-        match store.heartbeat(&me).await {
+        match within(store.heartbeat(&me)).await {
             Ok(()) => {
                 if failing {
                     tracing::info!("the fleet heartbeat is written again");
@@ -158,13 +158,11 @@ async fn heartbeat(state: Weak<Inner>, store: Store, mut me: Instance) {
                 continue;
             }
         }
-        if let Err(error) = store
-            .forget_instances(me.heartbeat_at - FORGET_AFTER_SECS)
-            .await
-        {
+        let long_gone = me.heartbeat_at - FORGET_AFTER_SECS;
+        if let Err(error) = within(store.forget_instances(long_gone)).await {
             tracing::debug!(%error, "cannot forget instances long gone");
         }
-        let Ok(fleet) = Fleet::read(&state).await else {
+        let Ok(fleet) = within(Fleet::read(&state)).await else {
             continue;
         };
         state
@@ -228,7 +226,7 @@ pub(super) async fn view(state: &AppState) -> Value {
         "change_listener": listener,
         "window_secs": WINDOW_SECS,
     });
-    match Fleet::read(state).await {
+    match within(Fleet::read(state)).await {
         Ok(fleet) => {
             view["policy_sets_disagree"] = json!(fleet.disagree());
             view["policy_hashes"] = json!(fleet.hashes);
@@ -253,6 +251,17 @@ pub(super) async fn view(state: &AppState) -> Value {
         }
     }
     view
+}
+
+/// Longest the fleet's own reads and writes may take: a store that hangs holds neither a
+/// connection of the pool nor the readiness view for longer.
+const STORE_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs a store call under [`STORE_WAIT`].
+async fn within<T>(call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    tokio::time::timeout(STORE_WAIT, call)
+        .await
+        .unwrap_or(Err(StoreError::Timeout(STORE_WAIT)))
 }
 
 /// Unix seconds as RFC 3339 (UTC).
