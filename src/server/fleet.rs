@@ -34,9 +34,10 @@ impl AppState {
     /// Joins the fleet on the store. On PostgreSQL, listens for the changes other instances
     /// make to people's links and sharing choices (until the listener is connected, and
     /// whenever it is not, those are read from the store on every request); on every store,
-    /// says every few seconds which policy set this instance enforces. Both tasks end when
-    /// the state is dropped. `concord serve` calls it; a one-off command (`policy explain`)
-    /// does not.
+    /// says every few seconds which policy set this instance enforces. Once the state is
+    /// dropped, the heartbeat ends within a second and the listener at its next event (or
+    /// with the runtime). `concord serve` calls it; a one-off command (`policy explain`) does
+    /// not.
     pub fn spawn_fleet(&self) {
         let store = self.door.federation().store().clone();
         if matches!(store, Store::Postgres(_)) {
