@@ -8,7 +8,8 @@
 //! 2. **plan**: which sources may be asked who the person is, and for which types;
 //! 3. **resolve**: the person, by NHS number or gateway id (or the one resource read);
 //! 4. **collect**: the person's resources from the planned sources, under one deadline;
-//! 5. **consent**: the person's standing sharing choices, briefly cached (`consent_cache.rs`);
+//! 5. **consent**: the person's standing sharing choices, briefly cached (`consent_cache.rs`;
+//!    what other instances change evicts them, `heard.rs`);
 //! 6. **decide and redact**: each resource kept only when a rule permits it, as that rule
 //!    lets it go;
 //! 7. **facts**: what was disclosed under which agreement and rule, what was withheld, how
@@ -22,6 +23,7 @@
 
 mod consent;
 mod consent_cache;
+mod heard;
 mod reach;
 
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use uuid::Uuid;
 
 pub use consent::Recorded;
 pub(crate) use consent_cache::ConsentCache;
+pub use heard::Heard;
 pub use reach::Notices;
 use reach::{Asking, Reach};
 

@@ -25,6 +25,7 @@ mod resolve;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -146,6 +147,9 @@ pub struct Federation {
     link_max_age: Duration,
     /// People's links, kept in memory for a short while.
     cache: cache::LinkCache,
+    /// False while changes made through other instances may go unheard: caches are then
+    /// neither used nor filled ([`Federation::trust_caches`]).
+    caches_trusted: AtomicBool,
     /// Normalised resources of static sources, reused between requests.
     normalised: cache::NormalisedCache,
     /// The profiles resources are checked against, when any source is checked.
@@ -170,6 +174,7 @@ impl Federation {
             metrics,
             link_max_age,
             cache: cache::LinkCache::new(link_cache_ttl),
+            caches_trusted: AtomicBool::new(true),
             normalised: cache::NormalisedCache::default(),
             profiles: None,
         }
@@ -199,6 +204,30 @@ impl Federation {
     /// The source with this id.
     pub fn source(&self, id: &str) -> Option<&Arc<dyn Source>> {
         self.sources.iter().find(|s| s.info().id == id)
+    }
+
+    /// Whether what is cached of people (their links here, their sharing choices in the
+    /// door) may be used: true unless [`Federation::trust_caches`] said otherwise.
+    pub fn caches_trusted(&self) -> bool {
+        self.caches_trusted.load(Ordering::Acquire)
+    }
+
+    /// Says whether every change another instance makes is heard now. From `false`, people's
+    /// links are read from the store on every request; from `true` (the default), the cache
+    /// is used again, so whoever says so must first have cleared it
+    /// ([`Federation::forget_everyone`]) of what was cached while changes went unheard.
+    pub fn trust_caches(&self, trusted: bool) {
+        self.caches_trusted.store(trusted, Ordering::Release);
+    }
+
+    /// Forgets the cached links of a person whose links changed elsewhere.
+    pub fn forget_person(&self, person: Uuid) {
+        self.cache.evict(person);
+    }
+
+    /// Forgets every cached link (changes may have been missed).
+    pub fn forget_everyone(&self) {
+        self.cache.clear();
     }
 }
 

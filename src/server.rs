@@ -7,6 +7,7 @@ mod audit_event;
 pub mod capability;
 mod consent;
 pub mod error;
+mod fleet;
 pub mod limit;
 pub mod query;
 mod ready;

@@ -3,8 +3,9 @@
 //! `migrations/postgres` and are compiled into the binary. One file per table family:
 //! `people` (persons and their links), `consent` (sharing choices), `audit` (the audit log's
 //! records and signed heads), `audit_search` (its search), `console` (the IG console's
-//! sessions and sign-ins under way) and `review` (break-glass reviews and their queue); this
-//! file holds the pool.
+//! sessions and sign-ins under way), `review` (break-glass reviews and their queue) and
+//! `fleet` (the instances sharing the store); `notify` hears the changes other instances
+//! make on PostgreSQL. This file holds the pool.
 //!
 //! Both backends run the same SQL text (`$1` placeholders work in both); times are Unix
 //! seconds in an integer column and ids are text, so rows read the same from either.
@@ -73,6 +74,8 @@ mod audit_search;
 mod audit_stats;
 mod consent;
 mod console;
+mod fleet;
+pub mod notify;
 mod people;
 mod review;
 
@@ -81,6 +84,7 @@ pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
 pub use audit_stats::{AuditCount, ChainHead, DAY_US, StatsScope};
 pub use consent::ConsentRecord;
 pub use console::{ConsoleSession, PendingLogin};
+pub use fleet::{Instance, MAX_INSTANCES};
 pub use people::{Link, PersonRecord};
 pub use review::{BreakGlassReview, ReviewScope};
 
@@ -184,6 +188,9 @@ mod audit_search_tests;
 
 #[cfg(test)]
 mod console_tests;
+
+#[cfg(test)]
+mod fleet_tests;
 
 #[cfg(test)]
 mod review_tests;

@@ -68,6 +68,13 @@ pub struct ConnectionLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a change notice heard from another instance.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoticeLabels {
+    /// `consent`, `links`, or `unrecognised`.
+    pub kind: &'static str,
+}
+
 /// Every metric the gateway exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -92,6 +99,14 @@ pub struct Metrics {
     pub connections_closed: Family<ConnectionLabels, Counter>,
     /// What the IG console shows of each source: recent faults, the last conformance check.
     source_health: source_health::SourceHealthLog,
+    /// The change listener: 0 not needed (SQLite), 1 down (caches bypassed), 2 listening.
+    pub change_listener: Gauge,
+    /// Change notices heard from the store's other writers.
+    pub change_notices: Family<NoticeLabels, Counter>,
+    /// Instances of the fleet heard from within the window, this one included.
+    pub fleet_instances: Gauge,
+    /// Distinct policy sets those instances enforce (more than 1: they disagree).
+    pub fleet_policy_sets: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -161,6 +176,30 @@ impl Metrics {
             "Client connections the gateway closed: timeouts, eviction, shutdown",
             connections_closed.clone(),
         );
+        let change_listener = Gauge::default();
+        let change_notices = Family::<NoticeLabels, Counter>::default();
+        let fleet_instances = Gauge::default();
+        let fleet_policy_sets = Gauge::default();
+        registry.register(
+            "change_listener_state",
+            "The listener for changes made through other instances: 0 not needed (SQLite), 1 down (links and sharing choices read from the store on every request), 2 listening",
+            change_listener.clone(),
+        );
+        registry.register(
+            "change_notices",
+            "Change notices heard from other instances, by kind",
+            change_notices.clone(),
+        );
+        registry.register(
+            "fleet_instances",
+            "Gateway instances on this store heard from within the fleet window",
+            fleet_instances.clone(),
+        );
+        registry.register(
+            "fleet_policy_sets",
+            "Distinct policy sets the fleet's instances enforce (more than 1: they disagree)",
+            fleet_policy_sets.clone(),
+        );
         Arc::new(Metrics {
             registry,
             http_requests,
@@ -173,6 +212,10 @@ impl Metrics {
             connections_refused,
             connections_closed,
             source_health: source_health::SourceHealthLog::default(),
+            change_listener,
+            change_notices,
+            fleet_instances,
+            fleet_policy_sets,
         })
     }
 

@@ -33,6 +33,7 @@ mod console_review;
 mod demo;
 mod errors;
 mod failures;
+mod fleet;
 mod hostile;
 mod hygiene;
 mod ops;

@@ -11,6 +11,7 @@ pub(super) async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let state = crate::server::build_state(&config)
         .await
         .context("cannot start")?;
+    state.spawn_fleet();
     tokio::spawn(
         state
             .door

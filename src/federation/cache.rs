@@ -2,7 +2,9 @@
 //! store on every request. An entry is trusted for at most `ttl` after it was read from (or
 //! written to) the store, and never beyond the links' own freshness limit, which
 //! [`super::Federation`] still checks. Many instances can share one store: what another
-//! instance learns reaches this one within `ttl`.
+//! instance changes evicts the person here as soon as its notice is heard (PostgreSQL), and
+//! a read that was already under way when a person was evicted, or the cache cleared, is not
+//! kept.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -23,6 +25,20 @@ struct Inner {
     by_id: HashMap<Uuid, (Instant, PersonRecord)>,
     /// Gateway ids by NHS number.
     by_nhs: HashMap<String, Uuid>,
+    /// When each person was last evicted: a read that began before is not kept.
+    evicted: HashMap<Uuid, Instant>,
+    /// When the whole cache was last cleared: a read that began before is not kept.
+    cleared: Option<Instant>,
+}
+
+impl Inner {
+    /// Forgets everyone, and that any read under way now may be kept.
+    fn clear(&mut self) {
+        *self = Inner {
+            cleared: Some(Instant::now()),
+            ..Inner::default()
+        };
+    }
 }
 
 /// The cache.
@@ -45,7 +61,8 @@ impl LinkCache {
 
     /// The entries, locked.
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every update is a whole insert or remove, so a poisoned lock holds no half-state.
+        // Every update is a whole insert, remove or clear, so a poisoned lock holds no
+        // half-state.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -62,25 +79,44 @@ impl LinkCache {
         self.by_id(id)
     }
 
-    /// Forgets a person (their links changed elsewhere).
+    /// Forgets a person (their links changed, here or elsewhere); a read of them already
+    /// under way is not kept.
     pub fn evict(&self, id: Uuid) {
         let mut inner = self.lock();
         if let Some((_, record)) = inner.by_id.remove(&id) {
             inner.by_nhs.remove(&record.nhs_number);
         }
+        if inner.evicted.len() >= MAX_ENTRIES {
+            // Forgetting when people were evicted would let a read under way be kept:
+            // forget everyone instead.
+            inner.clear();
+        }
+        inner.evicted.insert(id, Instant::now());
     }
 
-    /// Remembers what the store holds for a person now.
-    pub fn put(&self, record: PersonRecord) {
+    /// Forgets everyone (changes may have been missed); reads under way are not kept.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Remembers what the store held for a person when a read that began at `read_at`
+    /// found it, unless the person was evicted (or the cache cleared) since.
+    pub fn put(&self, record: PersonRecord, read_at: Instant) {
         if self.ttl.is_zero() {
             return;
         }
         let mut inner = self.lock();
+        let raced = inner.cleared.is_some_and(|c| c >= read_at)
+            || inner.evicted.get(&record.id).is_some_and(|e| *e >= read_at);
+        if raced {
+            return;
+        }
         if inner.by_id.len() >= MAX_ENTRIES {
-            *inner = Inner::default();
+            inner.by_id.clear();
+            inner.by_nhs.clear();
         }
         inner.by_nhs.insert(record.nhs_number.clone(), record.id);
-        inner.by_id.insert(record.id, (Instant::now(), record));
+        inner.by_id.insert(record.id, (read_at, record));
     }
 }
 
@@ -185,7 +221,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn entries_expire() {
         let cache = LinkCache::new(Duration::from_secs(30));
-        cache.put(record());
+        cache.put(record(), Instant::now());
         assert!(cache.by_nhs("9434765919").is_some());
         assert!(cache.by_id(Uuid::nil()).is_some());
         tokio::time::advance(Duration::from_secs(30)).await;
@@ -195,7 +231,35 @@ mod tests {
     #[test]
     fn zero_ttl_disables() {
         let cache = LinkCache::new(Duration::ZERO);
-        cache.put(record());
+        cache.put(record(), Instant::now());
+        assert!(cache.by_nhs("9434765919").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_under_way_when_the_person_is_evicted_is_not_kept() {
+        let cache = LinkCache::new(Duration::from_secs(30));
+        let read_at = Instant::now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        // A notice arrives while the read is under way.
+        cache.evict(Uuid::nil());
+        cache.put(record(), read_at);
+        assert!(cache.by_id(Uuid::nil()).is_none());
+        // A read that began after the eviction is kept.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        cache.put(record(), Instant::now());
+        assert!(cache.by_id(Uuid::nil()).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clearing_forgets_everyone_and_reads_under_way() {
+        let cache = LinkCache::new(Duration::from_secs(30));
+        cache.put(record(), Instant::now());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let read_at = Instant::now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        cache.clear();
+        assert!(cache.by_nhs("9434765919").is_none());
+        cache.put(record(), read_at);
         assert!(cache.by_nhs("9434765919").is_none());
     }
 }

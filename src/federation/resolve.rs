@@ -31,17 +31,20 @@ impl Federation {
         plan: &Plan<'_>,
         deadline: Instant,
     ) -> Result<Resolution, FederationError> {
-        let record = match self.cache.by_nhs(nhs.as_str()) {
+        let keep = self.keep_from();
+        let cached = keep.and_then(|_| self.cache.by_nhs(nhs.as_str()));
+        let record = match cached {
             Some(r) => Some(r),
             None => {
                 let stored = self.store.person_by_nhs(nhs.as_str()).await?;
-                if let Some(r) = &stored {
-                    self.cache.put(r.clone());
+                if let (Some(r), Some(read_at)) = (&stored, keep) {
+                    self.cache.put(r.clone(), read_at);
                 }
                 stored
             }
         };
-        self.resolve(nhs.clone(), record, plan, deadline).await
+        self.resolve(nhs.clone(), record, plan, deadline, keep)
+            .await
     }
 
     /// Finds the person with this gateway id; `None` when the gateway has never met them.
@@ -51,11 +54,15 @@ impl Federation {
         plan: &Plan<'_>,
         deadline: Instant,
     ) -> Result<Option<Resolution>, FederationError> {
-        let record = match self.cache.by_id(id) {
+        let keep = self.keep_from();
+        let cached = keep.and_then(|_| self.cache.by_id(id));
+        let record = match cached {
             Some(r) => r,
             None => match self.store.person_by_id(id).await? {
                 Some(r) => {
-                    self.cache.put(r.clone());
+                    if let Some(read_at) = keep {
+                        self.cache.put(r.clone(), read_at);
+                    }
                     r
                 }
                 None => return Ok(None),
@@ -66,20 +73,30 @@ impl Federation {
                 "persons.nhs_number",
             )));
         };
-        self.resolve(nhs, Some(record), plan, deadline)
+        self.resolve(nhs, Some(record), plan, deadline, keep)
             .await
             .map(Some)
     }
 
+    /// When the link cache may be used for this request: the instant its reads of the store
+    /// begin (what they find is kept only if nobody is evicted meanwhile), or `None` while
+    /// changes made through other instances may go unheard (the store is read every time, and
+    /// nothing is kept).
+    fn keep_from(&self) -> Option<Instant> {
+        self.caches_trusted().then(Instant::now)
+    }
+
     /// Finds the person with this NHS number, whose stored record (if the gateway has met
     /// them) is `record`: fresh links are kept, stale ones asked again, and the answers
-    /// recorded. The person is `None` when no source knows them.
+    /// recorded (and cached, with `keep`: see [`Federation::keep_from`]). The person is `None`
+    /// when no source knows them.
     async fn resolve(
         &self,
         nhs: NhsNumber,
         record: Option<PersonRecord>,
         plan: &Plan<'_>,
         deadline: Instant,
+        keep: Option<Instant>,
     ) -> Result<Resolution, FederationError> {
         let now = now_secs();
         let (mut links, stale) = self.fresh_links(record.as_ref(), plan, now);
@@ -110,8 +127,14 @@ impl Federation {
             None => self.store.ensure_person(nhs.as_str(), now).await?,
         };
         if !answers.is_empty() {
-            self.record_answers(person_id, &nhs, record.as_ref(), answers, &mut links, now)
-                .await?;
+            let recorded = Recorded {
+                person_id,
+                nhs: &nhs,
+                record: record.as_ref(),
+                now,
+                keep,
+            };
+            self.record_answers(recorded, answers, &mut links).await?;
         }
         Ok(Resolution {
             person: Some(Person {
@@ -189,16 +212,20 @@ impl Federation {
 
     /// Writes the sources' answers to the store (taking a local id from any other person who
     /// held it, whose cache entry is evicted), adds them to `links`, and caches the person
-    /// as they now stand.
+    /// as they now stand (when `keep` says the cache may be filled).
     async fn record_answers(
         &self,
-        person_id: Uuid,
-        nhs: &NhsNumber,
-        record: Option<&PersonRecord>,
+        recorded: Recorded<'_>,
         answers: Answers,
         links: &mut Links,
-        now: i64,
     ) -> Result<(), FederationError> {
+        let Recorded {
+            person_id,
+            nhs,
+            record,
+            now,
+            keep,
+        } = recorded;
         let mut checked: Vec<(String, i64)> = record
             .iter()
             .flat_map(|r| r.checked.iter().cloned())
@@ -215,7 +242,10 @@ impl Federation {
             checked.push((source_id.clone(), now));
             links.insert(source_id, ids.into_iter().collect());
         }
-        self.cache.put(PersonRecord {
+        let Some(read_at) = keep else {
+            return Ok(());
+        };
+        let person = PersonRecord {
             id: person_id,
             nhs_number: nhs.as_str().to_owned(),
             links: links
@@ -228,9 +258,24 @@ impl Federation {
                 })
                 .collect(),
             checked,
-        });
+        };
+        self.cache.put(person, read_at);
         Ok(())
     }
+}
+
+/// Whose answers [`Federation::record_answers`] records, and how to cache them.
+struct Recorded<'a> {
+    /// The person's gateway id.
+    person_id: Uuid,
+    /// Their NHS number.
+    nhs: &'a NhsNumber,
+    /// What the store held of them before, if anything.
+    record: Option<&'a PersonRecord>,
+    /// Now, Unix seconds.
+    now: i64,
+    /// See [`Federation::keep_from`].
+    keep: Option<Instant>,
 }
 
 /// The current time, in seconds since the Unix epoch.

@@ -1,5 +1,5 @@
 //! Readiness: `/readyz` for load balancers (ready or not, nothing else) and
-//! `/readyz/detail` for operators (the store, sources, audit log and policy set).
+//! `/readyz/detail` for operators (the store, sources, audit log, policy set and the fleet).
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -47,7 +47,9 @@ pub(super) async fn readiness_detail(State(state): State<AppState>, request: Req
         }
         Ok(_) => {}
     }
-    let (ready, body) = readiness(&state).await;
+    let (ready, mut body) = readiness(&state).await;
+    // Only here, not on the open endpoint a load balancer polls: it reads the store.
+    body["fleet"] = super::fleet::view(&state).await;
     let status = if ready {
         StatusCode::OK
     } else {

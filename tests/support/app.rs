@@ -249,6 +249,7 @@ impl TestApp {
         let state = concord::server::build_state(&config)
             .await
             .expect("gateway starts");
+        state.spawn_fleet();
         let scheme = if config.server.tls.is_some() {
             "https"
         } else {
