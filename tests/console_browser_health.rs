@@ -1,9 +1,10 @@
 //! The health of the record and the pictures in a real headless Chromium: signed in through
 //! the test OpenID Connect provider, `audit verify` run from the health page's button until
-//! its result page says it passed (the progress page reloads itself, without script), and
-//! the pictures opened from the home page. A long chain written beforehand keeps the check
-//! running long enough to be seen running. Screenshots go to
-//! `target/tmp/console-health*.png` and `target/tmp/console-charts*.png`.
+//! its result page says it passed (the progress page does not reload itself: its link shows
+//! the latest progress), and the pictures opened from the home page. A long chain written
+//! beforehand keeps the check running long enough to be seen running, and its progress page
+//! checked by axe-core and walked with the Tab key (`console_browser_a11y` checks the others).
+//! Screenshots go to `target/tmp/console-health*.png` and `target/tmp/console-charts*.png`.
 
 use serde_json::json;
 
@@ -12,6 +13,7 @@ use crate::console_health::bulk_chain;
 use crate::support::app::StoreChoice;
 use crate::support::browser::Browser;
 use crate::support::oidc::OidcProvider;
+use crate::support::{axe, keyboard};
 
 /// Known to the demo GP.
 const ANN: &str = "9990465630";
@@ -63,7 +65,7 @@ async fn a_browser_runs_verify_from_the_health_page_and_sees_the_pictures() {
     browser.screenshot(&shots.join("console-health.png")).await;
 
     browser.click("#verify").await;
-    // The progress page reloads itself every two seconds until the result is there.
+    // The progress page stays put; its link shows the latest progress, until the result.
     assert_eq!(browser.text("#verify-state").await, "Running");
     assert!(
         browser
@@ -74,15 +76,21 @@ async fn a_browser_runs_verify_from_the_health_page_and_sees_the_pictures() {
     browser
         .screenshot(&shots.join("console-health-verify-progress.png"))
         .await;
+    axe::check(&browser, "health verify running").await;
+    keyboard::check(&browser, "health verify running").await;
     let mut result = String::new();
     for _ in 0..60 {
+        let page = browser.source().await;
         if browser.url().await.ends_with("/console/health/verify")
-            && browser.source().await.contains("id=\"verify-result\"")
+            && page.contains("id=\"verify-result\"")
         {
             result = browser.text("#verify-result").await;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if page.contains("id=\"verify-refresh\"") {
+            browser.click("#verify-refresh").await;
+        }
     }
     assert!(result.contains("Passed"), "the check passed: {result}");
     assert!(result.contains("audit log verified:"), "{result}");

@@ -7,6 +7,7 @@ mod support {
     pub(crate) mod axe;
     pub(crate) mod browser;
     pub(crate) mod data;
+    pub(crate) mod keyboard;
     pub(crate) mod oidc;
     pub(crate) mod pki;
     pub(crate) mod upstream;

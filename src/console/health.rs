@@ -132,8 +132,8 @@ pub(super) async fn start_verify(
     }
 }
 
-/// `GET /console/health/verify`: the verify running now (the page refreshes itself every
-/// two seconds until it ends) or the last one's result.
+/// `GET /console/health/verify`: the verify running now (with a link to its latest progress)
+/// or the last one's result.
 pub(super) async fn verify_page(
     State(console): State<Console>,
     headers: HeaderMap,

@@ -2,7 +2,7 @@
 //! from the sources, the store or the verify goes through [`Html::text`].
 
 use super::html::Html;
-use super::pages::{layout, refreshing};
+use super::pages::layout;
 use super::verify::{Outcome, Run, Status, passed};
 use crate::config::Conformance;
 use crate::sources::BreakerState;
@@ -304,7 +304,7 @@ pub(super) fn health(
     })
 }
 
-fn progress(h: &mut Html, status: &Status) {
+fn progress(h: &mut Html, path: &str, status: &Status) {
     h.raw("<p id=\"verify-state\" role=\"status\">Running</p>\n");
     match status.total {
         Some(total) => {
@@ -334,7 +334,12 @@ fn progress(h: &mut Html, status: &Status) {
             h.raw(".</p>\n");
         }
     }
-    h.raw("<p>This page refreshes itself every 2 seconds until the check ends.</p>\n");
+    // INVARIANT: no `<meta http-equiv="refresh">`: a page that reloads itself takes the
+    // reader's place and the keyboard's focus back to the top each time (WCAG 2.2.1, failure
+    // F41). The reader asks for the latest progress instead (technique G76).
+    h.raw("<p><a class=\"button secondary\" id=\"verify-refresh\" href=\"")
+        .text(path)
+        .raw("/health/verify\">Show the latest progress</a></p>\n<p class=\"hint\" id=\"verify-refresh-hint\">This page stays as it is while you read it; the result is shown here when the check ends.</p>\n");
 }
 
 fn result(h: &mut Html, path: &str, ended_us: i64, outcome: &Outcome) {
@@ -379,9 +384,7 @@ fn result(h: &mut Html, path: &str, ended_us: i64, outcome: &Outcome) {
 
 /// `GET /console/health/verify`: the check running now, or the last one's result.
 pub(super) fn verify(path: &str, csrf: &str, run: Option<(&Run, Status)>, joined: bool) -> String {
-    let running = run.as_ref().is_some_and(|(_, s)| s.ended.is_none());
-    let title = "Audit log check";
-    let body = |h: &mut Html| {
+    layout(path, "Audit log check", |h| {
         h.raw("<p><a href=\"")
             .text(path)
             .raw("/health\">Health of the record</a></p>\n<h1>Audit log check</h1>\n");
@@ -392,7 +395,7 @@ pub(super) fn verify(path: &str, csrf: &str, run: Option<(&Run, Status)>, joined
             verify_form(h, path, csrf, "Check the audit log now");
             return;
         };
-        if joined && running {
+        if joined && status.ended.is_none() {
             h.raw("<p class=\"notice\" id=\"joined\">A check was already running, so no second one was started: this is its progress. One check runs at a time.</p>\n");
         }
         h.raw("<p>Started ")
@@ -401,16 +404,11 @@ pub(super) fn verify(path: &str, csrf: &str, run: Option<(&Run, Status)>, joined
             .text(&run.by)
             .raw(".</p>\n");
         match &status.ended {
-            None => progress(h, status),
+            None => progress(h, path, status),
             Some((ended_us, outcome)) => {
                 result(h, path, *ended_us, outcome);
                 verify_form(h, path, csrf, "Check again");
             }
         }
-    };
-    if running {
-        refreshing(path, title, body)
-    } else {
-        layout(path, title, body)
-    }
+    })
 }

@@ -7,26 +7,11 @@ use super::html::Html;
 use super::signin::Choice;
 use crate::store::ConsoleSession;
 
-/// The frame of every page: head, banner, main.
+/// The frame of every page: head, banner, main. No page reloads itself (a delayed `<meta>`
+/// refresh fails WCAG 2.2.1): one that shows a job's progress offers a link to the latest.
 pub(super) fn layout(path: &str, title: &str, body: impl FnOnce(&mut Html)) -> String {
-    framed(path, title, "", body)
-}
-
-/// [`layout`] for a page that reloads itself every two seconds (no script: a `<meta>`
-/// refresh), such as the progress of a job.
-pub(super) fn refreshing(path: &str, title: &str, body: impl FnOnce(&mut Html)) -> String {
-    framed(
-        path,
-        title,
-        "<meta http-equiv=\"refresh\" content=\"2\">\n",
-        body,
-    )
-}
-
-fn framed(path: &str, title: &str, head: &'static str, body: impl FnOnce(&mut Html)) -> String {
     let mut h = Html::default();
     h.raw("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
-        .raw(head)
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>")
         .text(title)
         .raw(" – Concord IG console</title>\n<link rel=\"stylesheet\" href=\"")

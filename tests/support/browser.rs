@@ -216,6 +216,23 @@ impl Browser {
         .await
     }
 
+    /// Presses `key` `times` times, as a keyboard does: W3C WebDriver key actions, one
+    /// command for all of them (`'\u{E004}'` is Tab).
+    pub(crate) async fn press(&self, key: char, times: usize) {
+        let key = key.to_string();
+        let strokes: Vec<Value> = (0..times)
+            .flat_map(|_| {
+                [
+                    json!({"type": "keyDown", "value": key}),
+                    json!({"type": "keyUp", "value": key}),
+                ]
+            })
+            .collect();
+        let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": strokes}]});
+        self.command(reqwest::Method::POST, "/actions", Some(actions))
+            .await;
+    }
+
     /// Resizes the browser's window, in CSS pixels (e.g. to photograph a whole page).
     pub(crate) async fn resize(&self, width: u32, height: u32) {
         self.command(
