@@ -42,3 +42,4 @@ mod profiles;
 mod read_path;
 mod slow_clients;
 mod tls;
+mod writes;
