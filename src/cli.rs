@@ -19,7 +19,7 @@ mod serve;
 mod source;
 
 use audit::{audit_export, audit_verify};
-use policy::{policy_check, policy_explain};
+use policy::{policy_check, policy_explain, policy_explain_write};
 use profile::profile_check;
 use serve::serve;
 use source::source_check;
@@ -175,6 +175,15 @@ pub enum PolicyCommand {
         /// Explain as if `X-Break-Glass-Reason` were sent (emergency access).
         #[arg(long)]
         break_glass: bool,
+        /// Explain a write instead: `create` or `update` of `--type` in the source `--to`.
+        #[arg(long, value_parser = ["create", "update"], requires_all = ["resource_type", "to"])]
+        write: Option<String>,
+        /// The type written (with `--write`), e.g. `Goal`.
+        #[arg(long = "type", id = "resource_type")]
+        resource_type: Option<String>,
+        /// The source the write goes to (with `--write`), by its configured id.
+        #[arg(long)]
+        to: Option<String>,
         /// The config file (sources, store, keys and policy directory).
         #[arg(long, default_value = "concord.toml")]
         config: PathBuf,
@@ -196,9 +205,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     patient,
                     resource,
                     break_glass,
+                    write,
+                    resource_type,
+                    to,
                     config,
                 },
-        } => policy_explain(&config, &token, &patient, resource.as_deref(), break_glass).await,
+        } => match (write, resource_type, to) {
+            (Some(write), Some(resource_type), Some(to)) => {
+                policy_explain_write(&config, &token, &patient, &write, &resource_type, &to).await
+            }
+            _ => policy_explain(&config, &token, &patient, resource.as_deref(), break_glass).await,
+        },
         Command::Audit {
             action: AuditCommand::Verify { config, witness },
         } => audit_verify(&config, witness.as_deref()).await,

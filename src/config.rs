@@ -32,7 +32,7 @@ pub use profiles::ProfilesConfig;
 pub use server::{ClientAuth, ServerConfig, ServerTlsConfig};
 pub use sources::{
     ASSERTION_ALGORITHMS, Conformance, FhirSourceConfig, NdjsonSourceConfig, OAuthConfig,
-    SourceConfig, SourceKind, SourceKindName, SourceTlsConfig,
+    STORE_TYPES, SourceConfig, SourceKind, SourceKindName, SourceTlsConfig,
 };
 pub use store::StoreConfig;
 

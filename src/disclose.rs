@@ -481,6 +481,45 @@ impl Door {
     }
 }
 
+impl Door {
+    /// `concord policy explain --write`: whether `principal` may `interaction` a resource of
+    /// `resource_type` about the person with `nhs` in the source `source_id`, and why.
+    /// `None` when no source knows the person or the token is a patient token for somebody
+    /// else; [`AskError::NotKnown`] for a source that is not configured.
+    pub async fn explain_write<'s>(
+        &self,
+        principal: &Principal,
+        nhs: &NhsNumber,
+        set: &'s PolicySet,
+        write: (crate::policy::Interaction, &str, &str),
+    ) -> Result<Option<Explanation<'s>>, AskError> {
+        let (interaction, resource_type, source_id) = write;
+        let source = self
+            .federation
+            .source(source_id)
+            .ok_or_else(|| AskError::NotKnown(format!("source `{source_id}`")))?;
+        let asking = Asking::everything(&self.federation);
+        let plan = reach::plan_of(set, &asking);
+        let deadline = Instant::now() + self.timeout;
+        let resolution = self.federation.resolve_nhs(nhs, &plan, deadline).await?;
+        let Some(person) = resolution
+            .person
+            .filter(|p| principal.may_see_person(&p.nhs))
+        else {
+            return Ok(None);
+        };
+        let consent = self.consents.of(&self.federation, &person).await?;
+        Ok(Some(reach::explain_write(
+            set,
+            principal,
+            &self.federation,
+            &person,
+            &consent,
+            (interaction, resource_type, &source.info().ods),
+        )))
+    }
+}
+
 /// Steps 1 and 2 of [`Door::answer`] as made for one caller: the agreements as they apply
 /// to them and which sources may be asked for what. [`Door::answer`] makes one per ask; it
 /// is public (hidden) only so that the step benchmark (`benches/steps.rs`) can time the plan,

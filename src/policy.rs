@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use agreement::{Agreement, Audience, PURPOSES_OF_USE, Rule, Status};
+pub use agreement::{Agreement, Audience, Interaction, PURPOSES_OF_USE, Rule, Status};
 pub use engine::{Acting, Caller, CallerPolicy, Consent, Explanation, Failure, Item, Permit};
 pub use labels::{
     ACT_CODE, CONFIDENTIALITY, ICD10, LOCAL_LABEL_SYSTEM, LabelMap, Mapping, SENSITIVITY_LABELS,

@@ -652,7 +652,7 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
     .map_err(|e| StartError::Audit(e.to_string()))?;
     let audit = crate::audit::AuditLog::start(store.clone(), key, audit_options(audit_config)?);
     let metrics = Metrics::new();
-    let sources = crate::sources::build(&config.sources, &metrics).await?;
+    let sources = crate::sources::build(&config.sources, &metrics, &store).await?;
     let console = crate::console::Console::from_config(
         config,
         store.clone(),

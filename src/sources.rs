@@ -10,6 +10,7 @@ pub mod breaker;
 pub mod fhir;
 pub mod ndjson;
 pub mod oauth;
+pub mod store;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -179,10 +180,12 @@ pub enum SetupError {
     },
 }
 
-/// Builds every configured source, in config order (which is also merge priority).
+/// Builds every configured source, in config order (which is also merge priority);
+/// `kind = "store"` sources keep their resources in `store`.
 pub async fn build(
     configs: &[SourceConfig],
     metrics: &Arc<Metrics>,
+    store: &crate::store::Store,
 ) -> Result<Vec<Arc<dyn Source>>, SetupError> {
     let mut out: Vec<Arc<dyn Source>> = Vec::with_capacity(configs.len());
     for (i, cfg) in configs.iter().enumerate() {
@@ -197,6 +200,13 @@ pub async fn build(
             SourceKind::Fhir(f) => {
                 info.base_url = Some(f.base_url.clone());
                 out.push(Arc::new(fhir::FhirSource::new(info, *f, metrics.clone())?));
+            }
+            SourceKind::Store(s) => {
+                out.push(Arc::new(store::StoreSource::new(
+                    info,
+                    store.clone(),
+                    s.writes,
+                )));
             }
             SourceKind::Ndjson(n) => {
                 let path = n.path.clone();

@@ -4,7 +4,7 @@
 //! `people` (persons and their links), `consent` (sharing choices), `audit` (the audit log's
 //! records and signed heads), `audit_search` (its search), `console` (the IG console's
 //! sessions and sign-ins under way), `review` (break-glass reviews and their queue) and
-//! `fleet` (the instances sharing the store); `notify` hears the changes other instances
+//! `fleet` (the instances sharing the store), `held` (what `kind = "store"` sources keep); `notify` hears the changes other instances
 //! make on PostgreSQL. This file holds the pool.
 //!
 //! Both backends run the same SQL text (`$1` placeholders work in both); times are Unix
@@ -75,6 +75,7 @@ mod audit_stats;
 mod consent;
 mod console;
 mod fleet;
+mod held;
 pub mod notify;
 mod people;
 mod review;
@@ -85,6 +86,7 @@ pub use audit_stats::{AuditCount, ChainHead, DAY_US, StatsScope};
 pub use consent::ConsentRecord;
 pub use console::{ConsoleSession, PendingLogin};
 pub use fleet::{Instance, MAX_INSTANCES};
+pub use held::{HeldVersion, HeldWrite};
 pub use people::{Link, PersonRecord};
 pub use review::{BreakGlassReview, ReviewScope};
 

@@ -1382,3 +1382,54 @@ async fn the_audit_record_names_the_policy_set_that_decided() {
     }
     panic!("the reload never landed while a request was in flight");
 }
+
+#[tokio::test]
+async fn policy_explain_covers_writes() {
+    let w = world().await;
+    person_id(&w.app, DORA).await;
+    let write = ["--write", "create", "--type", "Goal", "--to", "gp"];
+    let dora = person_token(&w.app, DORA, None);
+    let (ok, out) = explain(&w.app, &dora, DORA, &write).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("PERMIT    create Goal in gp  by patient-access-northshire rule own-goals"),
+        "{out}"
+    );
+    let nurse = staff(&w.app, "A81001", "nurse");
+    let (ok, out) = explain(&w.app, &nurse, DORA, &write).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("REFUSED   create Goal in gp"), "{out}");
+    assert!(
+        out.contains(
+            "dsa-northshire-direct-care rule clinical-direct-care: the rule does not permit create"
+        ),
+        "{out}"
+    );
+    let carer = person_token(&w.app, DORA, Some("DAU"));
+    let update = ["--write", "update", "--type", "Goal", "--to", "gp"];
+    let (_, out) = explain(&w.app, &carer, DORA, &update).await;
+    assert!(out.contains("REFUSED   update Goal in gp"), "{out}");
+    assert!(
+        out.contains(
+            "patient-access-northshire rule carer-care-plans: the rule does not permit update"
+        ),
+        "{out}"
+    );
+    let (ok, out) = explain(
+        &w.app,
+        &nurse,
+        DORA,
+        &["--write", "delete", "--type", "Goal", "--to", "gp"],
+    )
+    .await;
+    assert!(!ok, "{out}");
+    let (ok, out) = explain(
+        &w.app,
+        &nurse,
+        DORA,
+        &["--write", "create", "--type", "Goal", "--to", "nowhere"],
+    )
+    .await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("source `nowhere` is not known"), "{out}");
+}

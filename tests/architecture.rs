@@ -22,7 +22,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("policy", &["fhir"]),
     ("audit", &["fhir", "store"]),
     ("auth", &["fhir", "config"]),
-    ("sources", &["fhir", "config", "telemetry"]),
+    // `store`: a `kind = "store"` source keeps its records in the gateway's own store
+    // (STYLE.md: everything may use `fhir` and `store`).
+    ("sources", &["fhir", "config", "store", "telemetry"]),
     (
         "federation",
         &[

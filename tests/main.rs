@@ -43,3 +43,4 @@ mod profiles;
 mod read_path;
 mod slow_clients;
 mod tls;
+mod writes;

@@ -136,3 +136,68 @@ pub(super) async fn policy_explain(
     }
     Ok(())
 }
+
+/// `concord policy explain --write create|update --type T --to SOURCE`: whether the token may
+/// write a resource of that type about the person to that source today, and why.
+pub(super) async fn policy_explain_write(
+    path: &std::path::Path,
+    token: &str,
+    nhs: &str,
+    write: &str,
+    resource_type: &str,
+    to: &str,
+) -> anyhow::Result<()> {
+    let interaction = crate::policy::Interaction::parse(write)
+        .filter(|i| i.is_write())
+        .ok_or_else(|| anyhow::anyhow!("--write: `{write}` is not create or update"))?;
+    if crate::fhir::search::type_def(resource_type).is_none() {
+        anyhow::bail!("--type: `{resource_type}` is not a FHIR resource type the gateway serves");
+    }
+    let config = Config::load(path)?;
+    init_logging(&config);
+    let nhs = crate::fhir::NhsNumber::parse(nhs).map_err(|e| anyhow::anyhow!("--patient: {e}"))?;
+    let state = crate::server::build_state(&config)
+        .await
+        .context("cannot start")?;
+    let principal = state
+        .verifier
+        .verify(token.trim())
+        .map_err(|e| anyhow::anyhow!("--token: {e}"))?;
+    let set = state.door.policies().current();
+    let explained = state
+        .door
+        .explain_write(&principal, &nhs, &set, (interaction, resource_type, to))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(explanation) = explained else {
+        anyhow::bail!(
+            "no source knows a person with this NHS number (or the token is a patient token for another person)"
+        );
+    };
+    let name = format!("{} {resource_type} in {to}", interaction.name());
+    match &explanation.permit {
+        Some(p) => println!(
+            "PERMIT    {name}  by {} rule {}{}",
+            p.agreement.id,
+            p.rule.id,
+            if p.emergency {
+                " (emergency access)"
+            } else {
+                ""
+            }
+        ),
+        None => {
+            println!("REFUSED   {name}");
+            for refusal in &explanation.refusals {
+                match &refusal.rule {
+                    Some(rule) => println!(
+                        "          {} rule {}: {}",
+                        refusal.agreement, rule, refusal.failure
+                    ),
+                    None => println!("          {}: {}", refusal.agreement, refusal.failure),
+                }
+            }
+        }
+    }
+    Ok(())
+}

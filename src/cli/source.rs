@@ -28,7 +28,9 @@ pub(super) async fn source_check(
         )
     })?;
     let metrics = crate::telemetry::Metrics::new();
-    let sources = crate::sources::build(&chosen, &metrics).await?;
+    let store =
+        crate::store::Store::connect(&config.store.url, config.store.max_connections).await?;
+    let sources = crate::sources::build(&chosen, &metrics, &store).await?;
     let Some(source) = sources.first() else {
         anyhow::bail!("the source `{id}` could not be built");
     };

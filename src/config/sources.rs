@@ -54,6 +54,9 @@ pub struct SourceConfig {
     pub breaker_failures: Option<u32>,
     /// fhir: how long an open breaker skips the source, in seconds.
     pub breaker_cool_down_secs: Option<u64>,
+    /// store: the types it accepts writes of (of `CarePlan`, `Goal`, `Flag`); none when left
+    /// out.
+    pub writes: Option<Vec<String>>,
     /// ndjson: directory holding `{ResourceType}.ndjson` files (relative to the config file).
     pub path: Option<PathBuf>,
     /// What happens to a resource that does not conform to its profile: `flag` (default),
@@ -103,6 +106,9 @@ pub struct OAuthConfig {
 /// Algorithms an OAuth client assertion may be signed with.
 pub const ASSERTION_ALGORITHMS: &[&str] = &["RS384", "ES384", "RS256", "ES256", "EdDSA"];
 
+/// The types a `kind = "store"` source holds (and may accept writes of).
+pub const STORE_TYPES: &[&str] = &["CarePlan", "Goal", "Flag"];
+
 /// The kinds of source.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +117,8 @@ pub enum SourceKindName {
     Fhir,
     /// A directory of FHIR Bulk Data export files.
     Ndjson,
+    /// Resources kept in Concord's own store (what no provider owns).
+    Store,
 }
 
 /// A source's typed settings.
@@ -120,6 +128,15 @@ pub enum SourceKind {
     Fhir(Box<FhirSourceConfig>),
     /// A directory of FHIR Bulk Data export files.
     Ndjson(NdjsonSourceConfig),
+    /// Resources kept in Concord's own store.
+    Store(StoreSourceConfig),
+}
+
+/// Settings of a `kind = "store"` source.
+#[derive(Debug, Clone)]
+pub struct StoreSourceConfig {
+    /// The types it accepts writes of.
+    pub writes: Vec<String>,
 }
 
 /// Settings of a `kind = "fhir"` source, with defaults applied.
@@ -162,7 +179,34 @@ impl SourceConfig {
         match self.kind {
             SourceKindName::Ndjson => self.ndjson(index).map(SourceKind::Ndjson),
             SourceKindName::Fhir => self.fhir(index).map(|f| SourceKind::Fhir(Box::new(f))),
+            SourceKindName::Store => self.store(index).map(SourceKind::Store),
         }
+    }
+
+    /// The settings of a `kind = "store"` source: none of the fhir or ndjson settings, and
+    /// `writes` only of the types it holds.
+    fn store(&self, index: usize) -> Result<StoreSourceConfig, ConfigError> {
+        let fhir_only = self.fhir_only_settings();
+        if let Some((name, _)) = fhir_only.iter().find(|(_, set)| *set) {
+            return Err(invalid(
+                field(index, name),
+                "applies only to kind = \"fhir\"",
+            ));
+        }
+        if self.path.is_some() {
+            return Err(invalid(
+                field(index, "path"),
+                "applies only to kind = \"ndjson\"",
+            ));
+        }
+        let writes = self.writes.clone().unwrap_or_default();
+        if let Some(t) = writes.iter().find(|t| !STORE_TYPES.contains(&t.as_str())) {
+            return Err(invalid(
+                field(index, "writes"),
+                format!("`{t}`: a store source holds only CarePlan, Goal and Flag"),
+            ));
+        }
+        Ok(StoreSourceConfig { writes })
     }
 
     /// The settings only a `kind = "fhir"` source takes, each with whether it is set, in the
@@ -195,6 +239,7 @@ impl SourceConfig {
                 "applies only to kind = \"fhir\"",
             ));
         }
+        self.no_writes(index)?;
         let path = self
             .path
             .clone()
@@ -202,8 +247,20 @@ impl SourceConfig {
         Ok(NdjsonSourceConfig { path })
     }
 
+    /// Writes through other kinds are not built yet (an NDJSON export never takes them).
+    fn no_writes(&self, index: usize) -> Result<(), ConfigError> {
+        if self.writes.is_some() {
+            return Err(invalid(
+                field(index, "writes"),
+                "applies only to kind = \"store\"",
+            ));
+        }
+        Ok(())
+    }
+
     /// The settings of a `kind = "fhir"` source, checked, with defaults applied.
     fn fhir(&self, index: usize) -> Result<FhirSourceConfig, ConfigError> {
+        self.no_writes(index)?;
         if self.path.is_some() {
             return Err(invalid(
                 field(index, "path"),

@@ -27,7 +27,7 @@ fn minimal_config_takes_defaults() {
     assert_eq!(c.server.base_url(), "http://127.0.0.1:8080/fhir");
     match c.sources[0].kind(0).expect("typed") {
         SourceKind::Fhir(f) => assert_eq!(f.timeout, Duration::from_millis(3_000)),
-        SourceKind::Ndjson(_) => panic!("expected a fhir source"),
+        SourceKind::Ndjson(_) | SourceKind::Store(_) => panic!("expected a fhir source"),
     }
 }
 

@@ -324,6 +324,37 @@ pub(crate) fn explain_all<'p>(
         .collect()
 }
 
+/// `concord policy explain --write`: whether `principal` may `interaction` (create, update) a
+/// resource of `resource_type` about `person` in a source of `source_org`, and why: decided
+/// like a disclosure of it by that organisation, under the rules that name the interaction.
+/// Without the resource itself, rules with a `where` condition do not permit.
+pub(crate) fn explain_write<'p>(
+    set: &'p PolicySet,
+    principal: &Principal,
+    federation: &Federation,
+    person: &Person,
+    consent: &Consent,
+    write: (crate::policy::Interaction, &str, &str),
+) -> crate::policy::Explanation<'p> {
+    let (interaction, resource_type, source_org) = write;
+    let caller = caller(principal);
+    let item = Item {
+        source_org,
+        resource_type,
+        labels: &[],
+        resource: None,
+        care_relationship: care_relationship(federation, person, caller.org),
+        consent,
+    };
+    crate::policy::engine::explain_for(
+        set,
+        &caller,
+        &item,
+        &[interaction],
+        crate::policy::live::today(),
+    )
+}
+
 /// The resource as the permitting rule lets it go: redacted paths removed and marked
 /// `REDACTED`, and marked `ETREAT` when given under emergency access. Unchanged resources are
 /// not copied.

@@ -174,6 +174,16 @@ pub static TYPES: &[TypeDef] = &[
         clinical_date: &["period"],
     },
     TypeDef {
+        name: "Goal",
+        patient_element: "subject",
+        params: &[
+            token("category", &["category"]),
+            token("lifecycle-status", &["lifecycleStatus"]),
+            date("start-date", &["startDate"]),
+        ],
+        clinical_date: &["startDate"],
+    },
+    TypeDef {
         name: "Immunization",
         patient_element: "patient",
         params: &[

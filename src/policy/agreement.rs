@@ -47,6 +47,54 @@ pub const PURPOSES_OF_USE: &[&str] = &[
     "HMARKT",
 ];
 
+/// What a rule lets a caller do with a type: the `interactions` key of a rule (FHIR's
+/// interaction names). A rule that leaves it out permits `read` and `search` only, so writes
+/// are denied unless a rule names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interaction {
+    /// Read one resource by id.
+    Read,
+    /// Search a type, or `$everything`.
+    Search,
+    /// Create a resource (`POST /fhir/{type}`).
+    Create,
+    /// Update a resource (`PUT /fhir/{type}/{id}`).
+    Update,
+}
+
+impl Interaction {
+    /// Every interaction, in the order the file names them.
+    pub const ALL: [Interaction; 4] = [
+        Interaction::Read,
+        Interaction::Search,
+        Interaction::Create,
+        Interaction::Update,
+    ];
+
+    /// What a rule permits when it names no interactions: reading only.
+    pub const DEFAULT: [Interaction; 2] = [Interaction::Read, Interaction::Search];
+
+    /// Its name in agreement files (and FHIR's).
+    pub fn name(self) -> &'static str {
+        match self {
+            Interaction::Read => "read",
+            Interaction::Search => "search",
+            Interaction::Create => "create",
+            Interaction::Update => "update",
+        }
+    }
+
+    /// The interaction with this name.
+    pub fn parse(name: &str) -> Option<Interaction> {
+        Interaction::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    /// True for create and update.
+    pub fn is_write(self) -> bool {
+        matches!(self, Interaction::Create | Interaction::Update)
+    }
+}
+
 /// Where an agreement stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,6 +166,8 @@ pub struct Rule {
     pub relationships: Vec<String>,
     /// Resource types, or `*`.
     pub resources: Vec<String>,
+    /// What it permits doing with them ([`Interaction::DEFAULT`] when the file says nothing).
+    pub interactions: Vec<Interaction>,
     /// Labels never disclosed under it.
     pub exclude_labels: Vec<String>,
     /// The person must be known to the user's own organisation.
@@ -126,6 +176,13 @@ pub struct Rule {
     pub where_: Option<super::fhirpath::Condition>,
     /// Element paths removed before disclosure.
     pub redact: Vec<String>,
+}
+
+impl Rule {
+    /// True when the rule permits one of `wanted`.
+    pub fn permits_any(&self, wanted: &[Interaction]) -> bool {
+        self.interactions.iter().any(|i| wanted.contains(i))
+    }
 }
 
 impl Agreement {

@@ -26,7 +26,7 @@ use std::fmt;
 
 use jiff::civil::Date;
 
-use super::{Agreement, Audience, PolicySet, Rule, Status};
+use super::{Agreement, Audience, Interaction, PolicySet, Rule, Status};
 
 /// The purpose of use of emergency access.
 pub const EMERGENCY: &str = "ETREAT";
@@ -122,6 +122,8 @@ pub enum Failure {
     Role(Option<String>),
     /// The rule is for the person only, or for other carers.
     Relationship(Option<String>),
+    /// The rule does not permit the interaction asked for (e.g. `create`).
+    Interaction(String),
     /// The caller's purpose of use is not among the rule's.
     Purpose(String),
     /// The resource type is not among the rule's.
@@ -162,6 +164,7 @@ impl fmt::Display for Failure {
                 write!(f, "relationship `{rel}` is not among the rule's")
             }
             Failure::Relationship(None) => f.write_str("the rule is for carers, not the person"),
+            Failure::Interaction(i) => write!(f, "the rule does not permit {i}"),
             Failure::Purpose(p) => write!(f, "purpose of use `{p}` is not among the rule's"),
             Failure::ResourceType(t) => write!(f, "{t} is not among the rule's resources"),
             Failure::Label(l) => write!(f, "the resource is labelled {l}, which the rule excludes"),
@@ -256,6 +259,7 @@ enum Reject<'a> {
     NotRecipient(&'a str),
     Role(Option<&'a str>),
     Relationship(Option<&'a str>),
+    Interaction(&'static str),
     Purpose(&'a str),
     ResourceType(&'a str),
     Label(&'a str),
@@ -281,6 +285,7 @@ impl Reject<'_> {
             Reject::NotRecipient(org) => Failure::NotRecipient(org.to_owned()),
             Reject::Role(role) => Failure::Role(role.map(str::to_owned)),
             Reject::Relationship(rel) => Failure::Relationship(rel.map(str::to_owned)),
+            Reject::Interaction(i) => Failure::Interaction(i.to_owned()),
             Reject::Purpose(p) => Failure::Purpose(p.to_owned()),
             Reject::ResourceType(t) => Failure::ResourceType(t.to_owned()),
             Reject::Label(l) => Failure::Label(l.to_owned()),
@@ -291,11 +296,24 @@ impl Reject<'_> {
     }
 }
 
-/// Whether the rule can apply to the caller: `Ok(true)` when only as emergency access.
+/// The words for what is asked, in explanations: `read or search`, `create`.
+fn wanted_name(wanted: &[Interaction]) -> &'static str {
+    match wanted {
+        [Interaction::Create] => "create",
+        [Interaction::Update] => "update",
+        [Interaction::Read] => "read",
+        [Interaction::Search] => "search",
+        _ => "read or search",
+    }
+}
+
+/// Whether the rule can apply to the caller for one of the `wanted` interactions: `Ok(true)`
+/// when only as emergency access.
 fn rule_caller<'a>(
     rule: &Rule,
     audience: Audience,
     caller: &Caller<'a>,
+    wanted: &[Interaction],
 ) -> Result<bool, Reject<'a>> {
     match (audience, caller.acting) {
         (Audience::Staff, _) => {
@@ -314,6 +332,9 @@ fn rule_caller<'a>(
                 return Err(Reject::Relationship(None));
             }
         }
+    }
+    if !rule.permits_any(wanted) {
+        return Err(Reject::Interaction(wanted_name(wanted)));
     }
     if rule.purpose_of_use.iter().any(|p| p == caller.purpose) {
         return Ok(caller.purpose == EMERGENCY);
@@ -370,8 +391,20 @@ fn rule_item<'a>(
 }
 
 impl PolicySet {
-    /// The rules that can apply to `caller` on `today`.
+    /// The rules that can apply to `caller` on `today` when reading (rules that permit
+    /// `read` or `search`).
     pub fn for_caller(&self, caller: &Caller<'_>, today: Date) -> CallerPolicy<'_> {
+        self.for_interaction(caller, &Interaction::DEFAULT, today)
+    }
+
+    /// The rules that can apply to `caller` on `today` for one of the `wanted` interactions:
+    /// `&[Interaction::Create]` for a create, say.
+    pub fn for_interaction(
+        &self,
+        caller: &Caller<'_>,
+        wanted: &[Interaction],
+        today: Date,
+    ) -> CallerPolicy<'_> {
         let mut normal = Vec::new();
         let mut emergency = Vec::new();
         for agreement in &self.agreements {
@@ -379,7 +412,7 @@ impl PolicySet {
                 continue;
             }
             for rule in &agreement.rules {
-                match rule_caller(rule, agreement.access, caller) {
+                match rule_caller(rule, agreement.access, caller, wanted) {
                     Ok(false) => normal.push(Applicable {
                         agreement,
                         rule,
@@ -484,7 +517,20 @@ pub fn explain<'p>(
     item: &Item<'_>,
     today: Date,
 ) -> Explanation<'p> {
-    let permit = set.for_caller(caller, today).decide(item);
+    explain_for(set, caller, item, &Interaction::DEFAULT, today)
+}
+
+/// [`explain`] for one of the `wanted` interactions: a write (`&[Interaction::Create]`) is
+/// decided like a disclosure of the resource written, by the organisation of the source it
+/// is written to, under rules that name that interaction.
+pub fn explain_for<'p>(
+    set: &'p PolicySet,
+    caller: &Caller<'_>,
+    item: &Item<'_>,
+    wanted: &[Interaction],
+    today: Date,
+) -> Explanation<'p> {
+    let permit = set.for_interaction(caller, wanted, today).decide(item);
     let mut refusals = Vec::new();
     if permit.is_none() {
         for agreement in &set.agreements {
@@ -505,7 +551,7 @@ pub fn explain<'p>(
                 continue;
             }
             for rule in &agreement.rules {
-                let failure = match rule_caller(rule, agreement.access, caller) {
+                let failure = match rule_caller(rule, agreement.access, caller, wanted) {
                     Err(f) => f,
                     Ok(emergency) => match rule_item(
                         rule,

@@ -407,3 +407,201 @@ fn labels_come_from_any_coding_and_from_the_source_s_own_security_labels() {
     );
     assert!(load(&[("dsa-test.toml", GOOD), ("labels.toml", &bad)]).is_err());
 }
+
+/// A patient-access agreement whose rules name writes: the person may add and update their
+/// own goals, a daughter may add goals too, a son may only read.
+const PORTAL: &str = r#"[agreement]
+id = "portal"
+title = "Patient access"
+version = "1.0.0"
+status = "active"
+access = "patient"
+legal_basis = ["UK GDPR 6(1)(e)"]
+valid_from = "2026-01-01"
+valid_until = "2027-12-31"
+owner = "Test IG"
+
+[parties]
+disclosers = ["A81001", "X26"]
+
+[[rule]]
+id = "own-goals"
+purpose_of_use = ["PATRQT"]
+resources = ["Goal"]
+interactions = ["read", "search", "create", "update"]
+
+[[rule]]
+id = "carer-goals"
+purpose_of_use = ["FAMRQT"]
+relationships = ["DAU"]
+resources = ["Goal"]
+interactions = ["create"]
+
+[[rule]]
+id = "carer-reads"
+purpose_of_use = ["FAMRQT"]
+relationships = ["SON"]
+resources = ["Goal"]
+"#;
+
+fn write_item<'a>(consent: &'a engine::Consent, org: &'a str, rtype: &'a str) -> Item<'a> {
+    Item {
+        source_org: org,
+        resource_type: rtype,
+        labels: &[],
+        resource: None,
+        care_relationship: true,
+        consent,
+    }
+}
+
+fn staff<'a>(role: &'a str) -> Caller<'a> {
+    Caller {
+        org: Some("A81001"),
+        role: Some(role),
+        purpose: "TREAT",
+        emergency: false,
+        acting: Acting::Staff,
+    }
+}
+
+#[test]
+fn an_unknown_or_empty_list_of_interactions_is_an_error_with_its_line() {
+    one_error(
+        r#"resources = ["Patient", "Observation"]"#,
+        "resources = [\"Patient\", \"Observation\"]\ninteractions = [\"read\", \"delete\"]",
+        21,
+        "rule[0].interactions[1]",
+        "`delete` is not an interaction (read, search, create, update)",
+    );
+    one_error(
+        r#"resources = ["Patient", "Observation"]"#,
+        "resources = [\"Patient\", \"Observation\"]\ninteractions = []",
+        21,
+        "rule[0].interactions",
+        "could never match any interaction",
+    );
+}
+
+#[test]
+fn a_rule_that_names_no_interactions_permits_reading_and_no_writes() {
+    let set = load(&[("dsa-test.toml", GOOD)]).expect("valid");
+    assert_eq!(
+        set.agreements[0].rules[0].interactions,
+        Interaction::DEFAULT
+    );
+    let consent = engine::Consent::default();
+    let item = write_item(&consent, "A81001", "Observation");
+    let caller = staff("clinician");
+    assert!(set.for_caller(&caller, today()).decide(&item).is_some());
+    for write in [Interaction::Create, Interaction::Update] {
+        let why = engine::explain_for(&set, &caller, &item, &[write], today());
+        assert!(why.permit.is_none(), "{write:?}");
+        assert_eq!(
+            why.refusals[0].failure,
+            Failure::Interaction(write.name().to_owned())
+        );
+        assert_eq!(
+            why.refusals[0].failure.to_string(),
+            format!("the rule does not permit {}", write.name())
+        );
+    }
+}
+
+#[test]
+fn a_rule_that_names_writes_permits_exactly_those() {
+    let writer = GOOD.replace(
+        r#"resources = ["Patient", "Observation"]"#,
+        "resources = [\"Patient\", \"Observation\"]\ninteractions = [\"create\"]",
+    );
+    let set = load(&[("dsa-test.toml", &writer)]).expect("valid");
+    let consent = engine::Consent::default();
+    let item = write_item(&consent, "A81001", "Observation");
+    let caller = staff("clinician");
+    let policy = set.for_interaction(&caller, &[Interaction::Create], today());
+    let permit = policy.decide(&item).expect("create permitted");
+    assert_eq!(permit.rule.id, "direct-care");
+    assert!(
+        set.for_interaction(&caller, &[Interaction::Update], today())
+            .decide(&item)
+            .is_none(),
+        "update is not named"
+    );
+    assert!(
+        set.for_caller(&caller, today()).decide(&item).is_none(),
+        "a rule that names only create permits no reading"
+    );
+    // The other conditions still hold for writes: another role, another organisation's
+    // source, another type are each refused.
+    assert!(
+        set.for_interaction(&staff("nurse"), &[Interaction::Create], today())
+            .decide(&item)
+            .is_none()
+    );
+    assert!(
+        policy
+            .decide(&write_item(&consent, "B99999", "Observation"))
+            .is_none()
+    );
+    assert!(
+        policy
+            .decide(&write_item(&consent, "A81001", "Goal"))
+            .is_none()
+    );
+}
+
+#[test]
+fn the_person_and_only_named_carers_may_write_their_goals() {
+    let set = load(&[("portal.toml", PORTAL)]).expect("valid");
+    let consent = engine::Consent::default();
+    let goal = write_item(&consent, "X26", "Goal");
+    let person = Caller {
+        org: None,
+        role: None,
+        purpose: "PATRQT",
+        emergency: false,
+        acting: Acting::Person,
+    };
+    for write in [Interaction::Create, Interaction::Update] {
+        let permit = set
+            .for_interaction(&person, &[write], today())
+            .decide(&goal)
+            .expect("the person writes their own goals");
+        assert_eq!(permit.rule.id, "own-goals");
+    }
+    let carer = |rel| Caller {
+        org: None,
+        role: None,
+        purpose: "FAMRQT",
+        emergency: false,
+        acting: Acting::Carer(rel),
+    };
+    let daughter = carer("DAU");
+    let permit = set
+        .for_interaction(&daughter, &[Interaction::Create], today())
+        .decide(&goal)
+        .expect("a daughter may add a goal");
+    assert_eq!(permit.rule.id, "carer-goals");
+    assert!(
+        set.for_interaction(&daughter, &[Interaction::Update], today())
+            .decide(&goal)
+            .is_none()
+    );
+    let son = carer("SON");
+    assert!(set.for_caller(&son, today()).decide(&goal).is_some());
+    let why = engine::explain_for(&set, &son, &goal, &[Interaction::Create], today());
+    assert!(why.permit.is_none());
+    let reasons: Vec<String> = why
+        .refusals
+        .iter()
+        .map(|r| format!("{}: {}", r.rule.as_deref().unwrap_or("-"), r.failure))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "own-goals: relationship `SON` is not among the rule's",
+            "carer-goals: relationship `SON` is not among the rule's",
+            "carer-reads: the rule does not permit create",
+        ]
+    );
+}

@@ -21,8 +21,13 @@ pub(crate) struct SourceSpec {
 }
 
 pub(crate) enum Target {
-    Fhir { base_url: String, extra: String },
+    Fhir {
+        base_url: String,
+        extra: String,
+    },
     Ndjson(std::path::PathBuf),
+    /// `kind = "store"`, with these TOML lines (e.g. `writes = ["Goal"]`).
+    Store(String),
 }
 
 impl SourceSpec {
@@ -234,6 +239,11 @@ impl TestApp {
                         toml.push_str("breaker_failures = 100\n");
                     }
                     toml.push_str(extra);
+                }
+                Target::Store(extra) => {
+                    toml.push_str("kind = \"store\"\n");
+                    toml.push_str(extra);
+                    toml.push('\n');
                 }
                 Target::Ndjson(path) => toml.push_str(&format!(
                     "kind = \"ndjson\"\npath = \"{}\"\n",

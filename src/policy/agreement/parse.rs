@@ -12,7 +12,7 @@ use jiff::civil::Date;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Agreement, Audience, PURPOSES_OF_USE, Rule, Status};
+use super::{Agreement, Audience, Interaction, PURPOSES_OF_USE, Rule, Status};
 use crate::policy::fhirpath::Condition;
 use crate::policy::labels::LabelMap;
 use crate::policy::{Finding, LAPSE_WARNING_DAYS, PolicyFile, line_of};
@@ -84,6 +84,8 @@ struct RuleDef {
     relationships: Option<Spanned<Vec<String>>>,
     /// Resource types, or `*`.
     resources: Spanned<Vec<Spanned<String>>>,
+    /// What it permits doing with them; `read` and `search` when left out.
+    interactions: Option<Spanned<Vec<Spanned<String>>>>,
     /// Labels never disclosed under it.
     #[serde(default)]
     exclude_labels: Vec<Spanned<String>>,
@@ -382,6 +384,7 @@ fn rule(
     unknown_codes(i, def, labels, found);
     redactions(i, def, found);
     let where_ = condition(i, def, found);
+    let interactions = interactions(i, def, found);
     empty_lists(i, def, found);
     audience_fit(i, def, start, audience, found);
     Rule {
@@ -390,6 +393,7 @@ fn rule(
         roles: def.roles().to_vec(),
         relationships: def.relationships().to_vec(),
         resources: values(def.resources.get_ref()),
+        interactions,
         exclude_labels: values(&def.exclude_labels),
         requires_care_relationship: def.requires_care(),
         where_,
@@ -507,6 +511,37 @@ fn condition(i: usize, def: &RuleDef, found: &mut Findings<'_>) -> Option<Condit
             None
         }
     }
+}
+
+/// The rule's interactions ([`Interaction::DEFAULT`] when left out), reporting each name that
+/// is not one, and an empty list: the rule could never permit anything.
+fn interactions(i: usize, def: &RuleDef, found: &mut Findings<'_>) -> Vec<Interaction> {
+    let Some(list) = &def.interactions else {
+        return Interaction::DEFAULT.to_vec();
+    };
+    if list.get_ref().is_empty() {
+        found.error(
+            list.span().start,
+            &rule_field(i, "interactions"),
+            never("any interaction"),
+        );
+    }
+    let mut out = Vec::new();
+    for (j, name) in list.get_ref().iter().enumerate() {
+        match Interaction::parse(name.get_ref()) {
+            Some(interaction) if !out.contains(&interaction) => out.push(interaction),
+            Some(_) => {}
+            None => found.error(
+                name.span().start,
+                &rule_field(i, &format!("interactions[{j}]")),
+                format!(
+                    "`{}` is not an interaction (read, search, create, update)",
+                    name.get_ref()
+                ),
+            ),
+        }
+    }
+    out
 }
 
 /// Reports an empty list of purposes, then of resources: the rule could never match.

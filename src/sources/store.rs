@@ -1,0 +1,177 @@
+//! A `kind = "store"` source: records no provider owns (a region's shared care plans, goals
+//! and alerts), kept versioned in Concord's own store and read through the same door as any
+//! other source.
+//!
+//! **How it knows the person.** It holds resources whose `subject` is
+//! `Patient/{gateway person id}`: its own patient id for a person *is* their gateway id, so
+//! no second identity is made. It says it knows an NHS number when the gateway has met that
+//! person and it holds something about them; it then answers with a minimal Patient (that
+//! id and the NHS number), which links the person to it like any source.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Fetched, Source, SourceError, SourceInfo};
+use crate::fhir::NhsNumber;
+use crate::store::Store;
+
+/// The types a store source holds (and may accept writes of).
+pub use crate::config::STORE_TYPES as HELD_TYPES;
+
+/// Most resources of one type about one person it answers with; more is reported as
+/// truncated.
+const MAX_PER_TYPE: i64 = 1_000;
+
+/// A source kept in the gateway's own store.
+#[derive(Debug)]
+pub struct StoreSource {
+    info: SourceInfo,
+    store: Store,
+    writes: Vec<String>,
+}
+
+impl StoreSource {
+    /// The source `info`, over `store`, accepting writes of the types in `writes`.
+    pub fn new(info: SourceInfo, store: Store, writes: Vec<String>) -> Self {
+        StoreSource {
+            info,
+            store,
+            writes,
+        }
+    }
+
+    /// The store it keeps its resources in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// True when it accepts writes of `resource_type`.
+    pub fn accepts_writes(&self, resource_type: &str) -> bool {
+        self.writes.iter().any(|t| t == resource_type)
+    }
+}
+
+/// A store error as a source error (its text is for logs only).
+fn failed(e: crate::store::StoreError) -> SourceError {
+    SourceError::Connect(format!("store: {e}"))
+}
+
+/// Parses stored bodies; one that is not JSON is a fault of the store, reported as such.
+fn parse(bodies: Vec<String>) -> Result<Vec<Arc<Value>>, SourceError> {
+    bodies
+        .iter()
+        .map(|b| {
+            serde_json::from_str(b)
+                .map(Arc::new)
+                .map_err(|_| SourceError::InvalidResponse("a held resource is not JSON".into()))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Source for StoreSource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    async fn find_patients(&self, nhs: &NhsNumber) -> Result<Fetched, SourceError> {
+        let Some(person) = self
+            .store
+            .person_by_nhs(nhs.as_str())
+            .await
+            .map_err(failed)?
+        else {
+            return Ok(Fetched::default());
+        };
+        if !self
+            .store
+            .holds_any(&self.info.id, person.id)
+            .await
+            .map_err(failed)?
+        {
+            return Ok(Fetched::default());
+        }
+        Ok(Fetched {
+            resources: vec![Arc::new(json!({
+                "resourceType": "Patient",
+                "id": person.id.to_string(),
+                "identifier": [{
+                    "system": crate::fhir::NHS_NUMBER_SYSTEM,
+                    "value": nhs.as_str(),
+                }],
+            }))],
+            truncated: false,
+        })
+    }
+
+    async fn search(&self, resource_type: &str, patient_id: &str) -> Result<Fetched, SourceError> {
+        if !HELD_TYPES.contains(&resource_type) {
+            return Ok(Fetched::default());
+        }
+        let Ok(person) = Uuid::parse_str(patient_id) else {
+            return Ok(Fetched::default());
+        };
+        let bodies = self
+            .store
+            .held_for_person(&self.info.id, resource_type, person, MAX_PER_TYPE + 1)
+            .await
+            .map_err(failed)?;
+        let truncated = bodies.len() as i64 > MAX_PER_TYPE;
+        let mut resources = parse(bodies)?;
+        resources.truncate(MAX_PER_TYPE as usize);
+        Ok(Fetched {
+            resources,
+            truncated,
+        })
+    }
+
+    async fn everything(
+        &self,
+        patient_id: &str,
+        types: &[&'static str],
+    ) -> Result<Fetched, SourceError> {
+        let mut out = Fetched::default();
+        for t in types.iter().filter(|t| HELD_TYPES.contains(t)) {
+            let fetched = self.search(t, patient_id).await?;
+            out.truncated |= fetched.truncated;
+            out.resources.extend(fetched.resources);
+        }
+        Ok(out)
+    }
+
+    async fn sample(&self, resource_type: &str, count: usize) -> Result<Fetched, SourceError> {
+        let limit = i64::try_from(count)
+            .unwrap_or(MAX_PER_TYPE)
+            .min(MAX_PER_TYPE);
+        let bodies = self
+            .store
+            .held_sample(&self.info.id, resource_type, limit)
+            .await
+            .map_err(failed)?;
+        Ok(Fetched {
+            resources: parse(bodies)?,
+            truncated: false,
+        })
+    }
+
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Value>, SourceError> {
+        let held = self
+            .store
+            .held_read(&self.info.id, resource_type, id)
+            .await
+            .map_err(failed)?;
+        match held {
+            Some((version, _)) => serde_json::from_str(&version.body)
+                .map(Some)
+                .map_err(|_| SourceError::InvalidResponse("a held resource is not JSON".into())),
+            None => Ok(None),
+        }
+    }
+
+    fn may_hold(&self, resource_type: &str) -> bool {
+        HELD_TYPES.contains(&resource_type)
+    }
+}
