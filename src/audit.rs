@@ -100,11 +100,35 @@ impl Columns {
             purpose: body.purpose.clone(),
             outcome: body.outcome.clone(),
             review: body.review.clone(),
+            sources: distinct(
+                body.disclosed
+                    .iter()
+                    .filter_map(|d| disclosing_source(&d.reference)),
+            ),
+            agreements: distinct(body.disclosed.iter().map(|d| d.agreement.as_str())),
         }
     }
 }
 
+/// The source a disclosed resource came from: the part of its gateway id
+/// (`Type/{source}.{id}`) before the first `.`, when there is one. The same rule is written
+/// in SQL in migration 0010 and in `audit verify`'s projection check
+/// ([`crate::store::Store::audit_projection_problem`]): change them together.
+pub fn disclosing_source(reference: &str) -> Option<&str> {
+    let (_, id) = reference.split_once('/')?;
+    let (source, _) = id.split_once('.')?;
+    (!source.is_empty()).then_some(source)
+}
+
+/// Each value once, sorted.
+fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let set: std::collections::BTreeSet<&str> = values.collect();
+    set.into_iter().map(str::to_owned).collect()
+}
+
 pub mod event;
 
+#[cfg(test)]
+mod projection_tests;
 #[cfg(test)]
 mod tests;

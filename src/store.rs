@@ -74,7 +74,7 @@ mod console;
 mod people;
 
 pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
-pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
+pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditScope, AuditSpan};
 pub use consent::ConsentRecord;
 pub use console::{ConsoleSession, PendingLogin};
 pub use people::{Link, PersonRecord};

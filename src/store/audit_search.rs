@@ -22,6 +22,9 @@ pub enum AuditColumn {
     /// `review`: why the record is flagged for IG review (`break-glass`,
     /// `consent-withdrawn-by-staff`); absent on most records.
     Review,
+    /// An agreement that some disclosure of the record was made under
+    /// (`audit_search_agreements`, one row per record and agreement).
+    Agreement,
 }
 
 impl AuditColumn {
@@ -34,8 +37,20 @@ impl AuditColumn {
             AuditColumn::Purpose => "purpose",
             AuditColumn::Outcome => "outcome",
             AuditColumn::Review => "review",
+            AuditColumn::Agreement => "agreement",
         }
     }
+}
+
+/// The records a reader who does not see the whole log may see: the accesses made by staff
+/// of `orgs` (the record's organisation) and the accesses that disclosed data from `sources`
+/// (the sources of those organisations). Both empty: no record at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditScope {
+    /// Organisations (ODS codes) whose staff's accesses are in scope.
+    pub orgs: Vec<String>,
+    /// Sources whose disclosures are in scope.
+    pub sources: Vec<String>,
 }
 
 /// A half-open span of `recorded_us`: `from <= recorded_us < to`; `None` is unbounded.
@@ -127,6 +142,8 @@ pub struct AuditQuery {
     pub equals: Vec<(AuditColumn, Vec<String>)>,
     /// Time groups.
     pub recorded: Vec<Vec<AuditSpan>>,
+    /// Only the records within this scope; `None`: every record.
+    pub scope: Option<AuditScope>,
     /// Only records strictly after this position in newest-first order (the keyset cursor).
     pub after: Option<AuditPosition>,
     /// Most rows returned.
@@ -140,7 +157,13 @@ impl Store {
         let rows: Vec<AuditRow> = with_pool!(self, pool => {
             let mut sql = sqlx::QueryBuilder::new(audit_select!(" WHERE 1 = 1"));
             for (column, values) in &query.equals {
-                sql.push(" AND ").push(column.name()).push(" IN (");
+                sql.push(" AND ");
+                if *column == AuditColumn::Agreement {
+                    sql.push("EXISTS (SELECT 1 FROM audit_search_agreements a WHERE a.chain = audit_search.chain AND a.seq = audit_search.seq AND a.agreement");
+                } else {
+                    sql.push(column.name());
+                }
+                sql.push(" IN (");
                 let mut list = sql.separated(", ");
                 for value in values {
                     list.push_bind(value.clone());
@@ -162,8 +185,32 @@ impl Store {
                     AuditColumn::Review => {
                         sql.push(" AND review IS NOT NULL");
                     }
+                    AuditColumn::Agreement => {
+                        sql.push(")");
+                    }
                     _ => {}
                 }
+            }
+            if let Some(scope) = &query.scope {
+                // INVARIANT: a reader's scope, whatever else was asked. An empty list matches
+                // nothing, so a scope of no organisation and no source selects no record.
+                sql.push(" AND (org IN (");
+                let mut list = sql.separated(", ");
+                for org in &scope.orgs {
+                    list.push_bind(org.clone());
+                }
+                if scope.orgs.is_empty() {
+                    list.push("NULL");
+                }
+                sql.push(") OR EXISTS (SELECT 1 FROM audit_search_sources d WHERE d.chain = audit_search.chain AND d.seq = audit_search.seq AND d.source IN (");
+                let mut list = sql.separated(", ");
+                for source in &scope.sources {
+                    list.push_bind(source.clone());
+                }
+                if scope.sources.is_empty() {
+                    list.push("NULL");
+                }
+                sql.push(")))");
             }
             for spans in &query.recorded {
                 sql.push(" AND (1 = 0");
