@@ -22,8 +22,9 @@
 //! verify` checks that it says what the bodies say.
 //!
 //! The rooms: `body` (what a record says), `key` (the HMAC key), `writer` (the one task that
-//! positions, commits, spools and replays), `projector` (the search projection), [`spool`],
-//! [`heads`], `verify`, [`export`] and [`event`] (records as FHIR AuditEvents).
+//! positions, commits, spools and replays), `projector` (the search projection), `readers`
+//! (who reads which records), [`spool`], [`heads`], `verify`, [`export`] and [`event`]
+//! (records as FHIR AuditEvents).
 
 use serde::Serialize;
 
@@ -37,6 +38,7 @@ pub mod export;
 pub mod heads;
 mod key;
 mod projector;
+mod readers;
 pub mod spool;
 mod verify;
 mod writer;
@@ -46,6 +48,7 @@ pub use body::{
 };
 pub use key::AuditKey;
 pub use projector::project_pending;
+pub use readers::Readers;
 pub use writer::{AuditLog, Health, MAX_BATCH, Options, Stopped};
 
 /// The hash before the first record of a chain.
