@@ -165,6 +165,27 @@ async fn exercise(store: &Store) {
     // RY4's IG lead: its 6 staff records and A81001's records that disclosed community data.
     let want: Vec<i64> = (0..30).filter(|i| i % 5 == 0 || i % 3 == 0).collect();
     assert_eq!(ids(search(scoped(&["RY4"], &["community"])).await), want);
+    // Paged through its branches (its staff, its source), each record once, in order.
+    let want: Vec<i64> = (0..30).filter(|i| i % 5 == 0 || i % 3 == 0).collect();
+    let paged = walk(store, &scoped(&["RY4"], &["community"]), 3).await;
+    assert_eq!(paged.len(), want.len(), "each record once");
+    let keys: Vec<_> = paged.iter().map(key).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(keys, sorted, "newest first");
+    assert_eq!(ids(paged), want);
+    // A short list (break-glass, refusals) leads, and the scope is checked on it.
+    let mut q = scoped(&["A81001"], &["gp"]);
+    q.equals.push((AuditColumn::Purpose, vec!["ETREAT".into()]));
+    assert_eq!(ids(search(q).await), vec![7]);
+    let mut q = scoped(&["RY4"], &["community"]);
+    q.equals
+        .push((AuditColumn::Outcome, vec!["refused".into()]));
+    let want: Vec<i64> = (0..30)
+        .filter(|i| (i % 5 == 0 || i % 3 == 0) && i % 10 == 9)
+        .collect();
+    assert_eq!(ids(search(q).await), want);
     // Without its source, its staff alone.
     let want: Vec<i64> = (0..30).filter(|i| i % 5 == 0).collect();
     assert_eq!(ids(search(scoped(&["RY4"], &[])).await), want);
