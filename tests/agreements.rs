@@ -1293,9 +1293,10 @@ async fn only_the_person_lifts_an_objection_and_staff_withdrawals_go_to_review()
     );
     assert_eq!(gp_seen().await, shared);
 
-    // ... which goes to IG review like an emergency access ...
+    // ... which goes to IG review like an emergency access, for the IG lead of the staff
+    // member's organisation ...
     let ig = w.app.token_with(&[
-        ("org", json!("X24")),
+        ("org", json!("RY4")),
         ("role", json!("ig-lead")),
         ("scope", json!("user/AuditEvent.rs")),
     ]);
