@@ -231,6 +231,30 @@ impl Config {
         }
         sources::validate(&self.sources, &self.server)
     }
+
+    /// The roles that read the whole audit log, in the AuditEvent API and the IG console:
+    /// `[audit] region_roles`, with `[console] region_roles` (the console's own list from
+    /// before there was one for both) read as part of the same list.
+    pub fn audit_region_roles(&self) -> Vec<String> {
+        let mut roles: Vec<String> = self
+            .audit
+            .iter()
+            .flat_map(|a| a.region_roles.iter())
+            .chain(self.console.iter().flat_map(|c| c.region_roles.iter()))
+            .cloned()
+            .collect();
+        roles.sort_unstable();
+        roles.dedup();
+        roles
+    }
+
+    /// Each source's id and the ODS code of the organisation that controls its data.
+    pub fn source_controllers(&self) -> Vec<(String, String)> {
+        self.sources
+            .iter()
+            .map(|s| (s.id.clone(), s.ods.clone()))
+            .collect()
+    }
 }
 
 fn resolve(dir: &Path, path: &mut PathBuf) {

@@ -146,6 +146,8 @@ struct Inner {
     store: Store,
     audit: AuditLog,
     policies: Arc<LivePolicies>,
+    /// Who reads which audit records (the region roles, and each source's organisation).
+    readers: crate::audit::Readers,
     provider: Option<oidc::Provider>,
     demo: bool,
     secure: bool,
@@ -223,6 +225,10 @@ impl Console {
             store,
             audit,
             policies,
+            readers: crate::audit::Readers::new(
+                config.audit_region_roles(),
+                config.source_controllers(),
+            ),
             provider,
             demo: demo_key_trusted,
             secure: config.server.tls.is_some() || root.starts_with("https://"),

@@ -63,6 +63,8 @@ pub struct Inner {
     pub(crate) limiter: limit::Limiter,
     /// The IG console under `/console`, when the config has `[console]`.
     pub console: Option<crate::console::Console>,
+    /// Who reads which audit records through the AuditEvent API (the console's rule too).
+    pub audit_readers: crate::audit::Readers,
 }
 
 impl std::ops::Deref for AppState {
@@ -73,7 +75,8 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Bundles the parts.
+    /// Bundles the parts; `audit_readers` decides who reads which audit records through the
+    /// AuditEvent API.
     pub fn new(
         door: Door,
         verifier: crate::auth::Verifier,
@@ -81,6 +84,7 @@ impl AppState {
         config: ServerConfig,
         audit: crate::audit::AuditLog,
         console: Option<crate::console::Console>,
+        audit_readers: crate::audit::Readers,
     ) -> Self {
         let base = config.base_url();
         let limiter = limit::Limiter::new(config.unauthenticated_per_minute);
@@ -94,6 +98,7 @@ impl AppState {
             audit_ok: std::sync::atomic::AtomicBool::new(true),
             limiter,
             console,
+            audit_readers,
         }))
     }
 
@@ -705,6 +710,7 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         config.server.clone(),
         audit,
         console,
+        crate::audit::Readers::new(config.audit_region_roles(), config.source_controllers()),
     );
     state.spawn_rate_limit_windows(std::time::Duration::from_secs(
         config.server.rate_limit_window_secs,

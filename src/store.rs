@@ -81,7 +81,7 @@ mod people;
 mod review;
 
 pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
-pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
+pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditScope, AuditSpan};
 pub use audit_stats::{AuditCount, ChainHead, DAY_US, StatsScope};
 pub use consent::ConsentRecord;
 pub use console::{ConsoleSession, PendingLogin};

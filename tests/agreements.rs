@@ -154,11 +154,21 @@ pub(crate) async fn world_on(
     social_lines: &str,
     store: StoreChoice,
 ) -> World {
+    world_audited(files, social_lines, store, "").await
+}
+
+/// [`world_on`] with `audit_toml` added to the gateway's `[audit]` table.
+pub(crate) async fn world_audited(
+    files: Vec<(String, String)>,
+    social_lines: &str,
+    store: StoreChoice,
+    audit_toml: &str,
+) -> World {
     let gp = Upstream::start(gp_records()).await;
     let community = Upstream::start(community_records()).await;
     let social = Upstream::start(social_records()).await;
     let clinic = Upstream::start(clinic_records()).await;
-    let app = TestApp::start_full(
+    let app = TestApp::start_audited(
         vec![
             SourceSpec::fhir("gp", "Riverside GP", "A81001", gp.base_url()),
             SourceSpec::fhir(
@@ -179,6 +189,8 @@ pub(crate) async fn world_on(
         store,
         "",
         Policies::Files(files),
+        audit_toml,
+        "",
     )
     .await;
     World {
@@ -1281,9 +1293,10 @@ async fn only_the_person_lifts_an_objection_and_staff_withdrawals_go_to_review()
     );
     assert_eq!(gp_seen().await, shared);
 
-    // ... which goes to IG review like an emergency access ...
+    // ... which goes to IG review like an emergency access, for the IG lead of the staff
+    // member's organisation ...
     let ig = w.app.token_with(&[
-        ("org", json!("X24")),
+        ("org", json!("RY4")),
         ("role", json!("ig-lead")),
         ("scope", json!("user/AuditEvent.rs")),
     ]);

@@ -15,7 +15,9 @@ use concord::audit::event::{EXT_BREAK_GLASS_REASON, EXTENSION_BASE};
 use concord::store::Store;
 use futures_util::TryStreamExt;
 
-use crate::agreements::{DORA, EVE, World, as_, person_id, person_token, shipped, world_on};
+use crate::agreements::{
+    DORA, EVE, World, as_, person_id, person_token, shipped, world_audited, world_on,
+};
 use crate::support::app::{StoreChoice, TestApp, matches, next_link, outcomes, postgres};
 use crate::support::data::NOBODY;
 use crate::support::upstream::Mode;
@@ -72,12 +74,27 @@ fn staff(app: &TestApp, user: &str, org: &str, role: &str, purpose: &str, scope:
     ])
 }
 
+/// The region-wide IG role of these gateways (`[audit] region_roles`): it sees every record.
+const REGION: &str = "icb-ig";
+
+/// A gateway under the demo agreements whose `icb-ig` role reads the whole audit log.
+async fn region_world(store: StoreChoice) -> World {
+    world_audited(
+        shipped(),
+        "",
+        store,
+        &format!("region_roles = [\"{REGION}\"]"),
+    )
+    .await
+}
+
+/// The region's IG lead (of an organisation no agreement names).
 fn ig_lead(app: &TestApp) -> String {
     staff(
         app,
         "ig-lead-1",
         "X24",
-        "ig-lead",
+        REGION,
         "HOPERAT",
         "user/AuditEvent.rs",
     )
@@ -286,6 +303,33 @@ async fn searches(app: &TestApp, url: &str, people: &People) {
     })
     .await;
 
+    // By agreement (`policy`, where AuditEvent carries the agreements behind a disclosure).
+    let under =
+        |s: &Stored, agreement: &str| s.body.disclosed.iter().any(|d| d.agreement == agreement);
+    let emergency = check(
+        app,
+        url,
+        &ig,
+        "policy=dsa-northshire-emergency-access",
+        |s| under(s, "dsa-northshire-emergency-access"),
+    )
+    .await;
+    assert_eq!(emergency.len(), 1, "the break-glass request");
+    assert_eq!(
+        emergency[0]["agent"][0]["policy"][0],
+        "dsa-northshire-emergency-access"
+    );
+    check(
+        app,
+        url,
+        &ig,
+        "policy=dsa-northshire-direct-care,dsa-northshire-social-care-records",
+        |s| {
+            under(s, "dsa-northshire-direct-care") || under(s, "dsa-northshire-social-care-records")
+        },
+    )
+    .await;
+
     // The break-glass review queue.
     let glass = check(app, url, &ig, "purpose=ETREAT", |s| {
         is(&s.body.purpose, "ETREAT")
@@ -391,7 +435,7 @@ async fn searches(app: &TestApp, url: &str, people: &People) {
 
 #[tokio::test]
 async fn an_ig_lead_searches_by_every_parameter_newest_first_in_pages() {
-    let w = world_on(shipped(), "", StoreChoice::Sqlite).await;
+    let w = region_world(StoreChoice::Sqlite).await;
     let people = traffic(&w).await;
     searches(&w.app, &sqlite_url(&w.app), &people).await;
 }
@@ -402,7 +446,7 @@ async fn an_ig_lead_searches_on_postgres_too() {
     let Some(db) = postgres().await else {
         return;
     };
-    let w = world_on(shipped(), "", StoreChoice::Postgres(db.url().to_owned())).await;
+    let w = region_world(StoreChoice::Postgres(db.url().to_owned())).await;
     let people = traffic(&w).await;
     searches(&w.app, db.url(), &people).await;
     drop(w);
@@ -543,7 +587,7 @@ async fn a_person_sees_the_records_about_them_without_staff_details() {
 
 #[tokio::test]
 async fn everyone_else_is_refused_and_bad_requests_are_400() {
-    let w = world_on(shipped(), "", StoreChoice::Sqlite).await;
+    let w = region_world(StoreChoice::Sqlite).await;
     let app = &w.app;
     let url = sqlite_url(app);
     let dora = person_id(app, DORA).await;
@@ -587,6 +631,21 @@ async fn everyone_else_is_refused_and_bad_requests_are_400() {
             ),
         ),
         (
+            "a role that is neither ig-lead nor a region role",
+            staff(
+                app,
+                "guardian",
+                "A81001",
+                "caldicott-guardian",
+                "HOPERAT",
+                "user/AuditEvent.rs",
+            ),
+        ),
+        (
+            "a region role without the scope",
+            staff(app, "icb", "X24", REGION, "HOPERAT", "user/Patient.rs"),
+        ),
+        (
             "a person without the scope",
             app.token_with(&[
                 ("scope", json!("patient/Patient.rs")),
@@ -610,11 +669,33 @@ async fn everyone_else_is_refused_and_bad_requests_are_400() {
     assert!(a.headers.contains_key("www-authenticate"));
 
     // An IG lead needs no data-sharing agreement: a wildcard scope covers AuditEvent, and an
-    // organisation no agreement names is no obstacle.
-    let ig = staff(app, "ig", "X24", "ig-lead", "HOPERAT", "user/*.rs");
+    // organisation no agreement names is no obstacle to a region role.
+    let ig = staff(app, "ig", "X24", REGION, "HOPERAT", "user/*.rs");
     let (status, body) = as_(app, &ig, "AuditEvent?_count=5", &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(!matches(&body).is_empty());
+    // An IG lead of an organisation with neither staff nor data in the log reads nothing:
+    // its first search is empty and another's record is 404, as for one that does not exist.
+    let outsider = staff(app, "ig-y99", "Y99", "ig-lead", "HOPERAT", "user/*.rs");
+    let (status, body) = as_(app, &outsider, "AuditEvent", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(matches(&body).is_empty(), "{body}");
+    let gps = stored(&url)
+        .await
+        .into_iter()
+        .find(|s| is(&s.body.org, "A81001"))
+        .expect("a record of the GP's staff");
+    let (status, _) = as_(app, &outsider, &format!("AuditEvent/{}", gps.id), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Its own searches are its staff's accesses, so it reads those from then on.
+    let (status, body) = as_(app, &outsider, "AuditEvent", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let found = matches(&body);
+    let orgs: Vec<&Value> = found
+        .iter()
+        .map(|e| &e["agent"][1]["who"]["identifier"]["value"])
+        .collect();
+    assert_eq!(orgs, [&json!("Y99"), &json!("Y99")], "{body}");
     // ... but it gives no access to care records.
     let (status, _) = as_(app, &ig, &format!("Patient/{dora}/$everything"), &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -631,6 +712,8 @@ async fn everyone_else_is_refused_and_bad_requests_are_400() {
         "agent-org=http://example.org|RY4",
         "_sort=date",
         "_cursor=garbage",
+        "policy=",
+        "policy=a,,b",
     ] {
         let (status, body) = as_(app, &ig, &format!("AuditEvent?{bad}"), &[]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
@@ -717,7 +800,9 @@ async fn everyone_else_is_refused_and_bad_requests_are_400() {
             "agent-org",
             "date",
             "outcome",
-            "purpose"
+            "purpose",
+            "policy",
+            "review"
         ]
     );
     let interactions: Vec<&str> = audit["interaction"]

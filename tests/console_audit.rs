@@ -21,13 +21,13 @@ const FORMULA: &str = "=HYPERLINK(\"http://evil.example\",\"x\")";
 
 /// One stored record.
 #[derive(Debug, Clone)]
-struct Stored {
-    id: String,
-    body: Body,
+pub(crate) struct Stored {
+    pub(crate) id: String,
+    pub(crate) body: Body,
 }
 
 /// Every record in the store, newest first.
-async fn stored(app: &TestApp) -> Vec<Stored> {
+pub(crate) async fn stored(app: &TestApp) -> Vec<Stored> {
     let store = app.state.door.federation().store();
     let rows: Vec<concord::audit::Record> = store.audit_rows().try_collect().await.expect("rows");
     let mut out: Vec<(i64, String, i64, Stored)> = rows
@@ -97,7 +97,7 @@ async fn traffic(app: &TestApp) -> (String, String) {
 }
 
 /// The record ids a results page lists, in order.
-fn listed(body: &str) -> Vec<String> {
+pub(crate) fn listed(body: &str) -> Vec<String> {
     body.split("<tr data-id=\"")
         .skip(1)
         .map(|s| s.split('"').next().unwrap_or_default().to_owned())
@@ -111,7 +111,7 @@ fn older(body: &str) -> Option<String> {
 }
 
 /// Every record a search lists, following "Older" links.
-async fn walk(app: &TestApp, v: &mut Visitor, query: &str) -> (Vec<String>, usize) {
+pub(crate) async fn walk(app: &TestApp, v: &mut Visitor, query: &str) -> (Vec<String>, usize) {
     let mut url = format!("{}/console/audit?{query}", app.origin);
     let mut ids = Vec::new();
     let mut pages = 0;

@@ -17,6 +17,7 @@ mod agreements;
 mod architecture;
 mod audit;
 mod audit_events;
+mod audit_scope;
 mod auth;
 mod conformance;
 mod console;

@@ -93,7 +93,7 @@ async fn an_untouched_chain_verifies_and_a_wrong_key_does_not() {
 
 #[tokio::test]
 async fn each_kind_of_tampering_is_found_at_the_right_record() {
-    let cases: [(&str, &str, i64); 9] = [
+    let cases: [(&str, &str, i64); 15] = [
         (
             "UPDATE audit_records SET body = replace(body, '\"withheld\":1', '\"withheld\":0') WHERE seq = 7",
             "modified",
@@ -127,6 +127,39 @@ async fn each_kind_of_tampering_is_found_at_the_right_record() {
             "INSERT INTO audit_search (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome) SELECT chain, 50, recorded_us, person_id, user_id, org, purpose, outcome FROM audit_search WHERE seq = 3",
             "not in the log",
             50,
+        ),
+        // The rows of the sources and agreements a record's disclosures name: one changed,
+        // one missing, one added, one at another time, and one for a record the projection
+        // does not hold.
+        (
+            "UPDATE audit_search_sources SET source = 'community' WHERE seq = 8",
+            "sources and agreements of its disclosures",
+            8,
+        ),
+        (
+            "DELETE FROM audit_search_agreements WHERE seq = 9",
+            "sources and agreements of its disclosures",
+            9,
+        ),
+        (
+            "INSERT INTO audit_search_sources (chain, seq, source, recorded_us) SELECT chain, seq, 'community', recorded_us FROM audit_search WHERE seq = 4",
+            "sources and agreements of its disclosures",
+            4,
+        ),
+        (
+            "UPDATE audit_search_agreements SET recorded_us = recorded_us + 1 WHERE seq = 3",
+            "sources and agreements of its disclosures",
+            3,
+        ),
+        (
+            "INSERT INTO audit_search_agreements (chain, seq, agreement, recorded_us) SELECT chain, 60, 'dsa-x', recorded_us FROM audit_search WHERE seq = 3",
+            "source or agreement of a record it does not hold",
+            60,
+        ),
+        (
+            "UPDATE audit_records SET body = replace(body, 'Condition/gp.c2', 'Condition/community.c2') WHERE seq = 2",
+            "modified",
+            2,
         ),
         (
             "DELETE FROM audit_records WHERE seq >= 10",
@@ -558,6 +591,8 @@ async fn a_cut_off_tail_is_found_by_the_signed_heads() {
     // nor, when the heads in the store and the projection's rows and mark go too, to the
     // witness's copy.
     exec(&store, "DELETE FROM audit_search WHERE seq >= 6").await;
+    exec(&store, "DELETE FROM audit_search_sources WHERE seq >= 6").await;
+    exec(&store, "DELETE FROM audit_search_agreements WHERE seq >= 6").await;
     exec(&store, "UPDATE audit_projected SET seq = 5").await;
     assert!(check_heads(&store, &head_check(None)).await.is_ok());
     let broken = check_heads(&store, &head_check(Some(&witness)))
@@ -665,7 +700,13 @@ async fn records_kept_before_the_search_projection_survive_its_migration() {
         .expect("search");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].record.seq, 4);
-    assert_eq!(found[0].columns, Columns::of(&body(4)));
+    // A search reads the row's columns; the sets of its disclosures stay in the side tables.
+    let want = Columns {
+        sources: Vec::new(),
+        agreements: Vec::new(),
+        ..Columns::of(&body(4))
+    };
+    assert_eq!(found[0].columns, want);
     // A new process appends its own chain beside the old one, and both verify.
     let log = filled(&store, 3).await;
     assert_ne!(log.chain(), "old-chain");

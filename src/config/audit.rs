@@ -35,6 +35,11 @@ pub struct AuditConfig {
     /// network) costs callers this much, not the store's own timeouts.
     #[serde(default = "default_store_wait")]
     pub store_wait_ms: u64,
+    /// Roles that read the whole audit log, in the AuditEvent API and the IG console (a
+    /// region's IG team, say). Default none: every other reader sees the accesses by their
+    /// own organisation's staff and the accesses to the data their organisation discloses.
+    #[serde(default)]
+    pub region_roles: Vec<String>,
 }
 
 fn default_store_wait() -> u64 {
@@ -64,6 +69,9 @@ impl AuditConfig {
         }
         if let Some(url) = &audit.witness_url {
             check_http_url("audit.witness_url", url)?;
+        }
+        if audit.region_roles.iter().any(|r| r.trim().is_empty()) {
+            return Err(invalid("audit.region_roles", "must not name an empty role"));
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! The audit search (issue 16, item 3), one record in full, and the CSV export, each within
-//! the user's scope (item 2, in part):
-//! - a user whose role is one of `[console] region_roles` sees every record;
-//! - anyone else sees only the records of accesses made by their own organisation's staff
-//!   (the record's `org`); a record outside that is never listed or exported, and its page is
-//!   404, as for one that does not exist.
+//! the user's scope (item 2, the rule of [`crate::audit::Readers`], shared with the
+//! AuditEvent API):
+//! - a user whose role is a region role (`[audit] region_roles`) sees every record;
+//! - anyone else sees the records of accesses made by their own organisation's staff (the
+//!   record's `org`) and of accesses to the data their organisation discloses (a resource
+//!   disclosed from one of its sources); a record outside that is never listed or exported,
+//!   and its page is 404, as for one that does not exist.
 //!
 //! Searches run in the store ([`crate::store::Store::audit_search`]) over the indexed
 //! columns, newest first, paged by the same opaque keyset cursor as the AuditEvent API. Each
@@ -48,6 +50,7 @@ pub(super) struct Filters {
     pub(super) outcome: String,
     pub(super) purpose: String,
     pub(super) review: String,
+    pub(super) agreement: String,
     pub(super) cursor: String,
 }
 
@@ -66,6 +69,7 @@ impl Filters {
                 "outcome" => f.outcome = value,
                 "purpose" => f.purpose = value,
                 "review" => f.review = value,
+                "agreement" => f.agreement = value,
                 "cursor" => f.cursor = value,
                 _ => {}
             }
@@ -85,6 +89,7 @@ impl Filters {
             ("outcome", &self.outcome),
             ("purpose", &self.purpose),
             ("review", &self.review),
+            ("agreement", &self.agreement),
         ] {
             if !value.is_empty() {
                 out.append_pair(name, value);
@@ -113,6 +118,9 @@ pub(super) enum FormError {
     /// Not a review flag.
     #[error("the review flag must be break-glass or consent-withdrawn-by-staff")]
     Review,
+    /// Not an agreement id.
+    #[error("the agreement must be an agreement id such as dsa-northshire-direct-care")]
+    Agreement,
     /// A field longer than any id.
     #[error("the {0} is too long")]
     TooLong(&'static str),
@@ -154,6 +162,11 @@ fn is_code(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// An agreement id as `concord policy check` accepts one: 1 to 64 of `a-z`, `0-9` and `-`.
+fn is_agreement_id(value: &str) -> bool {
+    value.len() <= 64 && crate::fhir::is_slug(value)
+}
+
 /// The equality groups and time spans of the form's fields, without the person (which needs
 /// the store) and without the user's scope.
 fn groups(f: &Filters, query: &mut AuditQuery) -> Result<(), FormError> {
@@ -190,6 +203,14 @@ fn groups(f: &Filters, query: &mut AuditQuery) -> Result<(), FormError> {
             .equals
             .push((AuditColumn::Review, vec![f.review.clone()]));
     }
+    if !f.agreement.is_empty() {
+        if !is_agreement_id(&f.agreement) {
+            return Err(FormError::Agreement);
+        }
+        query
+            .equals
+            .push((AuditColumn::Agreement, vec![f.agreement.clone()]));
+    }
     // From the start of the first day to the end of the last, UTC.
     for (value, prefix, name) in [(&f.from, "ge", "from"), (&f.to, "le", "to")] {
         if value.is_empty() {
@@ -207,14 +228,25 @@ fn groups(f: &Filters, query: &mut AuditQuery) -> Result<(), FormError> {
 
 /// True when the session's role sees the whole audit log.
 pub(super) fn sees_everything(console: &Console, session: &ConsoleSession) -> bool {
-    session
-        .role
-        .as_ref()
-        .is_some_and(|role| console.0.config.region_roles.contains(role))
+    console.0.readers.sees_everything(session.role.as_deref())
 }
 
-/// True when a record with these columns is within what the session may see.
-pub(super) fn in_scope(console: &Console, session: &ConsoleSession, org: Option<&str>) -> bool {
+/// True when the record `body` is within what the session may see.
+fn in_scope(console: &Console, session: &ConsoleSession, body: &Body) -> bool {
+    console
+        .0
+        .readers
+        .may_read(session.role.as_deref(), session.org.as_deref(), body)
+}
+
+/// True when an access made by staff of `org` is one the session answers for: a region
+/// role's, or one made by the session's own organisation's staff (the break-glass review's
+/// rule: the accessing organisation reviews its staff's emergency accesses).
+pub(super) fn staff_in_scope(
+    console: &Console,
+    session: &ConsoleSession,
+    org: Option<&str>,
+) -> bool {
     sees_everything(console, session) || (session.org.is_some() && session.org.as_deref() == org)
 }
 
@@ -246,18 +278,30 @@ impl Console {
             let ids = person.iter().map(Uuid::to_string).collect();
             query.equals.push((AuditColumn::Person, ids));
         }
-        if !sees_everything(self, session) {
-            // INVARIANT: outside the region-wide roles, only the records of accesses by the
-            // user's own organisation's staff, whatever else was asked; no organisation, none.
-            let own = session.org.iter().cloned().collect();
-            query.equals.push((AuditColumn::Org, own));
-        }
+        // INVARIANT: outside the region roles, only the records of accesses by the user's
+        // own organisation's staff and to its data, whatever else was asked; no organisation,
+        // none.
+        query.scope = self
+            .0
+            .readers
+            .scope(session.role.as_deref(), session.org.as_deref());
         if !f.cursor.is_empty() {
             let after =
                 AuditPosition::from_cursor(&f.cursor).ok_or(Failed::Form(FormError::Cursor))?;
             query.after = Some(after);
         }
         Ok(Search { query, person })
+    }
+
+    /// The agreements of the policy set in force: (id, title).
+    fn agreements(&self) -> Vec<(String, String)> {
+        self.0
+            .policies
+            .current()
+            .agreements
+            .iter()
+            .map(|a| (a.id.clone(), a.title.clone()))
+            .collect()
     }
 
     /// The NHS numbers of the people these rows are about, by gateway id.
@@ -335,18 +379,23 @@ pub(super) async fn search(
     };
     let filters = Filters::from_query(raw.as_deref());
     let path = &console.0.path;
-    let region = sees_everything(&console, &session);
+    let agreements = console.agreements();
+    let form = audit_pages::Search {
+        region: sees_everything(&console, &session),
+        filters: &filters,
+        agreements: &agreements,
+    };
     let (status, html, person) = match console.page_of(&session, &filters).await {
         Ok((rows, next, person)) => {
             let results = audit_pages::Results {
                 rows: &rows,
                 next: next.as_deref(),
             };
-            let html = audit_pages::search(path, &session, region, &filters, None, Some(results));
+            let html = audit_pages::search(path, &session, &form, None, Some(results));
             (StatusCode::OK, html, person)
         }
         Err(Failed::Form(e)) => {
-            let html = audit_pages::search(path, &session, region, &filters, Some(&e), None);
+            let html = audit_pages::search(path, &session, &form, Some(&e), None);
             (StatusCode::BAD_REQUEST, html, None)
         }
         Err(Failed::Console(e)) => return console.refusal(&e),
@@ -378,17 +427,21 @@ pub(super) async fn record(
         };
         console.0.audit.settle().await;
         let row = console.0.store.audit_record(chain, seq).await?;
-        let row = row.filter(|r| in_scope(&console, &session, r.columns.org.as_deref()));
         let Some(row) = row else {
             return Ok(None);
         };
+        // A body that is not a record is shown to nobody but a region role (`audit verify`
+        // names it); otherwise the same rule as the search.
+        let body: Body = serde_json::from_str(&row.record.body).unwrap_or_default();
+        if !in_scope(&console, &session, &body) {
+            return Ok(None);
+        }
         let people = console.nhs_numbers(std::slice::from_ref(&row)).await?;
         let review = console.standing_of(&session, &row).await?;
-        Ok::<_, ConsoleError>(Some((row, people, review)))
+        Ok::<_, ConsoleError>(Some((row, body, people, review)))
     };
     let (status, html, person) = match found.await {
-        Ok(Some((row, people, review))) => {
-            let body: Body = serde_json::from_str(&row.record.body).unwrap_or_default();
+        Ok(Some((row, body, people, review))) => {
             let nhs = row.columns.person.as_ref().and_then(|p| people.get(p));
             let person = row
                 .columns
@@ -431,9 +484,13 @@ pub(super) async fn csv(
     let mut search = match console.search_of(&session, &filters).await {
         Ok(s) => s,
         Err(Failed::Form(e)) => {
-            let region = sees_everything(&console, &session);
-            let html =
-                audit_pages::search(&console.0.path, &session, region, &filters, Some(&e), None);
+            let agreements = console.agreements();
+            let form = audit_pages::Search {
+                region: sees_everything(&console, &session),
+                filters: &filters,
+                agreements: &agreements,
+            };
+            let html = audit_pages::search(&console.0.path, &session, &form, Some(&e), None);
             return console.page(StatusCode::BAD_REQUEST, html);
         }
         Err(Failed::Console(e)) => return console.refusal(&e),

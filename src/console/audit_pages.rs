@@ -125,7 +125,24 @@ fn choice(
     h.raw("</select></div>\n");
 }
 
-fn form(h: &mut Html, path: &str, f: &Filters) {
+/// The agreement field: any agreement id may be typed (records name agreements since
+/// retired); those of the set in force are offered.
+fn agreement_field(h: &mut Html, agreements: &[(String, String)], value: &str) {
+    h.raw("<div class=\"field\"><label for=\"f-agreement\">Agreement (id)</label>")
+        .raw("<input type=\"text\" id=\"f-agreement\" name=\"agreement\" list=\"agreements\" value=\"")
+        .text(value)
+        .raw("\"><datalist id=\"agreements\">");
+    for (id, title) in agreements {
+        h.raw("<option value=\"")
+            .text(id)
+            .raw("\">")
+            .text(title)
+            .raw("</option>");
+    }
+    h.raw("</datalist></div>\n");
+}
+
+fn form(h: &mut Html, path: &str, f: &Filters, agreements: &[(String, String)]) {
     h.raw("<form method=\"get\" action=\"")
         .text(path)
         .raw("/audit\" class=\"search\" id=\"audit-search\">\n");
@@ -156,6 +173,7 @@ fn form(h: &mut Html, path: &str, f: &Filters) {
         ("consent-withdrawn-by-staff", "Consent withdrawn by staff"),
     ];
     choice(h, "review", "Flagged for review", &reviews, &f.review);
+    agreement_field(h, agreements, &f.agreement);
     h.raw("<div class=\"actions\"><button type=\"submit\" class=\"button\" id=\"search\">Search</button></div>\n</form>\n");
 }
 
@@ -193,15 +211,25 @@ fn table(h: &mut Html, path: &str, rows: &[Listed]) {
     h.raw("</tbody>\n</table>\n");
 }
 
+/// What the search form offers and what it found.
+pub(super) struct Search<'a> {
+    /// True when the user's role sees every record.
+    pub(super) region: bool,
+    /// The fields as the user wrote them.
+    pub(super) filters: &'a Filters,
+    /// The agreements in force, (id, title), offered in the agreement field.
+    pub(super) agreements: &'a [(String, String)],
+}
+
 /// `GET /console/audit`: the form, an error above it, and results below it.
 pub(super) fn search(
     path: &str,
     session: &ConsoleSession,
-    region: bool,
-    filters: &Filters,
+    form_of: &Search<'_>,
     error: Option<&FormError>,
     results: Option<Results<'_>>,
 ) -> String {
+    let (region, filters) = (form_of.region, form_of.filters);
     layout(path, "Audit search", |h| {
         h.raw("<p><a href=\"")
             .text(path)
@@ -209,10 +237,14 @@ pub(super) fn search(
         h.raw("<h1>Audit search</h1>\n<p class=\"scope\" id=\"scope\">");
         if region {
             h.raw("Your role sees every record in the audit log.");
-        } else {
+        } else if let Some(org) = session.org.as_deref() {
             h.raw("You see the accesses made by the staff of your organisation, ")
-                .text(session.org.as_deref().unwrap_or("none given"))
-                .raw(".");
+                .text(org)
+                .raw(", and the accesses by anyone to the data that ")
+                .text(org)
+                .raw(" discloses.");
+        } else {
+            h.raw("Your sign-in names no organisation, so you see no records.");
         }
         h.raw("</p>\n");
         if let Some(e) = error {
@@ -220,7 +252,7 @@ pub(super) fn search(
                 .text(&e.to_string())
                 .raw("</p></div>\n");
         }
-        form(h, path, filters);
+        form(h, path, filters, form_of.agreements);
         let Some(results) = results else {
             return;
         };

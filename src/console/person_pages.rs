@@ -36,14 +36,14 @@ fn scope(h: &mut Html, session: &ConsoleSession, region: bool, print: bool) {
         h.raw("Every access recorded by this gateway, by the staff of every organisation, by the person and their carers, and by information-governance staff.");
         return;
     }
-    h.raw("Only the accesses made by the staff of ")
+    h.raw("The accesses made by the staff of ")
         .text(session.org.as_deref().unwrap_or("no organisation"))
         .raw(if print {
             ", the organisation that produced this report,"
         } else {
             " (your organisation),"
         })
-        .raw(" including its information-governance staff. Accesses by other organisations' staff are not in this report: the region's information-governance team can produce a report that covers them.");
+        .raw(" including its information-governance staff, and the accesses by other organisations' staff to records this organisation shares. Other organisations' staff's accesses to other organisations' records are not in this report: the region's information-governance team can produce a report that covers them.");
 }
 
 fn form(h: &mut Html, path: &str, asked: &Asked) {

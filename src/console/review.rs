@@ -24,7 +24,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::audit::{actor, in_scope, sees_everything};
+use super::audit::{actor, sees_everything, staff_in_scope};
 use super::review_pages::{self, Access, Done};
 use super::{Console, ConsoleError, session};
 use crate::audit::{Body, Reviewed, Row, event};
@@ -206,7 +206,7 @@ impl Console {
         let row = self.0.store.audit_record(chain, seq).await?;
         let row = row.filter(|r| {
             r.columns.purpose.as_deref() == Some(EMERGENCY)
-                && in_scope(self, session, r.columns.org.as_deref())
+                && staff_in_scope(self, session, r.columns.org.as_deref())
         });
         Ok(row.and_then(|row| {
             let body = serde_json::from_str(&row.record.body).ok()?;

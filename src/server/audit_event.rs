@@ -2,8 +2,12 @@
 //! AuditEvents (rendered by [`crate::audit::event`]).
 //!
 //! Who sees what, deny by default:
-//! - staff with role `ig-lead` whose scopes allow it (`user/AuditEvent.rs`, or a wildcard that
-//!   covers it) see every record, in full;
+//! - staff with role `ig-lead` or a region role (`[audit] region_roles`) whose scopes allow it
+//!   (`user/AuditEvent.rs`, or a wildcard that covers it) see records in full: a region role
+//!   every record, anyone else the records of accesses by their own organisation's staff and
+//!   of accesses to the data their organisation discloses (the rule of
+//!   [`crate::audit::Readers`], the IG console's too); a record outside is 404 on read and
+//!   absent from searches;
 //! - a person with a patient token acting for themself (`patient/AuditEvent.rs`) sees the
 //!   records about their own person, without staff's personal details or the gateway's
 //!   internals; naming anyone else with `patient` is 403, reading another person's record 404;
@@ -32,11 +36,15 @@ use crate::fhir::ODS_SYSTEM;
 use crate::fhir::bundle::{SearchMode, Searchset};
 use crate::store::{AuditColumn, AuditPosition, AuditQuery, AuditSpan};
 
-/// The role that sees the whole audit log.
+/// The role that reads the audit log (within its organisation's scope, unless it is also a
+/// region role).
 const IG_LEAD: &str = "ig-lead";
 
 /// The largest page of AuditEvents, whatever `_count` asks.
 const MAX_PAGE: usize = 500;
+
+/// The longest `policy` value searched for (agreement ids are at most 64 characters).
+const MAX_POLICY: usize = 256;
 
 const OUTCOME_SYSTEM: &str = "http://hl7.org/fhir/audit-event-outcome";
 const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
@@ -49,35 +57,41 @@ const REVIEW_REASONS: [&str; 2] = [
 ];
 
 /// Whose records a caller may see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Viewer {
-    /// Every record, in full (an IG lead).
-    All,
+    /// Records in full, within what an IG lead with this role at this organisation may read
+    /// ([`crate::audit::Readers`]).
+    Staff {
+        /// The caller's role.
+        role: Option<String>,
+        /// The caller's organisation.
+        org: Option<String>,
+    },
     /// The records about this person, in the person's view; `None` when the gateway has
     /// never met the person (they have no records).
     Person(Option<Uuid>),
 }
 
 impl Viewer {
-    fn view(self) -> View {
+    fn view(&self) -> View {
         match self {
-            Viewer::All => View::Full,
+            Viewer::Staff { .. } => View::Full,
             Viewer::Person(_) => View::Person,
         }
     }
 
     /// The person a patient caller is: every AuditEvent request they make, answered or
     /// refused, is recorded as about them.
-    fn own(self) -> Option<Uuid> {
+    fn own(&self) -> Option<Uuid> {
         match self {
-            Viewer::All => None,
-            Viewer::Person(own) => own,
+            Viewer::Staff { .. } => None,
+            Viewer::Person(own) => *own,
         }
     }
 }
 
 /// A refusal, recorded as about the caller's own person when they are a patient.
-fn refused(viewer: Viewer, e: ApiError) -> Response {
+fn refused(viewer: &Viewer, e: ApiError) -> Response {
     Reply::new(facts(viewer.own()), e.into_response()).into_response()
 }
 
@@ -109,15 +123,24 @@ async fn viewer(
                 .await?;
             Ok(Viewer::Person(person.map(|p| p.id)))
         }
-        None if principal.role.as_deref() != Some(IG_LEAD) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the audit log is for information-governance leads (role ig-lead), and for people about their own record",
-        )),
+        None if principal.role.as_deref() != Some(IG_LEAD)
+            && !state
+                .audit_readers
+                .sees_everything(principal.role.as_deref()) =>
+        {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the audit log is for information-governance leads (role ig-lead, or a region role), and for people about their own record",
+            ))
+        }
         None if !principal.may("AuditEvent", interaction) => {
             Err(ApiError::insufficient_scope(verb))
         }
-        None => Ok(Viewer::All),
+        None => Ok(Viewer::Staff {
+            role: principal.role.clone(),
+            org: principal.org.clone(),
+        }),
     }
 }
 
@@ -223,6 +246,20 @@ fn parse(
                 let codes = tokens("purpose", &value, Some(ACT_REASON))?;
                 search.query.equals.push((AuditColumn::Purpose, codes));
             }
+            "policy" => {
+                // FHIR's parameter for `agent.policy`, where a record's agreements appear.
+                let agreements = tokens("policy", &value, None)?;
+                if agreements.iter().any(|a| a.len() > MAX_POLICY) {
+                    return Err(ApiError::bad_param(
+                        "policy",
+                        "is longer than any agreement id",
+                    ));
+                }
+                search
+                    .query
+                    .equals
+                    .push((AuditColumn::Agreement, agreements));
+            }
             "review" => {
                 let reasons = tokens("review", &value, Some(REVIEW_SYSTEM))?;
                 if let Some(bad) = reasons
@@ -279,14 +316,14 @@ pub(super) async fn search(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let viewer = viewer(&state, &principal, Interaction::Search).await?;
-    Ok(search_as(&state, viewer, raw.as_deref(), &headers)
+    Ok(search_as(&state, &viewer, raw.as_deref(), &headers)
         .await
-        .unwrap_or_else(|e| refused(viewer, e)))
+        .unwrap_or_else(|e| refused(&viewer, e)))
 }
 
 async fn search_as(
     state: &AppState,
-    viewer: Viewer,
+    viewer: &Viewer,
     raw: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -301,10 +338,14 @@ async fn search_as(
         page,
     )?;
     let person = match viewer {
-        Viewer::All => match search.patients.as_slice() {
-            [one] if one.len() == 1 => Uuid::parse_str(&one[0]).ok(),
-            _ => None,
-        },
+        Viewer::Staff { role, org } => {
+            // INVARIANT: within what the caller may read, whatever else was asked.
+            search.query.scope = state.audit_readers.scope(role.as_deref(), org.as_deref());
+            match search.patients.as_slice() {
+                [one] if one.len() == 1 => Uuid::parse_str(&one[0]).ok(),
+                _ => None,
+            }
+        }
         Viewer::Person(own) => {
             let own_id = own.map(|p| p.to_string());
             let theirs = search
@@ -324,7 +365,7 @@ async fn search_as(
                 .query
                 .equals
                 .push((AuditColumn::Person, own_id.into_iter().collect()));
-            own
+            *own
         }
     };
     let mut bundle = Searchset::new(&state.base);
@@ -332,7 +373,7 @@ async fn search_as(
         "self",
         query::link(&state.base, "AuditEvent", &search.used.pairs),
     );
-    let unknown_person = viewer == Viewer::Person(None);
+    let unknown_person = *viewer == Viewer::Person(None);
     if search.count > 0 && !unknown_person {
         search.query.after = search.cursor.take();
         // One more than the page, to know whether there is a next page.
@@ -381,14 +422,14 @@ pub(super) async fn read(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let viewer = viewer(&state, &principal, Interaction::Read).await?;
-    Ok(read_as(&state, viewer, &id, raw.as_deref())
+    Ok(read_as(&state, &viewer, &id, raw.as_deref())
         .await
-        .unwrap_or_else(|e| refused(viewer, e)))
+        .unwrap_or_else(|e| refused(&viewer, e)))
 }
 
 async fn read_as(
     state: &AppState,
-    viewer: Viewer,
+    viewer: &Viewer,
     id: &str,
     raw: Option<&str>,
 ) -> Result<Response, ApiError> {
@@ -413,9 +454,19 @@ async fn read_as(
         .person
         .as_deref()
         .and_then(|p| Uuid::parse_str(p).ok());
-    if let Viewer::Person(own) = viewer
-        && (own.is_none() || own != about)
-    {
+    let may_read = match viewer {
+        Viewer::Person(own) => own.is_some() && *own == about,
+        Viewer::Staff { role, org } => {
+            // The search's rule, on the record itself. A body that is not a record is read
+            // by a region role alone (and rendering it fails as before).
+            let body: crate::audit::Body =
+                serde_json::from_str(&row.record.body).unwrap_or_default();
+            state
+                .audit_readers
+                .may_read(role.as_deref(), org.as_deref(), &body)
+        }
+    };
+    if !may_read {
         return Err(not_known());
     }
     let resource = event::render(&row.record, viewer.view()).map_err(|e| ApiError::internal(&e))?;

@@ -94,7 +94,9 @@ fn audit_event() -> Value {
             {"name": "date", "type": "date", "documentation": "When it was recorded; prefixes eq ne gt lt ge le sa eb; repeat for a range."},
             {"name": "outcome", "type": "token", "documentation": "0 (success), 4 (refused, 4xx) or 8 (error, 5xx); success, refused and error are accepted too."},
             {"name": "purpose", "type": "token", "documentation": "The purpose of use (v3-ActReason), e.g. ETREAT for emergency access."},
+            {"name": "policy", "type": "uri", "documentation": "An agreement a resource was disclosed under (agent.policy): the agreement's id."},
+            {"name": "review", "type": "token", "documentation": "Custom: why the record is flagged for IG review, break-glass or consent-withdrawn-by-staff."},
         ],
-        "documentation": "The audit log, newest first, paged with next links. Role ig-lead with user/AuditEvent.rs sees every record; a person with patient/AuditEvent.rs sees the records about themself, without staff's personal details; everyone else is refused.",
+        "documentation": "The audit log, newest first, paged with next links. Role ig-lead with user/AuditEvent.rs sees the accesses by its organisation's staff and to the data its organisation discloses; a region role ([audit] region_roles) sees every record; a person with patient/AuditEvent.rs sees the records about themself, without staff's personal details; everyone else is refused.",
     })
 }

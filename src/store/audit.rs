@@ -43,6 +43,13 @@ pub struct Columns {
     pub outcome: String,
     /// Why it is flagged for IG review, if it is.
     pub review: Option<String>,
+    /// The sources whose data it disclosed (each once, sorted): `audit_search_sources`.
+    /// Filled for projecting; empty on rows read back by a search or an export (the body
+    /// holds them).
+    pub sources: Vec<String>,
+    /// The agreements its disclosures were made under (each once, sorted):
+    /// `audit_search_agreements`. Filled for projecting, like `sources`.
+    pub agreements: Vec<String>,
 }
 
 /// A record found by a search: the record and its searchable columns.
@@ -135,6 +142,8 @@ pub(super) fn audit_row(r: AuditRow) -> Row {
             purpose,
             outcome,
             review,
+            sources: Vec::new(),
+            agreements: Vec::new(),
         },
     }
 }
@@ -211,6 +220,45 @@ fn runs(rows: &[Projection]) -> Vec<(&str, i64, i64)> {
     runs
 }
 
+/// A side table of the search projection: one row per record and value of a multi-valued
+/// column (migration 0010).
+struct SideTable {
+    /// The head of a SQLite multi-row insert.
+    sqlite: &'static str,
+    /// The whole PostgreSQL insert, over arrays of chains, positions, values and times.
+    postgres: &'static str,
+    /// The record's values.
+    values: fn(&Columns) -> &[String],
+}
+
+/// The sources each record disclosed data from, and the agreements it disclosed under.
+const SIDE_TABLES: [SideTable; 2] = [
+    SideTable {
+        sqlite: "INSERT INTO audit_search_sources (chain, seq, source, recorded_us) ",
+        postgres: "INSERT INTO audit_search_sources (chain, seq, source, recorded_us) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[]) ON CONFLICT DO NOTHING",
+        values: |c| &c.sources,
+    },
+    SideTable {
+        sqlite: "INSERT INTO audit_search_agreements (chain, seq, agreement, recorded_us) ",
+        postgres: "INSERT INTO audit_search_agreements (chain, seq, agreement, recorded_us) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[]) ON CONFLICT DO NOTHING",
+        values: |c| &c.agreements,
+    },
+];
+
+/// The rows of a side table for projected rows: (chain, seq, value, recorded_us).
+fn side_rows(
+    rows: &[Projection],
+    values: fn(&Columns) -> &[String],
+) -> Vec<(&str, i64, &str, i64)> {
+    rows.iter()
+        .flat_map(|p| {
+            values(&p.columns)
+                .iter()
+                .map(|v| (&*p.chain, p.seq, v.as_str(), p.columns.recorded_us))
+        })
+        .collect()
+}
+
 /// [`Store::append_audit`] on one SQLite connection.
 async fn sqlite_append(
     conn: &mut sqlx::SqliteConnection,
@@ -262,6 +310,20 @@ async fn sqlite_project(
         });
         insert.push(" ON CONFLICT (chain, seq) DO NOTHING");
         insert.build().execute(&mut *tx).await?;
+    }
+    for side in &SIDE_TABLES {
+        let values = side_rows(rows, side.values);
+        for chunk in values.chunks(1024) {
+            let mut insert = sqlx::QueryBuilder::new(side.sqlite);
+            insert.push_values(chunk, |mut row, (chain, seq, value, recorded_us)| {
+                row.push_bind(*chain)
+                    .push_bind(*seq)
+                    .push_bind(*value)
+                    .push_bind(*recorded_us);
+            });
+            insert.push(" ON CONFLICT DO NOTHING");
+            insert.build().execute(&mut *tx).await?;
+        }
     }
     move_marks(&mut tx, runs).await?;
     tx.commit().await?;
@@ -373,8 +435,10 @@ impl Store {
         Ok(())
     }
 
-    /// Adds records' rows to the search projection and moves each chain's mark past every
-    /// run of positions that continues it. Rows already there are left as they are, so
+    /// Adds records' rows to the search projection (`audit_search`, and a row in
+    /// `audit_search_sources` and `audit_search_agreements` for each source and agreement of
+    /// their disclosures), in one transaction, and moves each chain's mark past every run of
+    /// positions that continues it. Rows already there are left as they are, so
     /// projecting a record twice (the writer and a catch-up) is harmless. The mark moves
     /// only over an unbroken run, so a record skipped here is projected later from its body.
     pub async fn project_audit(&self, rows: &[Projection]) -> Result<(), StoreError> {
@@ -400,6 +464,19 @@ impl Store {
                     .bind(text(|c| c.review.as_deref()))
                     .execute(&mut *tx)
                     .await?;
+                for side in &SIDE_TABLES {
+                    let values = side_rows(rows, side.values);
+                    if values.is_empty() {
+                        continue;
+                    }
+                    sqlx::query(side.postgres)
+                        .bind(values.iter().map(|v| v.0).collect::<Vec<_>>())
+                        .bind(values.iter().map(|v| v.1).collect::<Vec<_>>())
+                        .bind(values.iter().map(|v| v.2).collect::<Vec<_>>())
+                        .bind(values.iter().map(|v| v.3).collect::<Vec<_>>())
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 move_marks(&mut tx, &runs).await?;
                 tx.commit().await?;
             }
@@ -469,9 +546,11 @@ impl Store {
     }
 
     /// The first place where the search projection does not say what the log says, with
-    /// what is wrong: a row whose columns differ from its record's body, a record at or
-    /// before its chain's mark with no row (hidden from searches), or a row naming a record
-    /// the log does not hold. The database compares them itself (its JSON functions read the
+    /// what is wrong: a row whose columns differ from its record's body, a record whose
+    /// rows of disclosing sources and agreements are not exactly those its body names (one
+    /// changed, missing or added), such a row for a record the projection does not hold, a
+    /// record at or before its chain's mark with no row (hidden from searches), or a row
+    /// naming a record the log does not hold. The database compares them itself (its JSON functions read the
     /// bodies), so nothing is streamed out.
     pub async fn audit_projection_problem(
         &self,
@@ -480,12 +559,39 @@ impl Store {
         const DIFFERS_POSTGRES: &str = "SELECT s.chain, s.seq FROM audit_search s JOIN audit_records r ON r.chain = s.chain AND r.seq = s.seq CROSS JOIN LATERAL (SELECT r.body::jsonb AS b) j WHERE s.recorded_us IS DISTINCT FROM (j.b ->> 'recorded_us')::bigint OR s.person_id IS DISTINCT FROM j.b ->> 'person' OR s.user_id IS DISTINCT FROM j.b ->> 'user' OR s.org IS DISTINCT FROM j.b ->> 'org' OR s.purpose IS DISTINCT FROM j.b ->> 'purpose' OR s.outcome IS DISTINCT FROM j.b ->> 'outcome' OR s.review IS DISTINCT FROM j.b ->> 'review' ORDER BY s.chain, s.seq LIMIT 1";
         const HIDDEN: &str = "SELECT r.chain, r.seq FROM audit_projected p JOIN audit_records r ON r.chain = p.chain AND r.seq <= p.seq WHERE NOT EXISTS (SELECT 1 FROM audit_search s WHERE s.chain = r.chain AND s.seq = r.seq) ORDER BY r.chain, r.seq LIMIT 1";
         const STRAY: &str = "SELECT s.chain, s.seq FROM audit_search s WHERE NOT EXISTS (SELECT 1 FROM audit_records r WHERE r.chain = s.chain AND r.seq = s.seq) ORDER BY s.chain, s.seq LIMIT 1";
-        let differs = match self {
-            Store::Sqlite(_) => DIFFERS_SQLITE,
-            Store::Postgres(_) => DIFFERS_POSTGRES,
+        // The sources and agreements of a record's disclosures, each set joined in order,
+        // as the body says (the rule of `crate::audit::disclosing_source`) and as the side
+        // tables hold them at the record's time.
+        const SIDES_DIFFER_SQLITE: &str = "SELECT s.chain, s.seq FROM audit_search s JOIN audit_records r ON r.chain = s.chain AND r.seq = s.seq \
+            WHERE json_valid(r.body) AND ( \
+            coalesce((SELECT group_concat(v, char(31) ORDER BY v) FROM (SELECT DISTINCT substr(tail, 1, instr(tail, '.') - 1) AS v FROM (SELECT substr(ref, instr(ref, '/') + 1) AS tail FROM (SELECT CASE WHEN e.type = 'object' THEN json_extract(e.value, '$.reference') END AS ref FROM json_each(CASE WHEN json_valid(r.body) THEN r.body ELSE '{}' END, '$.disclosed') e) WHERE instr(ref, '/') > 0) WHERE instr(tail, '.') > 1)), '') \
+            IS NOT coalesce((SELECT group_concat(d.source, char(31) ORDER BY d.source) FROM audit_search_sources d WHERE d.chain = s.chain AND d.seq = s.seq AND d.recorded_us = s.recorded_us), '') \
+            OR coalesce((SELECT group_concat(v, char(31) ORDER BY v) FROM (SELECT DISTINCT v FROM (SELECT CASE WHEN e.type = 'object' THEN json_extract(e.value, '$.agreement') END AS v FROM json_each(CASE WHEN json_valid(r.body) THEN r.body ELSE '{}' END, '$.disclosed') e) WHERE v IS NOT NULL)), '') \
+            IS NOT coalesce((SELECT group_concat(a.agreement, char(31) ORDER BY a.agreement) FROM audit_search_agreements a WHERE a.chain = s.chain AND a.seq = s.seq AND a.recorded_us = s.recorded_us), '')) \
+            ORDER BY s.chain, s.seq LIMIT 1";
+        const SIDES_DIFFER_POSTGRES: &str = "SELECT s.chain, s.seq FROM audit_search s JOIN audit_records r ON r.chain = s.chain AND r.seq = s.seq \
+            CROSS JOIN LATERAL (SELECT r.body::jsonb -> 'disclosed' AS list) j \
+            CROSS JOIN LATERAL (SELECT coalesce(string_agg(DISTINCT x.source, chr(31) ORDER BY x.source), '') AS sources, coalesce(string_agg(DISTINCT x.agreement, chr(31) ORDER BY x.agreement), '') AS agreements \
+                FROM jsonb_array_elements(CASE WHEN jsonb_typeof(j.list) = 'array' THEN j.list ELSE '[]'::jsonb END) e \
+                CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.value) = 'object' THEN e.value ->> 'reference' END AS ref, CASE WHEN jsonb_typeof(e.value) = 'object' THEN e.value ->> 'agreement' END AS agreement) f \
+                CROSS JOIN LATERAL (SELECT CASE WHEN strpos(f.ref, '/') > 0 THEN substr(f.ref, strpos(f.ref, '/') + 1) END AS tail) t \
+                CROSS JOIN LATERAL (SELECT CASE WHEN strpos(t.tail, '.') > 1 THEN split_part(t.tail, '.', 1) END AS source, f.agreement) x) want \
+            WHERE want.sources IS DISTINCT FROM coalesce((SELECT string_agg(d.source, chr(31) ORDER BY d.source) FROM audit_search_sources d WHERE d.chain = s.chain AND d.seq = s.seq AND d.recorded_us = s.recorded_us), '') \
+            OR want.agreements IS DISTINCT FROM coalesce((SELECT string_agg(a.agreement, chr(31) ORDER BY a.agreement) FROM audit_search_agreements a WHERE a.chain = s.chain AND a.seq = s.seq AND a.recorded_us = s.recorded_us), '') \
+            ORDER BY s.chain, s.seq LIMIT 1";
+        const SIDES_STRAY: &str = "SELECT chain, seq FROM (SELECT d.chain, d.seq FROM audit_search_sources d WHERE NOT EXISTS (SELECT 1 FROM audit_search s WHERE s.chain = d.chain AND s.seq = d.seq) \
+            UNION ALL SELECT a.chain, a.seq FROM audit_search_agreements a WHERE NOT EXISTS (SELECT 1 FROM audit_search s WHERE s.chain = a.chain AND s.seq = a.seq)) x \
+            ORDER BY chain, seq LIMIT 1";
+        let (differs, sides_differ) = match self {
+            Store::Sqlite(_) => (DIFFERS_SQLITE, SIDES_DIFFER_SQLITE),
+            Store::Postgres(_) => (DIFFERS_POSTGRES, SIDES_DIFFER_POSTGRES),
         };
         for (sql, problem) in [
             (differs, "its searchable columns do not match its content"),
+            (
+                sides_differ,
+                "its search rows for the sources and agreements of its disclosures do not match its content",
+            ),
             (
                 HIDDEN,
                 "it is missing from the search projection, so searches do not find it",
@@ -493,6 +599,10 @@ impl Store {
             (
                 STRAY,
                 "the search projection lists a record that is not in the log",
+            ),
+            (
+                SIDES_STRAY,
+                "the search projection lists a source or agreement of a record it does not hold",
             ),
         ] {
             let found: Option<(String, i64)> =

@@ -22,6 +22,9 @@ pub enum AuditColumn {
     /// `review`: why the record is flagged for IG review (`break-glass`,
     /// `consent-withdrawn-by-staff`); absent on most records.
     Review,
+    /// An agreement that some disclosure of the record was made under
+    /// (`audit_search_agreements`, one row per record and agreement).
+    Agreement,
 }
 
 impl AuditColumn {
@@ -34,8 +37,20 @@ impl AuditColumn {
             AuditColumn::Purpose => "purpose",
             AuditColumn::Outcome => "outcome",
             AuditColumn::Review => "review",
+            AuditColumn::Agreement => "agreement",
         }
     }
+}
+
+/// The records a reader who does not see the whole log may see: the accesses made by staff
+/// of `orgs` (the record's organisation) and the accesses that disclosed data from `sources`
+/// (the sources of those organisations). Both empty: no record at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditScope {
+    /// Organisations (ODS codes) whose staff's accesses are in scope.
+    pub orgs: Vec<String>,
+    /// Sources whose disclosures are in scope.
+    pub sources: Vec<String>,
 }
 
 /// A half-open span of `recorded_us`: `from <= recorded_us < to`; `None` is unbounded.
@@ -127,72 +142,265 @@ pub struct AuditQuery {
     pub equals: Vec<(AuditColumn, Vec<String>)>,
     /// Time groups.
     pub recorded: Vec<Vec<AuditSpan>>,
+    /// Only the records within this scope; `None`: every record.
+    pub scope: Option<AuditScope>,
     /// Only records strictly after this position in newest-first order (the keyset cursor).
     pub after: Option<AuditPosition>,
     /// Most rows returned.
     pub limit: u32,
 }
 
-impl Store {
-    /// One page of audit records matching `query`, newest first, read over the indexed
-    /// columns with a keyset (never an offset), at most `query.limit` rows.
-    pub async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<Row>, StoreError> {
-        let rows: Vec<AuditRow> = with_pool!(self, pool => {
-            let mut sql = sqlx::QueryBuilder::new(audit_select!(" WHERE 1 = 1"));
-            for (column, values) in &query.equals {
-                sql.push(" AND ").push(column.name()).push(" IN (");
-                let mut list = sql.separated(", ");
-                for value in values {
-                    list.push_bind(value.clone());
-                }
-                if values.is_empty() {
-                    // An empty alternative list matches nothing.
-                    list.push("NULL");
-                }
-                sql.push(")");
-                // Implied by the list, written as literals so the planner can use the partial
-                // indexes of migration 0005 (constants of this code, not input).
-                match column {
-                    AuditColumn::Purpose if values.iter().all(|v| v == "ETREAT") => {
-                        sql.push(" AND purpose = 'ETREAT'");
-                    }
-                    AuditColumn::Outcome if values.iter().all(|v| v != "success") => {
-                        sql.push(" AND outcome <> 'success'");
-                    }
-                    AuditColumn::Review => {
-                        sql.push(" AND review IS NOT NULL");
-                    }
-                    _ => {}
-                }
+/// Where a branch of a search starts reading: the table whose index gives the records in
+/// newest-first order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver<'q> {
+    /// `audit_search` itself (by the time index, or whichever index its filters allow).
+    Search,
+    /// `audit_search` by organisation: the accesses by these organisations' staff.
+    Staff(&'q [String]),
+    /// `audit_search_sources`: the records that disclosed data from this source.
+    Source(&'q str),
+    /// `audit_search_agreements`: the records with a disclosure under this agreement.
+    Agreement(&'q str),
+}
+
+impl Driver<'_> {
+    /// The alias whose `recorded_us, chain, seq` order the branch.
+    fn alias(self) -> &'static str {
+        match self {
+            Driver::Search | Driver::Staff(_) => "s",
+            Driver::Source(_) | Driver::Agreement(_) => "x",
+        }
+    }
+}
+
+/// The branches a search reads, each newest first and cut at the page's size, merged.
+///
+/// Neither database can tell from a plain index how many records one value holds (SQLite
+/// keeps no statistics unless asked), so the search chooses its way in by what it knows of
+/// the log:
+/// - a person's or a user's trail is short, and so are the records the partial indexes hold
+///   (break-glass, refused and failed requests, review flags): one of them leads, and the
+///   reader's scope and the agreement are checked on each of its records;
+/// - otherwise an agreement leads: its side table's index walks its records in order;
+/// - otherwise a reader's scope is read as one branch per way in, their staff's accesses by
+///   the organisation index and each of their sources by its side table, so that a reader
+///   whose organisation has few records does not walk the whole log to find them.
+fn branches(query: &AuditQuery) -> Vec<Driver<'_>> {
+    let short = |column: AuditColumn, values: &[String]| match column {
+        AuditColumn::Person | AuditColumn::User | AuditColumn::Review => true,
+        AuditColumn::Purpose => values.iter().all(|v| v == "ETREAT"),
+        AuditColumn::Outcome => values.iter().all(|v| v != "success"),
+        AuditColumn::Org | AuditColumn::Agreement => false,
+    };
+    if query.equals.iter().any(|(c, v)| short(*c, v)) {
+        return vec![Driver::Search];
+    }
+    let agreement = query
+        .equals
+        .iter()
+        .find_map(|(column, values)| match values.as_slice() {
+            [one] if *column == AuditColumn::Agreement => Some(one.as_str()),
+            _ => None,
+        });
+    if let Some(agreement) = agreement {
+        return vec![Driver::Agreement(agreement)];
+    }
+    match &query.scope {
+        None => vec![Driver::Search],
+        Some(scope) => {
+            let mut out = Vec::with_capacity(scope.sources.len() + 1);
+            if !scope.orgs.is_empty() {
+                out.push(Driver::Staff(&scope.orgs));
             }
-            for spans in &query.recorded {
+            out.extend(scope.sources.iter().map(|s| Driver::Source(s)));
+            out
+        }
+    }
+}
+
+/// `expression IN (values)`, bound; an empty list matches nothing.
+fn push_in<DB>(sql: &mut sqlx::QueryBuilder<DB>, expression: &str, values: &[String])
+where
+    DB: sqlx::Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    sql.push(expression).push(" IN (");
+    let mut list = sql.separated(", ");
+    for value in values {
+        list.push_bind(value.clone());
+    }
+    if values.is_empty() {
+        list.push("NULL");
+    }
+    sql.push(")");
+}
+
+/// One branch: the `recorded_us, chain, seq` of at most `query.limit` records, newest first.
+fn push_branch<DB>(
+    sql: &mut sqlx::QueryBuilder<DB>,
+    query: &AuditQuery,
+    driver: Driver<'_>,
+    postgres: bool,
+) where
+    DB: sqlx::Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    // Every name below is a constant of this code; values are bound.
+    let x = driver.alias();
+    sql.push(format_args!(
+        "SELECT {x}.recorded_us, {x}.chain, {x}.seq FROM "
+    ));
+    match driver {
+        Driver::Search | Driver::Staff(_) => {
+            sql.push("audit_search s WHERE 1 = 1");
+        }
+        Driver::Source(source) => {
+            sql.push("audit_search_sources x JOIN audit_search s ON s.chain = x.chain AND s.seq = x.seq WHERE x.source = ")
+                .push_bind(source.to_owned());
+        }
+        Driver::Agreement(agreement) => {
+            sql.push("audit_search_agreements x JOIN audit_search s ON s.chain = x.chain AND s.seq = x.seq WHERE x.agreement = ")
+                .push_bind(agreement.to_owned());
+        }
+    }
+    if let Driver::Staff(orgs) = driver {
+        sql.push(" AND ");
+        push_in(sql, "s.org", orgs);
+    }
+    for (column, values) in &query.equals {
+        if *column == AuditColumn::Agreement {
+            if matches!(driver, Driver::Agreement(a) if values.len() == 1 && values[0] == a) {
+                continue;
+            }
+            sql.push(" AND EXISTS (SELECT 1 FROM audit_search_agreements a WHERE a.chain = s.chain AND a.seq = s.seq AND ");
+            push_in(sql, "a.agreement", values);
+            sql.push(")");
+            continue;
+        }
+        sql.push(" AND ");
+        push_in(sql, &format!("s.{}", column.name()), values);
+        // Implied by the list, written as literals so the planner can use the partial
+        // indexes of migration 0007 (constants of this code, not input).
+        match column {
+            AuditColumn::Purpose if values.iter().all(|v| v == "ETREAT") => {
+                sql.push(" AND s.purpose = 'ETREAT'");
+            }
+            AuditColumn::Outcome if values.iter().all(|v| v != "success") => {
+                sql.push(" AND s.outcome <> 'success'");
+            }
+            AuditColumn::Review => {
+                sql.push(" AND s.review IS NOT NULL");
+            }
+            _ => {}
+        }
+    }
+    if let (Some(scope), Driver::Search | Driver::Agreement(_)) = (&query.scope, driver) {
+        // INVARIANT: a reader's scope, whatever else was asked (the other drivers are the
+        // scope's own ways in). Empty lists match nothing: no organisation and no source
+        // select no record.
+        sql.push(" AND (");
+        push_in(sql, "s.org", &scope.orgs);
+        if !scope.sources.is_empty() {
+            sql.push(" OR EXISTS (SELECT 1 FROM audit_search_sources d WHERE d.chain = s.chain AND d.seq = s.seq AND ");
+            push_in(sql, "d.source", &scope.sources);
+            if postgres {
+                // Probed for each record the branch reads, never hashed whole: PostgreSQL
+                // would otherwise read every record of the sources first (a fence, as
+                // `OFFSET 0` keeps the subquery from being turned into a join).
+                sql.push(" OFFSET 0");
+            }
+            sql.push(")");
+        }
+        sql.push(")");
+    }
+    for spans in &query.recorded {
+        match spans.as_slice() {
+            // One span is written plainly, so that the index's range is used.
+            [one] => push_span(sql, x, one),
+            _ => {
                 sql.push(" AND (1 = 0");
                 for span in spans {
                     sql.push(" OR (1 = 1");
-                    if let Some(from) = span.from {
-                        sql.push(" AND recorded_us >= ").push_bind(from);
-                    }
-                    if let Some(to) = span.to {
-                        sql.push(" AND recorded_us < ").push_bind(to);
-                    }
+                    push_span(sql, x, span);
                     sql.push(")");
                 }
                 sql.push(")");
             }
-            if let Some(after) = &query.after {
-                // The first comparison lets both backends narrow by the time index; the row
-                // comparison is the exact keyset.
-                sql.push(" AND recorded_us <= ").push_bind(after.recorded_us);
-                sql.push(" AND (recorded_us, chain, seq) < (")
-                    .push_bind(after.recorded_us)
-                    .push(", ")
-                    .push_bind(after.chain.clone())
-                    .push(", ")
-                    .push_bind(after.seq)
-                    .push(")");
-            }
-            sql.push(" ORDER BY recorded_us DESC, chain DESC, seq DESC LIMIT ")
-                .push_bind(i64::from(query.limit));
+        }
+    }
+    if let Some(after) = &query.after {
+        // The first comparison lets both backends narrow by the time index; the row
+        // comparison is the exact keyset.
+        sql.push(format_args!(" AND {x}.recorded_us <= "))
+            .push_bind(after.recorded_us);
+        sql.push(format_args!(
+            " AND ({x}.recorded_us, {x}.chain, {x}.seq) < ("
+        ))
+        .push_bind(after.recorded_us)
+        .push(", ")
+        .push_bind(after.chain.clone())
+        .push(", ")
+        .push_bind(after.seq)
+        .push(")");
+    }
+    sql.push(format_args!(
+        " ORDER BY {x}.recorded_us DESC, {x}.chain DESC, {x}.seq DESC LIMIT "
+    ))
+    .push_bind(i64::from(query.limit));
+}
+
+/// ` AND from <= {x}.recorded_us AND {x}.recorded_us < to`, for the bounds a span has.
+fn push_span<DB>(sql: &mut sqlx::QueryBuilder<DB>, x: &str, span: &AuditSpan)
+where
+    DB: sqlx::Database,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    if let Some(from) = span.from {
+        sql.push(format_args!(" AND {x}.recorded_us >= "))
+            .push_bind(from);
+    }
+    if let Some(to) = span.to {
+        sql.push(format_args!(" AND {x}.recorded_us < "))
+            .push_bind(to);
+    }
+}
+
+/// The whole search: its branches merged (a record reached by two is listed once), the
+/// newest `query.limit` of them, with their rows and records.
+fn push_search<DB>(sql: &mut sqlx::QueryBuilder<DB>, query: &AuditQuery, postgres: bool)
+where
+    DB: sqlx::Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    sql.push("SELECT s.chain, s.seq, s.recorded_us, s.person_id, s.user_id, s.org, s.purpose, s.outcome, s.review, r.body, r.prev_hash, r.hash FROM (");
+    let branches = branches(query);
+    if branches.is_empty() {
+        // A scope of no organisation and no source: no record.
+        sql.push("SELECT recorded_us, chain, seq FROM audit_search WHERE 1 = 0");
+    }
+    for (i, driver) in branches.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(" UNION ");
+        }
+        sql.push("SELECT * FROM (");
+        push_branch(sql, query, driver, postgres);
+        sql.push(") b");
+    }
+    sql.push(") h JOIN audit_search s ON s.chain = h.chain AND s.seq = h.seq JOIN audit_records r ON r.chain = h.chain AND r.seq = h.seq ORDER BY h.recorded_us DESC, h.chain DESC, h.seq DESC LIMIT ")
+        .push_bind(i64::from(query.limit));
+}
+
+impl Store {
+    /// One page of audit records matching `query`, newest first, read over the indexed
+    /// columns with a keyset (never an offset), at most `query.limit` rows.
+    pub async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<Row>, StoreError> {
+        let postgres = matches!(self, Store::Postgres(_));
+        let rows: Vec<AuditRow> = with_pool!(self, pool => {
+            let mut sql = sqlx::QueryBuilder::default();
+            push_search(&mut sql, query, postgres);
             sql.build_query_as::<AuditRow>().fetch_all(pool).await?
         });
         Ok(rows.into_iter().map(audit_row).collect())

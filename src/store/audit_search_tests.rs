@@ -25,6 +25,18 @@ fn rows() -> Vec<(Record, Columns)> {
                     purpose: Some(if i == 7 { "ETREAT" } else { "TREAT" }.into()),
                     outcome: if i % 10 == 9 { "refused" } else { "success" }.into(),
                     review: (i == 11).then(|| "consent-withdrawn-by-staff".into()),
+                    // RY4's staff (i % 5 == 0) read only their own source; A81001's read the
+                    // GP's, and every third record also the community's (RY4's).
+                    sources: match (i % 5, i % 3) {
+                        (0, _) => vec!["community".into()],
+                        (_, 0) => vec!["community".into(), "gp".into()],
+                        _ => vec!["gp".into()],
+                    },
+                    agreements: if i % 4 == 0 {
+                        vec!["dsa-a".into(), "dsa-b".into()]
+                    } else {
+                        vec!["dsa-a".into()]
+                    },
                 },
             )
         })
@@ -122,6 +134,79 @@ async fn exercise(store: &Store) {
         n(only(AuditColumn::Review, &["consent-withdrawn-by-staff"])).await,
         1
     );
+
+    // Agreements, a record once however many of its disclosures name one.
+    assert_eq!(n(only(AuditColumn::Agreement, &["dsa-a"])).await, 30);
+    assert_eq!(n(only(AuditColumn::Agreement, &["dsa-b"])).await, 8);
+    assert_eq!(
+        n(only(AuditColumn::Agreement, &["dsa-a", "dsa-b"])).await,
+        30
+    );
+    assert_eq!(n(only(AuditColumn::Agreement, &["dsa-c"])).await, 0);
+    assert_eq!(n(only(AuditColumn::Agreement, &[])).await, 0);
+
+    // Scopes: an organisation's staff OR disclosures from its sources.
+    let scoped = |orgs: &[&str], sources: &[&str]| AuditQuery {
+        scope: Some(AuditScope {
+            orgs: orgs.iter().map(|o| (*o).to_owned()).collect(),
+            sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+        }),
+        ..everything.clone()
+    };
+    let ids = |rows: Vec<Row>| -> Vec<i64> {
+        let mut ids: Vec<i64> = rows
+            .iter()
+            .map(|r| r.record.seq * 2 + i64::from(r.record.chain == "chain-b"))
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let search = |q: AuditQuery| async move { store.audit_search(&q).await.expect("search") };
+    // RY4's IG lead: its 6 staff records and A81001's records that disclosed community data.
+    let want: Vec<i64> = (0..30).filter(|i| i % 5 == 0 || i % 3 == 0).collect();
+    assert_eq!(ids(search(scoped(&["RY4"], &["community"])).await), want);
+    // Paged through its branches (its staff, its source), each record once, in order.
+    let want: Vec<i64> = (0..30).filter(|i| i % 5 == 0 || i % 3 == 0).collect();
+    let paged = walk(store, &scoped(&["RY4"], &["community"]), 3).await;
+    assert_eq!(paged.len(), want.len(), "each record once");
+    let keys: Vec<_> = paged.iter().map(key).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(keys, sorted, "newest first");
+    assert_eq!(ids(paged), want);
+    // A short list (break-glass, refusals) leads, and the scope is checked on it.
+    let mut q = scoped(&["A81001"], &["gp"]);
+    q.equals.push((AuditColumn::Purpose, vec!["ETREAT".into()]));
+    assert_eq!(ids(search(q).await), vec![7]);
+    let mut q = scoped(&["RY4"], &["community"]);
+    q.equals
+        .push((AuditColumn::Outcome, vec!["refused".into()]));
+    let want: Vec<i64> = (0..30)
+        .filter(|i| (i % 5 == 0 || i % 3 == 0) && i % 10 == 9)
+        .collect();
+    assert_eq!(ids(search(q).await), want);
+    // Without its source, its staff alone.
+    let want: Vec<i64> = (0..30).filter(|i| i % 5 == 0).collect();
+    assert_eq!(ids(search(scoped(&["RY4"], &[])).await), want);
+    // No organisation, no source: nothing.
+    assert!(search(scoped(&[], &[])).await.is_empty());
+    // A scope narrows every other filter and pages the same way.
+    let mut q = scoped(&["A81001"], &["gp"]);
+    q.equals.push((AuditColumn::Org, vec!["RY4".into()]));
+    assert!(
+        search(q).await.is_empty(),
+        "RY4's staff never read the GP's data"
+    );
+    let mut q = scoped(&["RY4"], &["community"]);
+    q.equals
+        .push((AuditColumn::Agreement, vec!["dsa-b".into()]));
+    let want: Vec<i64> = (0..30)
+        .filter(|i| (i % 5 == 0 || i % 3 == 0) && i % 4 == 0)
+        .collect();
+    assert_eq!(ids(search(q.clone()).await), want);
+    let paged = walk(store, &q, 2).await;
+    assert_eq!(ids(paged), want);
 
     // The largest search the API lets through (every alternative a `ne` date, which is two
     // spans, plus long value lists) is answered, not refused by the database's limits.

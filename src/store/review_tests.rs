@@ -26,6 +26,8 @@ fn rows() -> Vec<(Record, Columns)> {
                     purpose: Some(if seq % 2 == 1 { "ETREAT" } else { "TREAT" }.into()),
                     outcome: "success".into(),
                     review: (seq % 2 == 1).then(|| "break-glass".into()),
+                    sources: Vec::new(),
+                    agreements: Vec::new(),
                 },
             )
         })

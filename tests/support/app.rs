@@ -179,7 +179,16 @@ impl TestApp {
         policies: Policies,
         extra_toml: &str,
     ) -> TestApp {
-        Self::start_trusting(sources, store, server_toml, policies, extra_toml, ISSUER).await
+        Self::start_gateway(
+            sources,
+            store,
+            server_toml,
+            policies,
+            "",
+            extra_toml,
+            ISSUER,
+        )
+        .await
     }
 
     /// Starts a gateway as [`TestApp::start_config`] does, whose bearer tokens come from
@@ -190,6 +199,50 @@ impl TestApp {
         store: StoreChoice,
         server_toml: &str,
         policies: Policies,
+        extra_toml: &str,
+        issuer: &str,
+    ) -> TestApp {
+        Self::start_gateway(
+            sources,
+            store,
+            server_toml,
+            policies,
+            "",
+            extra_toml,
+            issuer,
+        )
+        .await
+    }
+
+    /// [`TestApp::start_config`] with `audit_toml` added to `[audit]` (e.g. `region_roles`).
+    pub(crate) async fn start_audited(
+        sources: Vec<SourceSpec>,
+        store: StoreChoice,
+        server_toml: &str,
+        policies: Policies,
+        audit_toml: &str,
+        extra_toml: &str,
+    ) -> TestApp {
+        Self::start_gateway(
+            sources,
+            store,
+            server_toml,
+            policies,
+            audit_toml,
+            extra_toml,
+            ISSUER,
+        )
+        .await
+    }
+
+    /// Starts a gateway: `audit_toml` added to `[audit]`, `extra_toml` at the end of its
+    /// config file, bearer tokens from `issuer`.
+    async fn start_gateway(
+        sources: Vec<SourceSpec>,
+        store: StoreChoice,
+        server_toml: &str,
+        policies: Policies,
+        audit_toml: &str,
         extra_toml: &str,
         issuer: &str,
     ) -> TestApp {
@@ -218,7 +271,7 @@ impl TestApp {
         let signing_key = jsonwebtoken::EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes())
             .expect("signing key");
         let mut toml = format!(
-            "[server]\nlisten = \"{addr}\"\nrequest_timeout_ms = 1500\n{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n\n[policy]\nreload_check_secs = 1\n\n[profiles]\ndir = \"{PROFILES}\"\n\n[audit]\nkey_file = \"{AUDIT_KEY}\"\nhead_signing_key_file = \"{HEAD_KEY}\"\nhead_interval_secs = 1\nwitness_file = \"data/audit-witness.ndjson\"\n\n\
+            "[server]\nlisten = \"{addr}\"\nrequest_timeout_ms = 1500\n{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n\n[policy]\nreload_check_secs = 1\n\n[profiles]\ndir = \"{PROFILES}\"\n\n[audit]\nkey_file = \"{AUDIT_KEY}\"\nhead_signing_key_file = \"{HEAD_KEY}\"\nhead_interval_secs = 1\nwitness_file = \"data/audit-witness.ndjson\"\n{audit_toml}\n\n\
              [auth]\nissuer = \"{issuer}\"\naudience = \"{AUDIENCE}\"\nleeway_secs = 5\n\n[[auth.key]]\nkid = \"test\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"test-key.pub.pem\"\n"
         );
         for s in &sources {

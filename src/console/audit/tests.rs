@@ -18,6 +18,8 @@ fn bad_fields_are_refused_without_repeating_them() {
         ("outcome=maybe", "the outcome must be"),
         ("purpose=%3Cscript%3E", "the purpose of use must be"),
         ("review=whatever", "the review flag must be"),
+        ("agreement=%22%3E%3Cb%3E", "the agreement must be"),
+        ("agreement=DSA-Upper", "the agreement must be"),
     ] {
         let message = run(query).map(|_| ()).err().map(|e| e.to_string());
         assert!(
@@ -35,6 +37,14 @@ fn good_fields_make_groups_and_blanks_mean_any() {
     .map_err(|e| e.to_string());
     let q = q.as_ref().map(|q| (q.equals.len(), q.recorded.len()));
     assert_eq!(q, Ok((4, 2)));
+    let q = run("agreement=dsa-northshire-direct-care").map_err(|e| e.to_string());
+    assert_eq!(
+        q.map(|q| q.equals),
+        Ok(vec![(
+            AuditColumn::Agreement,
+            vec!["dsa-northshire-direct-care".to_owned()]
+        )])
+    );
     let f = Filters::from_query(Some("nhs=943+476+5919&cursor=abc&other=x"));
     assert_eq!(f.query_string(), "nhs=943+476+5919");
 }
