@@ -254,10 +254,14 @@ pub(super) fn charts(
             .raw("/\">Console home</a></p>\n<h1>Pictures of the audit log</h1>\n<p class=\"scope\" id=\"scope\">");
         if region {
             h.raw("Your role counts every record in the audit log.");
-        } else {
+        } else if let Some(org) = session.org.as_deref() {
             h.raw("These count the requests made by the staff of your organisation, ")
-                .text(session.org.as_deref().unwrap_or("none given"))
-                .raw(".");
+                .text(org)
+                .raw(", and the requests by anyone that disclosed data ")
+                .text(org)
+                .raw(" discloses: the records the audit search shows you.");
+        } else {
+            h.raw("Your sign-in names no organisation, so these count no records.");
         }
         h.raw("</p>\n<p>An access is a request to the FHIR API that was answered; a break-glass access is one made for emergency care (purpose of use ETREAT); a refusal is any request refused (4xx), the console's own included. Weeks start on Monday; the first and last may be cut by the range.</p>\n");
         if let Some(e) = error {
