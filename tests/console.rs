@@ -60,6 +60,64 @@ impl Page {
             .map(str::to_owned)
     }
 
+    /// Checks that the form on the page shows mistakes in exactly `fields` (ids, in the
+    /// form's order), the NHS.UK way: an `nhsuk-error-summary` (`role="alert"`) before the
+    /// page's heading, linking to each field in that order; beside each, its message
+    /// (`{id}-error`, containing the matching text of `messages`); and the field (or, for
+    /// radios, their group) `aria-invalid="true"` and `aria-describedby` the message. No
+    /// other field is marked invalid.
+    pub(crate) fn assert_mistakes(&self, fields: &[&str], messages: &[&str]) {
+        let body = &self.body;
+        let summary_at = body
+            .find("<div class=\"nhsuk-error-summary")
+            .unwrap_or_else(|| panic!("an error summary: {body}"));
+        let h1 = body.find("<h1").expect("a heading");
+        assert!(summary_at < h1, "the summary is at the top: {body}");
+        let summary =
+            &body[summary_at..summary_at + body[summary_at..].find("</ul>").expect("its list")];
+        assert!(summary.contains("role=\"alert\""), "{summary}");
+        assert!(summary.contains("There is a problem"), "{summary}");
+        let links: Vec<&str> = summary
+            .split("<a href=\"#")
+            .skip(1)
+            .filter_map(|l| l.split('"').next())
+            .collect();
+        assert_eq!(
+            links, fields,
+            "the summary links each field, in order: {summary}"
+        );
+        for (field, message) in fields.iter().zip(messages) {
+            let span = format!("<span class=\"nhsuk-error-message\" id=\"{field}-error\">");
+            let at = body
+                .find(&span)
+                .unwrap_or_else(|| panic!("{field}'s message: {body}"));
+            let rest = &body[at..];
+            let end = rest
+                .match_indices("</span>")
+                .nth(1)
+                .map(|(i, _)| i)
+                .expect("the message's end");
+            let text = &rest[..end];
+            assert!(text.contains(message), "{field}: {text}");
+            let described = format!("aria-describedby=\"{field}-error");
+            let tag_at = body
+                .find(&described)
+                .unwrap_or_else(|| panic!("{field} is described by its message: {body}"));
+            let open = body[..tag_at].rfind('<').expect("a tag");
+            let tag = &body[open..tag_at + body[tag_at..].find('>').expect("its end")];
+            assert!(tag.contains("aria-invalid=\"true\""), "{tag}");
+            assert!(
+                tag.contains(&format!("id=\"{field}\"")) || tag.starts_with("<fieldset"),
+                "the field itself, or its radios' group: {tag}"
+            );
+        }
+        assert_eq!(
+            body.matches("aria-invalid=\"true\"").count(),
+            fields.len(),
+            "no other field is marked: {body}"
+        );
+    }
+
     /// The value of the page's first CSRF field.
     pub(crate) fn csrf(&self) -> String {
         let at = self

@@ -49,7 +49,60 @@ async fn a_browser_reviews_a_break_glass_access_and_sees_the_review_on_its_recor
         .click(&format!("tr[data-id=\"{id}\"] a.review-link"))
         .await;
     assert_eq!(browser.text("h1").await, "Review emergency access");
+    // Sent with nothing chosen: the browser lets it go (the form is `novalidate`) and the
+    // console says what is wrong, at the top and at the radios.
+    browser.click("#submit-review").await;
+    browser
+        .assert_mistake(
+            "fieldset[role=\"radiogroup\"]",
+            "f-outcome-appropriate",
+            "choose whether the access was appropriate",
+        )
+        .await;
+    assert_eq!(
+        browser.attribute("#f-note", "aria-invalid").await,
+        None,
+        "the note is not wrong"
+    );
+    browser
+        .screenshot(&shots.join("console-review-form-error.png"))
+        .await;
+    // A note longer than 2,000 characters (set as a script would, past the field's
+    // `maxlength`): the outcome is kept, the note is wrong.
     browser.click("#f-outcome-not-appropriate").await;
+    browser
+        .execute_async(
+            "document.getElementById('f-note').value = 'x'.repeat(2001); arguments[arguments.length - 1](null);",
+            serde_json::json!([]),
+        )
+        .await;
+    browser.click("#submit-review").await;
+    browser
+        .assert_mistake(
+            "#f-note",
+            "f-note",
+            "the note must be at most 2,000 characters",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .attribute("#f-outcome-not-appropriate", "checked")
+            .await
+            .as_deref(),
+        Some("true"),
+        "the choice is kept"
+    );
+    assert_eq!(
+        browser.attribute("fieldset", "aria-invalid").await,
+        None,
+        "the outcome is not wrong now"
+    );
+    browser
+        .execute_async(
+            "document.getElementById('f-note').value = ''; arguments[arguments.length - 1](null);",
+            serde_json::json!([]),
+        )
+        .await;
     browser
         .fill(
             "#f-note",
