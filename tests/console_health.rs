@@ -30,7 +30,7 @@ fn store(app: &TestApp) -> &Store {
 }
 
 /// Every record in the store, with its chain and position.
-async fn records(app: &TestApp) -> Vec<(Record, Body)> {
+pub(crate) async fn records(app: &TestApp) -> Vec<(Record, Body)> {
     let rows: Vec<Record> = store(app).audit_rows().try_collect().await.expect("rows");
     rows.into_iter()
         .map(|r| {
@@ -241,7 +241,7 @@ async fn verify_records(app: &TestApp) -> Vec<(String, String, Option<String>)> 
         .collect()
 }
 
-async fn exec(app: &TestApp, sql: &str) {
+pub(crate) async fn exec(app: &TestApp, sql: &str) {
     let Store::Sqlite(pool) = store(app) else {
         panic!("sqlite")
     };

@@ -105,7 +105,7 @@ pub(crate) async fn break_glass(app: &TestApp) -> String {
 }
 
 /// A user of the provider: `sub`, name, organisation and role.
-fn user(sub: &str, name: &str, org: &str, role: &str) -> Map<String, Value> {
+pub(crate) fn user(sub: &str, name: &str, org: &str, role: &str) -> Map<String, Value> {
     let mut u = Map::new();
     u.insert("sub".into(), sub.into());
     u.insert("name".into(), name.into());
