@@ -361,6 +361,45 @@ async fn searches(name: &str, store: &Store, runs: usize) {
     println!("\nWorst p95: {}", ms(worst));
 }
 
+/// Times the console's pictures (`/console/charts`): its three counts over the log's last
+/// 30 days, in the region scope and an IG lead's (the audit search's scope), and prints a
+/// table.
+async fn charts(name: &str, store: &Store, runs: usize) {
+    println!("\n## {name}: the pictures' three counts, last 30 days\n");
+    println!("| scope | p50 | p95 | slowest |");
+    println!("| --- | ---: | ---: | ---: |");
+    let (from, to) = (END_US - 30 * DAY_US, END_US);
+    for region in [true, false] {
+        let mut rng = Rng(SEED ^ 0xC4A475);
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let scope = (!region).then(|| lead_of(rng.below(ORGS)));
+            let started = Instant::now();
+            store
+                .audit_accesses_per_day(from, to, scope.as_ref())
+                .await
+                .expect("accesses");
+            store
+                .audit_break_glass_per_week(from, to, scope.as_ref())
+                .await
+                .expect("break-glass");
+            store
+                .audit_refusals_per_day(from, to, scope.as_ref())
+                .await
+                .expect("refusals");
+            times.push(started.elapsed());
+        }
+        times.sort_unstable();
+        println!(
+            "| {} | {} | **{}** | {} |",
+            if region { "region" } else { "one organisation" },
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.95)),
+            ms(*times.last().expect("runs")),
+        );
+    }
+}
+
 async fn records(store: &Store) -> i64 {
     store.audit_count(None, None).await.expect("count")
 }
@@ -375,6 +414,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    let charts_runs: usize = std::env::var("CHARTS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     println!(
         "# Audit search benchmark: {n} records, {PEOPLE} people, {USERS} users, {ORGS} organisations, {DAYS} days ({} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -392,7 +435,10 @@ async fn main() {
         eprintln!("SQLite: writing {n} records to {}", file.display());
         fill(&store, n).await;
     }
-    searches("SQLite (WAL)", &store, runs).await;
+    if std::env::var("SEARCH_CHARTS_ONLY").is_err() {
+        searches("SQLite (WAL)", &store, runs).await;
+    }
+    charts("SQLite (WAL)", &store, charts_runs).await;
     drop(store);
 
     if std::env::var("SEARCH_POSTGRES").is_ok_and(|v| v == "0") {
@@ -407,6 +453,7 @@ async fn main() {
             fill(&store, n).await;
         }
         searches("PostgreSQL (127.0.0.1)", &store, runs).await;
+        charts("PostgreSQL (127.0.0.1)", &store, charts_runs).await;
         return;
     }
     let Some(db) = concord::testing::TestDatabase::create().await else {
@@ -418,6 +465,7 @@ async fn main() {
     eprintln!("PostgreSQL: writing {n} records");
     fill(&store, n).await;
     searches("PostgreSQL (127.0.0.1)", &store, runs).await;
+    charts("PostgreSQL (127.0.0.1)", &store, charts_runs).await;
     if let Store::Postgres(pool) = store {
         pool.close().await;
     }

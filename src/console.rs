@@ -8,6 +8,7 @@
 //! | `oidc` | the relying party: discovery, PKCE, the code exchange, the ID token's checks |
 //! | `session` | cookies, sessions in the store, idle and absolute timeouts, CSRF tokens |
 //! | `pages` | the HTML of each page; `html` escapes whatever is not markup written here |
+//! | `form_errors` | mistakes in a form, the NHS.UK way: the error summary, and each field's message |
 //! | `audit` | the audit search, one record in full and the CSV export, within the user's scope |
 //! | `audit_pages` | the HTML of the audit search and of one record |
 //! | `person`, `person_pages` | "who has looked at this record": one person's accesses, and the print-friendly report |
@@ -31,6 +32,7 @@ mod audit;
 mod audit_pages;
 mod charts;
 mod charts_pages;
+mod form_errors;
 mod health;
 mod health_pages;
 mod html;

@@ -60,6 +60,64 @@ impl Page {
             .map(str::to_owned)
     }
 
+    /// Checks that the form on the page shows mistakes in exactly `fields` (ids, in the
+    /// form's order), the NHS.UK way: an `nhsuk-error-summary` (`role="alert"`) before the
+    /// page's heading, linking to each field in that order; beside each, its message
+    /// (`{id}-error`, containing the matching text of `messages`); and the field (or, for
+    /// radios, their group) `aria-invalid="true"` and `aria-describedby` the message. No
+    /// other field is marked invalid.
+    pub(crate) fn assert_mistakes(&self, fields: &[&str], messages: &[&str]) {
+        let body = &self.body;
+        let summary_at = body
+            .find("<div class=\"nhsuk-error-summary")
+            .unwrap_or_else(|| panic!("an error summary: {body}"));
+        let h1 = body.find("<h1").expect("a heading");
+        assert!(summary_at < h1, "the summary is at the top: {body}");
+        let summary =
+            &body[summary_at..summary_at + body[summary_at..].find("</ul>").expect("its list")];
+        assert!(summary.contains("role=\"alert\""), "{summary}");
+        assert!(summary.contains("There is a problem"), "{summary}");
+        let links: Vec<&str> = summary
+            .split("<a href=\"#")
+            .skip(1)
+            .filter_map(|l| l.split('"').next())
+            .collect();
+        assert_eq!(
+            links, fields,
+            "the summary links each field, in order: {summary}"
+        );
+        for (field, message) in fields.iter().zip(messages) {
+            let span = format!("<span class=\"nhsuk-error-message\" id=\"{field}-error\">");
+            let at = body
+                .find(&span)
+                .unwrap_or_else(|| panic!("{field}'s message: {body}"));
+            let rest = &body[at..];
+            let end = rest
+                .match_indices("</span>")
+                .nth(1)
+                .map(|(i, _)| i)
+                .expect("the message's end");
+            let text = &rest[..end];
+            assert!(text.contains(message), "{field}: {text}");
+            let described = format!("aria-describedby=\"{field}-error");
+            let tag_at = body
+                .find(&described)
+                .unwrap_or_else(|| panic!("{field} is described by its message: {body}"));
+            let open = body[..tag_at].rfind('<').expect("a tag");
+            let tag = &body[open..tag_at + body[tag_at..].find('>').expect("its end")];
+            assert!(tag.contains("aria-invalid=\"true\""), "{tag}");
+            assert!(
+                tag.contains(&format!("id=\"{field}\"")) || tag.starts_with("<fieldset"),
+                "the field itself, or its radios' group: {tag}"
+            );
+        }
+        assert_eq!(
+            body.matches("aria-invalid=\"true\"").count(),
+            fields.len(),
+            "no other field is marked: {body}"
+        );
+    }
+
     /// The value of the page's first CSRF field.
     pub(crate) fn csrf(&self) -> String {
         let at = self
@@ -101,6 +159,11 @@ impl Visitor {
 
     pub(crate) fn cookie(&self, name: &str) -> Option<&String> {
         self.jar.get(name)
+    }
+
+    /// Sets a cookie as a page of another site (or someone at the keyboard) could.
+    pub(crate) fn plant(&mut self, name: &str, value: &str) {
+        self.jar.insert(name.to_owned(), value.to_owned());
     }
 
     pub(crate) fn forget(&mut self, name: &str) {
@@ -748,4 +811,135 @@ async fn the_demo_offers_its_sign_in_and_a_console_with_no_way_in_does_not_start
         .await
         .expect_err("nobody could sign in");
     assert!(err.to_string().contains("demo key"), "{err}");
+}
+
+/// Every console route, as a GET or a POST, with the session cookie missing, made up, or
+/// of a session that has ended: no page, no action. GETs go to the sign-in page; POSTs are
+/// refused before their form is read.
+#[tokio::test]
+async fn no_console_page_answers_without_a_session() {
+    let idp = OidcProvider::start("127.0.0.1").await;
+    let app = gateway(StoreChoice::Sqlite, "", &console_toml(&idp)).await;
+    // A real session, ended by signing out: its cookie must open nothing either.
+    let mut old = Visitor::new();
+    let back = sign_in(&app, &mut old).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    let ended = old.cookie("concord_console").expect("a session").clone();
+    let home = old.get(&format!("{}/console/", app.origin)).await;
+    let out = old
+        .post(
+            &format!("{}/console/sign-out", app.origin),
+            &[("csrf", &home.csrf())],
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+
+    let gets = [
+        "/console/",
+        "/console/audit",
+        "/console/audit?nhs=9990465630",
+        "/console/audit.csv",
+        "/console/audit/0.0",
+        "/console/person",
+        "/console/person?nhs=9990465630",
+        "/console/person/9990465630/report",
+        "/console/agreements",
+        "/console/agreements/dsa-northshire-direct-care",
+        "/console/health",
+        "/console/health/verify",
+        "/console/charts",
+        "/console/review",
+        "/console/review/0.0",
+        "/console/reviewed",
+    ];
+    let posts = [
+        "/console/health/verify",
+        "/console/review/0.0",
+        "/console/role",
+    ];
+    for cookie in [None, Some("made-up-session-id"), Some(ended.as_str())] {
+        let mut v = Visitor::new();
+        if let Some(value) = cookie {
+            v.plant("concord_console", value);
+        }
+        for path in gets {
+            let page = v.get(&format!("{}{path}", app.origin)).await;
+            assert_eq!(
+                (page.status, page.location()),
+                (StatusCode::SEE_OTHER, "/console/sign-in"),
+                "{cookie:?} GET {path}: {}",
+                page.body
+            );
+            assert!(!page.body.contains("9990465630"), "{path}");
+            assert_eq!(page.headers["cache-control"], "no-store", "{path}");
+        }
+        for path in posts {
+            let page = v
+                .post(&format!("{}{path}", app.origin), &[("csrf", "x")])
+                .await;
+            assert!(
+                page.status == StatusCode::SEE_OTHER || page.status == StatusCode::FORBIDDEN,
+                "{cookie:?} POST {path}: {} {}",
+                page.status,
+                page.body
+            );
+            if page.status == StatusCode::SEE_OTHER {
+                assert_eq!(page.location(), "/console/sign-in", "POST {path}");
+            }
+        }
+    }
+    assert!(
+        console_records(&audit_lines(&app).await, "/console/health/verify").is_empty(),
+        "no check was started"
+    );
+}
+
+/// Session fixation: a session id known to someone else before the user signs in (one
+/// made up, or the other person's own live session) is never the user's session after it.
+#[tokio::test]
+async fn a_session_id_planted_before_sign_in_never_becomes_the_users() {
+    let idp = OidcProvider::start("127.0.0.1").await;
+    let app = gateway(StoreChoice::Sqlite, "", &console_toml(&idp)).await;
+    // The other person signs in, and plants their own session's cookie (or a made-up one)
+    // in the user's browser.
+    let mut mallory = ig_lead();
+    mallory.insert("sub".into(), "ig-lead-9".into());
+    mallory.insert("name".into(), "Mallory Planter".into());
+    idp.set_user(mallory);
+    let mut other = Visitor::new();
+    assert_eq!(sign_in(&app, &mut other).await.status, StatusCode::OK);
+    let theirs = other.cookie("concord_console").expect("a session").clone();
+    idp.set_user(ig_lead());
+    for planted in [theirs.as_str(), "chosen-by-someone-else"] {
+        let mut v = Visitor::new();
+        v.plant("concord_console", planted);
+        let login = v.get(&format!("{}/console/login", app.origin)).await;
+        assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
+        let at_idp = v.get(login.location()).await;
+        let back = v.get(at_idp.location()).await;
+        assert_eq!(back.status, StatusCode::OK, "{planted}: {}", back.body);
+        let now = v.cookie("concord_console").expect("a session").clone();
+        assert_ne!(now, planted, "a new session id at sign-in");
+        let home = v.get(&format!("{}/console/", app.origin)).await;
+        assert!(
+            home.body.contains("Signed in as Isla Governance"),
+            "{}",
+            home.body
+        );
+        // The planted id leads to nobody's session but the one it was.
+        let mut holder = Visitor::new();
+        holder.plant("concord_console", planted);
+        let theirs_now = holder.get(&format!("{}/console/", app.origin)).await;
+        assert!(
+            !theirs_now.body.contains("Isla Governance"),
+            "{planted}: {}",
+            theirs_now.body
+        );
+    }
+    let home = other.get(&format!("{}/console/", app.origin)).await;
+    assert!(
+        home.body.contains("Signed in as Mallory Planter"),
+        "{}",
+        home.body
+    );
 }

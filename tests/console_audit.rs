@@ -353,6 +353,62 @@ async fn bad_input_gives_the_form_back_and_every_view_is_audited() {
         .await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
 
+    // Each mistake at its field, all of them at once, in the form's order, the NHS.UK way;
+    // a cursor the console did not make is summarised, at no field.
+    for (query, fields, messages) in [
+        (
+            "nhs=9990465631",
+            &["f-nhs"][..],
+            &["NHS number must be 10 digits"][..],
+        ),
+        (
+            "from=yesterday",
+            &["f-from"][..],
+            &["the date from must be a date"][..],
+        ),
+        (
+            "outcome=maybe&to=2026-11-01&from=2026-11-02&nhs=1234567890",
+            &["f-nhs", "f-to", "f-outcome"][..],
+            &[
+                "NHS number must be 10 digits",
+                "the date to must be the same as or after the date from",
+                "the outcome must be",
+            ][..],
+        ),
+        (
+            "user=u&agreement=Not%20An%20Id&from=2026-01-01&to=2026-02-30",
+            &["f-to", "f-agreement"][..],
+            &["the date to must be a date", "the agreement must be"][..],
+        ),
+        ("cursor=bm90LWEtY3Vyc29y", &[][..], &[][..]),
+    ] {
+        let page = v
+            .get(&format!("{}/console/audit?{query}", app.origin))
+            .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{query}");
+        if fields.is_empty() {
+            assert!(page.body.contains("nhsuk-error-summary"), "{}", page.body);
+            assert!(!page.body.contains("aria-invalid"), "no field is wrong");
+            assert!(!page.body.contains("<a href=\"#f-"), "nothing to link to");
+        } else {
+            page.assert_mistakes(fields, messages);
+        }
+        assert!(
+            page.body.contains("novalidate"),
+            "the server says what is wrong"
+        );
+    }
+    // A right search has no summary and no field marked.
+    let page = v
+        .get(&format!(
+            "{}/console/audit?from=2026-11-01&to=2026-11-01",
+            app.origin
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("nhsuk-error"), "{}", page.body);
+    assert!(!page.body.contains("aria-invalid"), "{}", page.body);
+
     // Each view and export is a record, by the console user, about the person it names.
     let before = stored(&app).await.len();
     let page = v

@@ -323,6 +323,21 @@ async fn every_console_page_passes_axe_core() {
             .contains("There is a problem")
     );
     check(&browser, "audit-form-error").await;
+    browser
+        .assert_mistake("#f-nhs", "f-nhs", "NHS number must be 10 digits")
+        .await;
+    browser
+        .assert_mistake("#f-from", "f-from", "the date from must be a date")
+        .await;
+    // A range that ends before it starts: the date to is wrong, the date from is not.
+    browser
+        .open(&format!("{console}/audit?from=2026-11-02&to=2026-11-01"))
+        .await;
+    browser
+        .assert_mistake("#f-to", "f-to", "the same as or after the date from")
+        .await;
+    assert_eq!(browser.attribute("#f-from", "aria-invalid").await, None);
+    check(&browser, "audit-form-range-error").await;
 
     // One record in full: the break-glass read.
     browser
@@ -394,6 +409,9 @@ async fn review(browser: &Browser, app: &TestApp, console: &str) {
     );
     check(browser, "break-glass-review-error").await;
     browser
+        .assert_mistake("#f-note", "f-note", "write a note: it is needed")
+        .await;
+    browser
         .fill("#f-note", "Seen in a routine clinic: no emergency.")
         .await;
     browser.click("#submit-review").await;
@@ -453,6 +471,9 @@ async fn person(browser: &Browser, console: &str) {
             .contains("There is a problem")
     );
     check(browser, "who-looked-error").await;
+    browser
+        .assert_mistake("#f-nhs", "f-nhs", "NHS number must be 10 digits")
+        .await;
 }
 
 /// The agreements: the list with the matrix, one agreement, and one that is not there.
@@ -531,4 +552,7 @@ async fn pictures(browser: &Browser, console: &str) {
         .await;
     assert!(browser.text("#form-error").await.contains("must be a date"));
     check(browser, "pictures-form-error").await;
+    browser
+        .assert_mistake("#f-from", "f-from", "must be a date")
+        .await;
 }

@@ -4,12 +4,13 @@
 //! the latest progress), and the pictures opened from the home page. A long chain written
 //! beforehand keeps the check running long enough to be seen running, and its progress page
 //! checked by axe-core and walked with the Tab key (`console_browser_a11y` checks the others).
-//! Screenshots go to `target/tmp/console-health*.png` and `target/tmp/console-charts*.png`.
+//! Then a record is edited in the store file and verify, run again from the button, names
+//! it. Screenshots go to `target/tmp/console-health*.png` and `target/tmp/console-charts*.png`.
 
 use serde_json::json;
 
 use crate::console::{console_toml, gateway};
-use crate::console_health::bulk_chain;
+use crate::console_health::{bulk_chain, exec, records};
 use crate::support::app::StoreChoice;
 use crate::support::browser::Browser;
 use crate::support::oidc::OidcProvider;
@@ -112,5 +113,56 @@ async fn a_browser_runs_verify_from_the_health_page_and_sees_the_pictures() {
     );
     assert_eq!(browser.text("h1").await, "Pictures of the audit log");
     browser.screenshot(&shots.join("console-charts.png")).await;
+
+    // A read of the record edited in the store file: verify, run again from the button,
+    // names the record, in the words of `concord audit verify`.
+    let chain = app.state.audit.chain().to_owned();
+    let (victim, _) = records(&app)
+        .await
+        .into_iter()
+        .find(|(r, b)| {
+            r.chain == chain && b.caller == "staff" && b.target.starts_with("/fhir/Patient/")
+        })
+        .expect("a read of a record");
+    exec(
+        &app,
+        &format!(
+            "UPDATE audit_records SET body = replace(body, '\"caller\":\"staff\"', '\"caller\":\"patient\"') WHERE chain = '{chain}' AND seq = {}",
+            victim.seq
+        ),
+    )
+    .await;
+    browser
+        .open(&format!("{}/console/health", app.origin))
+        .await;
+    browser.click("#verify").await;
+    let mut result = String::new();
+    for _ in 0..60 {
+        let page = browser.source().await;
+        if browser.url().await.ends_with("/console/health/verify")
+            && page.contains("id=\"verify-result\"")
+        {
+            result = browser.text("#verify-result").await;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if page.contains("id=\"verify-refresh\"") {
+            browser.click("#verify-refresh").await;
+        }
+    }
+    let said = format!(
+        "audit log BROKEN: chain {chain} at position {}: its content was modified (hash mismatch)",
+        victim.seq
+    );
+    assert!(result.contains("does not verify"), "{result}");
+    assert!(result.contains(&said), "{result}");
+    assert_eq!(
+        browser.text("#broken-position").await,
+        victim.seq.to_string()
+    );
+    browser
+        .screenshot(&shots.join("console-health-verify-broken.png"))
+        .await;
+    axe::check(&browser, "health verify broken").await;
     browser.close().await;
 }

@@ -30,7 +30,7 @@ fn store(app: &TestApp) -> &Store {
 }
 
 /// Every record in the store, with its chain and position.
-async fn records(app: &TestApp) -> Vec<(Record, Body)> {
+pub(crate) async fn records(app: &TestApp) -> Vec<(Record, Body)> {
     let rows: Vec<Record> = store(app).audit_rows().try_collect().await.expect("rows");
     rows.into_iter()
         .map(|r| {
@@ -241,7 +241,7 @@ async fn verify_records(app: &TestApp) -> Vec<(String, String, Option<String>)> 
         .collect()
 }
 
-async fn exec(app: &TestApp, sql: &str) {
+pub(crate) async fn exec(app: &TestApp, sql: &str) {
     let Store::Sqlite(pool) = store(app) else {
         panic!("sqlite")
     };
@@ -444,12 +444,25 @@ fn week(us: i64) -> String {
         .to_string()
 }
 
-/// The same numbers worked out from the store's records, for a scope (`None`: all).
-async fn expected(app: &TestApp, org: Option<&str>) -> [BTreeMap<(String, String), i64>; 3] {
+/// The same numbers worked out from the store's records, for a reader of `org` whose
+/// organisation controls `sources` (`None`: a region role, every record): the accesses by
+/// `org`'s staff and those that disclosed data from `sources`.
+async fn expected(
+    app: &TestApp,
+    scope: Option<(&str, &[&str])>,
+) -> [BTreeMap<(String, String), i64>; 3] {
     let mut out: [BTreeMap<(String, String), i64>; 3] = Default::default();
     for (_, b) in records(app).await {
-        if org.is_some() && b.org.as_deref() != org {
-            continue;
+        if let Some((org, sources)) = scope {
+            let by_staff = b.org.as_deref() == Some(org);
+            let of_data = b.disclosed.iter().any(|d| {
+                sources
+                    .iter()
+                    .any(|s| d.reference.contains(&format!("/{s}.")))
+            });
+            if !by_staff && !of_data {
+                continue;
+            }
         }
         if b.outcome == "success"
             && let Some(p) = &b.purpose
@@ -511,9 +524,17 @@ async fn charts_count_known_requests(store_choice: StoreChoice) {
         "{}region_roles = [\"caldicott-guardian\"]\n",
         console_toml(&idp)
     );
-    let gp = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/gp");
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
     let app = TestApp::start_config(
-        vec![SourceSpec::ndjson("gp", "Riverside GP", "A81001", gp)],
+        vec![
+            SourceSpec::ndjson("gp", "Riverside GP", "A81001", demo.join("gp")),
+            SourceSpec::ndjson(
+                "community",
+                "Northshire Community Health",
+                "RY4",
+                demo.join("community"),
+            ),
+        ],
         store_choice,
         "",
         Policies::Files(vec![("charts.toml".into(), CHARTS_AGREEMENT.into())]),
@@ -554,6 +575,12 @@ async fn charts_count_known_requests(store_choice: StoreChoice) {
         send(ry4.clone(), search.clone(), true).await,
         StatusCode::OK
     );
+    // RY4's staff read their own organisation's data, nothing of the GP's: 1 TREAT.
+    let community_only = "Observation/community.RY4-5280932-obs-5".to_owned();
+    assert_eq!(
+        send(ry4.clone(), community_only, false).await,
+        StatusCode::OK
+    );
     // Refused: 4 by the GP's staff (404), 1 by RY4's, 1 without a token.
     for _ in 0..4 {
         let status = send(gp.clone(), "Patient/gp.nobody".into(), false).await;
@@ -566,7 +593,9 @@ async fn charts_count_known_requests(store_choice: StoreChoice) {
     let anonymous = app.get_raw(&search, &[]).await.status;
     assert_eq!(anonymous, StatusCode::UNAUTHORIZED);
 
-    // The GP's IG lead: the GP's staff only.
+    // The GP's IG lead: the GP's staff's accesses, and RY4's staff's emergency access to
+    // the GP's data; not RY4's read of its own data, nor RY4's refusal, which disclosed
+    // nothing of the GP's.
     let mut v = ig(&app).await;
     let page = v.get(&format!("{}/console/charts", app.origin)).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -590,16 +619,58 @@ async fn charts_count_known_requests(store_choice: StoreChoice) {
         30,
         "30 days"
     );
-    assert_eq!(column(&accesses, "TREAT"), 4);
+    assert_eq!(
+        column(&accesses, "TREAT"),
+        4,
+        "not RY4's read of its own data"
+    );
     assert_eq!(column(&accesses, "CAREMGT"), 2);
-    assert_eq!(column(&accesses, "ETREAT"), 2);
-    assert_eq!(column(&accesses, "total"), 8);
+    assert_eq!(column(&accesses, "ETREAT"), 3, "RY4's to the GP's data too");
+    assert_eq!(column(&accesses, "total"), 9);
     let glass = table(&page.body, "break-glass-table");
     assert_eq!(column(&glass, "A81001"), 2);
-    assert!(!glass.keys().any(|(_, k)| k == "RY4"), "not RY4's staff");
+    assert_eq!(
+        column(&glass, "RY4"),
+        1,
+        "RY4's staff's emergency access to the GP's data"
+    );
     let refusals = table(&page.body, "refusals-table");
-    assert_eq!(column(&refusals, "Refused"), 4);
-    let [want_accesses, want_glass, want_refusals] = expected(&app, Some("A81001")).await;
+    assert_eq!(column(&refusals, "Refused"), 4, "not RY4's");
+    assert!(
+        page.body
+            .contains("the requests by anyone that disclosed data A81001 discloses"),
+        "the page says what it counts"
+    );
+    let [want_accesses, want_glass, want_refusals] =
+        expected(&app, Some(("A81001", &["gp"]))).await;
+    assert_eq!(nonzero(accesses), want_accesses);
+    assert_eq!(nonzero(glass), want_glass);
+    assert_eq!(nonzero(refusals), want_refusals);
+
+    // RY4's IG lead: RY4's staff's accesses (their emergency access to the GP's data
+    // included) and anyone's that disclosed community data; not the GP's staff's reads of
+    // the GP's own data.
+    let mut user = ig_lead();
+    user.insert("sub".into(), "ry4-ig-1".into());
+    user.insert("org".into(), "RY4".into());
+    idp.set_user(user);
+    let mut community = ig(&app).await;
+    let page = community
+        .get(&format!("{}/console/charts", app.origin))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let accesses = table(&page.body, "accesses-table");
+    assert_eq!(
+        column(&accesses, "CAREMGT"),
+        0,
+        "the GP's staff's, of its data"
+    );
+    let glass = table(&page.body, "break-glass-table");
+    assert_eq!((column(&glass, "A81001"), column(&glass, "RY4")), (0, 1));
+    let refusals = table(&page.body, "refusals-table");
+    assert_eq!(column(&refusals, "Refused"), 1, "RY4's staff's only");
+    let [want_accesses, want_glass, want_refusals] =
+        expected(&app, Some(("RY4", &["community"]))).await;
     assert_eq!(nonzero(accesses), want_accesses);
     assert_eq!(nonzero(glass), want_glass);
     assert_eq!(nonzero(refusals), want_refusals);
@@ -635,19 +706,24 @@ async fn charts_count_known_requests(store_choice: StoreChoice) {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let accesses = table(&page.body, "accesses-table");
     assert_eq!(accesses.keys().filter(|(_, k)| k == "total").count(), 1);
-    for (query, message) in [
+    for (query, field, message) in [
         (
             "from=2026-02-01&to=2026-01-01",
+            "f-to",
             "must not end before it starts",
         ),
-        ("from=2020-01-01&to=2026-01-01", "at most 366 days"),
-        ("from=01%2F02%2F2026", "the date from must be a date"),
+        ("from=2020-01-01&to=2026-01-01", "f-to", "at most 366 days"),
+        (
+            "from=01%2F02%2F2026",
+            "f-from",
+            "the date from must be a date",
+        ),
     ] {
         let page = region
             .get(&format!("{}/console/charts?{query}", app.origin))
             .await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{query}");
-        assert!(page.body.contains(message), "{query}: {}", page.body);
+        page.assert_mistakes(&[field], &[message]);
         assert!(!page.body.contains("role=\"img\""), "no pictures");
     }
     let mut anonymous = Visitor::new();

@@ -342,6 +342,14 @@ async fn a_bad_nhs_number_gives_the_form_back_and_no_session_sees_nothing() {
         );
         assert!(page.body.contains("id=\"person-search\""), "the form again");
         assert!(page.body.contains("id=\"form-error\""), "{}", page.body);
+        if path.contains("cursor") {
+            assert!(
+                !page.body.contains("aria-invalid"),
+                "not the field's mistake"
+            );
+        } else {
+            page.assert_mistakes(&["f-nhs"], &["NHS number must be 10 digits"]);
+        }
         assert!(!page.body.contains("<script"), "escaped");
         assert!(!page.body.contains("style="), "no inline style");
         assert_eq!(

@@ -105,7 +105,7 @@ pub(crate) async fn break_glass(app: &TestApp) -> String {
 }
 
 /// A user of the provider: `sub`, name, organisation and role.
-fn user(sub: &str, name: &str, org: &str, role: &str) -> Map<String, Value> {
+pub(crate) fn user(sub: &str, name: &str, org: &str, role: &str) -> Map<String, Value> {
     let mut u = Map::new();
     u.insert("sub".into(), sub.into());
     u.insert("name".into(), name.into());
@@ -288,10 +288,35 @@ async fn a_break_glass_access_is_reviewed_once_by_its_organisations_ig_lead(
     )
     .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
-    assert!(page.body.contains("write a note"), "{}", page.body);
+    page.assert_mistakes(&["f-note"], &["write a note"]);
     assert!(
         page.body
             .contains("value=\"not-appropriate\" required checked")
+    );
+    assert!(page.body.contains("id=\"review-form\" novalidate"));
+    assert_eq!(review_of(&app, &id).await, None);
+    // No outcome and a note too long: both, each at its field; the note as typed.
+    let long = "n".repeat(2_001);
+    let page = post(
+        &mut lead,
+        &app,
+        &format!("/review/{id}"),
+        &[("csrf", &csrf), ("note", &long)],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    page.assert_mistakes(
+        &["f-outcome-appropriate", "f-note"],
+        &[
+            "choose whether the access was appropriate",
+            "the note must be at most 2,000 characters",
+        ],
+    );
+    assert!(page.body.contains(&format!(">{long}</textarea>")));
+    assert!(
+        page.body
+            .contains("aria-describedby=\"f-note-error f-note-hint\""),
+        "the note's hint stays described"
     );
     assert_eq!(review_of(&app, &id).await, None);
 

@@ -1,12 +1,16 @@
 //! Logs never carry personal data: no NHS numbers, names or query strings, even when sources
-//! fail and upstream errors are logged. The real `concord` binary runs with every log level
-//! on, and its stderr is read.
+//! fail and upstream errors are logged, and none of what the IG console is asked or shows
+//! (an NHS number searched for, the signed-in user's name, the session cookie, the OpenID
+//! Connect client's secret). The real `concord` binary runs with every log level on, and its
+//! stderr is read.
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::console::{Visitor, console_toml};
 use crate::read_path::three_sources;
 use crate::support::data::{ANN, NOBODY};
+use crate::support::oidc::{CLIENT_SECRET, OidcProvider};
 use crate::support::upstream::Mode;
 
 #[tokio::test]
@@ -36,6 +40,8 @@ async fn logs_never_carry_personal_data() {
         community.base_url(),
         social.base_url()
     );
+    let idp = OidcProvider::start("127.0.0.1").await;
+    let config = format!("{config}\n{}", console_toml(&idp));
     std::fs::write(dir.path().join("concord.toml"), config).expect("config");
     let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_concord"))
@@ -98,6 +104,25 @@ async fn logs_never_carry_personal_data() {
         "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{NOBODY}"
     ))
     .await;
+    // An IG lead signs in to the console, searches the audit for the person, reads their
+    // access report and its CSV, and mistypes an NHS number.
+    let origin = format!("http://127.0.0.1:{port}");
+    let mut v = Visitor::new();
+    let login = v.get(&format!("{origin}/console/login")).await;
+    let at_idp = v.get(login.location()).await;
+    let back = v.get(at_idp.location()).await;
+    assert_eq!(back.status, reqwest::StatusCode::OK, "{}", back.body);
+    let session = v.cookie("concord_console").expect("a session").clone();
+    for path in [
+        format!("/console/audit?nhs={ANN}"),
+        format!("/console/person?nhs={ANN}"),
+        format!("/console/person/{ANN}/report"),
+        format!("/console/audit.csv?nhs={ANN}"),
+        "/console/audit?nhs=9990465631&from=yesterday".to_owned(),
+    ] {
+        let page = v.get(&format!("{origin}{path}")).await;
+        assert!(page.status.as_u16() < 500, "{path}: {}", page.body);
+    }
     child.start_kill().expect("stop");
     let _ = child.wait().await;
 
@@ -107,6 +132,10 @@ async fn logs_never_carry_personal_data() {
         "the failures were logged:\n{logs}"
     );
     assert!(logs.contains("http.route"), "requests were logged:\n{logs}");
+    assert!(
+        logs.contains("/console/person/{nhs}/report") && logs.contains("/console/audit.csv"),
+        "the console's requests were logged, by route:\n{logs}"
+    );
     assert!(
         logs.contains("DEMO SIGNING KEY IS TRUSTED"),
         "the demo key warning:\n{logs}"
@@ -120,6 +149,11 @@ async fn logs_never_carry_personal_data() {
         "271649006",
         id.as_str(),
         token.as_str(),
+        "Isla Governance",
+        session.as_str(),
+        CLIENT_SECRET,
+        "9990465631",
+        "nhs=",
     ] {
         assert!(
             !logs.contains(secret),

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::audit_pages::{self, Listed};
+use super::form_errors::Mistake;
 use super::signin::Actor;
 use super::{Console, ConsoleError};
 use crate::audit::export::{CSV_COLUMNS, csv_line};
@@ -101,7 +102,7 @@ impl Filters {
 
 /// Why a search could not be run: shown above the form again, with status 400. The text
 /// never repeats what was typed (it may be an NHS number).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub(super) enum FormError {
     /// Not an NHS number.
     #[error("the NHS number must be 10 digits with a valid check digit, such as 943 476 5919")]
@@ -124,14 +125,50 @@ pub(super) enum FormError {
     /// A field longer than any id.
     #[error("the {0} is too long")]
     TooLong(&'static str),
+    /// The date to is before the date from.
+    #[error("the date to must be the same as or after the date from")]
+    Backwards,
     /// A cursor this console did not make.
     #[error("this link to older records was not made by this console; please search again")]
     Cursor,
 }
 
-/// A search failed: the form was wrong, or the console could not serve it.
+impl FormError {
+    /// The id of the form's field the mistake is in; none for a link the console did not
+    /// make.
+    pub(super) fn field(&self) -> Option<&'static str> {
+        match self {
+            FormError::Nhs => Some("f-nhs"),
+            FormError::Date("from") => Some("f-from"),
+            FormError::Date(_) | FormError::Backwards => Some("f-to"),
+            FormError::Outcome => Some("f-outcome"),
+            FormError::Purpose => Some("f-purpose"),
+            FormError::Review => Some("f-review"),
+            FormError::Agreement => Some("f-agreement"),
+            FormError::TooLong("user id") => Some("f-user"),
+            FormError::TooLong(_) => Some("f-org"),
+            FormError::Cursor => None,
+        }
+    }
+
+    /// The mistake as a form shows it.
+    pub(super) fn mistake(&self) -> Mistake {
+        match self.field() {
+            Some(field) => Mistake::at(field, self),
+            None => Mistake::whole(self),
+        }
+    }
+}
+
+/// The mistakes of a form, as it shows them.
+pub(super) fn mistakes(errors: &[FormError]) -> Vec<Mistake> {
+    errors.iter().map(FormError::mistake).collect()
+}
+
+/// A search failed: the form was wrong (every mistake in it, in the form's order), or the
+/// console could not serve it.
 pub(super) enum Failed {
-    Form(FormError),
+    Form(Vec<FormError>),
     Console(ConsoleError),
 }
 
@@ -168,62 +205,84 @@ fn is_agreement_id(value: &str) -> bool {
 }
 
 /// The equality groups and time spans of the form's fields, without the person (which needs
-/// the store) and without the user's scope.
-fn groups(f: &Filters, query: &mut AuditQuery) -> Result<(), FormError> {
+/// the store) and without the user's scope; every mistake is pushed to `errors`, in the
+/// form's order.
+fn groups(f: &Filters, query: &mut AuditQuery, errors: &mut Vec<FormError>) {
     for (value, column, name) in [
         (&f.user, AuditColumn::User, "user id"),
         (&f.org, AuditColumn::Org, "organisation"),
     ] {
         if value.len() > MAX_FIELD {
-            return Err(FormError::TooLong(name));
-        }
-        if !value.is_empty() {
+            errors.push(FormError::TooLong(name));
+        } else if !value.is_empty() {
             query.equals.push((column, vec![value.clone()]));
         }
     }
-    if !f.outcome.is_empty() {
-        let word = event::outcome_word(&f.outcome).ok_or(FormError::Outcome)?;
-        query
-            .equals
-            .push((AuditColumn::Outcome, vec![word.to_owned()]));
-    }
-    if !f.purpose.is_empty() {
-        if !is_code(&f.purpose) {
-            return Err(FormError::Purpose);
-        }
-        query
-            .equals
-            .push((AuditColumn::Purpose, vec![f.purpose.clone()]));
-    }
-    if !f.review.is_empty() {
-        if ![REVIEW_BREAK_GLASS, REVIEW_CONSENT_WITHDRAWN_BY_STAFF].contains(&f.review.as_str()) {
-            return Err(FormError::Review);
-        }
-        query
-            .equals
-            .push((AuditColumn::Review, vec![f.review.clone()]));
-    }
-    if !f.agreement.is_empty() {
-        if !is_agreement_id(&f.agreement) {
-            return Err(FormError::Agreement);
-        }
-        query
-            .equals
-            .push((AuditColumn::Agreement, vec![f.agreement.clone()]));
-    }
     // From the start of the first day to the end of the last, UTC.
-    for (value, prefix, name) in [(&f.from, "ge", "from"), (&f.to, "le", "to")] {
+    let mut ends = [None, None];
+    for (i, (value, prefix, name)) in [(&f.from, "ge", "from"), (&f.to, "le", "to")]
+        .into_iter()
+        .enumerate()
+    {
         if value.is_empty() {
             continue;
         }
-        if !value.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(FormError::Date(name));
+        let spans = value
+            .starts_with(|c: char| c.is_ascii_digit())
+            .then(|| AuditSpan::for_date(&format!("{prefix}{value}")).ok())
+            .flatten();
+        match spans {
+            Some(spans) => {
+                ends[i] = spans
+                    .first()
+                    .and_then(|s| if i == 0 { s.from } else { s.to });
+                query.recorded.push(spans);
+            }
+            None => errors.push(FormError::Date(name)),
         }
-        let spans =
-            AuditSpan::for_date(&format!("{prefix}{value}")).map_err(|_| FormError::Date(name))?;
-        query.recorded.push(spans);
     }
-    Ok(())
+    // `to` is exclusive: the end of its day. Before or at the start of `from`'s day, the
+    // range holds nothing.
+    if let [Some(from), Some(to)] = ends
+        && to <= from
+    {
+        errors.push(FormError::Backwards);
+    }
+    if !f.outcome.is_empty() {
+        match event::outcome_word(&f.outcome) {
+            Some(word) => query
+                .equals
+                .push((AuditColumn::Outcome, vec![word.to_owned()])),
+            None => errors.push(FormError::Outcome),
+        }
+    }
+    if !f.purpose.is_empty() {
+        if is_code(&f.purpose) {
+            query
+                .equals
+                .push((AuditColumn::Purpose, vec![f.purpose.clone()]));
+        } else {
+            errors.push(FormError::Purpose);
+        }
+    }
+    if !f.review.is_empty() {
+        if [REVIEW_BREAK_GLASS, REVIEW_CONSENT_WITHDRAWN_BY_STAFF].contains(&f.review.as_str()) {
+            query
+                .equals
+                .push((AuditColumn::Review, vec![f.review.clone()]));
+        } else {
+            errors.push(FormError::Review);
+        }
+    }
+    if !f.agreement.is_empty() {
+        if is_agreement_id(&f.agreement) {
+            query
+                .equals
+                .push((AuditColumn::Agreement, vec![f.agreement.clone()]));
+        } else {
+            errors.push(FormError::Agreement);
+        }
+    }
 }
 
 /// True when the session's role sees the whole audit log.
@@ -268,10 +327,32 @@ impl Console {
         f: &Filters,
     ) -> Result<Search, Failed> {
         let mut query = AuditQuery::default();
-        groups(f, &mut query).map_err(Failed::Form)?;
+        let mut errors = Vec::new();
+        let nhs = if f.nhs.is_empty() {
+            None
+        } else {
+            let parsed = NhsNumber::parse(&f.nhs);
+            if parsed.is_err() {
+                errors.push(FormError::Nhs);
+            }
+            parsed.ok()
+        };
+        groups(f, &mut query, &mut errors);
+        let after = if f.cursor.is_empty() {
+            None
+        } else {
+            let after = AuditPosition::from_cursor(&f.cursor);
+            if after.is_none() {
+                errors.push(FormError::Cursor);
+            }
+            after
+        };
+        if !errors.is_empty() {
+            return Err(Failed::Form(errors));
+        }
+        query.after = after;
         let mut person = None;
-        if !f.nhs.is_empty() {
-            let nhs = NhsNumber::parse(&f.nhs).map_err(|_| Failed::Form(FormError::Nhs))?;
+        if let Some(nhs) = nhs {
             let known = self.0.store.person_by_nhs(nhs.as_str()).await?;
             person = known.map(|p| p.id);
             // Someone the gateway has never met has no records: an empty group matches none.
@@ -285,11 +366,6 @@ impl Console {
             .0
             .readers
             .scope(session.role.as_deref(), session.org.as_deref());
-        if !f.cursor.is_empty() {
-            let after =
-                AuditPosition::from_cursor(&f.cursor).ok_or(Failed::Form(FormError::Cursor))?;
-            query.after = Some(after);
-        }
         Ok(Search { query, person })
     }
 
@@ -391,11 +467,11 @@ pub(super) async fn search(
                 rows: &rows,
                 next: next.as_deref(),
             };
-            let html = audit_pages::search(path, &session, &form, None, Some(results));
+            let html = audit_pages::search(path, &session, &form, &[], Some(results));
             (StatusCode::OK, html, person)
         }
         Err(Failed::Form(e)) => {
-            let html = audit_pages::search(path, &session, &form, Some(&e), None);
+            let html = audit_pages::search(path, &session, &form, &e, None);
             (StatusCode::BAD_REQUEST, html, None)
         }
         Err(Failed::Console(e)) => return console.refusal(&e),
@@ -490,7 +566,7 @@ pub(super) async fn csv(
                 filters: &filters,
                 agreements: &agreements,
             };
-            let html = audit_pages::search(&console.0.path, &session, &form, Some(&e), None);
+            let html = audit_pages::search(&console.0.path, &session, &form, &e, None);
             return console.page(StatusCode::BAD_REQUEST, html);
         }
         Err(Failed::Console(e)) => return console.refusal(&e),

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::audit::{Filters, FormError, PAGE};
+use super::audit::{Filters, FormError, PAGE, mistakes};
+use super::form_errors::{self, Mistake};
 use super::html::Html;
 use super::pages::layout;
 use super::review::Standing;
@@ -72,40 +73,60 @@ pub(super) fn when(us: i64) -> String {
     )
 }
 
-/// A labelled text field of the form.
-fn field(h: &mut Html, name: &'static str, label: &'static str, kind: &'static str, value: &str) {
-    h.raw("<div class=\"field\"><label for=\"f-")
-        .raw(name)
+/// A labelled text field of the form, with its mistake if it has one.
+fn field(
+    h: &mut Html,
+    m: &[Mistake],
+    (name, id): (&'static str, &'static str),
+    label: &'static str,
+    kind: &'static str,
+    value: &str,
+) {
+    h.raw("<div class=\"");
+    form_errors::group_class(h, m, id, "field");
+    h.raw("\"><label for=\"")
+        .raw(id)
         .raw("\">")
         .raw(label)
-        .raw("</label><input type=\"")
+        .raw("</label>");
+    form_errors::message(h, m, id);
+    h.raw("<input type=\"")
         .raw(kind)
-        .raw("\" id=\"f-")
-        .raw(name)
+        .raw("\" id=\"")
+        .raw(id)
         .raw("\" name=\"")
         .raw(name)
         .raw("\" value=\"")
         .text(value)
-        .raw("\"></div>\n");
+        .raw("\"");
+    form_errors::attributes(h, m, id, None);
+    h.raw("></div>\n");
 }
 
 /// A labelled choice of the form: (value, label) pairs, the first "any".
 fn choice(
     h: &mut Html,
-    name: &'static str,
+    m: &[Mistake],
+    (name, id): (&'static str, &'static str),
     label: &'static str,
     options: &[(&'static str, &'static str)],
     value: &str,
 ) {
-    h.raw("<div class=\"field\"><label for=\"f-")
-        .raw(name)
+    h.raw("<div class=\"");
+    form_errors::group_class(h, m, id, "field");
+    h.raw("\"><label for=\"")
+        .raw(id)
         .raw("\">")
         .raw(label)
-        .raw("</label><select id=\"f-")
-        .raw(name)
+        .raw("</label>");
+    form_errors::message(h, m, id);
+    h.raw("<select id=\"")
+        .raw(id)
         .raw("\" name=\"")
         .raw(name)
-        .raw("\">");
+        .raw("\"");
+    form_errors::attributes(h, m, id, None);
+    h.raw(">");
     let known = options.iter().any(|(v, _)| *v == value);
     for (v, l) in options {
         h.raw("<option value=\"").raw(v).raw("\"");
@@ -127,11 +148,19 @@ fn choice(
 
 /// The agreement field: any agreement id may be typed (records name agreements since
 /// retired); those of the set in force are offered.
-fn agreement_field(h: &mut Html, agreements: &[(String, String)], value: &str) {
-    h.raw("<div class=\"field\"><label for=\"f-agreement\">Agreement (id)</label>")
-        .raw("<input type=\"text\" id=\"f-agreement\" name=\"agreement\" list=\"agreements\" value=\"")
-        .text(value)
-        .raw("\"><datalist id=\"agreements\">");
+fn agreement_field(h: &mut Html, m: &[Mistake], agreements: &[(String, String)], value: &str) {
+    const ID: &str = "f-agreement";
+    h.raw("<div class=\"");
+    form_errors::group_class(h, m, ID, "field");
+    h.raw("\"><label for=\"f-agreement\">Agreement (id)</label>");
+    form_errors::message(h, m, ID);
+    h.raw(
+        "<input type=\"text\" id=\"f-agreement\" name=\"agreement\" list=\"agreements\" value=\"",
+    )
+    .text(value)
+    .raw("\"");
+    form_errors::attributes(h, m, ID, None);
+    h.raw("><datalist id=\"agreements\">");
     for (id, title) in agreements {
         h.raw("<option value=\"")
             .text(id)
@@ -142,22 +171,36 @@ fn agreement_field(h: &mut Html, agreements: &[(String, String)], value: &str) {
     h.raw("</datalist></div>\n");
 }
 
-fn form(h: &mut Html, path: &str, f: &Filters, agreements: &[(String, String)]) {
+fn form(h: &mut Html, path: &str, f: &Filters, agreements: &[(String, String)], m: &[Mistake]) {
     h.raw("<form method=\"get\" action=\"")
         .text(path)
-        .raw("/audit\" class=\"search\" id=\"audit-search\">\n");
-    field(h, "nhs", "NHS number", "text", &f.nhs);
-    field(h, "user", "User id", "text", &f.user);
-    field(h, "org", "Organisation (ODS code)", "text", &f.org);
-    field(h, "from", "Date from", "date", &f.from);
-    field(h, "to", "Date to", "date", &f.to);
+        .raw("/audit\" class=\"search\" id=\"audit-search\" novalidate>\n");
+    field(h, m, ("nhs", "f-nhs"), "NHS number", "text", &f.nhs);
+    field(h, m, ("user", "f-user"), "User id", "text", &f.user);
+    field(
+        h,
+        m,
+        ("org", "f-org"),
+        "Organisation (ODS code)",
+        "text",
+        &f.org,
+    );
+    field(h, m, ("from", "f-from"), "Date from", "date", &f.from);
+    field(h, m, ("to", "f-to"), "Date to", "date", &f.to);
     let outcomes = [
         ("", "Any"),
         ("success", "Success"),
         ("refused", "Refused"),
         ("error", "Error"),
     ];
-    choice(h, "outcome", "Outcome", &outcomes, &f.outcome);
+    choice(
+        h,
+        m,
+        ("outcome", "f-outcome"),
+        "Outcome",
+        &outcomes,
+        &f.outcome,
+    );
     let purposes = [
         ("", "Any"),
         ("TREAT", "TREAT: treatment"),
@@ -166,14 +209,28 @@ fn form(h: &mut Html, path: &str, f: &Filters, agreements: &[(String, String)]) 
         ("PATRQT", "PATRQT: the person's own request"),
         ("FAMRQT", "FAMRQT: a carer's request"),
     ];
-    choice(h, "purpose", "Purpose of use", &purposes, &f.purpose);
+    choice(
+        h,
+        m,
+        ("purpose", "f-purpose"),
+        "Purpose of use",
+        &purposes,
+        &f.purpose,
+    );
     let reviews = [
         ("", "Any"),
         ("break-glass", "Break-glass"),
         ("consent-withdrawn-by-staff", "Consent withdrawn by staff"),
     ];
-    choice(h, "review", "Flagged for review", &reviews, &f.review);
-    agreement_field(h, agreements, &f.agreement);
+    choice(
+        h,
+        m,
+        ("review", "f-review"),
+        "Flagged for review",
+        &reviews,
+        &f.review,
+    );
+    agreement_field(h, m, agreements, &f.agreement);
     h.raw("<div class=\"actions\"><button type=\"submit\" class=\"button\" id=\"search\">Search</button></div>\n</form>\n");
 }
 
@@ -221,12 +278,13 @@ pub(super) struct Search<'a> {
     pub(super) agreements: &'a [(String, String)],
 }
 
-/// `GET /console/audit`: the form, an error above it, and results below it.
+/// `GET /console/audit`: the form, its mistakes summarised above it and shown at their
+/// fields, and results below it.
 pub(super) fn search(
     path: &str,
     session: &ConsoleSession,
     form_of: &Search<'_>,
-    error: Option<&FormError>,
+    errors: &[FormError],
     results: Option<Results<'_>>,
 ) -> String {
     let (region, filters) = (form_of.region, form_of.filters);
@@ -234,6 +292,8 @@ pub(super) fn search(
         h.raw("<p><a href=\"")
             .text(path)
             .raw("/\">Console home</a></p>\n");
+        let m = mistakes(errors);
+        form_errors::summary(h, &m);
         h.raw("<h1>Audit search</h1>\n<p class=\"scope\" id=\"scope\">");
         if region {
             h.raw("Your role sees every record in the audit log.");
@@ -247,12 +307,7 @@ pub(super) fn search(
             h.raw("Your sign-in names no organisation, so you see no records.");
         }
         h.raw("</p>\n");
-        if let Some(e) = error {
-            h.raw("<div class=\"error-summary\" role=\"alert\" id=\"form-error\"><h2>There is a problem</h2><p>")
-                .text(&e.to_string())
-                .raw("</p></div>\n");
-        }
-        form(h, path, filters, form_of.agreements);
+        form(h, path, filters, form_of.agreements, &m);
         let Some(results) = results else {
             return;
         };

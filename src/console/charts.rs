@@ -2,8 +2,10 @@
 //! accesses per organisation per week, and refusals per day, over the last 30 days or a
 //! chosen range of at most 366. Each is one aggregate query over the audit log's search
 //! projection ([`crate::store::Store::audit_accesses_per_day`] and its neighbours), within
-//! the same scope as the audit search: a region-wide role counts every record, anyone else
-//! the records of accesses made by their own organisation's staff.
+//! the audit search's scope, by the same rule and the same SQL ([`crate::audit::Readers`],
+//! [`crate::store::AuditScope`]): a region-wide role counts every record, anyone else the
+//! records of accesses made by their own organisation's staff and of accesses by anyone to
+//! the data their organisation discloses.
 //!
 //! The page shows counts only and names no person, so viewing it is not an audit record.
 
@@ -18,7 +20,7 @@ use super::audit::sees_everything;
 use super::charts_pages;
 use super::svg::{COLOURS, Series};
 use super::{Console, ConsoleError};
-use crate::store::{AuditCount, DAY_US, StatsScope};
+use crate::store::{AuditCount, AuditScope, DAY_US};
 
 /// Days shown when no range is chosen.
 pub(super) const DEFAULT_DAYS: i64 = 30;
@@ -166,19 +168,8 @@ pub(super) struct Counts {
 }
 
 impl Console {
-    /// The three charts' counts over `days`, within what `org` (none: everything) may see.
-    async fn counts(
-        &self,
-        days: Days,
-        scope: Option<StatsScope<'_>>,
-    ) -> Result<Counts, ConsoleError> {
-        let Some(scope) = scope else {
-            return Ok(Counts {
-                accesses: Vec::new(),
-                break_glass: Vec::new(),
-                refusals: Vec::new(),
-            });
-        };
+    /// The three charts' counts over `days`, within `scope` (`None`: every record).
+    async fn counts(&self, days: Days, scope: Option<&AuditScope>) -> Result<Counts, ConsoleError> {
         let (from, to) = (days.first * DAY_US, (days.last + 1) * DAY_US);
         // Every record this instance has answered for is counted from here on.
         self.0.audit.settle().await;
@@ -212,14 +203,14 @@ pub(super) async fn page(
             return console.page(StatusCode::BAD_REQUEST, html);
         }
     };
-    // INVARIANT: outside the region-wide roles, only the records of the user's own
-    // organisation's staff; no organisation, nothing.
-    let scope = if region {
-        Some(StatsScope::All)
-    } else {
-        session.org.as_deref().map(StatsScope::Org)
-    };
-    match console.counts(days, scope).await {
+    // INVARIANT: outside the region-wide roles, only the records of accesses by the user's
+    // own organisation's staff and to its data; no organisation, nothing. The audit search's
+    // scope, from the same rule.
+    let scope = console
+        .0
+        .readers
+        .scope(session.role.as_deref(), session.org.as_deref());
+    match console.counts(days, scope.as_ref()).await {
         Ok(counts) => {
             let shown = charts_pages::Shown {
                 days,

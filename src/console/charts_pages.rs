@@ -3,6 +3,7 @@
 //! do not see the picture get every figure.
 
 use super::charts::{Counts, Days, MAX_DAYS, RangeError, RangeForm, date_of, series_of};
+use super::form_errors::{self, Mistake};
 use super::html::Html;
 use super::pages::layout;
 use super::svg::{Bars, Series, stacked_bars};
@@ -19,30 +20,51 @@ fn week_of(day: i64) -> i64 {
     (day + 3).div_euclid(7)
 }
 
-fn field(h: &mut Html, name: &'static str, label: &'static str, value: &str) {
-    h.raw("<div class=\"field\"><label for=\"f-")
-        .raw(name)
+fn field(
+    h: &mut Html,
+    m: &[Mistake],
+    (name, id): (&'static str, &'static str),
+    label: &'static str,
+    value: &str,
+) {
+    h.raw("<div class=\"");
+    form_errors::group_class(h, m, id, "field");
+    h.raw("\"><label for=\"")
+        .raw(id)
         .raw("\">")
         .raw(label)
-        .raw("</label><input type=\"date\" id=\"f-")
-        .raw(name)
+        .raw("</label>");
+    form_errors::message(h, m, id);
+    h.raw("<input type=\"date\" id=\"")
+        .raw(id)
         .raw("\" name=\"")
         .raw(name)
         .raw("\" value=\"")
         .text(value)
-        .raw("\"></div>\n");
+        .raw("\"");
+    form_errors::attributes(h, m, id, Some("range-hint"));
+    h.raw("></div>\n");
 }
 
-fn form(h: &mut Html, path: &str, f: &RangeForm) {
+fn form(h: &mut Html, path: &str, f: &RangeForm, m: &[Mistake]) {
     h.raw("<form method=\"get\" action=\"")
         .text(path)
-        .raw("/charts\" class=\"search\" id=\"range\">\n");
-    field(h, "from", "Date from", &f.from);
-    field(h, "to", "Date to", &f.to);
+        .raw("/charts\" class=\"search\" id=\"range\" novalidate>\n");
+    field(h, m, ("from", "f-from"), "Date from", &f.from);
+    field(h, m, ("to", "f-to"), "Date to", &f.to);
     h.raw("<div class=\"actions\"><button type=\"submit\" class=\"button\" id=\"show\">Show</button></div>\n</form>\n")
-        .raw("<p class=\"hint\">Whole days in UTC, both included, at most ")
+        .raw("<p class=\"hint\" id=\"range-hint\">Whole days in UTC, both included, at most ")
         .text(&MAX_DAYS.to_string())
         .raw(". Left blank: the last 30 days up to today.</p>\n");
+}
+
+/// The mistake of a range, at the field it is in: a range too long or backwards is put
+/// right at its end.
+fn mistake(e: &RangeError) -> Mistake {
+    match e {
+        RangeError::Date("from") => Mistake::at("f-from", e),
+        RangeError::Date(_) | RangeError::Backwards | RangeError::TooLong => Mistake::at("f-to", e),
+    }
 }
 
 /// The table of a chart: one row per bucket, one column per series, and the total.
@@ -251,21 +273,23 @@ pub(super) fn charts(
     layout(path, "Pictures of the audit log", |h| {
         h.raw("<p><a href=\"")
             .text(path)
-            .raw("/\">Console home</a></p>\n<h1>Pictures of the audit log</h1>\n<p class=\"scope\" id=\"scope\">");
+            .raw("/\">Console home</a></p>\n");
+        let m: Vec<Mistake> = error.iter().map(|e| mistake(e)).collect();
+        form_errors::summary(h, &m);
+        h.raw("<h1>Pictures of the audit log</h1>\n<p class=\"scope\" id=\"scope\">");
         if region {
             h.raw("Your role counts every record in the audit log.");
-        } else {
+        } else if let Some(org) = session.org.as_deref() {
             h.raw("These count the requests made by the staff of your organisation, ")
-                .text(session.org.as_deref().unwrap_or("none given"))
-                .raw(".");
+                .text(org)
+                .raw(", and the requests by anyone that disclosed data ")
+                .text(org)
+                .raw(" discloses: the records the audit search shows you.");
+        } else {
+            h.raw("Your sign-in names no organisation, so these count no records.");
         }
         h.raw("</p>\n<p>An access is a request to the FHIR API that was answered; a break-glass access is one made for emergency care (purpose of use ETREAT); a refusal is any request refused (4xx), the console's own included. Weeks start on Monday; the first and last may be cut by the range.</p>\n");
-        if let Some(e) = error {
-            h.raw("<div class=\"error-summary\" role=\"alert\" id=\"form-error\"><h2>There is a problem</h2><p>")
-                .text(&e.to_string())
-                .raw("</p></div>\n");
-        }
-        form(h, path, f);
+        form(h, path, f, &m);
         if let Some(shown) = &shown {
             pictures(h, shown);
         }

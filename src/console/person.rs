@@ -247,7 +247,7 @@ impl Console {
         let path = &self.0.path;
         let region = super::audit::sees_everything(self, session);
         let answer = match NhsNumber::parse(&asked.nhs) {
-            Err(_) => Err(Failed::Form(FormError::Nhs)),
+            Err(_) => Err(Failed::Form(vec![FormError::Nhs])),
             Ok(nhs) => self
                 .part(session, &nhs, &asked.cursor)
                 .await
@@ -265,12 +265,12 @@ impl Console {
                 let html = if print {
                     person_pages::print(path, session, region, &report)
                 } else {
-                    person_pages::page(path, session, region, asked, None, Some(&report))
+                    person_pages::page(path, session, region, asked, &[], Some(&report))
                 };
                 (StatusCode::OK, html, part.person)
             }
             Err(Failed::Form(e)) => {
-                let html = person_pages::page(path, session, region, asked, Some(&e), None);
+                let html = person_pages::page(path, session, region, asked, &e, None);
                 (StatusCode::BAD_REQUEST, html, None)
             }
             Err(Failed::Console(e)) => return self.refusal(&e),
@@ -300,7 +300,7 @@ pub(super) async fn page(
     if asked.nhs.is_empty() && asked.cursor.is_empty() {
         // Nobody is named yet: the form alone, not a view of anything.
         let region = super::audit::sees_everything(&console, &session);
-        let html = person_pages::page(&console.0.path, &session, region, &asked, None, None);
+        let html = person_pages::page(&console.0.path, &session, region, &asked, &[], None);
         return console.page(StatusCode::OK, html);
     }
     console.report(&headers, &session, &asked, false).await

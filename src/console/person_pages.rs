@@ -2,7 +2,8 @@
 //! print-friendly report. Everything shown from a record, a session or the form goes through
 //! [`Html::text`].
 
-use super::audit::FormError;
+use super::audit::{FormError, mistakes};
+use super::form_errors::{self, Mistake};
 use super::html::Html;
 use super::pages::layout;
 use super::person::{Access, Asked, Kind, REPORT_PAGE};
@@ -46,12 +47,19 @@ fn scope(h: &mut Html, session: &ConsoleSession, region: bool, print: bool) {
         .raw(" including its information-governance staff, and the accesses by other organisations' staff to records this organisation shares. Other organisations' staff's accesses to other organisations' records are not in this report: the region's information-governance team can produce a report that covers them.");
 }
 
-fn form(h: &mut Html, path: &str, asked: &Asked) {
+fn form(h: &mut Html, path: &str, asked: &Asked, m: &[Mistake]) {
+    const ID: &str = "f-nhs";
     h.raw("<form method=\"get\" action=\"")
         .text(path)
-        .raw("/person\" class=\"search\" id=\"person-search\">\n<div class=\"field\"><label for=\"f-nhs\">NHS number</label><input type=\"text\" id=\"f-nhs\" name=\"nhs\" inputmode=\"numeric\" autocomplete=\"off\" value=\"")
+        .raw("/person\" class=\"search\" id=\"person-search\" novalidate>\n<div class=\"");
+    form_errors::group_class(h, m, ID, "field");
+    h.raw("\"><label for=\"f-nhs\">NHS number</label>");
+    form_errors::message(h, m, ID);
+    h.raw("<input type=\"text\" id=\"f-nhs\" name=\"nhs\" inputmode=\"numeric\" autocomplete=\"off\" value=\"")
         .text(&asked.nhs)
-        .raw("\"></div>\n<div class=\"actions\"><button type=\"submit\" class=\"button\" id=\"show\">Show accesses</button></div>\n</form>\n");
+        .raw("\"");
+    form_errors::attributes(h, m, ID, None);
+    h.raw("></div>\n<div class=\"actions\"><button type=\"submit\" class=\"button\" id=\"show\">Show accesses</button></div>\n</form>\n");
 }
 
 /// The link to the next, older part of a report.
@@ -211,27 +219,26 @@ fn more(h: &mut Html, path: &str, report: &Report<'_>, print: bool) {
     }
 }
 
-/// `GET /console/person`: the form, an error above it, and a part of the report below it.
+/// `GET /console/person`: the form, its mistakes summarised above it and shown at the field,
+/// and a part of the report below it.
 pub(super) fn page(
     path: &str,
     session: &ConsoleSession,
     region: bool,
     asked: &Asked,
-    error: Option<&FormError>,
+    errors: &[FormError],
     report: Option<&Report<'_>>,
 ) -> String {
     layout(path, "Who has looked at this record", |h| {
         h.raw("<p class=\"no-print\"><a href=\"")
             .text(path)
-            .raw("/\">Console home</a></p>\n<h1>Who has looked at this record</h1>\n<p class=\"scope\" id=\"scope\">");
+            .raw("/\">Console home</a></p>\n");
+        let m = mistakes(errors);
+        form_errors::summary(h, &m);
+        h.raw("<h1>Who has looked at this record</h1>\n<p class=\"scope\" id=\"scope\">");
         scope(h, session, region, false);
         h.raw("</p>\n");
-        if let Some(e) = error {
-            h.raw("<div class=\"error-summary\" role=\"alert\" id=\"form-error\"><h2>There is a problem</h2><p>")
-                .text(&e.to_string())
-                .raw("</p></div>\n");
-        }
-        form(h, path, asked);
+        form(h, path, asked, &m);
         let Some(report) = report else {
             return;
         };

@@ -25,6 +25,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::audit::{actor, sees_everything, staff_in_scope};
+use super::form_errors::Mistake;
 use super::review_pages::{self, Access, Done};
 use super::{Console, ConsoleError, session};
 use crate::audit::{Body, Reviewed, Row, event};
@@ -122,25 +123,49 @@ pub(super) enum FormError {
 
 /// The outcome and the note of a filled-in form: line ends made `\n`, surrounding blanks
 /// trimmed. A note is needed for "not appropriate" and "follow-up" (what was wrong, what
-/// happens next); "appropriate" may have none.
-pub(super) fn check(form: &Form) -> Result<(Outcome, String), FormError> {
-    let outcome = Outcome::parse(&form.outcome).ok_or(FormError::Outcome)?;
+/// happens next); "appropriate" may have none. Every mistake is returned, the outcome's
+/// first (the form's order).
+pub(super) fn check(form: &Form) -> Result<(Outcome, String), Vec<FormError>> {
+    let mut errors = Vec::new();
+    let outcome = Outcome::parse(&form.outcome);
+    if outcome.is_none() {
+        errors.push(FormError::Outcome);
+    }
     let note = form.note.replace("\r\n", "\n").replace('\r', "\n");
     let note = note.trim().to_owned();
     if note.chars().count() > MAX_NOTE {
-        return Err(FormError::TooLong);
-    }
-    if note
+        errors.push(FormError::TooLong);
+    } else if note
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t')
     {
-        return Err(FormError::Control);
+        errors.push(FormError::Control);
+    } else if note.is_empty() && outcome.is_some_and(|o| o != Outcome::Appropriate) {
+        errors.push(FormError::NoteNeeded);
     }
-    if note.is_empty() && outcome != Outcome::Appropriate {
-        return Err(FormError::NoteNeeded);
+    match outcome {
+        Some(outcome) if errors.is_empty() => Ok((outcome, note)),
+        _ => Err(errors),
     }
-    Ok((outcome, note))
 }
+
+impl FormError {
+    /// The mistake as the form shows it, at its field: the outcome's first radio, or the
+    /// note.
+    pub(super) fn mistake(&self) -> Mistake {
+        match self {
+            FormError::Outcome => Mistake::at(OUTCOME_FIELD, self),
+            FormError::NoteNeeded | FormError::TooLong | FormError::Control => {
+                Mistake::at(NOTE_FIELD, self)
+            }
+        }
+    }
+}
+
+/// The id of the outcome's first radio, where its mistake is shown and linked to.
+pub(super) const OUTCOME_FIELD: &str = "f-outcome-appropriate";
+/// The id of the note.
+pub(super) const NOTE_FIELD: &str = "f-note";
 
 /// True when the session's user made the access `b` records: the same issuer and user id. A
 /// record without an issuer (written before it was recorded) matches on the user id alone.
@@ -531,14 +556,14 @@ fn refusal_page(console: &Console, refused: &Refused, id: &str) -> (StatusCode, 
     }
 }
 
-/// The form page of an access, filled as `form`, with `error` above it.
+/// The form page of an access, filled as `form`, with its mistakes.
 async fn form_page(
     console: &Console,
     session: &ConsoleSession,
     row: &Row,
     body: &Body,
     form: &Form,
-    error: Option<&FormError>,
+    errors: &[FormError],
 ) -> Result<String, ConsoleError> {
     let people = console.people(&[row]).await?;
     let now = jiff::Timestamp::now().as_microsecond();
@@ -554,7 +579,7 @@ async fn form_page(
         &console.0.path,
         &access,
         form,
-        error,
+        errors,
         &session.csrf,
     ))
 }
@@ -574,7 +599,7 @@ pub(super) async fn form(
     let found = reviewable(&console, &session, &id).await;
     let (status, html, person, target) = match found {
         Ok(Ok((row, body))) => {
-            match form_page(&console, &session, &row, &body, &Form::default(), None).await {
+            match form_page(&console, &session, &row, &body, &Form::default(), &[]).await {
                 Ok(html) => (
                     StatusCode::OK,
                     html,
@@ -655,9 +680,8 @@ pub(super) async fn submit(
     let target = target_of(&id, Some(&row));
     let (outcome, note) = match check(&form) {
         Ok(checked) => checked,
-        Err(error) => {
-            let html = match form_page(&console, &session, &row, &access, &form, Some(&error)).await
-            {
+        Err(errors) => {
+            let html = match form_page(&console, &session, &row, &access, &form, &errors).await {
                 Ok(html) => html,
                 Err(e) => return console.refusal(&e),
             };

@@ -5,9 +5,12 @@
 use std::collections::HashMap;
 
 use super::audit_pages::when;
+use super::form_errors::{self, Mistake};
 use super::html::Html;
 use super::pages::layout;
-use super::review::{Check, Form, FormError, MAX_NOTE, Outcome, PAGE, Standing};
+use super::review::{
+    Check, Form, FormError, MAX_NOTE, NOTE_FIELD, OUTCOME_FIELD, Outcome, PAGE, Standing,
+};
 use crate::audit::{Body, Row, event};
 use crate::store::{BreakGlassReview, ConsoleSession};
 
@@ -274,30 +277,22 @@ fn item(h: &mut Html, term: &'static str, value: &str) {
         .raw("</dd>\n");
 }
 
-/// `GET /console/review/{id}`: the access and the form to review it, with `error` above.
+/// `GET /console/review/{id}`: the access and the form to review it, its mistakes
+/// summarised above it and shown at their fields.
 pub(super) fn form(
     path: &str,
     a: &Access,
     form: &Form,
-    error: Option<&FormError>,
+    errors: &[FormError],
     csrf: &str,
 ) -> String {
     layout(path, "Review emergency access", |h| {
         h.raw("<p><a href=\"")
             .text(path)
-            .raw("/review\">Break-glass review</a></p>\n<h1>Review emergency access</h1>\n");
-        if let Some(e) = error {
-            let field = match e {
-                FormError::Outcome => "#f-outcome-appropriate",
-                _ => "#f-note",
-            };
-            h.raw("<div class=\"error-summary\" role=\"alert\" id=\"form-error\"><h2>There is a problem</h2><p><a href=\"")
-                .raw(field)
-                .raw("\">")
-                .text(&e.to_string())
-                .raw("</a></p></div>\n");
-        }
-        h.raw("<p>");
+            .raw("/review\">Break-glass review</a></p>\n");
+        let m: Vec<Mistake> = errors.iter().map(FormError::mistake).collect();
+        form_errors::summary(h, &m);
+        h.raw("<h1>Review emergency access</h1>\n<p>");
         overdue_tag(h, a);
         h.raw("</p>\n<dl class=\"summary\" id=\"access\">\n");
         item(h, "When", &a.when);
@@ -309,6 +304,8 @@ pub(super) fn form(
         item(h, "Asked", &a.asked);
         item(h, "Outcome", &a.outcome);
         item(h, "Resources disclosed", &a.disclosed.to_string());
+        // `novalidate`: the server checks the form and shows every mistake the NHS.UK way,
+        // rather than the browser stopping at the first in its own words.
         h.raw("</dl>\n<p><a id=\"full-record\" href=\"")
             .text(path)
             .raw("/audit/")
@@ -317,9 +314,18 @@ pub(super) fn form(
             .text(path)
             .raw("/review/")
             .text(&a.id)
-            .raw("\" id=\"review-form\">\n<input type=\"hidden\" name=\"csrf\" value=\"")
+            .raw("\" id=\"review-form\" novalidate>\n<input type=\"hidden\" name=\"csrf\" value=\"")
             .text(csrf)
-            .raw("\">\n<fieldset>\n<legend>Was this emergency access appropriate?</legend>\n");
+            .raw("\">\n<div class=\"");
+        form_errors::group_class(h, &m, OUTCOME_FIELD, "radios");
+        // A radio group carries `aria-invalid` as a `radiogroup` (a fieldset may take that
+        // role), where ARIA allows it.
+        h.raw("\"><fieldset role=\"radiogroup\" aria-labelledby=\"f-outcome-legend\"");
+        form_errors::attributes(h, &m, OUTCOME_FIELD, None);
+        h.raw(
+            ">\n<legend id=\"f-outcome-legend\">Was this emergency access appropriate?</legend>\n",
+        );
+        form_errors::message(h, &m, OUTCOME_FIELD);
         for o in Outcome::ALL {
             h.raw("<div class=\"choice\"><input type=\"radio\" name=\"outcome\" id=\"f-outcome-")
                 .raw(o.code())
@@ -335,13 +341,18 @@ pub(super) fn form(
                 .raw(o.label())
                 .raw("</label></div>\n");
         }
-        h.raw("</fieldset>\n<div class=\"field\"><label for=\"f-note\">Note</label>")
+        h.raw("</fieldset></div>\n<div class=\"");
+        form_errors::group_class(h, &m, NOTE_FIELD, "field");
+        h.raw("\"><label for=\"f-note\">Note</label>")
             .raw("<p class=\"hint\" id=\"f-note-hint\">Needed when the access was not appropriate or needs follow-up; at most ")
             .text(&format!("{},{:03}", MAX_NOTE / 1000, MAX_NOTE % 1000))
-            .raw(" characters. It is kept with the review and shown to IG leads who may see this access; the audit log keeps only a keyed hash of it.</p>")
-            .raw("<textarea id=\"f-note\" name=\"note\" rows=\"6\" maxlength=\"")
+            .raw(" characters. It is kept with the review and shown to IG leads who may see this access; the audit log keeps only a keyed hash of it.</p>");
+        form_errors::message(h, &m, NOTE_FIELD);
+        h.raw("<textarea id=\"f-note\" name=\"note\" rows=\"6\" maxlength=\"")
             .text(&MAX_NOTE.to_string())
-            .raw("\" aria-describedby=\"f-note-hint\">")
+            .raw("\"");
+        form_errors::attributes(h, &m, NOTE_FIELD, Some("f-note-hint"));
+        h.raw(">")
             .text(&form.note)
             .raw("</textarea></div>\n<button type=\"submit\" class=\"button\" id=\"submit-review\">Record the review</button>\n</form>\n");
     })

@@ -236,6 +236,31 @@ where
     sql.push(")");
 }
 
+/// ` AND (…)`: only the records of `audit_search s` within `scope`, the accesses by its
+/// organisations' staff and those that disclosed data from its sources. Empty lists match
+/// nothing: no organisation and no source select no record. The one place the scope becomes
+/// SQL, for the search and for the console's counts ([`super::audit_stats`]).
+pub(super) fn push_scope<DB>(sql: &mut sqlx::QueryBuilder<DB>, scope: &AuditScope, postgres: bool)
+where
+    DB: sqlx::Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    sql.push(" AND (");
+    push_in(sql, "s.org", &scope.orgs);
+    if !scope.sources.is_empty() {
+        sql.push(" OR EXISTS (SELECT 1 FROM audit_search_sources d WHERE d.chain = s.chain AND d.seq = s.seq AND ");
+        push_in(sql, "d.source", &scope.sources);
+        if postgres {
+            // Probed for each record read, never hashed whole: PostgreSQL would otherwise
+            // read every record of the sources first (a fence, as `OFFSET 0` keeps the
+            // subquery from being turned into a join).
+            sql.push(" OFFSET 0");
+        }
+        sql.push(")");
+    }
+    sql.push(")");
+}
+
 /// One branch: the `recorded_us, chain, seq` of at most `query.limit` records, newest first.
 fn push_branch<DB>(
     sql: &mut sqlx::QueryBuilder<DB>,
@@ -298,22 +323,8 @@ fn push_branch<DB>(
     }
     if let (Some(scope), Driver::Search | Driver::Agreement(_)) = (&query.scope, driver) {
         // INVARIANT: a reader's scope, whatever else was asked (the other drivers are the
-        // scope's own ways in). Empty lists match nothing: no organisation and no source
-        // select no record.
-        sql.push(" AND (");
-        push_in(sql, "s.org", &scope.orgs);
-        if !scope.sources.is_empty() {
-            sql.push(" OR EXISTS (SELECT 1 FROM audit_search_sources d WHERE d.chain = s.chain AND d.seq = s.seq AND ");
-            push_in(sql, "d.source", &scope.sources);
-            if postgres {
-                // Probed for each record the branch reads, never hashed whole: PostgreSQL
-                // would otherwise read every record of the sources first (a fence, as
-                // `OFFSET 0` keeps the subquery from being turned into a join).
-                sql.push(" OFFSET 0");
-            }
-            sql.push(")");
-        }
-        sql.push(")");
+        // scope's own ways in).
+        push_scope(sql, scope, postgres);
     }
     for spans in &query.recorded {
         match spans.as_slice() {

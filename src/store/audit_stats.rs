@@ -1,24 +1,17 @@
 //! Counts over the audit log for the IG console's pictures and health page: one aggregate
-//! query per chart over the search projection (`audit_search`), within a scope, and each
+//! query per chart over the search projection (`audit_search`), within a reader's scope (the
+//! audit search's [`AuditScope`], applied by the same code), and each
 //! chain's last signed head. Nothing here reads a record's body or names a person.
 //!
 //! Days and weeks are UTC: a day is `recorded_us / 86_400_000_000` (days since 1970-01-01),
 //! a week starts on a Monday and is numbered `(day + 3) / 7` (1970-01-01 was a Thursday), so
 //! week `w` starts on day `7w - 3`.
 
+use super::audit_search::{AuditScope, push_scope};
 use super::{Store, StoreError};
 
 /// Microseconds in a day.
 pub const DAY_US: i64 = 86_400_000_000;
-
-/// Whose records a count covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatsScope<'a> {
-    /// Every record.
-    All,
-    /// The records of accesses made by one organisation's staff (the record's `org`).
-    Org(&'a str),
-}
 
 /// How many records fell in one day or week, for one key (a purpose, an organisation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,15 +38,64 @@ pub struct ChainHead {
     pub last_seq: Option<i64>,
 }
 
-/// Answered accesses (outcome `success`) that carry a purpose of use, per day and purpose.
-const ACCESSES: &str = "SELECT recorded_us / 86400000000 AS b, purpose AS k, count(*) AS n FROM audit_search WHERE recorded_us >= $1 AND recorded_us < $2 AND outcome = 'success' AND purpose IS NOT NULL GROUP BY b, k ORDER BY b, k";
-const ACCESSES_OF_ORG: &str = "SELECT recorded_us / 86400000000 AS b, purpose AS k, count(*) AS n FROM audit_search WHERE org = $3 AND recorded_us >= $1 AND recorded_us < $2 AND outcome = 'success' AND purpose IS NOT NULL GROUP BY b, k ORDER BY b, k";
-/// Answered emergency accesses (purpose `ETREAT`), per week and organisation.
-const BREAK_GLASS: &str = "SELECT (recorded_us / 86400000000 + 3) / 7 AS b, org AS k, count(*) AS n FROM audit_search WHERE purpose = 'ETREAT' AND recorded_us >= $1 AND recorded_us < $2 AND outcome = 'success' GROUP BY b, k ORDER BY b, k";
-const BREAK_GLASS_OF_ORG: &str = "SELECT (recorded_us / 86400000000 + 3) / 7 AS b, org AS k, count(*) AS n FROM audit_search WHERE org = $3 AND purpose = 'ETREAT' AND recorded_us >= $1 AND recorded_us < $2 AND outcome = 'success' GROUP BY b, k ORDER BY b, k";
-/// Refused requests (outcome `refused`), per day.
-const REFUSALS: &str = "SELECT recorded_us / 86400000000 AS b, count(*) AS n FROM audit_search WHERE outcome = 'refused' AND recorded_us >= $1 AND recorded_us < $2 GROUP BY b ORDER BY b";
-const REFUSALS_OF_ORG: &str = "SELECT recorded_us / 86400000000 AS b, count(*) AS n FROM audit_search WHERE org = $3 AND outcome = 'refused' AND recorded_us >= $1 AND recorded_us < $2 GROUP BY b ORDER BY b";
+/// The three counts. Each reads `audit_search s`; the span, the reader's scope and the
+/// grouping are added by [`push_count`]. Every piece is a constant of this code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chart {
+    /// Answered accesses (outcome `success`) that carry a purpose of use, per day and purpose.
+    Accesses,
+    /// Answered emergency accesses (purpose `ETREAT`), per week and organisation.
+    BreakGlass,
+    /// Refused requests (outcome `refused`), per day.
+    Refusals,
+}
+
+impl Chart {
+    fn select(self) -> &'static str {
+        match self {
+            Chart::Accesses => {
+                "SELECT s.recorded_us / 86400000000 AS b, s.purpose AS k, count(*) AS n FROM audit_search s WHERE s.outcome = 'success' AND s.purpose IS NOT NULL"
+            }
+            Chart::BreakGlass => {
+                "SELECT (s.recorded_us / 86400000000 + 3) / 7 AS b, s.org AS k, count(*) AS n FROM audit_search s WHERE s.purpose = 'ETREAT' AND s.outcome = 'success'"
+            }
+            Chart::Refusals => {
+                "SELECT s.recorded_us / 86400000000 AS b, count(*) AS n FROM audit_search s WHERE s.outcome = 'refused'"
+            }
+        }
+    }
+
+    fn group(self) -> &'static str {
+        match self {
+            Chart::Accesses | Chart::BreakGlass => " GROUP BY b, k ORDER BY b, k",
+            Chart::Refusals => " GROUP BY b ORDER BY b",
+        }
+    }
+}
+
+/// One count over `[from_us, to_us)`, within `scope` (`None`: every record), by the audit
+/// search's own scope filter ([`push_scope`]), so the pictures and the search agree on who
+/// sees what.
+fn push_count<DB>(
+    sql: &mut sqlx::QueryBuilder<DB>,
+    chart: Chart,
+    (from_us, to_us): (i64, i64),
+    scope: Option<&AuditScope>,
+    postgres: bool,
+) where
+    DB: sqlx::Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    sql.push(chart.select());
+    sql.push(" AND s.recorded_us >= ").push_bind(from_us);
+    sql.push(" AND s.recorded_us < ").push_bind(to_us);
+    if let Some(scope) = scope {
+        // INVARIANT: outside the region roles, only the reader's records.
+        push_scope(sql, scope, postgres);
+    }
+    sql.push(chart.group());
+}
 
 /// Each chain's newest signed head, most recently signed first, and the chain's end.
 const HEADS: &str = "SELECT h.chain, h.seq, h.signed_us, (SELECT max(r.seq) FROM audit_records r WHERE r.chain = h.chain) AS last_seq FROM audit_heads h JOIN (SELECT chain, max(seq) AS seq FROM audit_heads GROUP BY chain) m ON m.chain = h.chain AND m.seq = h.seq ORDER BY h.signed_us DESC, h.chain DESC LIMIT $1";
@@ -66,14 +108,15 @@ impl Store {
     /// Runs one of the keyed counts over `[from_us, to_us)` within `scope`.
     async fn keyed_counts(
         &self,
-        (all, of_org): (&'static str, &'static str),
-        from_us: i64,
-        to_us: i64,
-        scope: StatsScope<'_>,
+        chart: Chart,
+        span: (i64, i64),
+        scope: Option<&AuditScope>,
     ) -> Result<Vec<AuditCount>, StoreError> {
-        let rows: Vec<KeyedRow> = with_pool!(self, pool => match scope {
-            StatsScope::All => sqlx::query_as(all).bind(from_us).bind(to_us).fetch_all(pool).await?,
-            StatsScope::Org(org) => sqlx::query_as(of_org).bind(from_us).bind(to_us).bind(org).fetch_all(pool).await?,
+        let postgres = matches!(self, Store::Postgres(_));
+        let rows: Vec<KeyedRow> = with_pool!(self, pool => {
+            let mut sql = sqlx::QueryBuilder::default();
+            push_count(&mut sql, chart, span, scope, postgres);
+            sql.build_query_as::<KeyedRow>().fetch_all(pool).await?
         });
         Ok(rows
             .into_iter()
@@ -82,39 +125,42 @@ impl Store {
     }
 
     /// Answered accesses that carry a purpose of use (every FHIR request with a token does;
-    /// the console's own records do not), per UTC day and purpose, in `[from_us, to_us)`.
+    /// the console's own records do not), per UTC day and purpose, in `[from_us, to_us)`,
+    /// within `scope` (`None`: every record; see [`AuditScope`]).
     pub async fn audit_accesses_per_day(
         &self,
         from_us: i64,
         to_us: i64,
-        scope: StatsScope<'_>,
+        scope: Option<&AuditScope>,
     ) -> Result<Vec<AuditCount>, StoreError> {
-        self.keyed_counts((ACCESSES, ACCESSES_OF_ORG), from_us, to_us, scope)
+        self.keyed_counts(Chart::Accesses, (from_us, to_us), scope)
             .await
     }
 
     /// Answered emergency (break-glass, `ETREAT`) accesses, per week (Monday first) and
-    /// organisation of the user, in `[from_us, to_us)`.
+    /// organisation of the user, in `[from_us, to_us)`, within `scope`.
     pub async fn audit_break_glass_per_week(
         &self,
         from_us: i64,
         to_us: i64,
-        scope: StatsScope<'_>,
+        scope: Option<&AuditScope>,
     ) -> Result<Vec<AuditCount>, StoreError> {
-        self.keyed_counts((BREAK_GLASS, BREAK_GLASS_OF_ORG), from_us, to_us, scope)
+        self.keyed_counts(Chart::BreakGlass, (from_us, to_us), scope)
             .await
     }
 
-    /// Refused requests, per UTC day, in `[from_us, to_us)`.
+    /// Refused requests, per UTC day, in `[from_us, to_us)`, within `scope`.
     pub async fn audit_refusals_per_day(
         &self,
         from_us: i64,
         to_us: i64,
-        scope: StatsScope<'_>,
+        scope: Option<&AuditScope>,
     ) -> Result<Vec<AuditCount>, StoreError> {
-        let rows: Vec<(i64, i64)> = with_pool!(self, pool => match scope {
-            StatsScope::All => sqlx::query_as(REFUSALS).bind(from_us).bind(to_us).fetch_all(pool).await?,
-            StatsScope::Org(org) => sqlx::query_as(REFUSALS_OF_ORG).bind(from_us).bind(to_us).bind(org).fetch_all(pool).await?,
+        let postgres = matches!(self, Store::Postgres(_));
+        let rows: Vec<(i64, i64)> = with_pool!(self, pool => {
+            let mut sql = sqlx::QueryBuilder::default();
+            push_count(&mut sql, Chart::Refusals, (from_us, to_us), scope, postgres);
+            sql.build_query_as::<(i64, i64)>().fetch_all(pool).await?
         });
         Ok(rows
             .into_iter()

@@ -167,6 +167,65 @@ impl Browser {
         );
     }
 
+    /// Waits up to ten seconds for an element, then the value of its attribute `name`
+    /// (none when it has none).
+    pub(crate) async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        self.text(css).await;
+        let id = self.find(css).await.expect("found a moment ago");
+        let v = self
+            .command(
+                reqwest::Method::GET,
+                &format!("/element/{id}/attribute/{name}"),
+                None,
+            )
+            .await;
+        v.as_str().map(str::to_owned)
+    }
+
+    /// The id of the element that has the keyboard's focus ("" for none).
+    pub(crate) async fn focused(&self) -> String {
+        let v = self
+            .execute_async(
+                "arguments[arguments.length - 1](document.activeElement ? document.activeElement.id : '');",
+                json!([]),
+            )
+            .await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Checks a mistake shown the NHS.UK way in the page's form: the field `holder` (a CSS
+    /// selector: the field, or its radios' group) is `aria-invalid="true"` and described by
+    /// `#{field}-error`, which says `message`; the error summary at the top links to
+    /// `#{field}` with the same words, and following the link puts the focus on the field.
+    pub(crate) async fn assert_mistake(&self, holder: &str, field: &str, message: &str) {
+        assert_eq!(
+            self.attribute(holder, "aria-invalid").await.as_deref(),
+            Some("true"),
+            "{holder}"
+        );
+        let described = self
+            .attribute(holder, "aria-describedby")
+            .await
+            .unwrap_or_default();
+        assert!(
+            described
+                .split(' ')
+                .any(|id| id == format!("{field}-error")),
+            "{holder} is described by its message: {described}"
+        );
+        let beside = self.text(&format!("#{field}-error")).await;
+        assert!(beside.contains(message), "{field}: {beside}");
+        assert!(self.displayed(&format!("#{field}-error")).await);
+        let link = format!(".nhsuk-error-summary a[href=\"#{field}\"]");
+        let summary = self.text(&link).await;
+        assert!(
+            summary.contains(message),
+            "{field} in the summary: {summary}"
+        );
+        self.click(&link).await;
+        assert_eq!(self.focused().await, field, "the link leads to the field");
+    }
+
     /// Waits up to ten seconds for an element, then clicks it.
     pub(crate) async fn click(&self, css: &str) {
         self.text(css).await;

@@ -4,9 +4,19 @@ use super::{Filters, FormError, csv_batches, groups};
 use crate::audit::export::csv_line;
 use crate::store::{AuditColumn, AuditQuery, Columns, Projection, Record, Store};
 
-fn run(query: &str) -> Result<AuditQuery, FormError> {
+fn run_all(query: &str) -> Result<AuditQuery, Vec<FormError>> {
     let mut q = AuditQuery::default();
-    groups(&Filters::from_query(Some(query)), &mut q).map(|()| q)
+    let mut errors = Vec::new();
+    groups(&Filters::from_query(Some(query)), &mut q, &mut errors);
+    if errors.is_empty() {
+        Ok(q)
+    } else {
+        Err(errors)
+    }
+}
+
+fn run(query: &str) -> Result<AuditQuery, FormError> {
+    run_all(query).map_err(|mut e| e.remove(0))
 }
 
 #[test]
@@ -26,6 +36,48 @@ fn bad_fields_are_refused_without_repeating_them() {
             message.as_deref().is_some_and(|m| m.starts_with(expected)),
             "{query}: {message:?}"
         );
+    }
+}
+
+#[test]
+fn every_mistake_is_found_in_the_form_order_each_at_its_field() {
+    let errors = run_all("to=2026-13-45&user=u&outcome=maybe&agreement=X&from=yesterday")
+        .map(|_| ())
+        .expect_err("four mistakes");
+    let fields: Vec<_> = errors.iter().map(FormError::field).collect();
+    assert_eq!(
+        fields,
+        [
+            Some("f-from"),
+            Some("f-to"),
+            Some("f-outcome"),
+            Some("f-agreement")
+        ]
+    );
+    assert_eq!(FormError::Nhs.field(), Some("f-nhs"));
+    assert_eq!(FormError::TooLong("user id").field(), Some("f-user"));
+    assert_eq!(FormError::TooLong("organisation").field(), Some("f-org"));
+    assert_eq!(FormError::Cursor.field(), None, "a link, not a field");
+}
+
+#[test]
+fn a_range_that_ends_before_it_starts_is_refused_at_the_date_to() {
+    for query in [
+        "from=2026-11-02&to=2026-11-01",
+        "from=2026-11&to=2026-10-31",
+    ] {
+        let errors = run_all(query).map(|_| ()).expect_err(query);
+        assert_eq!(errors, [FormError::Backwards], "{query}");
+        assert_eq!(errors[0].field(), Some("f-to"));
+        assert!(errors[0].to_string().contains("after the date from"));
+    }
+    for query in [
+        "from=2026-11-01&to=2026-11-01",
+        "from=2026-11-01&to=2026-11-02",
+        "from=2026-11-01",
+        "to=2026-11-01",
+    ] {
+        assert!(run_all(query).is_ok(), "{query}: one day or more");
     }
 }
 

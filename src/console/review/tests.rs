@@ -16,7 +16,10 @@ fn a_note_is_needed_unless_the_access_was_appropriate() {
         Ok((Outcome::Appropriate, String::new()))
     );
     for outcome in ["not-appropriate", "follow-up"] {
-        assert_eq!(check(&form(outcome, " \r\n ")), Err(FormError::NoteNeeded));
+        assert_eq!(
+            check(&form(outcome, " \r\n ")),
+            Err(vec![FormError::NoteNeeded])
+        );
     }
     assert_eq!(
         check(&form("follow-up", " Ask the ward.\r\nThen close. ")),
@@ -25,10 +28,24 @@ fn a_note_is_needed_unless_the_access_was_appropriate() {
     for outcome in ["", "maybe", "Appropriate"] {
         assert_eq!(
             check(&form(outcome, "x")),
-            Err(FormError::Outcome),
+            Err(vec![FormError::Outcome]),
             "{outcome}"
         );
     }
+}
+
+#[test]
+fn every_mistake_is_found_each_at_its_field() {
+    let too_long = "x".repeat(MAX_NOTE + 1);
+    let errors = check(&form("", &too_long)).map(|_| ()).expect_err("two");
+    assert_eq!(errors, [FormError::Outcome, FormError::TooLong]);
+    let fields: Vec<_> = errors.iter().map(|e| e.mistake().field).collect();
+    assert_eq!(fields, [Some(OUTCOME_FIELD), Some(NOTE_FIELD)]);
+    assert_eq!(
+        check(&form("", "")),
+        Err(vec![FormError::Outcome]),
+        "no outcome, so no note can be asked for yet"
+    );
 }
 
 #[test]
@@ -40,11 +57,11 @@ fn a_note_is_bounded_plain_text() {
     );
     assert_eq!(
         check(&form("not-appropriate", &format!("{longest}x"))),
-        Err(FormError::TooLong)
+        Err(vec![FormError::TooLong])
     );
     assert_eq!(
         check(&form("appropriate", "a\u{0}b")),
-        Err(FormError::Control)
+        Err(vec![FormError::Control])
     );
     assert_eq!(
         check(&form("appropriate", "a\tb")),

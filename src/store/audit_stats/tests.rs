@@ -87,6 +87,16 @@ const ROWS: &[Seed] = &[
         Some("TREAT"),
         "error",
     ),
+    // The next Monday: break-glass by RY4 that disclosed the GP's data (see `SOURCES`).
+    (
+        "a",
+        9,
+        MONDAY + 7,
+        3,
+        Some("RY4"),
+        Some("ETREAT"),
+        "success",
+    ),
     // Outside every span asked for below.
     (
         "a",
@@ -97,6 +107,19 @@ const ROWS: &[Seed] = &[
         Some("TREAT"),
         "success",
     ),
+];
+
+/// Records that disclosed data, and from which source (`audit_search_sources`): RY4's
+/// staff read the GP's data on Monday and in an emergency on the next Monday (`a.9`), and
+/// their own (community) data in the other emergency (`a.5`); a refusal discloses nothing.
+const SOURCES: &[(&str, i64, &str)] = &[
+    ("a", 0, "gp"),
+    ("b", 0, "gp"),
+    ("b", 0, "community"),
+    ("a", 5, "community"),
+    ("a", 6, "gp"),
+    ("a", 9, "gp"),
+    ("a", 9, "community"),
 ];
 
 async fn seed(store: &Store) {
@@ -111,6 +134,18 @@ async fn seed(store: &Store) {
                 .execute(pool).await.expect("search row");
         });
     }
+    for (chain, seq, source) in SOURCES {
+        let (_, _, day, hour, ..) = ROWS
+            .iter()
+            .find(|r| r.0 == *chain && r.1 == *seq)
+            .expect("a seeded record");
+        let recorded_us = day * DAY_US + hour * 3_600_000_000;
+        with_pool!(store, pool => {
+            sqlx::query("INSERT INTO audit_search_sources (chain, seq, source, recorded_us) VALUES ($1, $2, $3, $4)")
+                .bind(chain).bind(seq).bind(source).bind(recorded_us)
+                .execute(pool).await.expect("source row");
+        });
+    }
 }
 
 fn counts(rows: &[AuditCount]) -> Vec<(i64, Option<&str>, i64)> {
@@ -119,11 +154,23 @@ fn counts(rows: &[AuditCount]) -> Vec<(i64, Option<&str>, i64)> {
         .collect()
 }
 
+fn scope(orgs: &[&str], sources: &[&str]) -> AuditScope {
+    AuditScope {
+        orgs: orgs.iter().map(|o| (*o).to_owned()).collect(),
+        sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
 async fn exercise(store: &Store) {
     seed(store).await;
     let (from, to) = (MONDAY * DAY_US, (MONDAY + 14) * DAY_US);
-    let all = StatsScope::All;
-    let gp = StatsScope::Org("A81001");
+    let all = None;
+    // The GP's IG lead: its staff's accesses, and anyone's that disclosed the GP's data.
+    let gp = scope(&["A81001"], &["gp"]);
+    let gp = Some(&gp);
+    // The community trust's: RY4's staff, and the community source's data.
+    let ry4 = scope(&["RY4"], &["community"]);
+    let ry4 = Some(&ry4);
 
     let accesses = store
         .audit_accesses_per_day(from, to, all)
@@ -135,21 +182,42 @@ async fn exercise(store: &Store) {
             (MONDAY, Some("CAREMGT"), 1),
             (MONDAY, Some("TREAT"), 4),
             (MONDAY + 6, Some("ETREAT"), 1),
-            (MONDAY + 7, Some("ETREAT"), 2),
+            (MONDAY + 7, Some("ETREAT"), 3),
         ]
     );
     let accesses = store
         .audit_accesses_per_day(from, to, gp)
         .await
         .expect("accesses");
+    // RY4's read of the GP's data on Monday and its emergency one (`a.9`) are the GP's too;
+    // RY4's emergency read of its own data (`a.5`) is not.
     assert_eq!(
         counts(&accesses),
         [
             (MONDAY, Some("CAREMGT"), 1),
-            (MONDAY, Some("TREAT"), 3),
+            (MONDAY, Some("TREAT"), 4),
             (MONDAY + 6, Some("ETREAT"), 1),
-            (MONDAY + 7, Some("ETREAT"), 1),
+            (MONDAY + 7, Some("ETREAT"), 2),
         ]
+    );
+    let accesses = store
+        .audit_accesses_per_day(from, to, ry4)
+        .await
+        .expect("accesses");
+    assert_eq!(
+        counts(&accesses),
+        [(MONDAY, Some("TREAT"), 1), (MONDAY + 7, Some("ETREAT"), 2)],
+        "RY4's staff's, and none of the GP staff's, who disclosed no community data"
+    );
+    let only_sources = scope(&[], &["gp"]);
+    let accesses = store
+        .audit_accesses_per_day(from, to, Some(&only_sources))
+        .await
+        .expect("accesses");
+    assert_eq!(
+        counts(&accesses),
+        [(MONDAY, Some("TREAT"), 2), (MONDAY + 7, Some("ETREAT"), 2)],
+        "a source's disclosures alone"
     );
 
     // Weeks start on Mondays: Monday and Sunday fall in one, the next Monday in the next.
@@ -164,7 +232,7 @@ async fn exercise(store: &Store) {
         [
             (week, Some("A81001"), 1),
             (week + 1, Some("A81001"), 1),
-            (week + 1, Some("RY4"), 1),
+            (week + 1, Some("RY4"), 2),
         ]
     );
     let glass = store
@@ -173,8 +241,18 @@ async fn exercise(store: &Store) {
         .expect("glass");
     assert_eq!(
         counts(&glass),
-        [(week, Some("A81001"), 1), (week + 1, Some("A81001"), 1)]
+        [
+            (week, Some("A81001"), 1),
+            (week + 1, Some("A81001"), 1),
+            (week + 1, Some("RY4"), 1),
+        ],
+        "RY4's staff's emergency access to the GP's data"
     );
+    let glass = store
+        .audit_break_glass_per_week(from, to, ry4)
+        .await
+        .expect("glass");
+    assert_eq!(counts(&glass), [(week + 1, Some("RY4"), 2)]);
 
     let refusals = store
         .audit_refusals_per_day(from, to, all)
@@ -186,11 +264,17 @@ async fn exercise(store: &Store) {
         .await
         .expect("refusals");
     assert_eq!(counts(&refusals), [(MONDAY, None, 1)]);
-    let none = store
-        .audit_refusals_per_day(from, to, StatsScope::Org("X99"))
-        .await
-        .expect("refusals");
-    assert!(none.is_empty());
+    for nobody in [scope(&["X99"], &[]), AuditScope::default()] {
+        for rows in [
+            store.audit_refusals_per_day(from, to, Some(&nobody)).await,
+            store.audit_accesses_per_day(from, to, Some(&nobody)).await,
+            store
+                .audit_break_glass_per_week(from, to, Some(&nobody))
+                .await,
+        ] {
+            assert!(rows.expect("counts").is_empty(), "{nobody:?}");
+        }
+    }
 
     // The span is half-open: the last day's records are left out when `to` is its start.
     let monday_only = store
@@ -199,7 +283,7 @@ async fn exercise(store: &Store) {
         .expect("accesses");
     assert_eq!(monday_only.len(), 2);
 
-    assert_eq!(store.audit_record_total().await.expect("total"), 14);
+    assert_eq!(store.audit_record_total().await.expect("total"), 15);
 }
 
 async fn heads(store: &Store) {
@@ -235,7 +319,7 @@ async fn heads(store: &Store) {
         seen,
         [
             ("c", 0, 300, None),
-            ("a", 6, 300, Some(8)),
+            ("a", 6, 300, Some(9)),
             ("b", 3, 200, Some(4)),
         ]
     );
