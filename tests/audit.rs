@@ -8,7 +8,7 @@ use concord::audit::{AuditKey, Body};
 use concord::store::Store;
 
 use crate::read_path::{specs, three_sources};
-use crate::support::app::{AUDIT_KEY, TestApp, matches};
+use crate::support::app::{AUDIT_KEY, StoreChoice, Target, TestApp, matches};
 use crate::support::data::ANN;
 
 async fn store(app: &TestApp) -> Store {
@@ -198,7 +198,16 @@ async fn nothing_is_disclosed_when_neither_the_store_nor_the_spool_takes_the_rec
 #[tokio::test]
 async fn requests_go_on_through_the_spool_while_the_store_refuses() {
     let (gp, community, social) = three_sources().await;
-    let app = TestApp::start(specs(&gp, &community, &social)).await;
+    // Twelve `$everything`s at once, each asking three sources per type: on a loaded machine
+    // the test defaults (1 s per source, 1.5 s per request) would turn some answers partial,
+    // which is not what this test is about.
+    let mut sources = specs(&gp, &community, &social);
+    for source in &mut sources {
+        if let Target::Fhir { extra, .. } = &mut source.target {
+            extra.push_str("timeout_ms = 15000\n");
+        }
+    }
+    let app = TestApp::start_with(sources, StoreChoice::Sqlite, "request_timeout_ms = 20000").await;
     let id = app.patient_id(ANN).await;
     exec(&app, REFUSE).await;
     let paths: Vec<String> = (0..12)
@@ -234,7 +243,7 @@ async fn requests_go_on_through_the_spool_while_the_store_refuses() {
 
 #[tokio::test]
 async fn a_dropped_postgres_connection_mid_append_loses_no_record() {
-    use crate::support::app::{StoreChoice, postgres};
+    use crate::support::app::postgres;
     let Some(db) = postgres().await else {
         return;
     };
