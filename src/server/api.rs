@@ -32,7 +32,22 @@ type ApiResult = Result<Reply, ApiError>;
 pub async fn metadata(State(state): State<AppState>) -> Response {
     fhir_response(
         StatusCode::OK,
-        &super::capability::statement(&state.base, state.door.federation().profiles()),
+        &super::capability::statement(
+            &state.base,
+            state.door.federation().profiles(),
+            &crate::disclose::WRITABLE
+                .iter()
+                .copied()
+                .filter(|t| {
+                    state
+                        .door
+                        .federation()
+                        .sources()
+                        .iter()
+                        .any(|s| s.accepts_writes(t))
+                })
+                .collect::<Vec<_>>(),
+        ),
         false,
     )
 }
