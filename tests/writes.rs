@@ -907,3 +907,56 @@ fn an_ndjson_export_never_takes_writes() {
     let error = config.sources[0].kind(0).expect_err("refused").to_string();
     assert!(error.contains("never accepts writes"), "{error}");
 }
+
+/// Eight updates of one held plan made from the same version at once: exactly one is
+/// written, the others are 412 (none is lost, none fails on a locked SQLite database).
+#[tokio::test]
+async fn concurrent_updates_from_one_version_one_wins() {
+    let gp = Upstream::start(vec![patient(
+        "g-ann",
+        ANN,
+        "Able",
+        "01632 960001",
+        "Riverside",
+    )])
+    .await;
+    let app = TestApp::start_full(
+        vec![
+            Spec::fhir("gp", "Riverside GP", "A81001", gp.base_url()),
+            region_default(),
+        ],
+        StoreChoice::Sqlite,
+        "",
+        write_policies(),
+    )
+    .await;
+    let ann = app.patient_id(ANN).await;
+    let nurse = staff(&app, "QNS", "nurse");
+    let created = post(&app, &nurse, &new_plan(&ann, "v1")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let tries: Vec<Value> = (0..8)
+        .map(|i| {
+            let mut plan = created.body.clone();
+            plan["title"] = json!(format!("edit {i}"));
+            plan
+        })
+        .collect();
+    let answers =
+        futures_util::future::join_all(tries.iter().map(|p| put(&app, &nurse, p, Some("W/\"1\""))))
+            .await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 412, 412, 412, 412, 412, 412, 412],
+        "{statuses:?}"
+    );
+    let winner = answers
+        .iter()
+        .find(|a| a.status == StatusCode::OK)
+        .expect("one");
+    let id = created.body["id"].as_str().expect("id");
+    let now = read_as(&app, &nurse, &format!("CarePlan/{id}")).await;
+    assert_eq!(now.body["title"], winner.body["title"]);
+    assert_eq!(now.body["meta"]["versionId"], "2");
+}

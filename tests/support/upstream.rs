@@ -1567,7 +1567,7 @@ mod tests {
             .expect("send");
         assert_eq!(upstream.last_accept_header().as_deref(), Some("*/*"));
         let response = client
-            .post(format!("{base}/Patient"))
+            .delete(format!("{base}/Patient"))
             .header("accept", "application/json")
             .send()
             .await
