@@ -810,6 +810,12 @@ async fn refused_writes_never_reach_a_source() {
         "{}",
         no_rule.body
     );
+    // Nor does it learn whether its If-Match is stale.
+    let mut plan = gp_plan();
+    plan["id"] = json!("gp.plan-1");
+    plan["subject"]["reference"] = json!(format!("Patient/{ann}"));
+    let probe = put(&app, &social, &plan, Some("W/\"9\"")).await;
+    assert_eq!(probe.status, StatusCode::FORBIDDEN, "{}", probe.body);
     let nurse = staff(&app, "RY4", "nurse");
     let mut bad = goal(&ann, "x", Some("CarePlan/gp.plan-1"));
     bad.as_object_mut()
@@ -842,7 +848,7 @@ async fn refused_writes_never_reach_a_source() {
         .collect();
     assert_eq!(
         outcomes,
-        vec![("outcome".into(), "4".into()); 3],
+        vec![("outcome".into(), "4".into()); 4],
         "recorded as refused, no intent"
     );
 }

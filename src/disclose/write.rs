@@ -281,12 +281,14 @@ impl Door {
             } => Some(v.to_owned()),
             Change::Create => None,
         };
-        let source = match change {
+        let (source, current) = match change {
             Change::Update { id, .. } => {
-                self.update_target(resource_type, id, if_match.as_deref(), &person, &plan)
-                    .await?
+                let (source, current) = self
+                    .update_target(resource_type, id, &person, &plan)
+                    .await?;
+                (source, Some(current))
             }
-            Change::Create => self.create_target(principal, resource_type, &body)?,
+            Change::Create => (self.create_target(principal, resource_type, &body)?, None),
         };
         let info = source.info().clone();
         if let Some(w) = facts.write.as_mut() {
@@ -296,7 +298,10 @@ impl Door {
         // under rules that name the interaction.
         let consent = self.consents.of(&self.federation, &person).await?;
         let who = caller(principal);
-        let labels: Vec<&str> = crate::policy::labels_in_meta(&body).collect();
+        // The labels it carries and those its codes give (as a read of it would be labelled).
+        let derived = set.labels.labels_of(&body);
+        let mut labels: Vec<&str> = crate::policy::labels_in_meta(&body).collect();
+        labels.extend(derived.iter().map(String::as_str));
         let care = person.links.iter().any(|(s, ids)| {
             !ids.is_empty()
                 && self
@@ -330,6 +335,10 @@ impl Door {
         if let Some(w) = facts.write.as_mut() {
             w.agreement = Some(permit.agreement.id.clone());
             w.rule = Some(permit.rule.id.clone());
+        }
+        // Only a caller the agreements let write learns that the version has moved on.
+        if current.is_some() && current != if_match {
+            return Err(WriteError::Conflict);
         }
         let gateway_body = body.clone();
         map_references(&mut body, &source, &person)?;
@@ -365,16 +374,15 @@ impl Door {
         })
     }
 
-    /// The source holding the resource to update, once the resource is read there (through
-    /// the door's read, for the same person) at the version the caller read.
+    /// The source holding the resource to update and its current version, read there
+    /// (through the door's read, for the same person).
     async fn update_target(
         &self,
         resource_type: &'static str,
         id: &str,
-        if_match: Option<&str>,
         person: &Person,
         plan: &crate::federation::Plan<'_>,
-    ) -> Result<Arc<dyn Source>, WriteError> {
+    ) -> Result<(Arc<dyn Source>, String), WriteError> {
         let not_known = || WriteError::NotKnown(format!("{resource_type}/{id}"));
         let (source_id, _) = split_gateway_id(id).ok_or_else(not_known)?;
         let source = self
@@ -401,10 +409,7 @@ impl Door {
                 source.info().id
             )));
         };
-        if Some(version) != if_match {
-            return Err(WriteError::Conflict);
-        }
-        Ok(source)
+        Ok((source, version.to_owned()))
     }
 
     /// The source a new resource goes to (see the module's documentation).
