@@ -45,7 +45,7 @@ mod writer;
 
 pub use body::{
     Body, Disclosure, REVIEW_BREAK_GLASS, REVIEW_CONSENT_WITHDRAWN_BY_STAFF, Reviewed,
-    SourceOutcome,
+    SourceOutcome, WRITE_INTENT, WRITE_OUTCOME, Written,
 };
 pub use key::AuditKey;
 pub use projector::project_pending;

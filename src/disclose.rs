@@ -25,6 +25,7 @@ mod consent;
 mod consent_cache;
 mod heard;
 mod reach;
+mod write;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub(crate) use consent_cache::ConsentCache;
 pub use heard::Heard;
 pub use reach::Notices;
 use reach::{Asking, Reach};
+pub use write::{Change, Done, PLAN_EXTENSION, Prepared, WRITABLE, WriteError, WriteRefused};
 
 use crate::audit::{Disclosure, SourceOutcome};
 use crate::auth::Principal;
@@ -212,6 +214,7 @@ impl Answer {
             withheld: self.notices.withheld_count,
             review: None,
             policy_hash: Some(self.policy_hash.clone()),
+            write: None,
         }
     }
 }
@@ -232,6 +235,8 @@ pub struct Facts {
     /// The policy set that decided (`None`: no decision was made; the record names the set
     /// in force when the request came in).
     pub policy_hash: Option<String>,
+    /// For a write: what was written where, under which rule.
+    pub write: Option<crate::audit::Written>,
 }
 
 impl Facts {

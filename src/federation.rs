@@ -154,6 +154,8 @@ pub struct Federation {
     normalised: cache::NormalisedCache,
     /// The profiles resources are checked against, when any source is checked.
     profiles: Option<Arc<crate::profiles::Profiles>>,
+    /// The source a new resource goes to when nothing else decides (`write_default`).
+    write_default: Option<String>,
 }
 
 /// The `meta.tag` on a resource that does not conform to its profile.
@@ -177,7 +179,20 @@ impl Federation {
             caches_trusted: AtomicBool::new(true),
             normalised: cache::NormalisedCache::default(),
             profiles: None,
+            write_default: None,
         }
+    }
+
+    /// Sends new resources that belong to no plan and no source of the author's organisation
+    /// to the source `id` (config `write_default`).
+    pub fn with_write_default(mut self, id: Option<String>) -> Self {
+        self.write_default = id;
+        self
+    }
+
+    /// The source new resources go to when nothing else decides.
+    pub fn write_default(&self) -> Option<&Arc<dyn Source>> {
+        self.write_default.as_deref().and_then(|id| self.source(id))
     }
 
     /// Checks every source's resources against `profiles` (per source: `conformance`).

@@ -13,6 +13,7 @@ pub mod query;
 mod ready;
 mod record;
 pub mod tls;
+mod write;
 
 #[doc(hidden)]
 pub use record::record_body;
@@ -160,8 +161,8 @@ pub(crate) fn router(state: AppState, assumed: Assumed) -> Router {
         .route("/Consent", get(consent::search).post(consent::create))
         .route("/AuditEvent", get(audit_event::search))
         .route("/AuditEvent/{id}", get(audit_event::read))
-        .route("/{type}", get(api::search_type))
-        .route("/{type}/{id}", get(api::read))
+        .route("/{type}", get(api::search_type).post(write::create))
+        .route("/{type}/{id}", get(api::read).put(write::update))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(
             (state.clone(), assumed),
@@ -226,7 +227,7 @@ async fn fallback(method: Method) -> ApiError {
         return ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "not-supported",
-            "only GET is supported here (and POST to /fhir/Consent)",
+            "only GET is supported here (and POST to /fhir/Consent, POST and PUT of CarePlan, Goal and Flag)",
         );
     }
     ApiError::not_found("no such endpoint; see /fhir/metadata")
@@ -681,10 +682,18 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         std::time::Duration::from_secs(config.store.link_max_age_secs),
         std::time::Duration::from_secs(config.store.link_cache_secs),
     );
+    federation = federation.with_write_default(
+        config
+            .sources
+            .iter()
+            .find(|s| s.write_default == Some(true))
+            .map(|s| s.id.clone()),
+    );
+    // Writes are always checked against the profiles before they leave.
     let checked = config
         .sources
         .iter()
-        .any(|s| s.conformance != crate::config::Conformance::Off);
+        .any(|s| s.conformance != crate::config::Conformance::Off || s.writes.is_some());
     if checked {
         let dir = config.profiles.dir.clone();
         let profiles = tokio::task::spawn_blocking(move || crate::profiles::Profiles::load(&dir))

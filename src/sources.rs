@@ -110,6 +110,56 @@ impl SourceError {
     }
 }
 
+/// A write sent to a source: a resource in the source's own ids.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceWrite<'a> {
+    /// Its type (`CarePlan`, `Goal`, `Flag`).
+    pub resource_type: &'a str,
+    /// For an update, its id in the source; `None` for a create.
+    pub id: Option<&'a str>,
+    /// The resource as the source is to hold it (its references in the source's own ids).
+    pub body: &'a Value,
+    /// The exact bytes sent (the audit record holds their SHA-256).
+    pub bytes: &'a [u8],
+    /// For an update, the version the caller read (`meta.versionId`, without `W/"…"`).
+    pub if_match: Option<&'a str>,
+    /// The person it is about (a store source files it under them).
+    pub person: uuid::Uuid,
+}
+
+/// What a source made of a write it accepted.
+#[derive(Debug, Clone)]
+pub struct SourceWritten {
+    /// The resource's id in the source.
+    pub id: String,
+    /// Its new version, when the source said.
+    pub version: Option<String>,
+}
+
+/// Why a source did not take a write. The text is for logs; callers are told in
+/// `server::error`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteFailure {
+    /// The source does not accept writes of this type (config `writes`; never an NDJSON
+    /// export).
+    #[error("the source does not accept writes of this type")]
+    NotAccepted,
+    /// The resource changed since the caller read it (or was never there): nothing written.
+    #[error("the resource is not at the version the caller read")]
+    Conflict,
+    /// The source refused the write (a 4xx other than 412).
+    #[error("the source refused the write with HTTP {status}")]
+    Refused {
+        /// The status it answered.
+        status: u16,
+        /// What its OperationOutcome said (at most 500 characters), for the caller only.
+        diagnostics: Option<String>,
+    },
+    /// The source could not be reached or failed.
+    #[error(transparent)]
+    Failed(#[from] SourceError),
+}
+
 /// One provider's system.
 #[async_trait]
 pub trait Source: Send + Sync + Debug {
@@ -153,6 +203,26 @@ pub trait Source: Send + Sync + Debug {
     /// The circuit breaker's state (sources without one are always closed).
     fn breaker_state(&self) -> BreakerState {
         BreakerState::Closed
+    }
+
+    /// True when the source accepts writes of `resource_type` (config `writes`).
+    fn accepts_writes(&self, resource_type: &str) -> bool {
+        let _ = resource_type;
+        false
+    }
+
+    /// The person's patient id in this source when it is known without asking it (a store
+    /// source knows people by their gateway id).
+    fn own_patient_id(&self, person: uuid::Uuid) -> Option<String> {
+        let _ = person;
+        None
+    }
+
+    /// Creates or updates one resource. An update carries the version the caller read and
+    /// is refused ([`WriteFailure::Conflict`]) when the resource is at another.
+    async fn write(&self, write: SourceWrite<'_>) -> Result<SourceWritten, WriteFailure> {
+        let _ = write;
+        Err(WriteFailure::NotAccepted)
     }
 }
 

@@ -733,7 +733,7 @@ async fn a_change_under_policies_is_picked_up_and_a_broken_one_keeps_the_last_go
     let token = staff(&w.app, "LA001", "social-worker");
     let path = format!("Patient/{dora}/$everything");
     let before = readyz(&w.app).await;
-    assert_eq!(before["policy"]["agreements"], 5, "{before}");
+    assert_eq!(before["policy"]["agreements"], 6, "{before}");
     assert!(before["policy"]["reload_error"].is_null());
 
     let file = w
@@ -779,7 +779,7 @@ async fn a_change_under_policies_is_picked_up_and_a_broken_one_keeps_the_last_go
         r["policy"]["reload_error"].is_null() && r["policy"]["hash"] != before["policy"]["hash"]
     })
     .await;
-    assert_eq!(changed["policy"]["in_force"], 4);
+    assert_eq!(changed["policy"]["in_force"], 5);
     let (_, body) = as_(&w.app, &token, &path, &[]).await;
     assert!(!disclosed(&body).contains("Encounter/social.e-s"), "{body}");
     assert!(

@@ -168,7 +168,7 @@ fn policy_check_reports_errors_with_file_line_and_field() {
     let ok = run(&shipped);
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{out}");
-    assert!(out.contains("5 agreement(s)"), "{out}");
+    assert!(out.contains("6 agreement(s)"), "{out}");
 
     let dir = tempfile::tempdir().expect("dir");
     let text = std::fs::read_to_string(shipped.join("dsa-northshire-direct-care.toml"))
@@ -329,7 +329,7 @@ async fn sighup_reloads_the_policy_set() {
     assert_eq!(same["policy"]["hash"], first["policy"]["hash"]);
     hangup();
     let reloaded = wait_for(|r, first| r["policy"]["hash"] != first["policy"]["hash"]).await;
-    assert_eq!(reloaded["policy"]["agreements"], 4);
+    assert_eq!(reloaded["policy"]["agreements"], 5);
 
     std::fs::write(policies.join("broken.toml"), "[agreement]\nid = \"x\"\n").expect("write");
     hangup();

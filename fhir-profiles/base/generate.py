@@ -33,7 +33,7 @@ import sys
 
 SERVED = [
     "AllergyIntolerance", "CarePlan", "Condition", "DocumentReference", "Encounter",
-    "EpisodeOfCare", "Flag", "Immunization", "MedicationRequest", "MedicationStatement",
+    "EpisodeOfCare", "Flag", "Goal", "Immunization", "MedicationRequest", "MedicationStatement",
     "Observation", "Patient", "RelatedPerson",
 ]
 PRIMITIVES = {

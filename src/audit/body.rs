@@ -91,7 +91,40 @@ pub struct Body {
     /// and the note's keyed hash (never the note). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reviewed: Option<Reviewed>,
+    /// For a write (`POST`/`PUT` of a CarePlan, Goal or Flag): what was written where, under
+    /// which rule. Absent otherwise, and from the canonical encoding, so older hashes hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<Written>,
 }
+
+/// A write as the audit chain keeps it. A write makes two records: its intent, committed
+/// before anything is sent to the source, and its outcome, committed before the answer. An
+/// intent with no outcome of the same request id is a write whose result is not known (the
+/// gateway stopped in between): the source must be checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    /// `intent` (recorded before forwarding) or `outcome` (recorded before the answer).
+    pub stage: String,
+    /// `C` (create) or `U` (update).
+    pub action: String,
+    /// The source written to (its id), when one was chosen.
+    pub source: Option<String>,
+    /// `Type/{gateway id}` of the resource (of a create, once the source named its id).
+    pub resource: Option<String>,
+    /// The resource's new version, when the source said.
+    pub version: Option<String>,
+    /// SHA-256 (hex) of the bytes sent to the source.
+    pub sha256: Option<String>,
+    /// The agreement that permitted the write.
+    pub agreement: Option<String>,
+    /// Its rule.
+    pub rule: Option<String>,
+}
+
+/// Stage of a write's first record: committed before the write is forwarded.
+pub const WRITE_INTENT: &str = "intent";
+/// Stage of a write's second record: committed before the answer.
+pub const WRITE_OUTCOME: &str = "outcome";
 
 /// A break-glass review as the audit chain keeps it. The review counts once the console's
 /// review table holds it too (see `crate::store::BreakGlassReview`); a record of one with no

@@ -112,8 +112,10 @@ pub enum Interaction {
     SearchType,
     /// An operation (`$everything`).
     Operation,
-    /// A create (`POST /fhir/Consent`).
+    /// A create (`POST /fhir/Consent`, `POST /fhir/{CarePlan,Goal,Flag}`).
     Create,
+    /// An update (`PUT /fhir/{CarePlan,Goal,Flag}/{id}`).
+    Update,
     /// Anything else (a method the route does not serve).
     Other,
 }
@@ -128,6 +130,7 @@ impl Interaction {
             "GET" | "HEAD" if route.starts_with("/fhir/") => Interaction::SearchType,
             "POST" if last.starts_with('$') => Interaction::Operation,
             "POST" if route.starts_with("/fhir/") => Interaction::Create,
+            "PUT" if last == "{id}" => Interaction::Update,
             _ => Interaction::Other,
         }
     }
@@ -139,6 +142,7 @@ impl Interaction {
             Interaction::SearchType => Some("search-type"),
             Interaction::Operation => Some("operation"),
             Interaction::Create => Some("create"),
+            Interaction::Update => Some("update"),
             Interaction::Other => None,
         }
     }
@@ -148,6 +152,7 @@ impl Interaction {
         match self {
             Interaction::Read | Interaction::SearchType => "R",
             Interaction::Create => "C",
+            Interaction::Update => "U",
             Interaction::Operation | Interaction::Other => "E",
         }
     }
@@ -157,7 +162,9 @@ impl Interaction {
 /// request was refused, 4xx), `8` serious failure (5xx).
 pub fn outcome_code(outcome: &str) -> &'static str {
     match outcome {
-        "success" => "0",
+        // A write's intent, recorded before it was forwarded: its outcome is in the next
+        // record of the same request id.
+        "success" | "pending" => "0",
         "refused" => "4",
         _ => "8",
     }
@@ -419,6 +426,34 @@ fn entities(body: &Body, full: bool) -> Vec<Value> {
                 {"type": "rule", "valueString": d.rule},
             ]),
         );
+        out.push(Value::Object(entity));
+    }
+    if let Some(w) = &body.write {
+        let mut entity = Map::new();
+        if let Some(reference) = &w.resource {
+            entity.insert("what".into(), json!({"reference": reference}));
+        }
+        entity.insert("type".into(), coding(ENTITY_TYPE, "2", "System Object"));
+        entity.insert("role".into(), coding(OBJECT_ROLE, "4", "Domain Resource"));
+        entity.insert("description".into(), format!("write {}", w.stage).into());
+        if full {
+            let mut detail = vec![
+                json!({"type": "stage", "valueString": w.stage}),
+                json!({"type": "action", "valueString": w.action}),
+            ];
+            for (name, value) in [
+                ("source", &w.source),
+                ("version", &w.version),
+                ("sha256", &w.sha256),
+                ("agreement", &w.agreement),
+                ("rule", &w.rule),
+            ] {
+                if let Some(v) = value {
+                    detail.push(json!({"type": name, "valueString": v}));
+                }
+            }
+            entity.insert("detail".into(), Value::Array(detail));
+        }
         out.push(Value::Object(entity));
     }
     out

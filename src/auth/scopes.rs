@@ -23,8 +23,10 @@ pub enum Interaction {
     Read,
     /// Search.
     Search,
-    /// Create (recording a Consent).
+    /// Create (recording a Consent; writing a CarePlan, Goal or Flag).
     Create,
+    /// Update (a CarePlan, Goal or Flag).
+    Update,
 }
 
 impl Interaction {
@@ -33,6 +35,7 @@ impl Interaction {
             Interaction::Read => 'r',
             Interaction::Search => 's',
             Interaction::Create => 'c',
+            Interaction::Update => 'u',
         }
     }
 }

@@ -54,9 +54,13 @@ pub struct SourceConfig {
     pub breaker_failures: Option<u32>,
     /// fhir: how long an open breaker skips the source, in seconds.
     pub breaker_cool_down_secs: Option<u64>,
-    /// store: the types it accepts writes of (of `CarePlan`, `Goal`, `Flag`); none when left
-    /// out.
+    /// store and fhir: the types it accepts writes of (of `CarePlan`, `Goal`, `Flag`); none
+    /// when left out. An NDJSON export never accepts writes.
     pub writes: Option<Vec<String>>,
+    /// store and fhir: where a new resource that belongs to no plan and to no source of the
+    /// author's organisation is written (at most one source says `true`; it must accept
+    /// writes).
+    pub write_default: Option<bool>,
     /// ndjson: directory holding `{ResourceType}.ndjson` files (relative to the config file).
     pub path: Option<PathBuf>,
     /// What happens to a resource that does not conform to its profile: `flag` (default),
@@ -106,7 +110,7 @@ pub struct OAuthConfig {
 /// Algorithms an OAuth client assertion may be signed with.
 pub const ASSERTION_ALGORITHMS: &[&str] = &["RS384", "ES384", "RS256", "ES256", "EdDSA"];
 
-/// The types a `kind = "store"` source holds (and may accept writes of).
+/// The types a `kind = "store"` source holds, and the types any source may accept writes of.
 pub const STORE_TYPES: &[&str] = &["CarePlan", "Goal", "Flag"];
 
 /// The kinds of source.
@@ -164,6 +168,8 @@ pub struct FhirSourceConfig {
     pub tls: Option<SourceTlsConfig>,
     /// Client-credentials settings.
     pub oauth: Option<OAuthConfig>,
+    /// The types it accepts writes of (`POST` and `PUT` forwarded to it).
+    pub writes: Vec<String>,
 }
 
 /// Settings of a `kind = "ndjson"` source.
@@ -199,13 +205,7 @@ impl SourceConfig {
                 "applies only to kind = \"ndjson\"",
             ));
         }
-        let writes = self.writes.clone().unwrap_or_default();
-        if let Some(t) = writes.iter().find(|t| !STORE_TYPES.contains(&t.as_str())) {
-            return Err(invalid(
-                field(index, "writes"),
-                format!("`{t}`: a store source holds only CarePlan, Goal and Flag"),
-            ));
-        }
+        let writes = self.writes(index)?;
         Ok(StoreSourceConfig { writes })
     }
 
@@ -247,20 +247,53 @@ impl SourceConfig {
         Ok(NdjsonSourceConfig { path })
     }
 
-    /// Writes through other kinds are not built yet (an NDJSON export never takes them).
+    /// An NDJSON export never takes writes.
     fn no_writes(&self, index: usize) -> Result<(), ConfigError> {
         if self.writes.is_some() {
             return Err(invalid(
                 field(index, "writes"),
-                "applies only to kind = \"store\"",
+                "an NDJSON export never accepts writes (only kind = \"store\" or \"fhir\")",
+            ));
+        }
+        if self.write_default.is_some() {
+            return Err(invalid(
+                field(index, "write_default"),
+                "an NDJSON export never accepts writes (only kind = \"store\" or \"fhir\")",
             ));
         }
         Ok(())
     }
 
+    /// The types a store or fhir source accepts writes of: only CarePlan, Goal and Flag,
+    /// each once.
+    fn writes(&self, index: usize) -> Result<Vec<String>, ConfigError> {
+        let writes = self.writes.clone().unwrap_or_default();
+        for (i, t) in writes.iter().enumerate() {
+            if !STORE_TYPES.contains(&t.as_str()) {
+                return Err(invalid(
+                    field(index, "writes"),
+                    format!("`{t}`: writes are accepted only of CarePlan, Goal and Flag"),
+                ));
+            }
+            if writes[..i].contains(t) {
+                return Err(invalid(
+                    field(index, "writes"),
+                    format!("`{t}` is named twice"),
+                ));
+            }
+        }
+        if self.write_default == Some(true) && writes.is_empty() {
+            return Err(invalid(
+                field(index, "write_default"),
+                "the default source for writes must accept some (`writes`)",
+            ));
+        }
+        Ok(writes)
+    }
+
     /// The settings of a `kind = "fhir"` source, checked, with defaults applied.
     fn fhir(&self, index: usize) -> Result<FhirSourceConfig, ConfigError> {
-        self.no_writes(index)?;
+        let writes = self.writes(index)?;
         if self.path.is_some() {
             return Err(invalid(
                 field(index, "path"),
@@ -306,6 +339,7 @@ impl SourceConfig {
             breaker_cool_down: Duration::from_secs(cool_down),
             tls: self.tls.clone(),
             oauth: self.oauth.clone(),
+            writes,
         })
     }
 
@@ -385,6 +419,16 @@ pub(super) fn validate(
     server: &super::ServerConfig,
 ) -> Result<(), ConfigError> {
     let mut ids = HashSet::new();
+    let defaults = sources
+        .iter()
+        .filter(|s| s.write_default == Some(true))
+        .count();
+    if defaults > 1 {
+        return Err(invalid(
+            "source.write_default",
+            format!("{defaults} sources say `write_default = true`; at most one may"),
+        ));
+    }
     for (i, src) in sources.iter().enumerate() {
         let field = |name: &str| format!("source[{i}].{name}");
         if src.id.len() > 16 || !is_slug(&src.id) {

@@ -123,7 +123,7 @@ fn the_repository_profiles_load() {
             "RelatedPerson"
         ]
     );
-    assert_eq!(profiles.resource_types().count(), 13);
+    assert_eq!(profiles.resource_types().count(), 14);
 }
 
 #[test]
@@ -162,7 +162,7 @@ fn structure() {
     assert_eq!(
         problems(&json!({"resourceType": "Practitioner", "id": "x"})),
         [
-            "Resource.resourceType: [structure] `Practitioner` is not a resource type Concord checks (AllergyIntolerance, CarePlan, Condition, DocumentReference, Encounter, EpisodeOfCare, Flag, Immunization, MedicationRequest, MedicationStatement, Observation, Patient, RelatedPerson)"
+            "Resource.resourceType: [structure] `Practitioner` is not a resource type Concord checks (AllergyIntolerance, CarePlan, Condition, DocumentReference, Encounter, EpisodeOfCare, Flag, Goal, Immunization, MedicationRequest, MedicationStatement, Observation, Patient, RelatedPerson)"
         ]
     );
     assert_eq!(

@@ -32,7 +32,22 @@ type ApiResult = Result<Reply, ApiError>;
 pub async fn metadata(State(state): State<AppState>) -> Response {
     fhir_response(
         StatusCode::OK,
-        &super::capability::statement(&state.base, state.door.federation().profiles()),
+        &super::capability::statement(
+            &state.base,
+            state.door.federation().profiles(),
+            &crate::disclose::WRITABLE
+                .iter()
+                .copied()
+                .filter(|t| {
+                    state
+                        .door
+                        .federation()
+                        .sources()
+                        .iter()
+                        .any(|s| s.accepts_writes(t))
+                })
+                .collect::<Vec<_>>(),
+        ),
         false,
     )
 }
@@ -114,7 +129,7 @@ fn searchset(
 }
 
 /// 403 unless the token's scopes allow `interaction` on `resource_type`.
-fn require(
+pub(super) fn require(
     principal: &Principal,
     resource_type: &str,
     interaction: Interaction,
@@ -126,6 +141,7 @@ fn require(
         Interaction::Read => "reading",
         Interaction::Search => "searching",
         Interaction::Create => "creating",
+        Interaction::Update => "updating",
     };
     Err(ApiError::insufficient_scope(&format!(
         "{verb} {resource_type}"
@@ -305,7 +321,16 @@ pub async fn read(
     let Some(resource) = answer.resources.last() else {
         return Ok(Reply::new(answer.facts(&[]), not_known().into_response()));
     };
-    let response = fhir_response(StatusCode::OK, resource.value(), pretty);
+    let mut response = fhir_response(StatusCode::OK, resource.value(), pretty);
+    // The version to send back in `If-Match` when updating it.
+    if let Some(tag) = resource
+        .value()
+        .pointer("/meta/versionId")
+        .and_then(Value::as_str)
+        .and_then(|v| axum::http::HeaderValue::from_str(&format!("W/\"{v}\"")).ok())
+    {
+        response.headers_mut().insert(axum::http::header::ETAG, tag);
+    }
     let sent = [format!("{}/{}", resource.resource_type(), resource.id())];
     Ok(Reply::new(answer.facts(&sent), response))
 }

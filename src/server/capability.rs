@@ -7,7 +7,12 @@ use crate::fhir::search::{LAST_UPDATED, TYPES};
 
 /// The gateway's CapabilityStatement. With `profiles` (loaded when a source is checked),
 /// each type lists the profiles its resources are checked against (`supportedProfile`).
-pub fn statement(base: &str, profiles: Option<&crate::profiles::Profiles>) -> Value {
+/// The `writable` types (those some source accepts writes of) list `create` and `update`.
+pub fn statement(
+    base: &str,
+    profiles: Option<&crate::profiles::Profiles>,
+    writable: &[&str],
+) -> Value {
     let mut resources = vec![json!({
         "type": "Patient",
         "interaction": [{"code": "read"}, {"code": "search-type"}],
@@ -27,11 +32,23 @@ pub fn statement(base: &str, profiles: Option<&crate::profiles::Profiles>) -> Va
         for p in def.params.iter().chain(std::iter::once(&LAST_UPDATED)) {
             params.push(json!({"name": p.name, "type": p.kind.code()}));
         }
-        resources.push(json!({
+        let mut resource = json!({
             "type": def.name,
             "interaction": [{"code": "read"}, {"code": "search-type"}],
             "searchParam": params,
-        }));
+        });
+        if writable.contains(&def.name) {
+            resource["interaction"] = json!([
+                {"code": "read"}, {"code": "search-type"}, {"code": "create"}, {"code": "update"}
+            ]);
+            resource["versioning"] = json!("versioned-update");
+            resource["readHistory"] = json!(false);
+            resource["updateCreate"] = json!(false);
+            resource["documentation"] = json!(
+                "Writes go to the source that holds the resource (an update) or the plan it belongs to (a create: a CarePlan's basedOn/partOf, a Goal's or Flag's extension https://fhir.concord.health/StructureDefinition/care-plan), else the author's organisation's source, else the configured default. An update needs If-Match with the ETag read. Checked against the profile before it leaves."
+            );
+        }
+        resources.push(resource);
     }
     resources.push(json!({
         "type": "Consent",

@@ -62,7 +62,7 @@ pub(super) async fn create(
 }
 
 /// A body that is not strict FHIR JSON: 400 naming the element.
-fn json_refused(e: json::JsonError) -> ApiError {
+pub(super) fn json_refused(e: json::JsonError) -> ApiError {
     let element = match &e {
         json::JsonError::Duplicate(element) | json::JsonError::Modifier(element) => {
             Some(element.clone())

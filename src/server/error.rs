@@ -131,6 +131,56 @@ impl From<AskError> for ApiError {
     }
 }
 
+impl From<crate::disclose::WriteError> for ApiError {
+    fn from(e: crate::disclose::WriteError) -> Self {
+        use crate::disclose::WriteError as W;
+        match e {
+            W::Invalid(message) => Self::new(StatusCode::BAD_REQUEST, "invalid", message),
+            W::PreconditionRequired => {
+                Self::new(StatusCode::PRECONDITION_REQUIRED, "required", e.to_string())
+            }
+            W::Conflict => Self::new(StatusCode::PRECONDITION_FAILED, "conflict", e.to_string()),
+            W::Unprocessable { summary, problems } => {
+                let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "processing", summary);
+                error.issues.extend(
+                    problems
+                        .into_iter()
+                        .map(|p| Issue::new(Severity::Error, "invalid", p)),
+                );
+                error
+            }
+            W::NotAllowed(message) => {
+                Self::new(StatusCode::METHOD_NOT_ALLOWED, "not-supported", message)
+            }
+            W::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            W::NotKnown(_) => Self::not_found(e.to_string()),
+            W::Refused {
+                ref source_id,
+                ref diagnostics,
+                status,
+                ..
+            } => {
+                // Logged without what the source said (it may quote the resource).
+                tracing::info!(source.id = %source_id, upstream.status = status, "write refused by source");
+                let diagnostics = diagnostics.clone();
+                let mut error = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "business-rule",
+                    e.to_string(),
+                );
+                if let Some(said) = diagnostics {
+                    error
+                        .issues
+                        .push(Issue::new(Severity::Error, "business-rule", said));
+                }
+                error
+            }
+            W::NoProfiles => Self::internal(&e),
+            W::Federation(f) => f.into(),
+        }
+    }
+}
+
 /// A FHIR JSON response.
 pub fn fhir_response(status: StatusCode, body: &Value, pretty: bool) -> Response {
     let bytes = if pretty {

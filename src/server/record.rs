@@ -44,6 +44,7 @@ impl IntoResponse for Reply {
 }
 
 /// What the record takes from the request before the handler sees it.
+#[derive(Clone)]
 struct Incoming {
     method: String,
     route: String,
@@ -157,6 +158,40 @@ impl Incoming {
             rate_limited: None,
             issuer: principal.and_then(|p| p.issuer.clone()),
             reviewed: None,
+            write: facts.write,
+        }
+    }
+}
+
+/// The status and outcome word of a write's intent record (committed before the write is
+/// forwarded; the request's own record, with the outcome, follows before the answer).
+pub(crate) const INTENT_STATUS: u16 = 102;
+
+/// Lets a handler commit a record before its answer: a write's intent, durably, before the
+/// write leaves the gateway. Put in every `/fhir` request's extensions by [`record`].
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    state: AppState,
+    incoming: std::sync::Arc<Incoming>,
+}
+
+impl Recorder {
+    /// Commits the intent of a write by `principal` (`facts` from the door). When it cannot
+    /// be written, the write is not made: 503.
+    pub(crate) async fn intent(&self, principal: &Principal, facts: Facts) -> Result<(), ApiError> {
+        let mut body = Incoming::clone(&self.incoming).body(Some(principal), facts, INTENT_STATUS);
+        body.outcome = "pending".to_owned();
+        match self.state.audit.append(&body).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.state.audit_ok.store(false, Ordering::Relaxed);
+                tracing::error!(error = %e, "a write's intent could not be recorded; nothing written");
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "transient",
+                    "the audit log cannot be written, and nothing is written without a record; try again shortly",
+                ))
+            }
         }
     }
 }
@@ -183,6 +218,11 @@ pub(crate) async fn record(
 ) -> Response {
     let incoming = Incoming::read(&state, &request);
     let body_deadline = request.extensions().get::<tls::BodyExpired>().cloned();
+    let mut request = request;
+    request.extensions_mut().insert(Recorder {
+        state: state.clone(),
+        incoming: std::sync::Arc::new(incoming.clone()),
+    });
     let mut response = next.run(request).await;
     if body_deadline.is_some_and(|d| d.expired()) {
         // The body stopped arriving: the caller is answered 408 whatever the handler made

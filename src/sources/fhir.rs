@@ -16,7 +16,9 @@ use tokio::time::Instant;
 
 use super::breaker::{Breaker, BreakerState};
 use super::oauth::TokenClient;
-use super::{Fetched, SetupError, Source, SourceError, SourceInfo};
+use super::{
+    Fetched, SetupError, Source, SourceError, SourceInfo, SourceWrite, SourceWritten, WriteFailure,
+};
 use crate::config::FhirSourceConfig;
 use crate::fhir::reference::is_valid_id;
 use crate::fhir::{FHIR_JSON, NHS_NUMBER_SYSTEM, NhsNumber};
@@ -212,6 +214,15 @@ impl FhirSource {
     /// Sends a GET, with the source's access token when it has `[source.oauth]`. A 401 drops
     /// the token and tries once more with a new one (the server may have revoked it early).
     async fn send(&self, url: Url) -> Result<reqwest::Response, SourceError> {
+        self.send_with(|client| client.get(url.clone())).await
+    }
+
+    /// Sends the request `make` builds, with the source's access token when it has
+    /// `[source.oauth]`; a 401 drops the token and sends it once more with a new one.
+    async fn send_with(
+        &self,
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, SourceError> {
         let connect = |e: reqwest::Error| {
             if e.is_timeout() {
                 SourceError::Timeout
@@ -220,12 +231,10 @@ impl FhirSource {
             }
         };
         let Some(oauth) = &self.oauth else {
-            return self.client.get(url).send().await.map_err(connect);
+            return make(&self.client).send().await.map_err(connect);
         };
         let token = oauth.token(&self.client).await?;
-        let response = self
-            .client
-            .get(url.clone())
+        let response = make(&self.client)
             .bearer_auth(&token)
             .send()
             .await
@@ -235,12 +244,109 @@ impl FhirSource {
         }
         oauth.invalidate(&token).await;
         let token = oauth.token(&self.client).await?;
-        self.client
-            .get(url)
+        make(&self.client)
             .bearer_auth(&token)
             .send()
             .await
             .map_err(connect)
+    }
+
+    /// `POST {base}/{type}` or `PUT {base}/{type}/{id}` with `If-Match: W/"{version}"`; the
+    /// new id and version from the answer's `Location`, `ETag` or body.
+    async fn send_write(&self, write: SourceWrite<'_>) -> Result<SourceWritten, WriteFailure> {
+        let (url, method) = match write.id {
+            Some(id) => (
+                self.url(&[write.resource_type, id], &[])?,
+                reqwest::Method::PUT,
+            ),
+            None => (
+                self.url(&[write.resource_type], &[])?,
+                reqwest::Method::POST,
+            ),
+        };
+        let if_match = write.if_match.map(|v| format!("W/\"{v}\""));
+        let bytes = bytes::Bytes::copy_from_slice(write.bytes);
+        let mut response = self
+            .send_with(|client| {
+                let mut request = client
+                    .request(method.clone(), url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
+                    .header("Prefer", "return=representation")
+                    .body(bytes.clone());
+                if let Some(tag) = &if_match {
+                    request = request.header(reqwest::header::IF_MATCH, tag);
+                }
+                request
+            })
+            .await?;
+        let status = response.status();
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let location = header(reqwest::header::LOCATION);
+        let etag = header(reqwest::header::ETAG);
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| SourceError::Connect(e.without_url().to_string()))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(SourceError::InvalidResponse("body too large".into()).into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let json: Option<Value> = serde_json::from_slice(&body).ok();
+        match status {
+            StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => {
+                return Err(WriteFailure::Conflict);
+            }
+            s if s.is_client_error() => {
+                return Err(WriteFailure::Refused {
+                    status: s.as_u16(),
+                    diagnostics: json.as_ref().and_then(outcome_text),
+                });
+            }
+            s if !s.is_success() => return Err(SourceError::Status(s.as_u16()).into()),
+            _ => {}
+        }
+        let from_location = location.as_deref().and_then(|l| {
+            let path = l.split_once(&format!("{}/", write.resource_type))?.1;
+            let mut parts = path.split('/');
+            let id = parts.next()?.to_owned();
+            let version = match (parts.next(), parts.next()) {
+                (Some("_history"), Some(v)) => Some(v.to_owned()),
+                _ => None,
+            };
+            Some((id, version))
+        });
+        let body_id = json
+            .as_ref()
+            .and_then(|v| v.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let id = body_id
+            .or_else(|| from_location.as_ref().map(|(id, _)| id.clone()))
+            .or_else(|| write.id.map(str::to_owned))
+            .filter(|id| is_valid_id(id))
+            .ok_or_else(|| {
+                SourceError::InvalidResponse("the write's answer names no valid id".into())
+            })?;
+        let version = etag
+            .as_deref()
+            .map(|t| t.trim_start_matches("W/").trim_matches('"').to_owned())
+            .or_else(|| {
+                json.as_ref()
+                    .and_then(|v| v.pointer("/meta/versionId"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .or_else(|| from_location.and_then(|(_, v)| v));
+        Ok(SourceWritten { id, version })
     }
 
     async fn get(&self, url: Url) -> Result<Got, SourceError> {
@@ -425,6 +531,71 @@ impl Source for FhirSource {
     fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
     }
+
+    fn accepts_writes(&self, resource_type: &str) -> bool {
+        self.config.writes.iter().any(|t| t == resource_type)
+    }
+
+    /// Forwarded once (never retried: a write is not idempotent), under the source's
+    /// deadline, concurrency limit and breaker.
+    async fn write(&self, write: SourceWrite<'_>) -> Result<SourceWritten, WriteFailure> {
+        if !self.accepts_writes(write.resource_type) {
+            return Err(WriteFailure::NotAccepted);
+        }
+        let started = Instant::now();
+        let result = if self.breaker.allow() {
+            let _permit =
+                match tokio::time::timeout(self.config.timeout, self.permits.acquire()).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) | Err(_) => return Err(SourceError::Saturated.into()),
+                };
+            let result =
+                match tokio::time::timeout(self.config.timeout, self.send_write(write)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(SourceError::Timeout.into()),
+                };
+            match &result {
+                Err(WriteFailure::Failed(e)) if e.is_upstream_failure() => self.breaker.failure(),
+                _ => self.breaker.success(),
+            }
+            result
+        } else {
+            Err(SourceError::Unavailable.into())
+        };
+        self.publish_breaker();
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(WriteFailure::Failed(e)) => e.kind(),
+            Err(WriteFailure::Conflict) => "conflict",
+            Err(WriteFailure::Refused { .. }) => "refused",
+            Err(WriteFailure::NotAccepted) => "not_accepted",
+        };
+        self.metrics
+            .source_call(&self.info.id, "write", label, started.elapsed());
+        if let Err(e) = &result {
+            tracing::warn!(source.id = %self.info.id, operation = "write", error = %e, "source write not taken");
+        }
+        result
+    }
+}
+
+/// The diagnostics of an OperationOutcome's issues, joined, at most 500 characters.
+fn outcome_text(outcome: &Value) -> Option<String> {
+    if outcome.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") {
+        return None;
+    }
+    let text: Vec<&str> = outcome
+        .get("issue")?
+        .as_array()?
+        .iter()
+        .filter_map(|i| {
+            i.get("diagnostics")
+                .or_else(|| i.pointer("/details/text"))
+                .and_then(Value::as_str)
+        })
+        .collect();
+    let joined = text.join("; ");
+    (!joined.is_empty()).then(|| joined.chars().take(500).collect())
 }
 
 impl FhirSource {

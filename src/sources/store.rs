@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Fetched, Source, SourceError, SourceInfo};
+use super::{Fetched, Source, SourceError, SourceInfo, SourceWrite, SourceWritten, WriteFailure};
 use crate::fhir::NhsNumber;
 use crate::store::Store;
 
@@ -173,5 +173,85 @@ impl Source for StoreSource {
 
     fn may_hold(&self, resource_type: &str) -> bool {
         HELD_TYPES.contains(&resource_type)
+    }
+
+    fn accepts_writes(&self, resource_type: &str) -> bool {
+        StoreSource::accepts_writes(self, resource_type)
+    }
+
+    fn own_patient_id(&self, person: Uuid) -> Option<String> {
+        Some(person.to_string())
+    }
+
+    /// A create is version 1 under a new id; an update is the next version, only when the
+    /// resource is at the version the caller read and about the same person. The version
+    /// check and the write are one transaction ([`Store::held_write`]).
+    async fn write(&self, write: SourceWrite<'_>) -> Result<SourceWritten, WriteFailure> {
+        if !self.accepts_writes(write.resource_type) {
+            return Err(WriteFailure::NotAccepted);
+        }
+        let (id, version) = match write.id {
+            None => (Uuid::new_v4().to_string(), 1),
+            Some(id) => {
+                let current = self
+                    .store
+                    .held_read(&self.info.id, write.resource_type, id)
+                    .await
+                    .map_err(failed)?;
+                let Some((current, person)) = current else {
+                    return Err(WriteFailure::Conflict);
+                };
+                if person != write.person {
+                    return Err(WriteFailure::Refused {
+                        status: 409,
+                        diagnostics: Some("the resource is about another person".into()),
+                    });
+                }
+                if write.if_match != Some(current.version.to_string().as_str()) {
+                    return Err(WriteFailure::Conflict);
+                }
+                (id.to_owned(), current.version + 1)
+            }
+        };
+        let now = jiff::Timestamp::now();
+        let mut body = write.body.clone();
+        let Some(obj) = body.as_object_mut() else {
+            return Err(WriteFailure::Refused {
+                status: 400,
+                diagnostics: Some("the body is not a JSON object".into()),
+            });
+        };
+        obj.insert("id".into(), Value::String(id.clone()));
+        let meta = obj.entry("meta").or_insert_with(|| json!({}));
+        if !meta.is_object() {
+            *meta = json!({});
+        }
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("versionId".into(), Value::String(version.to_string()));
+            meta.insert(
+                "lastUpdated".into(),
+                Value::String(now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            );
+        }
+        let text = serde_json::to_string(&body)
+            .map_err(|e| SourceError::InvalidResponse(format!("cannot encode: {e}")))?;
+        let written = self
+            .store
+            .held_write(
+                (&self.info.id, write.resource_type, &id),
+                write.person,
+                version,
+                &text,
+                now.as_second(),
+            )
+            .await
+            .map_err(failed)?;
+        match written {
+            crate::store::HeldWrite::Written(v) => Ok(SourceWritten {
+                id,
+                version: Some(v.to_string()),
+            }),
+            crate::store::HeldWrite::Conflict { .. } => Err(WriteFailure::Conflict),
+        }
     }
 }

@@ -104,8 +104,16 @@ impl Store {
     ) -> Result<HeldWrite, StoreError> {
         let (source_id, resource_type, id) = key;
         let person = person.to_string();
+        let sqlite = matches!(self, Store::Sqlite(_));
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            // SQLite: take the write lock at the start, so that the version read and the write
+            // are one step (a deferred transaction that reads then writes fails at once with
+            // "database is locked" when another connection writes meanwhile).
+            let mut tx = if sqlite {
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            } else {
+                pool.begin().await?
+            };
             let current: Option<i64> = sqlx::query_scalar("SELECT version FROM held_resources WHERE source_id = $1 AND resource_type = $2 AND id = $3")
                 .bind(source_id).bind(resource_type).bind(id).fetch_optional(&mut *tx).await?;
             if current != (version > 1).then_some(version - 1) {

@@ -12,8 +12,13 @@
 //!   `patient.reference`); every other parameter is ignored;
 //! * `GET /fhir/Patient/{id}/$everything` returns the Patient and everything
 //!   that references it;
-//! * anything else answers 404 (unknown type or path) or 405 (not `GET`/`HEAD`)
-//!   with an `OperationOutcome`.
+//! * `POST /fhir/{Type}` creates a resource (a new id, `meta.versionId` 1) and
+//!   `PUT /fhir/{Type}/{id}` updates one, versioned: an `If-Match` that is not
+//!   the current version (`W/"n"`) is 412 and nothing is written; every write
+//!   received is kept ([`Upstream::writes`]), and [`Upstream::refuse_writes`]
+//!   makes it refuse them with a status and an OperationOutcome;
+//! * anything else answers 404 (unknown type or path) or 405 with an
+//!   `OperationOutcome`.
 //!
 //! Searchsets are paged: [`Upstream::set_page_size`] (default 1000) or a smaller
 //! `_count` sets the page size, and the `next` link is an absolute URL on this
@@ -120,8 +125,27 @@ struct Shared {
     unsupported: Mutex<Vec<String>>,
     requests: Mutex<Vec<String>>,
     last_accept: Mutex<Option<String>>,
+    /// Every write received (method, path, If-Match, body), in order.
+    writes: Mutex<Vec<Received>>,
+    /// When set, every write is refused with this status.
+    refuse_writes: Mutex<Option<u16>>,
     shutdown: watch::Receiver<bool>,
     oauth: Option<OAuthState>,
+}
+
+/// A write the fake upstream received.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    /// `POST` or `PUT`.
+    pub(crate) method: String,
+    /// The path, e.g. `/fhir/Goal`.
+    pub(crate) path: String,
+    /// The `If-Match` header, when sent.
+    pub(crate) if_match: Option<String>,
+    /// The body, as sent.
+    pub(crate) body: Value,
+    /// The status it answered.
+    pub(crate) status: u16,
 }
 
 /// What [`Upstream::start_secure`] demands of callers.
@@ -205,6 +229,8 @@ impl Upstream {
             unsupported: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
             last_accept: Mutex::new(None),
+            writes: Mutex::new(Vec::new()),
+            refuse_writes: Mutex::new(None),
             shutdown: shutdown_rx.clone(),
             oauth,
         });
@@ -273,6 +299,30 @@ impl Upstream {
             Some(i) => resources[i] = resource,
             None => resources.push(resource),
         }
+    }
+
+    /// Every write received, in order (refused ones too).
+    pub(crate) fn writes(&self) -> Vec<Received> {
+        lock(&self.shared.writes).clone()
+    }
+
+    /// Refuses every write from now on with `status` (`None`: takes them again).
+    pub(crate) fn refuse_writes(&self, status: Option<u16>) {
+        *lock(&self.shared.refuse_writes) = status;
+    }
+
+    /// The resource of this type and id as the server holds it now.
+    pub(crate) fn resource(&self, resource_type: &str, id: &str) -> Option<Value> {
+        self.shared
+            .resources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|r| {
+                resource_type_of(r) == Some(resource_type)
+                    && r.get("id").and_then(Value::as_str) == Some(id)
+            })
+            .cloned()
     }
 
     /// How many requests have been received (all paths, all modes).
@@ -357,6 +407,7 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Response {
     lock(&shared.requests).push(path_and_query(&uri).to_owned());
     *lock(&shared.last_accept) = headers
@@ -412,6 +463,19 @@ async fn handle(
         Mode::Normal | Mode::IgnoreSearchParams => {
             if method == Method::GET || method == Method::HEAD {
                 route(&shared, &uri, mode == Mode::IgnoreSearchParams)
+            } else if method == Method::POST || method == Method::PUT {
+                let response = write(&shared, &method, &uri, &headers, &body);
+                lock(&shared.writes).push(Received {
+                    method: method.to_string(),
+                    path: uri.path().to_owned(),
+                    if_match: headers
+                        .get(http::header::IF_MATCH)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                    status: response.status().as_u16(),
+                });
+                response
             } else {
                 outcome(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -737,6 +801,110 @@ fn references_patient(resource: &Value, reference: &str) -> bool {
 }
 
 /// The path and query of a request URI, e.g. `/fhir/Patient?_id=p1`.
+/// `POST /fhir/{Type}` and `PUT /fhir/{Type}/{id}`, versioned, honouring `If-Match`.
+fn write(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    if let Some(status) = *lock(&shared.refuse_writes) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+        return outcome(
+            status,
+            "the fake upstream refuses this write: its business rules say no",
+        );
+    }
+    let Some(rest) = uri.path().strip_prefix("/fhir/") else {
+        return not_found("no FHIR endpoint here");
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let Ok(mut resource) = serde_json::from_slice::<Value>(body) else {
+        return outcome(StatusCode::BAD_REQUEST, "the body is not JSON");
+    };
+    let mut resources = shared
+        .resources
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    let (rtype, id, version) = match (method.as_str(), segments.as_slice()) {
+        ("POST", [rtype]) => {
+            let n = resources.len() + 1;
+            ((*rtype).to_owned(), format!("w{n}"), 1)
+        }
+        ("PUT", [rtype, id]) => {
+            let current = resources.iter().find(|r| {
+                resource_type_of(r) == Some(*rtype)
+                    && r.get("id").and_then(Value::as_str) == Some(*id)
+            });
+            let Some(current) = current else {
+                return not_found("no such resource to update");
+            };
+            let version: u64 = current
+                .pointer("/meta/versionId")
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let expected = format!("W/\"{version}\"");
+            match headers
+                .get(http::header::IF_MATCH)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(tag) if tag == expected => {}
+                Some(_) => return outcome(StatusCode::PRECONDITION_FAILED, "version conflict"),
+                None => {}
+            }
+            if resource.get("id").and_then(Value::as_str) != Some(*id) {
+                return outcome(StatusCode::BAD_REQUEST, "the body's id is not the URL's");
+            }
+            ((*rtype).to_owned(), (*id).to_owned(), version + 1)
+        }
+        _ => {
+            return outcome(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "not a write the fake upstream takes",
+            );
+        }
+    };
+    if resource_type_of(&resource) != Some(rtype.as_str()) {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "the body's resourceType is not the URL's",
+        );
+    }
+    resource["id"] = Value::String(id.clone());
+    resource["meta"] =
+        json!({"versionId": version.to_string(), "lastUpdated": "2026-12-01T10:00:00Z"});
+    let same = |r: &Value| {
+        resource_type_of(r) == Some(rtype.as_str())
+            && r.get("id").and_then(Value::as_str) == Some(id.as_str())
+    };
+    match resources.iter().position(same) {
+        Some(i) => resources[i] = resource.clone(),
+        None => resources.push(resource.clone()),
+    }
+    let status = if method == Method::POST {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = fhir_response(status, resource.to_string());
+    if let Ok(v) = HeaderValue::from_str(&format!("W/\"{version}\"")) {
+        response.headers_mut().insert(http::header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{}/{rtype}/{id}/_history/{version}",
+        shared.base_url
+    )) {
+        response.headers_mut().insert(http::header::LOCATION, v);
+    }
+    response
+}
+
+fn resource_type_of(resource: &Value) -> Option<&str> {
+    resource.get("resourceType").and_then(Value::as_str)
+}
+
 fn path_and_query(uri: &Uri) -> &str {
     uri.path_and_query()
         .map_or_else(|| uri.path(), PathAndQuery::as_str)
@@ -1399,7 +1567,7 @@ mod tests {
             .expect("send");
         assert_eq!(upstream.last_accept_header().as_deref(), Some("*/*"));
         let response = client
-            .post(format!("{base}/Patient"))
+            .delete(format!("{base}/Patient"))
             .header("accept", "application/json")
             .send()
             .await
