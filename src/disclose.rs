@@ -297,6 +297,7 @@ impl Door {
             person,
             mut reports,
             read,
+            fallback,
         } = self.find(&reach, &ask, &plan, deadline).await?;
         let Some(person) = person.filter(|p| principal.may_see_person(&p.nhs)) else {
             if let Ask::Person { .. } = ask {
@@ -323,6 +324,9 @@ impl Door {
         let (disclosed, mut notices) =
             reach.disclose(&self.federation, &person, &consent, resources);
         notices.withheld |= narrowed;
+        // Said only in an answer about a person the caller may see: in one that discloses
+        // nothing it would tell whether the index knows the NHS number anywhere.
+        notices.locator_fallback = fallback;
         answer.sources = reach.source_outcomes(&asking, Some(&person), &reports);
         let (patients, mut others): (Vec<_>, Vec<_>) = if ask.merges_patient() {
             disclosed
@@ -380,6 +384,7 @@ impl Door {
                     person: resolution.person,
                     reports: resolution.reports,
                     read: None,
+                    fallback: resolution.fallback,
                 })
             }
             Ask::Patient { id } | Ask::Everything { id, .. } | Ask::Search { id, .. } => {
@@ -399,6 +404,7 @@ impl Door {
                         person: Some(person),
                         reports: Vec::new(),
                         read: Some(resource),
+                        fallback: None,
                     },
                     None => Found::nobody(),
                 })
@@ -426,6 +432,7 @@ impl Door {
                 person: read.map(|(_, person)| person),
                 reports: Vec::new(),
                 read: None,
+                fallback: None,
             });
         };
         Ok(
@@ -434,6 +441,7 @@ impl Door {
                     person: r.person,
                     reports: r.reports,
                     read: None,
+                    fallback: r.fallback,
                 },
                 None => Found::nobody(),
             },
@@ -559,6 +567,8 @@ struct Found {
     reports: Vec<SourceReport>,
     /// The resource read, for [`Ask::Read`].
     read: Option<Value>,
+    /// The record locator's fallback, when it knew no source holding the person.
+    fallback: Option<crate::config::LocatorFallback>,
 }
 
 impl Found {
@@ -567,6 +577,7 @@ impl Found {
             person: None,
             reports: Vec::new(),
             read: None,
+            fallback: None,
         }
     }
 }

@@ -14,10 +14,12 @@
 //! | make it the gateway's | [`normalise`] | checks a resource is about the person, rewrites ids and references, stamps provenance |
 //! | merge demographics | [`merge`] | one Patient from every source's own |
 //! | remember | [`cache`] | people's links, and normalised resources of static sources |
+//! | know whom to ask | [`locator`] | the record locator: which sources hold which NHS numbers, and its background sync |
 
 mod admit;
 pub mod cache;
 mod collect;
+pub mod locator;
 pub mod merge;
 pub mod normalise;
 mod read;
@@ -97,6 +99,8 @@ pub struct Resolution {
     pub person: Option<Person>,
     /// Sources that could not be asked.
     pub reports: Vec<SourceReport>,
+    /// The record locator's fallback, when it knew no source holding the person.
+    pub fallback: Option<crate::config::LocatorFallback>,
 }
 
 /// Resources gathered from the sources for one person.
@@ -154,6 +158,8 @@ pub struct Federation {
     normalised: cache::NormalisedCache,
     /// The profiles resources are checked against, when any source is checked.
     profiles: Option<Arc<crate::profiles::Profiles>>,
+    /// The record locator, when `[locator]` enables it.
+    locator: Option<Arc<locator::Locator>>,
 }
 
 /// The `meta.tag` on a resource that does not conform to its profile.
@@ -177,7 +183,20 @@ impl Federation {
             caches_trusted: AtomicBool::new(true),
             normalised: cache::NormalisedCache::default(),
             profiles: None,
+            locator: None,
         }
+    }
+
+    /// Asks only the sources the record locator says hold the person (and those it cannot
+    /// rule out).
+    pub fn with_locator(mut self, locator: Arc<locator::Locator>) -> Self {
+        self.locator = Some(locator);
+        self
+    }
+
+    /// The record locator, when enabled.
+    pub fn locator(&self) -> Option<&Arc<locator::Locator>> {
+        self.locator.as_ref()
     }
 
     /// Checks every source's resources against `profiles` (per source: `conformance`).

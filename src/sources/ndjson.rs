@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Fetched, SetupError, Source, SourceError, SourceInfo};
+use super::{Fetched, NhsPage, SetupError, Source, SourceError, SourceInfo};
 use crate::fhir::NhsNumber;
 use crate::fhir::reference::{is_resource_type_name, is_valid_id};
 
@@ -159,6 +159,37 @@ impl Source for NdjsonSource {
 
     fn may_hold(&self, resource_type: &str) -> bool {
         self.types.contains(resource_type)
+    }
+
+    fn lists_nhs_numbers(&self) -> bool {
+        true
+    }
+
+    /// The export's own NHS numbers, in order; the cursor is the last number of the page
+    /// before.
+    async fn nhs_numbers(
+        &self,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<NhsPage, SourceError> {
+        let mut numbers: Vec<&String> = self
+            .by_nhs
+            .keys()
+            .filter(|n| cursor.is_none_or(|c| n.as_str() > c))
+            .filter(|n| NhsNumber::parse(n).is_ok())
+            .collect();
+        numbers.sort_unstable();
+        let more = numbers.len() > count;
+        numbers.truncate(count.max(1));
+        let next = if more {
+            numbers.last().map(|n| (*n).clone())
+        } else {
+            None
+        };
+        Ok(NhsPage {
+            numbers: numbers.into_iter().cloned().collect(),
+            next,
+        })
     }
 
     async fn find_patients(&self, nhs: &NhsNumber) -> Result<Fetched, SourceError> {
