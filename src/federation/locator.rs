@@ -191,7 +191,16 @@ impl Locator {
                 .set(i64::from(row.failed_at.is_some()));
             seen.insert(row.source_id.clone(), row);
         }
-        *self.seen.write().unwrap_or_else(PoisonError::into_inner) = seen;
+        let mut current = self.seen.write().unwrap_or_else(PoisonError::into_inner);
+        for (id, row) in &mut seen {
+            // A round of this instance that ended while the rows were read is not undone.
+            if let Some(mine) = current.get(id).and_then(|r| r.synced_at)
+                && row.synced_at.is_none_or(|theirs| theirs < mine)
+            {
+                row.synced_at = Some(mine);
+            }
+        }
+        *current = seen;
         Ok(())
     }
 

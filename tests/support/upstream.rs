@@ -460,6 +460,12 @@ impl Base {
         *lock(&self.0.mode) = mode;
     }
 
+    /// Adds `d` before every answer of this base.
+    #[allow(dead_code, reason = "used by benches/locator.rs")]
+    pub(crate) fn set_latency(&self, d: Duration) {
+        *lock(&self.0.latency) = d;
+    }
+
     /// Sets this base's searchset page size (0 is treated as 1).
     pub(crate) fn set_page_size(&self, n: usize) {
         self.0.page_size.store(n.max(1), Ordering::Relaxed);
