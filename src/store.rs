@@ -198,4 +198,7 @@ mod console_tests;
 mod fleet_tests;
 
 #[cfg(test)]
+mod locator_tests;
+
+#[cfg(test)]
 mod review_tests;

@@ -281,6 +281,34 @@ mod tests {
         }
     }
 
+    /// The record locator lists an export's valid NHS numbers in order, a page at a time.
+    #[tokio::test]
+    async fn lists_its_nhs_numbers_in_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let line = |id: &str, nhs: &str| {
+            format!(
+                r#"{{"resourceType":"Patient","id":"{id}","identifier":[{{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"{nhs}"}}]}}"#
+            )
+        };
+        let lines = [
+            line("p1", "9990000026"),
+            line("p2", "9990000018"),
+            line("p3", "9434765919"),
+            // Not a valid NHS number (check digit): never listed.
+            line("p4", "9434765918"),
+            line("p5", "9990000018"),
+        ];
+        std::fs::write(dir.path().join("Patient.ndjson"), lines.join("\n")).expect("write");
+        let source = NdjsonSource::load(info(), dir.path()).expect("loads");
+        assert!(source.lists_nhs_numbers());
+        let first = source.nhs_numbers(None, 2).await.expect("page");
+        assert_eq!(first.numbers, ["9434765919", "9990000018"]);
+        let next = first.next.expect("more");
+        let second = source.nhs_numbers(Some(&next), 2).await.expect("page");
+        assert_eq!(second.numbers, ["9990000026"]);
+        assert!(second.next.is_none());
+    }
+
     #[tokio::test]
     async fn indexes_by_person_and_skips_bad_lines() {
         let dir = tempfile::tempdir().expect("tempdir");
