@@ -568,7 +568,7 @@ struct Found {
     /// The resource read, for [`Ask::Read`].
     read: Option<Value>,
     /// The record locator's fallback, when it knew no source holding the person.
-    fallback: Option<crate::config::LocatorFallback>,
+    fallback: Option<crate::federation::LocatorFallback>,
 }
 
 impl Found {

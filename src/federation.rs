@@ -33,6 +33,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+pub use crate::config::LocatorFallback;
 use crate::fhir::NhsNumber;
 use crate::fhir::resource::SharedResource;
 use crate::policy::LabelMap;
@@ -100,7 +101,7 @@ pub struct Resolution {
     /// Sources that could not be asked.
     pub reports: Vec<SourceReport>,
     /// The record locator's fallback, when it knew no source holding the person.
-    pub fallback: Option<crate::config::LocatorFallback>,
+    pub fallback: Option<LocatorFallback>,
 }
 
 /// Resources gathered from the sources for one person.

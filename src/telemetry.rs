@@ -140,7 +140,7 @@ pub struct LocatorMetrics {
     pub rounds: Family<RoundLabels, Counter>,
     /// Resolutions for which the index knew no source, by the fallback used.
     pub fallbacks: Family<FallbackLabels, Counter>,
-    /// Sources asked whether they know the person, per resolution that asked any.
+    /// Sources asked whether they know the person, per resolution that consulted the locator.
     pub sources_asked: Histogram,
 }
 
@@ -186,7 +186,7 @@ impl LocatorMetrics {
         );
         registry.register(
             "locator_sources_asked",
-            "Sources asked whether they know the person, per resolution that asked any",
+            "Sources asked whether they know the person, per resolution that consulted the record locator",
             self.sources_asked.clone(),
         );
     }

@@ -48,7 +48,7 @@ pub struct Notices {
     /// How many resources were withheld.
     pub withheld_count: usize,
     /// The record locator knew no source holding the person, and this fallback was used.
-    pub locator_fallback: Option<crate::config::LocatorFallback>,
+    pub locator_fallback: Option<crate::federation::LocatorFallback>,
 }
 
 /// Which sources a request may ask, and for which types.
