@@ -301,8 +301,13 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
+        let build = if cfg!(debug_assertions) {
+            "DEBUG build: times are not the measure"
+        } else {
+            "release build"
+        };
         println!(
-            "concord record locator benchmark (release build, 127.0.0.1, sequential requests): {SOURCES} sources x 20 ms, {PEOPLE} people each held by {HOLDERS}"
+            "concord record locator benchmark ({build}, 127.0.0.1, sequential requests): {SOURCES} sources x 20 ms, {PEOPLE} people each held by {HOLDERS}"
         );
         let (bases, people) = region();
         let upstreams = Upstreams::start(bases).await;
