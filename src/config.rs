@@ -1,7 +1,7 @@
 //! The one TOML config file: its shape, defaults and validation.
 //!
 //! One file per subsystem under `config/` (`server`, `store`, `auth`, `console`, `audit`,
-//! `sources`, `policy`, `profiles`, `log`), each with its table's types, defaults and checks; this file
+//! `sources`, `policy`, `profiles`, `locator`, `log`), each with its table's types, defaults and checks; this file
 //! holds the whole, loading, path resolution and the validation that asks each in turn.
 //!
 //! Every table is `deny_unknown_fields`, so a misspelt key is an error that names it, and
@@ -16,6 +16,7 @@ use serde::Deserialize;
 mod audit;
 mod auth;
 mod console;
+mod locator;
 mod log;
 mod policy;
 mod profiles;
@@ -26,6 +27,7 @@ mod store;
 pub use audit::AuditConfig;
 pub use auth::{AuthConfig, ClaimNames, KeyConfig};
 pub use console::ConsoleConfig;
+pub use locator::{LocatorConfig, LocatorFallback, MAX_CONCURRENT_SYNCS, MAX_LOCATOR_PAGE_SIZE};
 pub use log::{LogConfig, LogFormat};
 pub use policy::PolicyConfig;
 pub use profiles::ProfilesConfig;
@@ -105,6 +107,9 @@ pub struct Config {
     /// `[profiles]`: the FHIR profiles sources are held to.
     #[serde(default)]
     pub profiles: ProfilesConfig,
+    /// `[locator]`: the record locator (which sources hold which NHS numbers).
+    #[serde(default)]
+    pub locator: LocatorConfig,
     /// `[[source]]`: the providers' systems.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
@@ -216,6 +221,7 @@ impl Config {
             audit.validate()?;
         }
         self.store.validate()?;
+        self.locator.validate()?;
         if self.sources.is_empty() {
             return Err(invalid("source", "at least one [[source]] is needed"));
         }

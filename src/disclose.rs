@@ -302,6 +302,7 @@ impl Door {
             person,
             mut reports,
             read,
+            fallback,
         } = self.find(&reach, &ask, &plan, deadline).await?;
         let Some(person) = person.filter(|p| principal.may_see_person(&p.nhs)) else {
             if let Ask::Person { .. } = ask {
@@ -328,6 +329,9 @@ impl Door {
         let (disclosed, mut notices) =
             reach.disclose(&self.federation, &person, &consent, resources);
         notices.withheld |= narrowed;
+        // Said only in an answer about a person the caller may see: in one that discloses
+        // nothing it would tell whether the index knows the NHS number anywhere.
+        notices.locator_fallback = fallback;
         answer.sources = reach.source_outcomes(&asking, Some(&person), &reports);
         let (patients, mut others): (Vec<_>, Vec<_>) = if ask.merges_patient() {
             disclosed
@@ -385,6 +389,7 @@ impl Door {
                     person: resolution.person,
                     reports: resolution.reports,
                     read: None,
+                    fallback: resolution.fallback,
                 })
             }
             Ask::Patient { id } | Ask::Everything { id, .. } | Ask::Search { id, .. } => {
@@ -404,6 +409,7 @@ impl Door {
                         person: Some(person),
                         reports: Vec::new(),
                         read: Some(resource),
+                        fallback: None,
                     },
                     None => Found::nobody(),
                 })
@@ -431,6 +437,7 @@ impl Door {
                 person: read.map(|(_, person)| person),
                 reports: Vec::new(),
                 read: None,
+                fallback: None,
             });
         };
         Ok(
@@ -439,6 +446,7 @@ impl Door {
                     person: r.person,
                     reports: r.reports,
                     read: None,
+                    fallback: r.fallback,
                 },
                 None => Found::nobody(),
             },
@@ -564,6 +572,8 @@ struct Found {
     reports: Vec<SourceReport>,
     /// The resource read, for [`Ask::Read`].
     read: Option<Value>,
+    /// The record locator's fallback, when it knew no source holding the person.
+    fallback: Option<crate::federation::LocatorFallback>,
 }
 
 impl Found {
@@ -572,6 +582,7 @@ impl Found {
             person: None,
             reports: Vec::new(),
             read: None,
+            fallback: None,
         }
     }
 }

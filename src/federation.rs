@@ -14,10 +14,12 @@
 //! | make it the gateway's | [`normalise`] | checks a resource is about the person, rewrites ids and references, stamps provenance |
 //! | merge demographics | [`merge`] | one Patient from every source's own |
 //! | remember | [`cache`] | people's links, and normalised resources of static sources |
+//! | know whom to ask | [`locator`] | the record locator: which sources hold which NHS numbers, and its background sync |
 
 mod admit;
 pub mod cache;
 mod collect;
+pub mod locator;
 pub mod merge;
 pub mod normalise;
 mod read;
@@ -31,6 +33,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+pub use crate::config::LocatorFallback;
 use crate::fhir::NhsNumber;
 use crate::fhir::resource::SharedResource;
 use crate::policy::LabelMap;
@@ -97,6 +100,8 @@ pub struct Resolution {
     pub person: Option<Person>,
     /// Sources that could not be asked.
     pub reports: Vec<SourceReport>,
+    /// The record locator's fallback, when it knew no source holding the person.
+    pub fallback: Option<LocatorFallback>,
 }
 
 /// Resources gathered from the sources for one person.
@@ -156,6 +161,8 @@ pub struct Federation {
     profiles: Option<Arc<crate::profiles::Profiles>>,
     /// The source a new resource goes to when nothing else decides (`write_default`).
     write_default: Option<String>,
+    /// The record locator, when `[locator]` enables it.
+    locator: Option<Arc<locator::Locator>>,
 }
 
 /// The `meta.tag` on a resource that does not conform to its profile.
@@ -180,6 +187,7 @@ impl Federation {
             normalised: cache::NormalisedCache::default(),
             profiles: None,
             write_default: None,
+            locator: None,
         }
     }
 
@@ -193,6 +201,18 @@ impl Federation {
     /// The source new resources go to when nothing else decides.
     pub fn write_default(&self) -> Option<&Arc<dyn Source>> {
         self.write_default.as_deref().and_then(|id| self.source(id))
+    }
+
+    /// Asks only the sources the record locator says hold the person (and those it cannot
+    /// rule out).
+    pub fn with_locator(mut self, locator: Arc<locator::Locator>) -> Self {
+        self.locator = Some(locator);
+        self
+    }
+
+    /// The record locator, when enabled.
+    pub fn locator(&self) -> Option<&Arc<locator::Locator>> {
+        self.locator.as_ref()
     }
 
     /// Checks every source's resources against `profiles` (per source: `conformance`).

@@ -103,6 +103,19 @@ impl AppState {
         }))
     }
 
+    /// Starts the record locator's background sync, when `[locator]` enables it: each
+    /// source's rounds, leased in the store so that a fleet syncs each source once. Stops
+    /// within a second of the state being dropped. `concord serve` calls it.
+    pub fn spawn_locator(&self) {
+        let Some(locator) = self.door.federation().locator().cloned() else {
+            return;
+        };
+        let sources = self.door.federation().sources().to_vec();
+        let state = Arc::downgrade(&self.0);
+        let instance = self.audit.chain().to_owned();
+        tokio::spawn(locator.run(sources, instance, move || state.strong_count() > 0));
+    }
+
     /// Ends the rate limit's window every `window`: each client turned away in it gets one
     /// audit record with the count. Stops when the state is dropped.
     pub fn spawn_rate_limit_windows(&self, window: std::time::Duration) {
@@ -548,6 +561,9 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(locator) = state.door.federation().locator() {
+        locator.publish_ages();
+    }
     for source in state.door.federation().sources() {
         state
             .metrics
@@ -677,7 +693,7 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
     }
     let mut federation = Federation::new(
         sources,
-        store,
+        store.clone(),
         metrics.clone(),
         std::time::Duration::from_secs(config.store.link_max_age_secs),
         std::time::Duration::from_secs(config.store.link_cache_secs),
@@ -689,6 +705,14 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
             .find(|s| s.write_default == Some(true))
             .map(|s| s.id.clone()),
     );
+    if config.locator.enabled {
+        federation = federation.with_locator(Arc::new(crate::federation::locator::Locator::new(
+            config.locator.clone(),
+            &config.sources,
+            store,
+            metrics.clone(),
+        )));
+    }
     // Writes are always checked against the profiles before they leave.
     let checked = config
         .sources

@@ -56,6 +56,16 @@ pub struct Fetched {
     pub truncated: bool,
 }
 
+/// One page of the NHS numbers a source holds, for the record locator's sync.
+#[derive(Debug, Default)]
+pub struct NhsPage {
+    /// Valid NHS numbers (Modulus 11 checked), as ten digits, on this page.
+    pub numbers: Vec<String>,
+    /// Where the listing goes on (a paging link on the source itself, or the source's own
+    /// cursor); `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// Why a source could not answer. The text is for logs, never for callers.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
@@ -198,6 +208,24 @@ pub trait Source: Send + Sync + Debug {
     /// at start-up), so their normalised form can be reused between requests.
     fn is_static(&self) -> bool {
         false
+    }
+
+    /// True when the source can list the NHS numbers it holds ([`Source::nhs_numbers`]), so
+    /// that the record locator can index it; a source that cannot is always asked.
+    fn lists_nhs_numbers(&self) -> bool {
+        false
+    }
+
+    /// One page of the NHS numbers the source holds, about `count` of them, from `cursor`
+    /// (the `next` of the page before; `None` for the first page). Only called when
+    /// [`Source::lists_nhs_numbers`]; the default lists nobody.
+    async fn nhs_numbers(
+        &self,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<NhsPage, SourceError> {
+        let _ = (cursor, count);
+        Ok(NhsPage::default())
     }
 
     /// The circuit breaker's state (sources without one are always closed).

@@ -4,7 +4,8 @@
 //! `people` (persons and their links), `consent` (sharing choices), `audit` (the audit log's
 //! records and signed heads), `audit_search` (its search), `console` (the IG console's
 //! sessions and sign-ins under way), `review` (break-glass reviews and their queue) and
-//! `fleet` (the instances sharing the store), `held` (what `kind = "store"` sources keep); `notify` hears the changes other instances
+//! `fleet` (the instances sharing the store), `held` (what `kind = "store"` sources keep), `locator` (the record locator's index of who
+//! holds which NHS numbers, and each source's sync); `notify` hears the changes other instances
 //! make on PostgreSQL. This file holds the pool.
 //!
 //! Both backends run the same SQL text (`$1` placeholders work in both); times are Unix
@@ -76,6 +77,7 @@ mod consent;
 mod console;
 mod fleet;
 mod held;
+mod locator;
 pub mod notify;
 mod people;
 mod review;
@@ -87,6 +89,7 @@ pub use consent::ConsentRecord;
 pub use console::{ConsoleSession, PendingLogin};
 pub use fleet::{Instance, MAX_INSTANCES};
 pub use held::{HeldVersion, HeldWrite};
+pub use locator::{LocatorSource, PageRead, RoundEnd};
 pub use people::{Link, PersonRecord};
 pub use review::{BreakGlassReview, ReviewScope};
 
@@ -193,6 +196,9 @@ mod console_tests;
 
 #[cfg(test)]
 mod fleet_tests;
+
+#[cfg(test)]
+mod locator_tests;
 
 #[cfg(test)]
 mod review_tests;

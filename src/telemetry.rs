@@ -107,6 +107,89 @@ pub struct Metrics {
     pub fleet_instances: Gauge,
     /// Distinct policy sets those instances enforce (more than 1: they disagree).
     pub fleet_policy_sets: Gauge,
+    /// The record locator's metrics.
+    pub locator: LocatorMetrics,
+}
+
+/// Labels of a locator sync round: the source and how the round ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoundLabels {
+    /// Source id.
+    pub source: String,
+    /// `complete` (a pass ended), `partial` (the pass goes on next round) or `failed`.
+    pub result: &'static str,
+}
+
+/// Labels of a locator fallback: which one was used.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// `all` or `none`.
+    pub mode: &'static str,
+}
+
+/// The record locator's metrics (no NHS number is ever a label).
+#[derive(Debug)]
+pub struct LocatorMetrics {
+    /// Seconds since the start of each source's last complete sync pass (absent: never).
+    pub sync_age: Family<SourceLabels, Gauge>,
+    /// NHS numbers the index holds for each source, as last counted.
+    pub entries: Family<SourceLabels, Gauge>,
+    /// 1 while a source's last sync round failed.
+    pub sync_failing: Family<SourceLabels, Gauge>,
+    /// Sync rounds run by this instance, by source and result.
+    pub rounds: Family<RoundLabels, Counter>,
+    /// Resolutions for which the index knew no source, by the fallback used.
+    pub fallbacks: Family<FallbackLabels, Counter>,
+    /// Sources asked whether they know the person, per resolution that consulted the locator.
+    pub sources_asked: Histogram,
+}
+
+impl LocatorMetrics {
+    fn new() -> Self {
+        Self {
+            sync_age: Family::default(),
+            entries: Family::default(),
+            sync_failing: Family::default(),
+            rounds: Family::default(),
+            fallbacks: Family::default(),
+            sources_asked: Histogram::new([
+                0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
+            ]),
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "locator_sync_age_seconds",
+            "Seconds since the start of each source's last complete record-locator sync pass",
+            self.sync_age.clone(),
+        );
+        registry.register(
+            "locator_entries",
+            "NHS numbers the record locator holds for each source, as last counted",
+            self.entries.clone(),
+        );
+        registry.register(
+            "locator_sync_failing",
+            "1 while a source's last record-locator sync round failed",
+            self.sync_failing.clone(),
+        );
+        registry.register(
+            "locator_sync_rounds",
+            "Record-locator sync rounds run by this instance, by source and result",
+            self.rounds.clone(),
+        );
+        registry.register(
+            "locator_fallbacks",
+            "Resolutions for which the record locator knew no source holding the person, by fallback",
+            self.fallbacks.clone(),
+        );
+        registry.register(
+            "locator_sources_asked",
+            "Sources asked whether they know the person, per resolution that consulted the record locator",
+            self.sources_asked.clone(),
+        );
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -200,6 +283,8 @@ impl Metrics {
             "Distinct policy sets the fleet's instances enforce (more than 1: they disagree)",
             fleet_policy_sets.clone(),
         );
+        let locator = LocatorMetrics::new();
+        locator.register(&mut registry);
         Arc::new(Metrics {
             registry,
             http_requests,
@@ -216,6 +301,7 @@ impl Metrics {
             change_notices,
             fleet_instances,
             fleet_policy_sets,
+            locator,
         })
     }
 

@@ -38,6 +38,7 @@ mod failures;
 mod fleet;
 mod hostile;
 mod hygiene;
+mod locator;
 mod ops;
 mod paging;
 mod profiles;

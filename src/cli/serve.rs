@@ -12,6 +12,7 @@ pub(super) async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         .await
         .context("cannot start")?;
     state.spawn_fleet();
+    state.spawn_locator();
     tokio::spawn(
         state
             .door

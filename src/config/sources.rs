@@ -71,6 +71,9 @@ pub struct SourceConfig {
     pub tls: Option<SourceTlsConfig>,
     /// fhir: `[source.oauth]`, OAuth 2.0 client credentials with a signed JWT assertion.
     pub oauth: Option<OAuthConfig>,
+    /// fhir and ndjson: how often the record locator syncs this source, in seconds, over
+    /// `[locator] sync_interval_secs`; 0: never (the source is then always asked).
+    pub locator_sync_secs: Option<u64>,
 }
 
 /// `[source.tls]`: TLS towards one upstream.
@@ -203,6 +206,12 @@ impl SourceConfig {
             return Err(invalid(
                 field(index, "path"),
                 "applies only to kind = \"ndjson\"",
+            ));
+        }
+        if self.locator_sync_secs.is_some() {
+            return Err(invalid(
+                field(index, "locator_sync_secs"),
+                "applies only to kind = \"fhir\" and kind = \"ndjson\" (a store source is always asked)",
             ));
         }
         let writes = self.writes(index)?;

@@ -306,3 +306,48 @@ fn the_break_glass_review_overdue_days_are_checked() {
         .validate()
         .expect("30 days");
 }
+
+#[test]
+fn the_locator_is_off_by_default_and_its_table_is_checked() {
+    let c = Config::parse(MINIMAL).expect("parses");
+    assert!(
+        !c.locator.enabled,
+        "off unless configured: every source is asked"
+    );
+    assert_eq!(c.locator.fallback, LocatorFallback::All);
+    let on = Config::parse(&format!(
+        "[locator]\nenabled = true\nfallback = \"none\"\nsync_interval_secs = 900\n{MINIMAL}locator_sync_secs = 0\n"
+    ))
+    .expect("parses");
+    on.validate().expect("valid");
+    assert_eq!(on.locator.fallback, LocatorFallback::None);
+    assert_eq!(on.sources[0].locator_sync_secs, Some(0));
+    for (table, field) in [
+        ("page_size = 0", "locator.page_size"),
+        ("page_size = 10001", "locator.page_size"),
+        ("sync_interval_secs = 0", "locator.sync_interval_secs"),
+        ("round_secs = 0", "locator.round_secs"),
+        ("retry_secs = 0", "locator.retry_secs"),
+        ("max_pages_per_round = 0", "locator.max_pages_per_round"),
+        ("max_concurrent_syncs = 0", "locator.max_concurrent_syncs"),
+        ("max_concurrent_syncs = 65", "locator.max_concurrent_syncs"),
+    ] {
+        let c = Config::parse(&format!("[locator]\n{table}\n{MINIMAL}")).expect("parses");
+        match c.validate() {
+            Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{table}"),
+            other => panic!("{table}: expected an error naming {field}, got {other:?}"),
+        }
+    }
+    for bad in ["fallback = \"some\"", "enabeld = true", "page_size = -1"] {
+        let err = Config::parse(&format!("[locator]\n{bad}\n{MINIMAL}")).expect_err(bad);
+        assert!(matches!(err, ConfigError::Parse { .. }), "{bad}: {err}");
+    }
+    let store_source = MINIMAL.replace(
+        "kind = \"fhir\"\nbase_url = \"http://127.0.0.1:9000/fhir\"",
+        "kind = \"store\"\nlocator_sync_secs = 60",
+    );
+    match Config::parse(&store_source).expect("parses").validate() {
+        Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "source[0].locator_sync_secs"),
+        other => panic!("a store source cannot be synced: {other:?}"),
+    }
+}

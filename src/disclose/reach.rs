@@ -47,6 +47,8 @@ pub struct Notices {
     pub decisions: Vec<crate::audit::Disclosure>,
     /// How many resources were withheld.
     pub withheld_count: usize,
+    /// The record locator knew no source holding the person, and this fallback was used.
+    pub locator_fallback: Option<crate::federation::LocatorFallback>,
 }
 
 /// Which sources a request may ask, and for which types.

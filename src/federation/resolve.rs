@@ -100,6 +100,9 @@ impl Federation {
     ) -> Result<Resolution, FederationError> {
         let now = now_secs();
         let (mut links, stale) = self.fresh_links(record.as_ref(), plan, now);
+        let (stale, located) = self
+            .locate(&nhs, record.as_ref(), plan, stale, &mut links)
+            .await?;
         let asked = join_all(
             stale
                 .iter()
@@ -114,12 +117,21 @@ impl Federation {
             &mut links,
             &mut reports,
         );
+        if let (Some(locator), Some(holders)) = (&self.locator, &located.holders) {
+            for (source_id, ids) in &answers {
+                let listed = holders.contains(source_id);
+                locator
+                    .learn(nhs.as_str(), source_id, !ids.is_empty(), listed, now)
+                    .await?;
+            }
+        }
         let known_anywhere =
             links.values().any(|l| !l.is_empty()) || answers.iter().any(|(_, ids)| !ids.is_empty());
         if !known_anywhere {
             return Ok(Resolution {
                 person: None,
                 reports,
+                fallback: located.fallback,
             });
         }
         let person_id = match &record {
@@ -143,7 +155,41 @@ impl Federation {
                 links,
             }),
             reports,
+            fallback: located.fallback,
         })
+    }
+
+    /// Of the stale sources, those to ask: all of them without a record locator; with one,
+    /// those it says hold the person and those it cannot rule out (or, when it knows no source
+    /// for them, as its fallback says). The sources left unasked keep what is stored of them.
+    async fn locate<'s>(
+        &'s self,
+        nhs: &NhsNumber,
+        record: Option<&PersonRecord>,
+        plan: &Plan<'_>,
+        stale: Vec<&'s Arc<dyn Source>>,
+        links: &mut Links,
+    ) -> Result<(Vec<&'s Arc<dyn Source>>, Located), FederationError> {
+        let Some(locator) = self.locator.as_ref().filter(|_| !stale.is_empty()) else {
+            return Ok((stale, Located::default()));
+        };
+        let known =
+            record.is_some_and(|r| r.links.iter().any(|l| plan.identify.contains(&l.source_id)));
+        let choice = locator.choose(nhs.as_str(), &stale, known).await?;
+        let (ask, skip): (Vec<_>, Vec<_>) = stale
+            .into_iter()
+            .partition(|s| choice.ask.contains(&s.info().id));
+        for source in skip {
+            let id = &source.info().id;
+            links.insert(id.clone(), known_links(record, id));
+        }
+        Ok((
+            ask,
+            Located {
+                holders: Some(choice.holders),
+                fallback: choice.fallback,
+            },
+        ))
     }
 
     /// Splits the sources into those whose links are used as stored (fresh, or not to be
@@ -262,6 +308,15 @@ impl Federation {
         self.cache.put(person, read_at);
         Ok(())
     }
+}
+
+/// What the record locator said for one resolution.
+#[derive(Debug, Default)]
+struct Located {
+    /// The sources its index says hold the person (`None` without a locator).
+    holders: Option<HashSet<String>>,
+    /// Its fallback, when it knew no source for them.
+    fallback: Option<crate::config::LocatorFallback>,
 }
 
 /// Whose answers [`Federation::record_answers`] records, and how to cache them.

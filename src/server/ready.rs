@@ -1,5 +1,6 @@
 //! Readiness: `/readyz` for load balancers (ready or not, nothing else) and
-//! `/readyz/detail` for operators (the store, sources, audit log, policy set and the fleet).
+//! `/readyz/detail` for operators (the store, sources, audit log, policy set, the fleet and
+//! the record locator's freshness per source).
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -50,6 +51,11 @@ pub(super) async fn readiness_detail(State(state): State<AppState>, request: Req
     let (ready, mut body) = readiness(&state).await;
     // Only here, not on the open endpoint a load balancer polls: it reads the store.
     body["fleet"] = super::fleet::view(&state).await;
+    let federation = state.door.federation();
+    body["locator"] = match federation.locator() {
+        Some(locator) => locator.view(federation.sources()).await,
+        None => json!({"enabled": false}),
+    };
     let status = if ready {
         StatusCode::OK
     } else {

@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use super::breaker::{Breaker, BreakerState};
 use super::oauth::TokenClient;
 use super::{
-    Fetched, SetupError, Source, SourceError, SourceInfo, SourceWrite, SourceWritten, WriteFailure,
+    Fetched, NhsPage, SetupError, Source, SourceError, SourceInfo, SourceWrite, SourceWritten,
+    WriteFailure,
 };
 use crate::config::FhirSourceConfig;
 use crate::fhir::reference::is_valid_id;
@@ -528,6 +529,43 @@ impl Source for FhirSource {
         }
     }
 
+    fn lists_nhs_numbers(&self) -> bool {
+        true
+    }
+
+    /// A `Patient` search for everyone with an NHS number, asking for identifiers only
+    /// (`_elements=identifier`), one page at a time; the cursor is the searchset's `next`
+    /// link, followed only when it points back into this source.
+    async fn nhs_numbers(
+        &self,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<NhsPage, SourceError> {
+        let url = match cursor {
+            None => {
+                let system = format!("{NHS_NUMBER_SYSTEM}|");
+                self.url(
+                    &["Patient"],
+                    &[
+                        ("identifier", system.as_str()),
+                        ("_elements", "identifier"),
+                        ("_count", &count.to_string()),
+                    ],
+                )?
+            }
+            Some(cursor) => Url::parse(cursor)
+                .ok()
+                .filter(|u| self.is_own(u))
+                .ok_or_else(|| {
+                    SourceError::InvalidResponse(
+                        "the listing's next link is not on the source".into(),
+                    )
+                })?,
+        };
+        self.guarded("list_nhs_numbers", self.limited(self.nhs_page(url)))
+            .await
+    }
+
     fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
     }
@@ -657,6 +695,52 @@ impl FhirSource {
             }
         }
         Ok(fetched)
+    }
+
+    /// One page of a Patient listing: the valid NHS numbers its Patients carry, and its
+    /// `next` link (refused when it points outside the source).
+    async fn nhs_page(&self, url: Url) -> Result<NhsPage, SourceError> {
+        let bundle = match self.get(url).await? {
+            Got::Json(v) => v,
+            Got::NotFound => return Err(SourceError::Status(404)),
+        };
+        if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+            return Err(SourceError::InvalidResponse(
+                "search did not return a Bundle".into(),
+            ));
+        }
+        let mut page = NhsPage::default();
+        for entry in bundle
+            .get("entry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(patient) = entry
+                .get("resource")
+                .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Patient"))
+            else {
+                continue;
+            };
+            page.numbers.extend(
+                crate::fhir::nhs_number::carried_by(patient)
+                    .filter(|n| NhsNumber::parse(n).is_ok()),
+            );
+        }
+        page.numbers.sort_unstable();
+        page.numbers.dedup();
+        if let Some(href) = next_link(&bundle) {
+            let next = self
+                .base
+                .join(href)
+                .ok()
+                .filter(|u| self.is_own(u))
+                .ok_or_else(|| {
+                    SourceError::InvalidResponse("next link points outside the source".into())
+                })?;
+            page.next = Some(next.to_string());
+        }
+        Ok(page)
     }
 
     fn serves(&self, resource_type: &str) -> bool {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Fetched, SetupError, Source, SourceError, SourceInfo};
+use super::{Fetched, NhsPage, SetupError, Source, SourceError, SourceInfo};
 use crate::fhir::NhsNumber;
 use crate::fhir::reference::{is_resource_type_name, is_valid_id};
 
@@ -161,6 +161,37 @@ impl Source for NdjsonSource {
         self.types.contains(resource_type)
     }
 
+    fn lists_nhs_numbers(&self) -> bool {
+        true
+    }
+
+    /// The export's own NHS numbers, in order; the cursor is the last number of the page
+    /// before.
+    async fn nhs_numbers(
+        &self,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<NhsPage, SourceError> {
+        let mut numbers: Vec<&String> = self
+            .by_nhs
+            .keys()
+            .filter(|n| cursor.is_none_or(|c| n.as_str() > c))
+            .filter(|n| NhsNumber::parse(n).is_ok())
+            .collect();
+        numbers.sort_unstable();
+        let more = numbers.len() > count;
+        numbers.truncate(count.max(1));
+        let next = if more {
+            numbers.last().map(|n| (*n).clone())
+        } else {
+            None
+        };
+        Ok(NhsPage {
+            numbers: numbers.into_iter().cloned().collect(),
+            next,
+        })
+    }
+
     async fn find_patients(&self, nhs: &NhsNumber) -> Result<Fetched, SourceError> {
         let resources = self
             .by_nhs
@@ -248,6 +279,34 @@ mod tests {
             base_url: None,
             conformance: crate::config::Conformance::Off,
         }
+    }
+
+    /// The record locator lists an export's valid NHS numbers in order, a page at a time.
+    #[tokio::test]
+    async fn lists_its_nhs_numbers_in_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let line = |id: &str, nhs: &str| {
+            format!(
+                r#"{{"resourceType":"Patient","id":"{id}","identifier":[{{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"{nhs}"}}]}}"#
+            )
+        };
+        let lines = [
+            line("p1", "9990000026"),
+            line("p2", "9990000018"),
+            line("p3", "9434765919"),
+            // Not a valid NHS number (check digit): never listed.
+            line("p4", "9434765918"),
+            line("p5", "9990000018"),
+        ];
+        std::fs::write(dir.path().join("Patient.ndjson"), lines.join("\n")).expect("write");
+        let source = NdjsonSource::load(info(), dir.path()).expect("loads");
+        assert!(source.lists_nhs_numbers());
+        let first = source.nhs_numbers(None, 2).await.expect("page");
+        assert_eq!(first.numbers, ["9434765919", "9990000018"]);
+        let next = first.next.expect("more");
+        let second = source.nhs_numbers(Some(&next), 2).await.expect("page");
+        assert_eq!(second.numbers, ["9990000026"]);
+        assert!(second.next.is_none());
     }
 
     #[tokio::test]

@@ -270,14 +270,14 @@ impl TestApp {
             .expect("write key");
         let signing_key = jsonwebtoken::EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes())
             .expect("signing key");
-        // Test default: a short request deadline, unless the test sets its own.
-        let deadline = if server_toml.contains("request_timeout_ms") {
+        // A test that sets its own request timeout (many sources, say) keeps it.
+        let request_timeout = if server_toml.contains("request_timeout_ms") {
             ""
         } else {
             "request_timeout_ms = 1500\n"
         };
         let mut toml = format!(
-            "[server]\nlisten = \"{addr}\"\n{deadline}{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n\n[policy]\nreload_check_secs = 1\n\n[profiles]\ndir = \"{PROFILES}\"\n\n[audit]\nkey_file = \"{AUDIT_KEY}\"\nhead_signing_key_file = \"{HEAD_KEY}\"\nhead_interval_secs = 1\nwitness_file = \"data/audit-witness.ndjson\"\n{audit_toml}\n\n\
+            "[server]\nlisten = \"{addr}\"\n{request_timeout}{server_toml}\n\n[store]\nurl = \"{store_url}\"\nmax_connections = 4\n\n[log]\nlevel = \"warn\"\n\n[policy]\nreload_check_secs = 1\n\n[profiles]\ndir = \"{PROFILES}\"\n\n[audit]\nkey_file = \"{AUDIT_KEY}\"\nhead_signing_key_file = \"{HEAD_KEY}\"\nhead_interval_secs = 1\nwitness_file = \"data/audit-witness.ndjson\"\n{audit_toml}\n\n\
              [auth]\nissuer = \"{issuer}\"\naudience = \"{AUDIENCE}\"\nleeway_secs = 5\n\n[[auth.key]]\nkid = \"test\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"test-key.pub.pem\"\n"
         );
         for s in &sources {
@@ -319,6 +319,7 @@ impl TestApp {
             .await
             .expect("gateway starts");
         state.spawn_fleet();
+        state.spawn_locator();
         let scheme = if config.server.tls.is_some() {
             "https"
         } else {

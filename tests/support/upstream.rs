@@ -9,7 +9,9 @@
 //! * `GET /fhir/{Type}?...` searches, supporting `_id`, `identifier`
 //!   (`system|value`, `|value`, `system|`, or a bare value), `patient` and
 //!   `subject` (`ID` or `Patient/ID`, matched against `subject.reference` and
-//!   `patient.reference`); every other parameter is ignored;
+//!   `patient.reference`), and `_elements` (each match keeps only the elements
+//!   named, with `resourceType`, `id` and `meta`); every other parameter is
+//!   ignored;
 //! * `GET /fhir/Patient/{id}/$everything` returns the Patient and everything
 //!   that references it;
 //! * `POST /fhir/{Type}` creates a resource (a new id, `meta.versionId` 1) and
@@ -45,6 +47,10 @@
 //! a client certificate and a bearer token that its own token endpoint
 //! (`POST /token`) issues for a client-credentials grant with a signed JWT
 //! assertion (SMART Backend Services).
+//!
+//! [`Upstreams::start`] serves many such servers from one listener, each under its own base
+//! path `/{name}/fhir` with its own data set, switches and request log ([`Base`]): hundreds
+//! of sources without hundreds of listeners.
 //!
 //! Dropping the [`Upstream`] (or calling [`Upstream::shutdown`]) stops the
 //! server; requests that are hanging or waiting out the latency are released
@@ -219,21 +225,13 @@ impl Upstream {
             .expect("the fake upstream's TLS config");
         let base_url = format!("{origin}/fhir");
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::new(
             origin,
-            base_url: base_url.clone(),
-            resources: RwLock::new(resources),
-            mode: Mutex::new(Mode::Normal),
-            latency: Mutex::new(Duration::ZERO),
-            page_size: AtomicUsize::new(DEFAULT_PAGE_SIZE),
-            unsupported: Mutex::new(Vec::new()),
-            requests: Mutex::new(Vec::new()),
-            last_accept: Mutex::new(None),
-            writes: Mutex::new(Vec::new()),
-            refuse_writes: Mutex::new(None),
-            shutdown: shutdown_rx.clone(),
+            base_url.clone(),
+            resources,
+            shutdown_rx.clone(),
             oauth,
-        });
+        ));
         let app = Router::new()
             .route("/token", axum::routing::post(token))
             .fallback(handle)
@@ -285,20 +283,7 @@ impl Upstream {
     /// Adds a resource (or replaces the one with the same type and id) to the served data set, e.g. to simulate new data
     /// arriving mid-test.
     pub(crate) fn add_resource(&self, resource: Value) {
-        let mut resources = self
-            .shared
-            .resources
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        // A resource with the same type and id is an update: it replaces the old version.
-        let same = |r: &Value| {
-            r.get("resourceType") == resource.get("resourceType")
-                && r.get("id") == resource.get("id")
-        };
-        match resources.iter().position(same) {
-            Some(i) => resources[i] = resource,
-            None => resources.push(resource),
-        }
+        self.shared.add_resource(resource);
     }
 
     /// Every write received, in order (refused ones too).
@@ -394,6 +379,190 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         self.shutdown.send_replace(true);
     }
+}
+
+impl Shared {
+    fn new(
+        origin: String,
+        base_url: String,
+        resources: Vec<Value>,
+        shutdown: watch::Receiver<bool>,
+        oauth: Option<OAuthState>,
+    ) -> Self {
+        Shared {
+            origin,
+            base_url,
+            resources: RwLock::new(resources),
+            mode: Mutex::new(Mode::Normal),
+            latency: Mutex::new(Duration::ZERO),
+            page_size: AtomicUsize::new(DEFAULT_PAGE_SIZE),
+            unsupported: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+            last_accept: Mutex::new(None),
+            writes: Mutex::new(Vec::new()),
+            refuse_writes: Mutex::new(None),
+            shutdown,
+            oauth,
+        }
+    }
+
+    /// Adds a resource, or replaces the one with the same type and id.
+    fn add_resource(&self, resource: Value) {
+        let mut resources = self
+            .resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A resource with the same type and id is an update: it replaces the old version.
+        let same = |r: &Value| {
+            r.get("resourceType") == resource.get("resourceType")
+                && r.get("id") == resource.get("id")
+        };
+        match resources.iter().position(same) {
+            Some(i) => resources[i] = resource,
+            None => resources.push(resource),
+        }
+    }
+}
+
+/// Many fake upstream FHIR servers in one process, on one port: each base path
+/// `http://127.0.0.1:PORT/{name}/fhir` is a server of its own, with its own data set,
+/// switches and request log ([`Base`]), so that a test can have hundreds of sources without
+/// hundreds of listeners. It stops when dropped.
+#[derive(Debug)]
+pub(crate) struct Upstreams {
+    bases: Vec<Base>,
+    shutdown: watch::Sender<bool>,
+    _server: JoinHandle<()>,
+}
+
+/// One base path of [`Upstreams`].
+#[derive(Debug, Clone)]
+pub(crate) struct Base(Arc<Shared>);
+
+impl Upstreams {
+    /// Binds `127.0.0.1:0` and serves each `(name, resources)` under `/{name}/fhir` (names
+    /// are path segments: letters, digits and `-`).
+    pub(crate) async fn start(bases: Vec<(String, Vec<Value>)>) -> Self {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("bind the fake upstreams to 127.0.0.1:0");
+        let addr = listener.local_addr().expect("the fake upstreams' address");
+        let origin = format!("http://{addr}");
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut by_name = std::collections::HashMap::new();
+        let mut handles = Vec::new();
+        for (name, resources) in bases {
+            let shared = Arc::new(Shared::new(
+                origin.clone(),
+                format!("{origin}/{name}/fhir"),
+                resources,
+                shutdown_rx.clone(),
+                None,
+            ));
+            handles.push(Base(shared.clone()));
+            by_name.insert(name, shared);
+        }
+        let app = Router::new()
+            .fallback(handle_many)
+            .with_state(Arc::new(by_name));
+        // One test gateway keeps a connection open to each base: no per-client cap.
+        let listener = concord::server::tls::Listener::new(listener, None)
+            .expect("the fake upstreams' listener")
+            .with_limits(concord::server::tls::Limits {
+                max_connections: 10_000,
+                max_connections_per_client: 0,
+                ..concord::server::tls::Limits::default()
+            });
+        let mut stop = shutdown_rx;
+        let server = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            let _ = concord::server::tls::serve(listener, app, stopped).await;
+        });
+        Self {
+            bases: handles,
+            shutdown,
+            _server: server,
+        }
+    }
+
+    /// The base paths, in the order given.
+    pub(crate) fn bases(&self) -> &[Base] {
+        &self.bases
+    }
+}
+
+impl Drop for Upstreams {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+impl Base {
+    /// The FHIR base URL, `http://127.0.0.1:PORT/{name}/fhir`.
+    pub(crate) fn base_url(&self) -> String {
+        self.0.base_url.clone()
+    }
+
+    /// Switches how this base answers requests arriving from now on.
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        *lock(&self.0.mode) = mode;
+    }
+
+    /// Adds `d` before every answer of this base.
+    #[allow(dead_code, reason = "used by benches/locator.rs")]
+    pub(crate) fn set_latency(&self, d: Duration) {
+        *lock(&self.0.latency) = d;
+    }
+
+    /// Sets this base's searchset page size (0 is treated as 1).
+    pub(crate) fn set_page_size(&self, n: usize) {
+        self.0.page_size.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Adds a resource (or replaces the one with the same type and id).
+    pub(crate) fn add_resource(&self, resource: Value) {
+        self.0.add_resource(resource);
+    }
+
+    /// How many requests this base has received.
+    pub(crate) fn request_count(&self) -> usize {
+        lock(&self.0.requests).len()
+    }
+
+    /// The path (below the base's name) and query of each request this base received.
+    pub(crate) fn requests(&self) -> Vec<String> {
+        lock(&self.0.requests).clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub(crate) fn clear_requests(&self) {
+        lock(&self.0.requests).clear();
+    }
+}
+
+/// The handler of [`Upstreams`]: `/{name}/fhir/...` is answered by that base as
+/// [`handle`] answers `/fhir/...`; an unknown name is a 404.
+async fn handle_many(
+    State(bases): State<Arc<std::collections::HashMap<String, Arc<Shared>>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+    let Some(shared) = bases.get(name) else {
+        return not_found(&format!("no fake upstream named {name}"));
+    };
+    let inner = match uri.query() {
+        Some(q) => format!("/{rest}?{q}"),
+        None => format!("/{rest}"),
+    };
+    let Ok(inner) = inner.parse::<Uri>() else {
+        return outcome(StatusCode::BAD_REQUEST, "unparsable request path");
+    };
+    handle(State(shared.clone()), method, inner, headers).await
 }
 
 /// Locks a mutex, ignoring poisoning (a panicking test must not cascade).
@@ -610,7 +779,7 @@ fn search(shared: &Shared, uri: &Uri, ty: &str, ignore_params: bool) -> Response
             .iter()
             .filter(|r| resource_type(r) == Some(ty))
             .filter(|r| ignore_params || matches_params(r, &query.params))
-            .cloned()
+            .map(|r| only_elements(r, &query.params))
             .collect()
     };
     let next_path = format!("{}/{ty}", shared.base_url);
@@ -767,6 +936,27 @@ fn matches_params(resource: &Value, params: &[(String, String)]) -> bool {
             _ => true,
         }
     })
+}
+
+/// The resource with only the elements `_elements` names (and `resourceType`, `id` and
+/// `meta`), or the whole resource when the search has no `_elements`.
+fn only_elements(resource: &Value, params: &[(String, String)]) -> Value {
+    let Some((_, wanted)) = params.iter().rev().find(|(k, _)| k == "_elements") else {
+        return resource.clone();
+    };
+    let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
+    let Some(object) = resource.as_object() else {
+        return resource.clone();
+    };
+    Value::Object(
+        object
+            .iter()
+            .filter(|(k, _)| {
+                matches!(k.as_str(), "resourceType" | "id" | "meta") || wanted.contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 /// Token match of `identifier` against `system|value`, `|value`, `system|`
