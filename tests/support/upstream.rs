@@ -549,6 +549,7 @@ async fn handle_many(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Response {
     let path = uri.path().trim_start_matches('/');
     let (name, rest) = path.split_once('/').unwrap_or((path, ""));
@@ -562,7 +563,7 @@ async fn handle_many(
     let Ok(inner) = inner.parse::<Uri>() else {
         return outcome(StatusCode::BAD_REQUEST, "unparsable request path");
     };
-    handle(State(shared.clone()), method, inner, headers).await
+    handle(State(shared.clone()), method, inner, headers, body).await
 }
 
 /// Locks a mutex, ignoring poisoning (a panicking test must not cascade).
