@@ -80,7 +80,9 @@ pub mod notify;
 mod people;
 mod review;
 
-pub use audit::{AuditLane, AuditSide, ChainRecord, Columns, Projection, Record, Row, SignedHead};
+pub use audit::{
+    AuditLane, ChainRecord, Columns, Projection, ProjectionRange, Record, Row, SignedHead,
+};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditScope, AuditSpan};
 pub use audit_stats::{AuditCount, ChainHead, DAY_US, StatsScope};
 pub use consent::ConsentRecord;

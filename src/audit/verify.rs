@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::heads::SignedHead;
 use super::{AuditError, AuditKey, Columns, GENESIS};
-use crate::store::{AuditSide, ChainRecord, Store};
+use crate::store::{ChainRecord, Store};
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,77 +375,67 @@ fn said(body: &str) -> Option<Columns> {
     })
 }
 
-/// Reads the search projection's rows for a checked batch's positions and compares them
-/// with what its bodies say. Each read is bounded: at most one search row more than the
-/// batch has records, and one side row more than its bodies call for (a row past that is
-/// one too many, and the first wrong position is among those read).
+/// Reads the search projection's rows for a checked batch's positions (in one statement, so
+/// one snapshot) and compares them with what its bodies say. Each read is bounded: at most
+/// one search row more than the batch has records, and one side row more than all its
+/// bodies call for (a row past that is one too many, and the first wrong position is among
+/// those read).
 async fn compare(
     store: &Store,
     chain: &Arc<str>,
     mark: Option<i64>,
     checked: &Checked,
 ) -> Result<Option<Broken>, AuditError> {
-    let (from, to) = (checked.from, checked.to);
     let limit = |n: usize| u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX);
-    let search = store
-        .audit_search_range(chain, from, to, limit(checked.said.len()))
-        .await?;
     let called_for = |values: fn(&Columns) -> &Vec<String>| -> usize {
         checked
             .said
             .iter()
-            .filter(|(seq, _)| search.binary_search_by_key(seq, |(s, _)| *s).is_ok())
             .filter_map(|(_, said)| said.as_ref().map(|c| values(c).len()))
             .sum()
     };
-    let sources = store
-        .audit_side_range(
-            AuditSide::Sources,
+    let range = store
+        .audit_projection_range(
             chain,
-            from,
-            to,
-            limit(called_for(|c| &c.sources)),
+            checked.from,
+            checked.to,
+            (
+                limit(checked.said.len()),
+                limit(called_for(|c| &c.sources)),
+                limit(called_for(|c| &c.agreements)),
+            ),
         )
         .await?;
-    let agreements = store
-        .audit_side_range(
-            AuditSide::Agreements,
-            chain,
-            from,
-            to,
-            limit(called_for(|c| &c.agreements)),
-        )
-        .await?;
-    Ok(
-        first_disagreement(&checked.said, mark, &search, &sources, &agreements).map(
-            |(seq, problem)| Broken {
-                chain: chain.to_string(),
-                seq,
-                problem: problem.to_owned(),
-            },
-        ),
+    Ok(first_disagreement(
+        &checked.said,
+        mark,
+        &range.search,
+        &range.sources,
+        &range.agreements,
     )
+    .map(|(seq, problem)| Broken {
+        chain: chain.to_string(),
+        seq,
+        problem: problem.to_owned(),
+    }))
 }
 
-/// The first search row (or side row) of `chain` at a position from `after` on: past the
-/// chain's last record, every such row names a record the log does not hold.
+/// The first search row (or side row) of `chain` at a position from `after` on that names a
+/// record the log (or the projection) does not hold: past the chain's last record read,
+/// only records appended since are there, with their rows.
 async fn strays(store: &Store, chain: &Arc<str>, after: i64) -> Result<Option<Broken>, AuditError> {
-    let search = store.audit_search_range(chain, after, i64::MAX, 1).await?;
-    let sources = store
-        .audit_side_range(AuditSide::Sources, chain, after, i64::MAX, 1)
-        .await?;
-    let agreements = store
-        .audit_side_range(AuditSide::Agreements, chain, after, i64::MAX, 1)
-        .await?;
-    Ok(
-        first_disagreement(&[], None, &search, &sources, &agreements).map(|(seq, problem)| {
-            Broken {
-                chain: chain.to_string(),
-                seq,
-                problem: problem.to_owned(),
-            }
-        }),
-    )
+    let (search, side) = store.audit_projection_strays(chain, after).await?;
+    let found = match (search, side) {
+        (Some(s), Some(d)) if d < s => Some((d, SIDES_STRAY)),
+        (Some(s), _) => Some((s, STRAY)),
+        (None, Some(d)) => Some((d, SIDES_STRAY)),
+        (None, None) => None,
+    };
+    Ok(found.map(|(seq, problem)| Broken {
+        chain: chain.to_string(),
+        seq,
+        problem: problem.to_owned(),
+    }))
 }
 
 /// A search row whose columns differ from its record's body.

@@ -86,13 +86,63 @@ pub struct ChainRecord {
     pub hash: String,
 }
 
-/// A side table of the search projection (migration 0010): one row per record and value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditSide {
-    /// `audit_search_sources`: the sources whose data a record disclosed.
-    Sources,
-    /// `audit_search_agreements`: the agreements its disclosures were made under.
-    Agreements,
+/// One query's text for each backend.
+#[derive(Debug, Clone, Copy)]
+struct Dialects {
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// A row read by [`json_rows`]: its position comes first.
+trait Positioned {
+    fn position(&self) -> i64;
+}
+
+impl<A, B, C> Positioned for (i64, A, B, C) {
+    fn position(&self) -> i64 {
+        self.0
+    }
+}
+
+impl<A, B> Positioned for (i64, A, B) {
+    fn position(&self) -> i64 {
+        self.0
+    }
+}
+
+impl<A, B, C, D, E, F, G> Positioned for (i64, A, B, C, D, E, F, G) {
+    fn position(&self) -> i64 {
+        self.0
+    }
+}
+
+/// The search projection's rows over a range of a chain's positions, as
+/// [`Store::audit_projection_range`] reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectionRange {
+    /// Search rows: position and columns (`sources` and `agreements` empty).
+    pub search: Vec<(i64, Columns)>,
+    /// Rows of `audit_search_sources`: position, source, recorded_us.
+    pub sources: Vec<(i64, String, i64)>,
+    /// Rows of `audit_search_agreements`: position, agreement, recorded_us.
+    pub agreements: Vec<(i64, String, i64)>,
+}
+
+/// Rows read as one JSON array that the database built (`text`; none for no rows), in
+/// order of position. The driver hands rows over one at a time, at a cost per row several
+/// times that of reading it from the file; one value for a whole batch is read many times
+/// faster. The array holds no more rows than its query's LIMIT lets through.
+fn json_rows<T: serde::de::DeserializeOwned + Positioned>(
+    text: Option<String>,
+    table: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows: Vec<T> = serde_json::from_str(text.as_deref().unwrap_or("[]"))
+        .map_err(|_| StoreError::Corrupt(table))?;
+    // INVARIANT: the array is in order of position (its query orders it); sorting what is
+    // sorted is one pass, and keeps the order whatever a database does with an aggregate's
+    // input.
+    rows.sort_by_key(Positioned::position);
+    Ok(rows)
 }
 
 /// A chain's head, signed.
@@ -592,13 +642,26 @@ impl Store {
         from: i64,
         limit: u32,
     ) -> Result<Vec<ChainRecord>, StoreError> {
-        const SQL: &str = "SELECT seq, body, prev_hash, hash FROM audit_records WHERE chain = $1 AND seq >= $2 ORDER BY seq LIMIT $3";
-        let rows: Vec<(i64, String, String, String)> = with_pool!(self, pool => sqlx::query_as(SQL)
-            .bind(chain)
-            .bind(from)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?);
+        const SQL: Dialects = Dialects {
+            sqlite: "SELECT json_group_array(json_array(seq, body, prev_hash, hash)) FROM (SELECT seq, body, prev_hash, hash FROM audit_records WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4)",
+            postgres: "SELECT coalesce(json_agg(json_build_array(seq, body, prev_hash, hash) ORDER BY seq), '[]')::text FROM (SELECT seq, body, prev_hash, hash FROM audit_records WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4) t",
+        };
+        macro_rules! read {
+            ($pool:expr, $sql:expr) => {
+                sqlx::query_scalar::<_, Option<String>>($sql)
+                    .bind(chain)
+                    .bind(from)
+                    .bind(i64::MAX)
+                    .bind(i64::from(limit))
+                    .fetch_one($pool)
+                    .await?
+            };
+        }
+        let text = match self {
+            Store::Sqlite(pool) => read!(pool, SQL.sqlite),
+            Store::Postgres(pool) => read!(pool, SQL.postgres),
+        };
+        let rows: Vec<(i64, String, String, String)> = json_rows(text, "audit_records")?;
         Ok(rows
             .into_iter()
             .map(|(seq, body, prev_hash, hash)| ChainRecord {
@@ -610,16 +673,44 @@ impl Store {
             .collect())
     }
 
-    /// Up to `limit` search rows of `chain` at positions in `[from, to]`, in order, each
-    /// with its columns (their `sources` and `agreements` left empty: see
-    /// [`Store::audit_side_range`]).
-    pub async fn audit_search_range(
+    /// The search projection's rows for `chain` at positions in `[from, to]`, read in one
+    /// statement (so in one snapshot: the projector writes a record's search row and side
+    /// rows in one transaction), each in order of position: up to `limits.0` search rows
+    /// (their `sources` and `agreements` left empty), up to `limits.1` rows of
+    /// `audit_search_sources` and up to `limits.2` of `audit_search_agreements`.
+    pub async fn audit_projection_range(
         &self,
         chain: &str,
         from: i64,
         to: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, Columns)>, StoreError> {
+        limits: (u32, u32, u32),
+    ) -> Result<ProjectionRange, StoreError> {
+        const SQLITE: &str = "SELECT \
+            (SELECT json_group_array(json_array(seq, recorded_us, person_id, user_id, org, purpose, outcome, review)) FROM (SELECT * FROM audit_search WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4)), \
+            (SELECT json_group_array(json_array(seq, source, recorded_us)) FROM (SELECT seq, source, recorded_us FROM audit_search_sources WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $5)), \
+            (SELECT json_group_array(json_array(seq, agreement, recorded_us)) FROM (SELECT seq, agreement, recorded_us FROM audit_search_agreements WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $6))";
+        const POSTGRES: &str = "SELECT \
+            (SELECT coalesce(json_agg(json_build_array(seq, recorded_us, person_id, user_id, org, purpose, outcome, review) ORDER BY seq), '[]')::text FROM (SELECT * FROM audit_search WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4) t), \
+            (SELECT coalesce(json_agg(json_build_array(seq, source, recorded_us) ORDER BY seq), '[]')::text FROM (SELECT seq, source, recorded_us FROM audit_search_sources WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $5) t), \
+            (SELECT coalesce(json_agg(json_build_array(seq, agreement, recorded_us) ORDER BY seq), '[]')::text FROM (SELECT seq, agreement, recorded_us FROM audit_search_agreements WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $6) t)";
+        type Texts = (Option<String>, Option<String>, Option<String>);
+        macro_rules! read {
+            ($pool:expr, $sql:expr) => {
+                sqlx::query_as::<_, Texts>($sql)
+                    .bind(chain)
+                    .bind(from)
+                    .bind(to)
+                    .bind(i64::from(limits.0))
+                    .bind(i64::from(limits.1))
+                    .bind(i64::from(limits.2))
+                    .fetch_one($pool)
+                    .await?
+            };
+        }
+        let (search, sources, agreements) = match self {
+            Store::Sqlite(pool) => read!(pool, SQLITE),
+            Store::Postgres(pool) => read!(pool, POSTGRES),
+        };
         type SearchRow = (
             i64,
             i64,
@@ -630,63 +721,53 @@ impl Store {
             String,
             Option<String>,
         );
-        const SQL: &str = "SELECT seq, recorded_us, person_id, user_id, org, purpose, outcome, review FROM audit_search WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4";
-        let rows: Vec<SearchRow> = with_pool!(self, pool => sqlx::query_as(SQL)
-            .bind(chain)
-            .bind(from)
-            .bind(to)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?);
-        Ok(rows
-            .into_iter()
-            .map(
-                |(seq, recorded_us, person, user, org, purpose, outcome, review)| {
-                    (
-                        seq,
-                        Columns {
-                            recorded_us,
-                            person,
-                            user,
-                            org,
-                            purpose,
-                            outcome,
-                            review,
-                            sources: Vec::new(),
-                            agreements: Vec::new(),
-                        },
-                    )
-                },
-            )
-            .collect())
+        let search: Vec<SearchRow> = json_rows(search, "audit_search")?;
+        Ok(ProjectionRange {
+            search: search
+                .into_iter()
+                .map(
+                    |(seq, recorded_us, person, user, org, purpose, outcome, review)| {
+                        (
+                            seq,
+                            Columns {
+                                recorded_us,
+                                person,
+                                user,
+                                org,
+                                purpose,
+                                outcome,
+                                review,
+                                sources: Vec::new(),
+                                agreements: Vec::new(),
+                            },
+                        )
+                    },
+                )
+                .collect(),
+            sources: json_rows(sources, "audit_search_sources")?,
+            agreements: json_rows(agreements, "audit_search_agreements")?,
+        })
     }
 
-    /// Up to `limit` rows of one side table of the search projection for `chain` at
-    /// positions in `[from, to]`, ordered by position: (position, value, recorded_us).
-    pub async fn audit_side_range(
+    /// From position `from` on in `chain`, in one statement: the first search row whose
+    /// record the log does not hold, and the first row of disclosing sources or agreements
+    /// whose record has no search row. Past a chain's last record read, rows of records
+    /// appended since (and projected with them) are not counted.
+    pub async fn audit_projection_strays(
         &self,
-        side: AuditSide,
         chain: &str,
         from: i64,
-        to: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
-        let sql = match side {
-            AuditSide::Sources => {
-                "SELECT seq, source, recorded_us FROM audit_search_sources WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4"
-            }
-            AuditSide::Agreements => {
-                "SELECT seq, agreement, recorded_us FROM audit_search_agreements WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4"
-            }
-        };
-        let rows: Vec<(i64, String, i64)> = with_pool!(self, pool => sqlx::query_as(sql)
+    ) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        const SQL: &str = "SELECT \
+            (SELECT min(s.seq) FROM audit_search s WHERE s.chain = $1 AND s.seq >= $2 AND NOT EXISTS (SELECT 1 FROM audit_records r WHERE r.chain = s.chain AND r.seq = s.seq)), \
+            (SELECT min(x.seq) FROM (SELECT d.seq FROM audit_search_sources d WHERE d.chain = $1 AND d.seq >= $2 AND NOT EXISTS (SELECT 1 FROM audit_search s WHERE s.chain = d.chain AND s.seq = d.seq) \
+                UNION ALL SELECT a.seq FROM audit_search_agreements a WHERE a.chain = $1 AND a.seq >= $2 AND NOT EXISTS (SELECT 1 FROM audit_search s WHERE s.chain = a.chain AND s.seq = a.seq)) x)";
+        let found: (Option<i64>, Option<i64>) = with_pool!(self, pool => sqlx::query_as(SQL)
             .bind(chain)
             .bind(from)
-            .bind(to)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
+            .fetch_one(pool)
             .await?);
-        Ok(rows)
+        Ok(found)
     }
 
     /// Audit rows of `sql` (an [`audit_select!`] query) with `binds` as `$1`, `$2`, …,
