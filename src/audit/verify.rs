@@ -199,21 +199,30 @@ async fn walk(
     });
     let heads = vouched.get(&**chain).cloned().unwrap_or_default();
     let mut place: Option<(i64, String)> = None;
-    let mut from = i64::MIN;
+    let mut next = Some(i64::MIN);
     let mut in_flight: Option<Checking> = None;
-    loop {
-        let rows = store
-            .audit_chain_records(chain, from, CHECK_BATCH as u32)
-            .await?;
+    while let Some(from) = next {
+        // The next batch is read while the last one's check ends and its projection is read
+        // (on a second connection).
+        let compare_too = disagreement.is_none();
+        let (rows, settled) = tokio::join!(
+            store.audit_chain_records(chain, from, CHECK_BATCH as u32),
+            settle(store, chain, mark, in_flight.take(), compare_too)
+        );
+        let (hash, found) = settled?;
+        if let Some(broken) = hash {
+            return Ok(Err(broken));
+        }
+        if compare_too {
+            *disagreement = found;
+        }
+        let rows = rows?;
         let more = rows.len() == CHECK_BATCH;
         for (i, row) in rows.iter().enumerate() {
             if let Some(problem) = step(&place, row, &heads) {
-                // Anything earlier that fails its hash check is the first problem.
-                let earlier = match in_flight.take() {
-                    Some(checking) => checking.finish(chain).await.hash,
-                    None => None,
-                }
-                .or_else(|| check(key, chain, &rows[..i]));
+                // Anything earlier in the batch that fails its hash check is the first
+                // problem (earlier batches were checked already).
+                let earlier = check(key, chain, &rows[..i]);
                 return Ok(Err(earlier.unwrap_or(Broken {
                     chain: chain.to_string(),
                     seq: row.seq,
@@ -227,35 +236,22 @@ async fn walk(
             place = Some((row.seq, row.hash.clone()));
         }
         let to = rows.last().map(|row| row.seq);
-        let started = to.map(|to| Checking::start(key, chain, from, to, rows));
-        if let Some(done) = std::mem::replace(&mut in_flight, started) {
-            let done = done.finish(chain).await;
-            if let Some(broken) = done.hash {
-                return Ok(Err(broken));
-            }
-            if disagreement.is_none() {
-                *disagreement = compare(store, chain, mark, &done).await?;
-            }
-        }
+        in_flight = to.map(|to| Checking::start(key, chain, from, to, rows));
         progress(Progress {
             chain,
             records: verified.records,
         });
         // Other tasks (requests, when the console runs this) get their turn.
         tokio::task::yield_now().await;
-        match to.and_then(|to| to.checked_add(1)) {
-            Some(next) if more => from = next,
-            _ => break,
-        }
+        next = to.and_then(|to| to.checked_add(1)).filter(|_| more);
     }
-    if let Some(done) = in_flight.take() {
-        let done = done.finish(chain).await;
-        if let Some(broken) = done.hash {
-            return Ok(Err(broken));
-        }
-        if disagreement.is_none() {
-            *disagreement = compare(store, chain, mark, &done).await?;
-        }
+    let compare_too = disagreement.is_none();
+    let (hash, found) = settle(store, chain, mark, in_flight.take(), compare_too).await?;
+    if let Some(broken) = hash {
+        return Ok(Err(broken));
+    }
+    if compare_too {
+        *disagreement = found;
     }
     // Search rows past the chain's last record (or in a chain with none) name no record.
     if disagreement.is_none() {
@@ -268,6 +264,31 @@ async fn walk(
         }
     }
     Ok(Ok(place.map(|(last, _)| last)))
+}
+
+/// Waits for a batch's check: the first record whose hash does not match, if any; else,
+/// when `compare_too`, the first place where the projection's rows for the batch do not say
+/// what its bodies say.
+async fn settle(
+    store: &Store,
+    chain: &Arc<str>,
+    mark: Option<i64>,
+    checking: Option<Checking>,
+    compare_too: bool,
+) -> Result<(Option<Broken>, Option<Broken>), AuditError> {
+    let Some(checking) = checking else {
+        return Ok((None, None));
+    };
+    let done = checking.finish(chain).await;
+    if done.hash.is_some() {
+        return Ok((done.hash, None));
+    }
+    let found = if compare_too {
+        compare(store, chain, mark, &done).await?
+    } else {
+        None
+    };
+    Ok((None, found))
 }
 
 /// A batch whose hashes are being checked and whose bodies are being read on a blocking
