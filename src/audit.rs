@@ -117,9 +117,9 @@ impl Columns {
 }
 
 /// The source a disclosed resource came from: the part of its gateway id
-/// (`Type/{source}.{id}`) before the first `.`, when there is one. The same rule is written
-/// in SQL in migration 0010 and in `audit verify`'s projection check
-/// ([`crate::store::Store::audit_projection_problem`]): change them together.
+/// (`Type/{source}.{id}`) before the first `.`, when there is one. The projector
+/// ([`Columns::of`]) and `audit verify` both follow it here; migration 0010's back-fill
+/// writes the same rule in SQL: change them together.
 pub fn disclosing_source(reference: &str) -> Option<&str> {
     let (_, id) = reference.split_once('/')?;
     let (source, _) = id.split_once('.')?;

@@ -82,7 +82,9 @@ pub mod notify;
 mod people;
 mod review;
 
-pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
+pub use audit::{
+    AuditLane, ChainRecord, Columns, Projection, ProjectionRange, Record, Row, SignedHead,
+};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditScope, AuditSpan};
 pub use audit_stats::{AuditCount, ChainHead, DAY_US};
 pub use consent::ConsentRecord;

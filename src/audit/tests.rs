@@ -201,6 +201,153 @@ async fn each_kind_of_tampering_is_found_at_the_right_record() {
     }
 }
 
+/// Writes records 0..n of `chain` straight into the log and its search projection, as the
+/// writer and the projector do (faster than appending one by one).
+async fn written(store: &Store, chain: &str, n: usize) {
+    let key = AuditKey::new(KEY).expect("key");
+    let mut prev = GENESIS.to_owned();
+    let (mut records, mut rows) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let b = body(i);
+        let text = encode_body(&b).expect("encoded");
+        let hash = key.hash(chain, i as i64, &prev, &text);
+        records.push(Record {
+            chain: chain.into(),
+            seq: i as i64,
+            body: text,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+        rows.push(Projection {
+            chain: chain.into(),
+            seq: i as i64,
+            columns: Columns::of(&b),
+        });
+    }
+    store.append_audit(&records).await.expect("the log");
+    store.project_audit(&rows).await.expect("the projection");
+}
+
+/// `audit verify` reads a chain a batch of positions at a time and compares the search
+/// projection's rows with the bodies batch by batch: tampering at a batch's edges, past the
+/// first batch, before the first position, with more side rows than any record calls for,
+/// and in chains that have no records at all is found at the right place; a record
+/// changed in an earlier batch is named before a gap in a later one.
+#[tokio::test]
+async fn tampering_in_any_batch_and_outside_the_chains_is_found() {
+    const CHAIN: &str = "m-chain";
+    const N: usize = 5_000;
+    let search_row = |chain: &str, seq: i64| {
+        format!(
+            "INSERT INTO audit_search (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome) VALUES ('{chain}', {seq}, 1000, 'p0', 'user-0', 'A81001', 'TREAT', 'success')"
+        )
+    };
+    let cases: Vec<(String, &str, &str, i64)> = vec![
+        (
+            "UPDATE audit_search SET org = 'RY4' WHERE seq = 4100".into(),
+            "searchable columns",
+            CHAIN,
+            4100,
+        ),
+        (
+            "UPDATE audit_search SET recorded_us = recorded_us - 1 WHERE seq = 1".into(),
+            "searchable columns",
+            CHAIN,
+            1,
+        ),
+        (
+            "DELETE FROM audit_search_sources WHERE seq = 2048".into(),
+            "sources and agreements of its disclosures",
+            CHAIN,
+            2048,
+        ),
+        (
+            "UPDATE audit_search_sources SET recorded_us = recorded_us + 1 WHERE seq = 2047".into(),
+            "sources and agreements of its disclosures",
+            CHAIN,
+            2047,
+        ),
+        (
+            "UPDATE audit_search_agreements SET agreement = 'dsa-other' WHERE seq = 4999".into(),
+            "sources and agreements of its disclosures",
+            CHAIN,
+            4999,
+        ),
+        // Ten thousand rows for one record: read no further than one more than it calls for.
+        (
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 9999) INSERT INTO audit_search_sources (chain, seq, source, recorded_us) SELECT s.chain, s.seq, 'x' || n.i, s.recorded_us FROM n, audit_search s WHERE s.seq = 3".into(),
+            "sources and agreements of its disclosures",
+            CHAIN,
+            3,
+        ),
+        (
+            search_row(CHAIN, -1),
+            "not in the log",
+            CHAIN,
+            -1,
+        ),
+        (
+            search_row(CHAIN, 6000),
+            "not in the log",
+            CHAIN,
+            6000,
+        ),
+        (
+            "DELETE FROM audit_search WHERE seq = 4096".into(),
+            "missing from the search projection",
+            CHAIN,
+            4096,
+        ),
+        (
+            "INSERT INTO audit_search_agreements (chain, seq, agreement, recorded_us) VALUES ('a-chain-with-no-records', 0, 'dsa', 1000)".into(),
+            "source or agreement of a record it does not hold",
+            "a-chain-with-no-records",
+            0,
+        ),
+        (
+            search_row("z-chain-with-no-records", 7),
+            "not in the log",
+            "z-chain-with-no-records",
+            7,
+        ),
+        (
+            "DELETE FROM audit_records WHERE seq = 3000".into(),
+            "missing",
+            CHAIN,
+            3001,
+        ),
+        (
+            "UPDATE audit_records SET body = replace(body, '\"withheld\":1', '\"withheld\":0') WHERE seq = 4999".into(),
+            "modified",
+            CHAIN,
+            4999,
+        ),
+        (
+            "UPDATE audit_records SET body = replace(body, '\"withheld\":1', '\"withheld\":0') WHERE seq = 2047; DELETE FROM audit_records WHERE seq = 3000".into(),
+            "modified",
+            CHAIN,
+            2047,
+        ),
+    ];
+    for (sql, says, chain, at) in cases {
+        let (_dir, store) = store().await;
+        written(&store, CHAIN, N).await;
+        assert_eq!(
+            check(&store).await.map(|v| v.records),
+            Ok(N as u64),
+            "untouched"
+        );
+        exec(&store, &sql).await;
+        let broken = check(&store).await.expect_err(says);
+        assert_eq!(
+            (broken.chain.as_str(), broken.seq),
+            (chain, at),
+            "{sql}: {broken}"
+        );
+        assert!(broken.problem.contains(says), "{sql}: {broken}");
+    }
+}
+
 #[tokio::test]
 async fn a_failed_append_leaves_the_chain_as_it_was() {
     let (_dir, store) = store().await;

@@ -1,12 +1,14 @@
-//! `audit verify`: walks every chain in order, one row at a time, and checks every signed head.
+//! `audit verify`: walks every chain in order, a batch of positions at a time, checks every
+//! signed head, and compares the search projection (its rows and the rows of disclosing
+//! sources and agreements) with what each record's body says, in Rust, batch by batch.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-
-use futures_util::TryStreamExt;
+use std::sync::Arc;
 
 use super::heads::SignedHead;
-use super::{AuditError, AuditKey, GENESIS, Record};
-use crate::store::Store;
+use super::{AuditError, AuditKey, Columns, GENESIS};
+use crate::store::{ChainRecord, Store};
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,13 +58,16 @@ pub async fn verify(store: &Store, key: &AuditKey) -> Result<Result<Verified, Br
     verify_with_heads(store, key, &HeadCheck::default()).await
 }
 
-/// Walks every chain in order, one row at a time: positions without gaps from 0, each
-/// record's previous hash the hash of the one before, each hash the keyed hash of its
-/// content, and its row in the search projection equal to the body (and present wherever the
-/// chain's projection mark says it is). Then every signed head, from the store and from
+/// Walks every chain in order, a batch of positions at a time: positions without gaps from
+/// 0, each record's previous hash the hash of the one before, each hash the keyed hash of
+/// its content, and its rows in the search projection (its search row, and one row for each
+/// source and agreement of its disclosures) exactly what its body says, present wherever the
+/// chain's projection mark says they are. Then every signed head, from the store and from
 /// `heads.witnessed`: its signature, the record it vouches for there with that hash, so a
 /// chain cut short after a head was signed is found; likewise a projection mark past a
-/// chain's end, and a search row that names no record.
+/// chain's end, and a search or side row that names no record (before a chain's first
+/// record, past its last, or in a chain with none). A record changed, removed or inserted
+/// is named before any place where the projection alone is wrong.
 pub async fn verify_with_heads(
     store: &Store,
     key: &AuditKey,
@@ -108,16 +113,41 @@ pub async fn verify_with_progress(
     }
 
     let marks: HashMap<String, i64> = store.audit_projection_marks().await?.into_iter().collect();
-    // The chain is walked here; the search projection is compared with the bodies by the
-    // database itself, at the same time, on another connection.
-    let (walked, projection) = tokio::join!(
-        walk(store, key, &mut vouched, checked_heads, progress),
-        store.audit_projection_problem()
-    );
-    let (verified, ends) = match walked? {
-        Ok(walked) => walked,
-        Err(broken) => return Ok(Err(broken)),
+    let mut verified = Verified {
+        chains: 0,
+        records: 0,
+        heads: checked_heads,
     };
+    let mut ends: HashMap<String, i64> = HashMap::new();
+    // The first place where the search projection does not say what the bodies say. It is
+    // told only when the chains themselves hold: a record that was changed, removed or
+    // inserted comes first.
+    let mut disagreement: Option<Broken> = None;
+    for chain in store.audit_chains().await? {
+        let chain: Arc<str> = Arc::from(chain);
+        let walked = walk(
+            store,
+            key,
+            &chain,
+            marks.get(&*chain).copied(),
+            &mut vouched,
+            &mut verified,
+            &mut disagreement,
+            progress,
+        )
+        .await?;
+        match walked {
+            Err(broken) => return Ok(Err(broken)),
+            Ok(Some(last)) => {
+                if let Some(cut) = cut_short(&mut vouched, &chain, last) {
+                    return Ok(Err(cut));
+                }
+                ends.insert(chain.to_string(), last);
+            }
+            // A chain with search rows but no records: its rows are strays (found by the walk).
+            Ok(None) => {}
+        }
+    }
     // Chains a head vouches for that have no records at all.
     if let Some((chain, heads)) = vouched.iter().min_by(|a, b| a.0.cmp(b.0))
         && let Some((seq, _)) = heads.last_key_value()
@@ -133,91 +163,396 @@ pub async fn verify_with_progress(
     if let Some(broken) = projection_overreaches(&marks, &ends) {
         return Ok(Err(broken));
     }
-    if let Some((chain, seq, problem)) = projection? {
-        return Ok(Err(Broken {
-            chain,
-            seq,
-            problem: problem.to_owned(),
-        }));
+    if let Some(broken) = disagreement {
+        return Ok(Err(broken));
     }
     Ok(Ok(verified))
 }
 
-/// Walks every chain in the log, in order: positions, previous hashes and signed heads as
-/// rows arrive, keyed hashes on a blocking thread a batch at a time while the next batch is
-/// read. Returns what it checked and where each chain ends.
+/// Records of a chain read from the store at a time. Their keyed hashes are checked and
+/// their bodies read on a blocking thread while the next batch is read; then the search
+/// projection's rows for the same positions are read and compared with what the bodies say.
+const CHECK_BATCH: usize = 2048;
+
+/// Walks one chain in order, a batch of positions at a time: positions, previous hashes and
+/// signed heads as rows arrive; keyed hashes, and what each body says its search rows are,
+/// on a blocking thread while the next batch is read; the search projection's rows for the
+/// same positions compared with them after (unless `disagreement` already holds an earlier
+/// one). Returns the chain's last position (`None` when it has no records).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the walk's state, passed down from one verify run"
+)]
 async fn walk(
     store: &Store,
     key: &AuditKey,
+    chain: &Arc<str>,
+    mark: Option<i64>,
     vouched: &mut HashMap<String, BTreeMap<i64, SignedHead>>,
-    heads: u64,
+    verified: &mut Verified,
+    disagreement: &mut Option<Broken>,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
-) -> Result<Result<(Verified, HashMap<String, i64>), Broken>, AuditError> {
-    let mut rows = store.audit_rows();
-    let mut verified = Verified {
-        chains: 0,
-        records: 0,
-        heads,
-    };
-    let mut walk = Walk::default();
-    let mut ends: HashMap<String, i64> = HashMap::new();
-    let mut batch: Vec<Record> = Vec::with_capacity(CHECK_BATCH);
-    let mut in_flight: Option<tokio::task::JoinHandle<Option<Broken>>> = None;
-    while let Some(record) = rows.try_next().await? {
-        let starts_chain = walk
-            .current
-            .as_ref()
-            .is_none_or(|(chain, _, _)| *chain != record.chain);
-        if starts_chain {
-            progress(Progress {
-                chain: &record.chain,
-                records: verified.records,
-            });
+) -> Result<Result<Option<i64>, Broken>, AuditError> {
+    progress(Progress {
+        chain,
+        records: verified.records,
+    });
+    let heads = vouched.get(&**chain).cloned().unwrap_or_default();
+    let mut place: Option<(i64, String)> = None;
+    let mut next = Some(i64::MIN);
+    let mut in_flight: Option<Checking> = None;
+    while let Some(from) = next {
+        // The next batch is read while the last one's check ends and its projection is read
+        // (on a second connection).
+        let compare_too = disagreement.is_none();
+        let (rows, settled) = tokio::join!(
+            store.audit_chain_records(chain, from, CHECK_BATCH as u32),
+            settle(store, chain, mark, in_flight.take(), compare_too)
+        );
+        let (hash, found) = settled?;
+        if let Some(broken) = hash {
+            return Ok(Err(broken));
         }
-        if let Some(broken) = walk.step(&record, vouched, &mut ends, &mut verified) {
-            // Anything earlier that fails its hash check is the first problem.
-            let earlier = finish(in_flight.take())
-                .await
-                .or_else(|| check(key, &batch));
-            return Ok(Err(earlier.unwrap_or(broken)));
+        if compare_too {
+            *disagreement = found;
         }
-        batch.push(record);
-        if batch.len() == CHECK_BATCH {
-            if let Some(broken) = finish(in_flight.take()).await {
-                return Ok(Err(broken));
+        let rows = rows?;
+        let more = rows.len() == CHECK_BATCH;
+        for (i, row) in rows.iter().enumerate() {
+            if let Some(problem) = step(&place, row, &heads) {
+                // Anything earlier in the batch that fails its hash check is the first
+                // problem (earlier batches were checked already).
+                let earlier = check(key, chain, &rows[..i]);
+                return Ok(Err(earlier.unwrap_or(Broken {
+                    chain: chain.to_string(),
+                    seq: row.seq,
+                    problem,
+                })));
             }
-            let (key, full) = (
-                key.clone(),
-                std::mem::replace(&mut batch, Vec::with_capacity(CHECK_BATCH)),
-            );
-            in_flight = Some(tokio::task::spawn_blocking(move || check(&key, &full)));
-            if let Some((chain, _, _)) = &walk.current {
-                progress(Progress {
-                    chain,
-                    records: verified.records,
-                });
+            if place.is_none() {
+                verified.chains += 1;
             }
-            // Other tasks (requests, when the console runs this) get their turn.
-            tokio::task::yield_now().await;
+            verified.records += 1;
+            place = Some((row.seq, row.hash.clone()));
         }
-    }
-    if let Some(broken) = finish(in_flight.take())
-        .await
-        .or_else(|| check(key, &batch))
-    {
-        return Ok(Err(broken));
-    }
-    if let Some((chain, last, _)) = walk.current.take() {
+        let to = rows.last().map(|row| row.seq);
+        in_flight = to.map(|to| Checking::start(key, chain, from, to, rows));
         progress(Progress {
-            chain: &chain,
+            chain,
             records: verified.records,
         });
-        if let Some(cut) = cut_short(vouched, &chain, last) {
-            return Ok(Err(cut));
-        }
-        ends.insert(chain, last);
+        // Other tasks (requests, when the console runs this) get their turn.
+        tokio::task::yield_now().await;
+        next = to.and_then(|to| to.checked_add(1)).filter(|_| more);
     }
-    Ok(Ok((verified, ends)))
+    let compare_too = disagreement.is_none();
+    let (hash, found) = settle(store, chain, mark, in_flight.take(), compare_too).await?;
+    if let Some(broken) = hash {
+        return Ok(Err(broken));
+    }
+    if compare_too {
+        *disagreement = found;
+    }
+    // Search rows past the chain's last record (or in a chain with none) name no record.
+    if disagreement.is_none() {
+        let after = match &place {
+            Some((last, _)) => last.checked_add(1),
+            None => Some(i64::MIN),
+        };
+        if let Some(after) = after {
+            *disagreement = strays(store, chain, after).await?;
+        }
+    }
+    Ok(Ok(place.map(|(last, _)| last)))
+}
+
+/// Waits for a batch's check: the first record whose hash does not match, if any; else,
+/// when `compare_too`, the first place where the projection's rows for the batch do not say
+/// what its bodies say.
+async fn settle(
+    store: &Store,
+    chain: &Arc<str>,
+    mark: Option<i64>,
+    checking: Option<Checking>,
+    compare_too: bool,
+) -> Result<(Option<Broken>, Option<Broken>), AuditError> {
+    let Some(checking) = checking else {
+        return Ok((None, None));
+    };
+    let done = checking.finish(chain).await;
+    if done.hash.is_some() {
+        return Ok((done.hash, None));
+    }
+    let found = if compare_too {
+        compare(store, chain, mark, &done).await?
+    } else {
+        None
+    };
+    Ok((None, found))
+}
+
+/// A batch whose hashes are being checked and whose bodies are being read on a blocking
+/// thread.
+struct Checking {
+    from: i64,
+    to: i64,
+    handle: tokio::task::JoinHandle<Checked>,
+}
+
+/// What a batch's blocking check found.
+struct Checked {
+    /// Positions `[from, to]` the batch covered.
+    from: i64,
+    to: i64,
+    /// The first record whose keyed hash does not match its content.
+    hash: Option<Broken>,
+    /// Each record's position and what its body says its search rows are (`None`: the body
+    /// is not a record's encoding).
+    said: Vec<(i64, Option<Columns>)>,
+}
+
+impl Checking {
+    fn start(
+        key: &AuditKey,
+        chain: &Arc<str>,
+        from: i64,
+        to: i64,
+        rows: Vec<ChainRecord>,
+    ) -> Checking {
+        let (key, chain) = (key.clone(), chain.clone());
+        let handle = tokio::task::spawn_blocking(move || Checked {
+            from,
+            to,
+            hash: check(&key, &chain, &rows),
+            said: rows.iter().map(|r| (r.seq, said(&r.body))).collect(),
+        });
+        Checking { from, to, handle }
+    }
+
+    /// The check's outcome (a check that could not run is a problem at the batch's start).
+    async fn finish(self, chain: &str) -> Checked {
+        let (from, to) = (self.from, self.to);
+        self.handle.await.unwrap_or_else(|e| Checked {
+            from,
+            to,
+            hash: Some(Broken {
+                chain: chain.to_owned(),
+                seq: from,
+                problem: format!("the check stopped: {e}"),
+            }),
+            said: Vec::new(),
+        })
+    }
+}
+
+/// What a record's body says, as far as its search rows go: the fields the search
+/// projection keeps.
+#[derive(serde::Deserialize)]
+struct Said<'a> {
+    recorded_us: i64,
+    #[serde(borrow)]
+    person: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    org: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    purpose: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    outcome: Cow<'a, str>,
+    #[serde(borrow)]
+    review: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    disclosed: Vec<SaidDisclosure<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct SaidDisclosure<'a> {
+    #[serde(borrow)]
+    reference: Cow<'a, str>,
+    #[serde(borrow)]
+    agreement: Cow<'a, str>,
+}
+
+/// The search rows a body calls for, by the projector's rule (`Columns::of`); `None` when
+/// the body is not a record's encoding (no search row can match it).
+fn said(body: &str) -> Option<Columns> {
+    let said: Said<'_> = serde_json::from_str(body).ok()?;
+    let owned = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned);
+    Some(Columns {
+        recorded_us: said.recorded_us,
+        person: owned(said.person),
+        user: owned(said.user),
+        org: owned(said.org),
+        purpose: owned(said.purpose),
+        outcome: said.outcome.into_owned(),
+        review: owned(said.review),
+        sources: super::distinct(
+            said.disclosed
+                .iter()
+                .filter_map(|d| super::disclosing_source(&d.reference)),
+        ),
+        agreements: super::distinct(said.disclosed.iter().map(|d| &*d.agreement)),
+    })
+}
+
+/// Reads the search projection's rows for a checked batch's positions (in one statement, so
+/// one snapshot) and compares them with what its bodies say. Each read is bounded: at most
+/// one search row more than the batch has records, and one side row more than all its
+/// bodies call for (a row past that is one too many, and the first wrong position is among
+/// those read).
+async fn compare(
+    store: &Store,
+    chain: &Arc<str>,
+    mark: Option<i64>,
+    checked: &Checked,
+) -> Result<Option<Broken>, AuditError> {
+    let limit = |n: usize| u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX);
+    let called_for = |values: fn(&Columns) -> &Vec<String>| -> usize {
+        checked
+            .said
+            .iter()
+            .filter_map(|(_, said)| said.as_ref().map(|c| values(c).len()))
+            .sum()
+    };
+    let range = store
+        .audit_projection_range(
+            chain,
+            checked.from,
+            checked.to,
+            (
+                limit(checked.said.len()),
+                limit(called_for(|c| &c.sources)),
+                limit(called_for(|c| &c.agreements)),
+            ),
+        )
+        .await?;
+    Ok(first_disagreement(
+        &checked.said,
+        mark,
+        &range.search,
+        &range.sources,
+        &range.agreements,
+    )
+    .map(|(seq, problem)| Broken {
+        chain: chain.to_string(),
+        seq,
+        problem: problem.to_owned(),
+    }))
+}
+
+/// The first search row (or side row) of `chain` at a position from `after` on that names a
+/// record the log (or the projection) does not hold: past the chain's last record read,
+/// only records appended since are there, with their rows.
+async fn strays(store: &Store, chain: &Arc<str>, after: i64) -> Result<Option<Broken>, AuditError> {
+    let (search, side) = store.audit_projection_strays(chain, after).await?;
+    let found = match (search, side) {
+        (Some(s), Some(d)) if d < s => Some((d, SIDES_STRAY)),
+        (Some(s), _) => Some((s, STRAY)),
+        (None, Some(d)) => Some((d, SIDES_STRAY)),
+        (None, None) => None,
+    };
+    Ok(found.map(|(seq, problem)| Broken {
+        chain: chain.to_string(),
+        seq,
+        problem: problem.to_owned(),
+    }))
+}
+
+/// A search row whose columns differ from its record's body.
+const DIFFERS: &str = "its searchable columns do not match its content";
+/// A record whose side rows are not exactly the sources and agreements its body names.
+const SIDES_DIFFER: &str =
+    "its search rows for the sources and agreements of its disclosures do not match its content";
+/// A record at or before its chain's mark with no search row.
+const HIDDEN: &str = "it is missing from the search projection, so searches do not find it";
+/// A search row for a record the log does not hold.
+const STRAY: &str = "the search projection lists a record that is not in the log";
+/// A side row for a record the search projection does not hold.
+const SIDES_STRAY: &str =
+    "the search projection lists a source or agreement of a record it does not hold";
+
+/// The first position (and what is wrong there) where the search projection's rows do not
+/// say what the records' bodies say, over one range of a chain's positions: `said` holds
+/// the records there (in order) and what each body says, `search` the search rows and
+/// `sources` and `agreements` the side rows there (each in order of position). Where one
+/// position has several problems, the first of [`DIFFERS`], [`SIDES_DIFFER`], [`HIDDEN`],
+/// [`STRAY`], [`SIDES_STRAY`] is named.
+fn first_disagreement(
+    said: &[(i64, Option<Columns>)],
+    mark: Option<i64>,
+    search: &[(i64, Columns)],
+    sources: &[(i64, String, i64)],
+    agreements: &[(i64, String, i64)],
+) -> Option<(i64, &'static str)> {
+    let record = |seq: i64| {
+        said.binary_search_by_key(&seq, |(s, _)| *s)
+            .ok()
+            .map(|i| &said[i].1)
+    };
+    let searched = |seq: i64| search.binary_search_by_key(&seq, |(s, _)| *s).is_ok();
+    let mut found: Option<(i64, usize, &'static str)> = None;
+    let mut note = |seq: i64, rank: usize, problem: &'static str| {
+        if found.is_none_or(|(s, r, _)| (seq, rank) < (s, r)) {
+            found = Some((seq, rank, problem));
+        }
+    };
+    for (seq, row) in search {
+        match record(*seq) {
+            None => note(*seq, 3, STRAY),
+            Some(None) => note(*seq, 0, DIFFERS),
+            Some(Some(said)) => {
+                if !same_columns(row, said) {
+                    note(*seq, 0, DIFFERS);
+                }
+                if !same_side(group(sources, *seq), &said.sources, said.recorded_us)
+                    || !same_side(group(agreements, *seq), &said.agreements, said.recorded_us)
+                {
+                    note(*seq, 1, SIDES_DIFFER);
+                }
+            }
+        }
+    }
+    for (seq, _) in said {
+        if mark.is_some_and(|mark| *seq <= mark) && !searched(*seq) {
+            note(*seq, 2, HIDDEN);
+        }
+    }
+    for (seq, _, _) in sources.iter().chain(agreements) {
+        if !searched(*seq) {
+            note(*seq, 4, SIDES_STRAY);
+        }
+    }
+    found.map(|(seq, _, problem)| (seq, problem))
+}
+
+/// The rows of `rows` (ordered by position) at `seq`.
+fn group(rows: &[(i64, String, i64)], seq: i64) -> &[(i64, String, i64)] {
+    let start = rows.partition_point(|(s, _, _)| *s < seq);
+    let end = rows.partition_point(|(s, _, _)| *s <= seq);
+    &rows[start..end]
+}
+
+/// Whether a search row's columns are what the body says (its side rows apart).
+fn same_columns(row: &Columns, said: &Columns) -> bool {
+    row.recorded_us == said.recorded_us
+        && row.person == said.person
+        && row.user == said.user
+        && row.org == said.org
+        && row.purpose == said.purpose
+        && row.outcome == said.outcome
+        && row.review == said.review
+}
+
+/// Whether a record's rows of one side table are exactly the values its body names (each
+/// once), each at the record's time.
+fn same_side(rows: &[(i64, String, i64)], said: &[String], recorded_us: i64) -> bool {
+    if rows.len() != said.len() || rows.iter().any(|(_, _, us)| *us != recorded_us) {
+        return false;
+    }
+    let mut values: Vec<&str> = rows.iter().map(|(_, v, _)| v.as_str()).collect();
+    values.sort_unstable();
+    values.iter().zip(said).all(|(v, s)| *v == s.as_str())
 }
 
 /// A chain whose projection mark is past its last record: records were cut off its end (the
@@ -243,105 +578,45 @@ fn projection_overreaches(
     })
 }
 
-/// Rows whose hashes are checked together on a blocking thread.
-const CHECK_BATCH: usize = 2048;
-
-/// The walk's place: the chain being walked, its last position and hash.
-#[derive(Default)]
-struct Walk {
-    current: Option<(String, i64, String)>,
-}
-
-impl Walk {
-    /// Checks that `row` comes next in its chain (or starts a new one, after checking the
-    /// last one was not cut short) and is the record any signed head names there.
-    fn step(
-        &mut self,
-        record: &Record,
-        vouched: &mut HashMap<String, BTreeMap<i64, SignedHead>>,
-        ends: &mut HashMap<String, i64>,
-        verified: &mut Verified,
-    ) -> Option<Broken> {
-        let broken = |problem: String| Broken {
-            chain: record.chain.clone(),
-            seq: record.seq,
-            problem,
-        };
-        let same_chain = self
-            .current
-            .as_ref()
-            .is_some_and(|(chain, _, _)| *chain == record.chain);
-        if !same_chain {
-            if let Some((chain, last, _)) = self.current.take() {
-                if let Some(cut) = cut_short(vouched, &chain, last) {
-                    return Some(cut);
-                }
-                ends.insert(chain, last);
-            }
-            verified.chains += 1;
-        }
-        let (expected_seq, expected_prev) = match &self.current {
-            Some((_, seq, hash)) => (seq + 1, hash.as_str()),
-            None => (0, GENESIS),
-        };
-        if record.seq != expected_seq {
-            return Some(broken(format!(
-                "expected position {expected_seq}: a record is missing or was inserted"
-            )));
-        }
-        if record.prev_hash != expected_prev {
-            return Some(broken(
-                "does not follow the record before it (reordered, or one before it was replaced)"
-                    .into(),
-            ));
-        }
-        if let Some(head) = vouched
-            .get(&record.chain)
-            .and_then(|heads| heads.get(&record.seq))
-            && head.hash != record.hash
-        {
-            return Some(broken(
-                "it is not the record a signed head vouches for here (replaced)".into(),
-            ));
-        }
-        verified.records += 1;
-        match &mut self.current {
-            Some(c) => {
-                c.1 = record.seq;
-                c.2.clone_from(&record.hash);
-            }
-            None => self.current = Some((record.chain.clone(), record.seq, record.hash.clone())),
-        }
-        None
+/// Why `row` cannot come next after `place` (the last position and hash of its chain, or
+/// none at its start), or is not the record a signed head names there.
+fn step(
+    place: &Option<(i64, String)>,
+    row: &ChainRecord,
+    heads: &BTreeMap<i64, SignedHead>,
+) -> Option<String> {
+    let (expected_seq, expected_prev) = match place {
+        Some((seq, hash)) => (seq.saturating_add(1), hash.as_str()),
+        None => (0, GENESIS),
+    };
+    if row.seq != expected_seq {
+        return Some(format!(
+            "expected position {expected_seq}: a record is missing or was inserted"
+        ));
     }
+    if row.prev_hash != expected_prev {
+        return Some(
+            "does not follow the record before it (reordered, or one before it was replaced)"
+                .into(),
+        );
+    }
+    if let Some(head) = heads.get(&row.seq)
+        && head.hash != row.hash
+    {
+        return Some("it is not the record a signed head vouches for here (replaced)".into());
+    }
+    None
 }
 
-/// The first record of `records` whose keyed hash does not match its content.
-fn check(key: &AuditKey, records: &[Record]) -> Option<Broken> {
-    records.iter().find_map(|record| {
-        (key.hash(&record.chain, record.seq, &record.prev_hash, &record.body) != record.hash).then(
-            || Broken {
-                chain: record.chain.clone(),
-                seq: record.seq,
-                problem: "its content was modified (hash mismatch)".to_owned(),
-            },
-        )
+/// The first record of `rows` whose keyed hash does not match its content.
+fn check(key: &AuditKey, chain: &str, rows: &[ChainRecord]) -> Option<Broken> {
+    rows.iter().find_map(|row| {
+        (key.hash(chain, row.seq, &row.prev_hash, &row.body) != row.hash).then(|| Broken {
+            chain: chain.to_owned(),
+            seq: row.seq,
+            problem: "its content was modified (hash mismatch)".to_owned(),
+        })
     })
-}
-
-/// The outcome of a batch's check (a check that could not run counts as no finding only if
-/// it panicked, which `check` does not).
-async fn finish(handle: Option<tokio::task::JoinHandle<Option<Broken>>>) -> Option<Broken> {
-    match handle {
-        Some(h) => h.await.unwrap_or_else(|e| {
-            Some(Broken {
-                chain: String::new(),
-                seq: -1,
-                problem: format!("the check stopped: {e}"),
-            })
-        }),
-        None => None,
-    }
 }
 
 /// When a signed head of `chain` vouches for a position after `last`, the tail was cut off.
