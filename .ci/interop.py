@@ -2,12 +2,15 @@
 `fhirclient`, whose models reject JSON that does not fit FHIR R4) searches and reads through
 the demo gateway, unchanged.
 
-Usage: CONCORD_TOKEN=... CONCORD_BLANK_TOKEN=... CONCORD_IG_TOKEN=... python interop.py BASE_URL DEMO_DIR
+Usage: CONCORD_TOKEN=... CONCORD_BLANK_TOKEN=... CONCORD_IG_TOKEN=... CONCORD_NURSE_TOKEN=...
+       python interop.py BASE_URL DEMO_DIR
 
 CONCORD_TOKEN is a clinician's token; CONCORD_BLANK_TOKEN one whose `org` and `name` claims
 are empty strings, as identity providers send them; CONCORD_IG_TOKEN an
 information-governance lead's (role ig-lead, scope user/AuditEvent.rs), which reads the
-audit log as AuditEvents. Every AuditEvent is parsed by two strict R4 models written by
+audit log as AuditEvents; CONCORD_NURSE_TOKEN a community nurse's (RY4, scopes to create
+and update CarePlan and Goal), who writes a plan and a goal to the region's own record through
+the same client (issue 18). Every AuditEvent is parsed by two strict R4 models written by
 others: fhirclient's and `fhir.resources` (pydantic, R4B, which refuses empty values).
 """
 
@@ -21,7 +24,9 @@ from fhir.resources.R4B.auditevent import AuditEvent as StrictAuditEvent
 from fhirclient import client
 from fhirclient.models.auditevent import AuditEvent
 from fhirclient.models.bundle import Bundle
+from fhirclient.models.careplan import CarePlan
 from fhirclient.models.encounter import Encounter
+from fhirclient.models.goal import Goal
 from fhirclient.models.observation import Observation
 from fhirclient.models.patient import Patient
 
@@ -89,6 +94,39 @@ def main(base, demo):
         assert got.status_code == status, (path, got.status_code, got.text)
         assert got.json()["resourceType"] in ("OperationOutcome", "Patient"), got.text
 
+    # Writes (issue 18): a community nurse creates a plan that no provider owns (it goes to the
+    # demo's region store source) and a goal of that plan through fhirclient's own create and
+    # update. fhirclient knows nothing of ETags, so the version read goes in If-Match on its
+    # session, as an integration would add it.
+    nurse = client.FHIRClient(settings={"app_id": "concord-interop-writes", "api_base": base}).server
+    nurse.session.headers["Authorization"] = "Bearer " + os.environ["CONCORD_NURSE_TOKEN"]
+    subject = {"reference": f"Patient/{patient.id}"}
+    created = CarePlan({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                        "title": "Living well at home", "subject": subject}).create(nurse)
+    assert created and created["id"].startswith("region."), f"the plan went to the region's record: {created}"
+    plan = CarePlan.read(created["id"], nurse)
+    assert plan.title == "Living well at home" and plan.meta.versionId == "1", plan.as_json()
+    goal = Goal({"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "Walk to the shop"},
+                 "subject": subject, "extension": [{"url": "https://fhir.concord.health/StructureDefinition/care-plan",
+                                                    "valueReference": {"reference": f"CarePlan/{plan.id}"}}]}).create(nurse)
+    assert goal and goal["id"].startswith("region."), f"the goal went where its plan lives: {goal}"
+    plan.title = "Living well at home, walking"
+    try:
+        plan.update(nurse)
+        raise AssertionError("an update without If-Match was taken")
+    except requests.HTTPError as e:
+        assert e.response.status_code == 428, e.response.text
+    nurse.session.headers["If-Match"] = 'W/"1"'
+    updated = plan.update(nurse)
+    assert updated and updated["meta"]["versionId"] == "2" and updated["title"] == plan.title, updated
+    try:
+        plan.update(nurse)  # the same version again: somebody (we) changed it since
+        raise AssertionError("a stale If-Match was taken")
+    except requests.HTTPError as e:
+        assert e.response.status_code == 412, e.response.text
+    del nurse.session.headers["If-Match"]
+    assert CarePlan.read(plan.id, nurse).meta.versionId == "2", "the stale update wrote nothing"
+
     # The requests above were audited. An IG lead reads them back as AuditEvents, newest first,
     # every one parsed by fhirclient's strict R4 model, following next links to the end.
     ig = client.FHIRClient(settings={"app_id": "concord-interop-ig", "api_base": base}).server
@@ -111,12 +149,15 @@ def main(base, demo):
     assert times == sorted(times, reverse=True), "newest first"
     assert any(e.subtype and e.subtype[0].code == "operation" for e in events), "the $everything was audited"
     assert all(e.agent[0].requestor for e in events)
+    writes = [e for e in events if e.subtype and e.subtype[0].code in ("create", "update")]
+    assert {e.action for e in writes} == {"C", "U"}, "the writes were audited, as creates and updates"
     assert {406, 404, 401} <= {int(e.outcomeDesc.split()[1]) for e in events}, "refusals are audited"
     assert os.environ["CONCORD_TOKEN"] not in json.dumps([e.as_json() for e in events]), "no token kept"
     AuditEvent.read(ids[0], ig)
 
     print(f"interop: fhirclient read {len(everything.entry)} resources ({', '.join(kinds)}) from {len(sources)} sources; "
-          f"paged {total} Observations with _count=5; parsed {len(events)} AuditEvents")
+          f"paged {total} Observations with _count=5; created and updated a plan and a goal; "
+          f"parsed {len(events)} AuditEvents ({len(writes)} of writes)")
 
 
 if __name__ == "__main__":
