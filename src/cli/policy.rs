@@ -176,16 +176,21 @@ pub(super) async fn policy_explain_write(
     };
     let name = format!("{} {resource_type} in {to}", interaction.name());
     match &explanation.permit {
-        Some(p) => println!(
-            "PERMIT    {name}  by {} rule {}{}",
-            p.agreement.id,
-            p.rule.id,
-            if p.emergency {
-                " (emergency access)"
-            } else {
-                ""
+        Some(p) => {
+            println!(
+                "PERMIT    {name}  by {} rule {}{}",
+                p.agreement.id,
+                p.rule.id,
+                if p.emergency {
+                    " (emergency access)"
+                } else {
+                    ""
+                }
+            );
+            if let Some(target) = &p.rule.write_to {
+                println!("          one that belongs to no plan goes to `{target}` (write_to)");
             }
-        ),
+        }
         None => {
             println!("REFUSED   {name}");
             for refusal in &explanation.refusals {

@@ -176,6 +176,9 @@ pub struct Rule {
     pub where_: Option<super::fhirpath::Condition>,
     /// Element paths removed before disclosure.
     pub redact: Vec<String>,
+    /// Patient-access rules that permit `create`: the source (its config id) a new resource
+    /// they permit goes to when it belongs to no plan (`write_to`).
+    pub write_to: Option<String>,
 }
 
 impl Rule {

@@ -459,6 +459,20 @@ impl<'p> CallerPolicy<'p> {
         })
     }
 
+    /// The source the first rule (in the order rules are tried) that could permit a
+    /// `resource_type` names for new resources that belong to no plan (`write_to`).
+    pub fn write_to(&self, resource_type: &str) -> Option<&'p str> {
+        self.rules
+            .iter()
+            .filter(|a| {
+                a.rule
+                    .resources
+                    .iter()
+                    .any(|r| r == "*" || r == resource_type)
+            })
+            .find_map(|a| a.rule.write_to.as_deref())
+    }
+
     /// True when some rule could permit anything from `source_org`.
     pub fn may_disclose_any(&self, source_org: &str) -> bool {
         self.rules

@@ -605,3 +605,72 @@ fn the_person_and_only_named_carers_may_write_their_goals() {
         ]
     );
 }
+
+#[test]
+fn a_portal_rule_names_where_the_persons_new_resources_go() {
+    let portal = PORTAL.replace(
+        "interactions = [\"read\", \"search\", \"create\", \"update\"]",
+        "interactions = [\"read\", \"search\", \"create\", \"update\"]\nwrite_to = \"region\"",
+    );
+    let set = load(&[("portal.toml", &portal)]).expect("valid");
+    let person = Caller {
+        org: None,
+        role: None,
+        purpose: "PATRQT",
+        emergency: false,
+        acting: Acting::Person,
+    };
+    let creating = set.for_interaction(&person, &[Interaction::Create], today());
+    assert_eq!(creating.write_to("Goal"), Some("region"));
+    assert_eq!(creating.write_to("Flag"), None, "no rule permits a Flag");
+    let daughter = Caller {
+        org: None,
+        role: None,
+        purpose: "FAMRQT",
+        emergency: false,
+        acting: Acting::Carer("DAU"),
+    };
+    assert_eq!(
+        set.for_interaction(&daughter, &[Interaction::Create], today())
+            .write_to("Goal"),
+        None,
+        "the carers' rule names none"
+    );
+
+    let errors = |text: &str| {
+        load(&[("portal.toml", text)])
+            .expect_err("refused")
+            .0
+            .into_iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+    };
+    let reading = PORTAL.replace(
+        "relationships = [\"SON\"]\nresources = [\"Goal\"]",
+        "relationships = [\"SON\"]\nresources = [\"Goal\"]\nwrite_to = \"region\"",
+    );
+    assert_eq!(
+        errors(&reading),
+        [
+            "rule[2].write_to: the rule does not permit `create`, so nothing it permits is written anywhere"
+        ]
+    );
+    let not_an_id = portal.replace("write_to = \"region\"", "write_to = \"The Region\"");
+    assert_eq!(
+        errors(&not_an_id),
+        ["rule[0].write_to: `The Region` is not a source id (a-z, 0-9 and -)"]
+    );
+    let staff = GOOD.replace(
+        "redact = [\"note\"]",
+        "redact = [\"note\"]\nwrite_to = \"region\"",
+    );
+    let found = load(&[("dsa-test.toml", &staff)]).expect_err("refused").0;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]
+            .message
+            .contains("only a patient-access rule takes it"),
+        "{}",
+        found[0]
+    );
+}

@@ -97,6 +97,9 @@ struct RuleDef {
     /// Element paths removed before disclosure.
     #[serde(default)]
     redact: Vec<Spanned<String>>,
+    /// The source a new resource the rule permits to create, belonging to no plan, goes to
+    /// (patient-access rules).
+    write_to: Option<Spanned<String>>,
 }
 
 impl RuleDef {
@@ -387,6 +390,7 @@ fn rule(
     let interactions = interactions(i, def, found);
     empty_lists(i, def, found);
     audience_fit(i, def, start, audience, found);
+    write_to(i, def, audience, &interactions, found);
     Rule {
         id: def.id.get_ref().clone(),
         purpose_of_use: values(def.purpose_of_use.get_ref()),
@@ -398,6 +402,42 @@ fn rule(
         requires_care_relationship: def.requires_care(),
         where_,
         redact: values(&def.redact),
+        write_to: def.write_to.as_ref().map(|w| w.get_ref().clone()),
+    }
+}
+
+/// Reports a `write_to` that is not a source id, or on a rule that cannot use it: only a
+/// patient-access rule that permits `create` sends the person's new resources somewhere.
+fn write_to(
+    i: usize,
+    def: &RuleDef,
+    audience: Audience,
+    interactions: &[Interaction],
+    found: &mut Findings<'_>,
+) {
+    let Some(target) = &def.write_to else {
+        return;
+    };
+    let at = target.span().start;
+    let field = rule_field(i, "write_to");
+    if !crate::fhir::is_slug(target.get_ref()) {
+        found.error(
+            at,
+            &field,
+            format!("`{}` is not a source id (a-z, 0-9 and -)", target.get_ref()),
+        );
+    } else if audience != Audience::Patient {
+        found.error(
+            at,
+            &field,
+            "names where the person's own new resources go: only a patient-access rule takes it (staff writes go by `write_default` in the config)",
+        );
+    } else if !interactions.contains(&Interaction::Create) {
+        found.error(
+            at,
+            &field,
+            "the rule does not permit `create`, so nothing it permits is written anywhere",
+        );
     }
 }
 
