@@ -32,6 +32,7 @@ pub(super) fn origin<'a>(
     source: &'a SourceInfo,
     person: &'a Person,
     labels: &'a LabelMap,
+    peers: &'a [Arc<dyn crate::sources::Source>],
 ) -> Origin<'a> {
     Origin {
         source,
@@ -39,6 +40,7 @@ pub(super) fn origin<'a>(
         nhs_number: person.nhs.as_str(),
         local_patient_ids: person.links.get(&source.id).unwrap_or(&NO_IDS),
         labels,
+        peers,
     }
 }
 

@@ -140,7 +140,7 @@ impl Federation {
         gathered: &mut Gathered,
     ) {
         let info = source.info();
-        let origin = origin(info, person, plan.labels);
+        let origin = origin(info, person, plan.labels, &self.sources);
         let reuse = source.is_static();
         let links = links_fingerprint(origin.local_patient_ids) ^ plan.labels_key;
         let mut dropped = Vec::new();

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::fhir::ODS_SYSTEM;
 use crate::fhir::reference::{is_valid_id, parse_under_base};
-use crate::sources::SourceInfo;
+use crate::sources::{Source, SourceInfo};
 
 /// Why a resource from a source was not passed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,10 @@ pub struct Origin<'a> {
     pub local_patient_ids: &'a HashSet<String>,
     /// Codes to sensitivity labels.
     pub labels: &'a crate::policy::LabelMap,
+    /// Every configured source (this one among them), so that a reference under another
+    /// source's base URL (a part of a plan pointing at the plan another provider holds) reads
+    /// as that source's gateway id.
+    pub peers: &'a [Arc<dyn Source>],
 }
 
 /// Checks the resource is about the person, then makes it the gateway's, with its sensitivity
@@ -79,8 +83,59 @@ pub fn normalise(resource: Arc<Value>, origin: &Origin<'_>) -> Result<Value, Fau
     let obj = resource.as_object_mut().ok_or(Fault::Invalid)?;
     obj.insert("id".into(), Value::String(id));
     stamp_provenance(obj, origin.source);
+    mark_contributor(obj, origin.person_id);
     crate::policy::LabelMap::stamp(obj, &labels);
     Ok(resource)
+}
+
+/// The `meta.tag` system that says who contributed a resource; its one code, `patient`, marks
+/// what the person wrote themselves.
+pub const CONTRIBUTOR_SYSTEM: &str = "https://fhir.concord.health/CodeSystem/contributor";
+
+/// The `meta.tag` coding on what the person wrote themselves.
+pub fn contributor_tag() -> Value {
+    json!({"system": CONTRIBUTOR_SYSTEM, "code": "patient", "display": "Written by the person"})
+}
+
+/// True when the resource carries the [`contributor_tag`].
+pub fn has_contributor_tag(resource: &Value) -> bool {
+    resource
+        .pointer("/meta/tag")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|t| {
+            t.get("system").and_then(Value::as_str) == Some(CONTRIBUTOR_SYSTEM)
+                && t.get("code").and_then(Value::as_str) == Some("patient")
+        })
+}
+
+/// The elements that name who wrote or expressed a resource.
+const AUTHORSHIP: [&str; 3] = ["author", "recorder", "expressedBy"];
+
+/// Marks (once) a resource the person wrote themselves: its `author`, `recorder` or
+/// `expressedBy` is the person (references already the gateway's), or its source kept the
+/// mark the gateway put on what the person wrote through the portal.
+fn mark_contributor(obj: &mut Map<String, Value>, person: Uuid) {
+    let theirs = format!("Patient/{person}");
+    let by_them = AUTHORSHIP.iter().filter_map(|k| obj.get(*k)).any(|v| {
+        let named = |r: &Value| r.get("reference").and_then(Value::as_str) == Some(theirs.as_str());
+        match v {
+            Value::Array(items) => items.iter().any(named),
+            other => named(other),
+        }
+    });
+    let marked = obj
+        .get("meta")
+        .and_then(|m| m.get("tag"))
+        .and_then(Value::as_array)
+        .is_some_and(|tags| {
+            tags.iter()
+                .any(|t| t.get("system").and_then(Value::as_str) == Some(CONTRIBUTOR_SYSTEM))
+        });
+    if by_them && !marked {
+        add_tag(obj, contributor_tag());
+    }
 }
 
 /// Whether the resource may be passed on as the person's; its gateway id when it may.
@@ -167,13 +222,37 @@ fn rewrite_references(value: &mut Value, origin: &Origin<'_>) {
     }
 }
 
-/// The gateway reference for one of the source's own references; `None` to leave it as it is.
+/// The gateway reference for one of the source's own references, or for an absolute one to a
+/// resource another source holds (under that source's base URL; not a Patient, whose gateway
+/// id is the person's); `None` to leave it as it is.
 fn rewritten(reference: &str, origin: &Origin<'_>) -> Option<String> {
-    let r = parse_under_base(reference, origin.source.base_url.as_deref())?;
+    let Some(r) = parse_under_base(reference, origin.source.base_url.as_deref()) else {
+        return elsewhere(reference, origin);
+    };
     if r.resource_type == "Patient" && origin.local_patient_ids.contains(r.id) {
         return Some(format!("Patient/{}", origin.person_id));
     }
     gateway_id(&origin.source.id, r.id).map(|id| format!("{}/{id}", r.resource_type))
+}
+
+/// The gateway reference for an absolute reference under another source's base URL.
+fn elsewhere(reference: &str, origin: &Origin<'_>) -> Option<String> {
+    if !reference.contains("://") {
+        return None;
+    }
+    origin.peers.iter().find_map(|peer| {
+        let info = peer.info();
+        let base = info.base_url.as_deref()?;
+        if info.id == origin.source.id {
+            return None;
+        }
+        let rest = reference.strip_prefix(base)?.strip_prefix('/')?;
+        let r = crate::fhir::reference::parse_relative(rest)?;
+        if r.resource_type == "Patient" {
+            return None;
+        }
+        gateway_id(&info.id, r.id).map(|id| format!("{}/{id}", r.resource_type))
+    })
 }
 
 #[cfg(test)]
@@ -202,6 +281,7 @@ mod tests {
             nhs_number: "9434765919",
             local_patient_ids: &ids,
             labels: &crate::policy::LabelMap::default(),
+            peers: &[],
         };
         let obs = json!({
             "resourceType": "Observation", "id": "o1",
@@ -226,6 +306,33 @@ mod tests {
     }
 
     #[test]
+    fn what_the_person_wrote_is_marked_once() {
+        let src = source();
+        let ids: HashSet<String> = ["p1".to_owned()].into();
+        let ctx = Origin {
+            source: &src,
+            person_id: Uuid::nil(),
+            nhs_number: "9434765919",
+            local_patient_ids: &ids,
+            labels: &crate::policy::LabelMap::default(),
+            peers: &[],
+        };
+        let theirs = json!({"resourceType": "Goal", "id": "g1",
+            "subject": {"reference": "Patient/p1"}, "expressedBy": {"reference": "Patient/p1"}});
+        let out = normalise(Arc::new(theirs), &ctx).expect("belongs");
+        assert!(has_contributor_tag(&out), "{out}");
+        let kept = json!({"resourceType": "Goal", "id": "g2", "subject": {"reference": "Patient/p1"},
+            "expressedBy": {"reference": "Patient/p1"}, "meta": {"tag": [contributor_tag()]}});
+        let out = normalise(Arc::new(kept), &ctx).expect("belongs");
+        let tags = out["meta"]["tag"].as_array().map(Vec::len);
+        assert_eq!(tags, Some(2), "the mark once, and the provider's: {out}");
+        let staff = json!({"resourceType": "CarePlan", "id": "c1", "subject": {"reference": "Patient/p1"},
+            "author": {"reference": "Practitioner/dr"}});
+        let out = normalise(Arc::new(staff), &ctx).expect("belongs");
+        assert!(!has_contributor_tag(&out), "{out}");
+    }
+
+    #[test]
     fn other_peoples_records_are_faults() {
         let src = source();
         let ids: HashSet<String> = ["p1".to_owned()].into();
@@ -235,6 +342,7 @@ mod tests {
             nhs_number: "9434765919",
             local_patient_ids: &ids,
             labels: &crate::policy::LabelMap::default(),
+            peers: &[],
         };
         let foreign = json!({"resourceType": "Observation", "id": "o2", "subject": {"reference": "Patient/p2"}});
         assert_eq!(

@@ -42,7 +42,7 @@ impl Federation {
         let Some(person) = resolution.person else {
             return Ok(None);
         };
-        let origin = origin(source.info(), &person, plan.labels);
+        let origin = origin(source.info(), &person, plan.labels, &self.sources);
         match self.admit(std::sync::Arc::new(resource), &origin) {
             Ok((r, _)) => Ok(Some((r, person))),
             // Not the person's after all, invalid, or withheld: counted by `admit`, not found.
