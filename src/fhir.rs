@@ -5,6 +5,7 @@
 //! few elements it needs and leaves the rest exactly as the source wrote it.
 
 pub mod bundle;
+pub mod condition;
 pub mod conformance;
 pub mod date;
 pub mod json;

@@ -135,6 +135,11 @@ pub struct SourceWrite<'a> {
     pub if_match: Option<&'a str>,
     /// The person it is about (a store source files it under them).
     pub person: uuid::Uuid,
+    /// For a conditional create (`If-None-Exist`), the search that must find nothing for the
+    /// resource to be created: names and values, in the source's own ids, always narrowed to
+    /// the person (`patient`). Only sent to a source whose [`Source::conditional_create`] is
+    /// true.
+    pub if_none_exist: Option<&'a [(String, String)]>,
 }
 
 /// What a source made of a write it accepted.
@@ -144,6 +149,9 @@ pub struct SourceWritten {
     pub id: String,
     /// Its new version, when the source said.
     pub version: Option<String>,
+    /// True when a conditional create found one match: nothing was written, and `id` and
+    /// `version` are the match's.
+    pub existed: bool,
 }
 
 /// Why a source did not take a write. The text is for logs; callers are told in
@@ -157,6 +165,9 @@ pub enum WriteFailure {
     /// The resource changed since the caller read it (or was never there): nothing written.
     #[error("the resource is not at the version the caller read")]
     Conflict,
+    /// A conditional create's search found more than one match: nothing written.
+    #[error("more than one resource matches the conditional create")]
+    Ambiguous,
     /// The source refused the write (a 4xx other than 412).
     #[error("the source refused the write with HTTP {status}")]
     Refused {
@@ -236,6 +247,12 @@ pub trait Source: Send + Sync + Debug {
     /// True when the source accepts writes of `resource_type` (config `writes`).
     fn accepts_writes(&self, resource_type: &str) -> bool {
         let _ = resource_type;
+        false
+    }
+
+    /// True when the source honours a conditional create (`If-None-Exist`): the region's
+    /// store always; a FHIR server when its config says `conditional_create = true`.
+    fn conditional_create(&self) -> bool {
         false
     }
 

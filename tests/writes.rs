@@ -129,6 +129,11 @@ use concord::disclose::PLAN_EXTENSION;
 /// everything and writes plans, goals and alerts; social workers read only; the person reads
 /// their record and adds and updates their own goals.
 fn write_policies() -> Policies {
+    write_policies_with("")
+}
+
+/// [`write_policies`], with `portal_extra` after the portal agreement's last rule (`own-goals`).
+fn write_policies_with(portal_extra: &str) -> Policies {
     let head = |id: &str, access: &str| {
         format!(
             "[agreement]\nid = \"{id}\"\ntitle = \"{id}\"\nversion = \"1\"\nstatus = \"active\"\n{access}\
@@ -145,7 +150,7 @@ fn write_policies() -> Policies {
     let person = format!(
         "{}[parties]\ndisclosers = [\"A81001\", \"RY4\", \"QNS\"]\n\n\
          [[rule]]\nid = \"own-record\"\npurpose_of_use = [\"PATRQT\"]\nresources = [\"*\"]\n\n\
-         [[rule]]\nid = \"own-goals\"\npurpose_of_use = [\"PATRQT\"]\nresources = [\"Goal\"]\ninteractions = [\"create\", \"update\"]\n",
+         [[rule]]\nid = \"own-goals\"\npurpose_of_use = [\"PATRQT\"]\nresources = [\"Goal\"]\ninteractions = [\"create\", \"update\"]\n{portal_extra}",
         head("test-portal", "access = \"patient\"\n")
     );
     Policies::Files(vec![
@@ -533,6 +538,14 @@ fn gp_plan() -> Value {
 /// A GP that takes writes of plans and goals, a community trust whose system takes none,
 /// and the region's store.
 async fn care_team() -> (Upstream, Upstream, TestApp, String) {
+    care_team_with("", write_policies()).await
+}
+
+/// [`care_team`] with more settings of the GP's source and other agreements.
+async fn care_team_with(
+    gp_extra: &str,
+    policies: Policies,
+) -> (Upstream, Upstream, TestApp, String) {
     let gp = Upstream::start(vec![
         patient("g-ann", ANN, "Able", "01632 960001", "Riverside"),
         patient(
@@ -552,8 +565,9 @@ async fn care_team() -> (Upstream, Upstream, TestApp, String) {
     .await;
     let app = TestApp::start_audited(
         vec![
-            Spec::fhir("gp", "Riverside GP", "A81001", gp.base_url())
-                .with("writes = [\"CarePlan\", \"Goal\", \"Flag\"]"),
+            Spec::fhir("gp", "Riverside GP", "A81001", gp.base_url()).with(&format!(
+                "writes = [\"CarePlan\", \"Goal\", \"Flag\"]\n{gp_extra}"
+            )),
             Spec::fhir(
                 "community",
                 "Northshire Community",
@@ -564,7 +578,7 @@ async fn care_team() -> (Upstream, Upstream, TestApp, String) {
         ],
         StoreChoice::Sqlite,
         "max_body_bytes = 16384",
-        write_policies(),
+        policies,
         "region_roles = [\"icb-ig\"]",
         "",
     )
@@ -785,6 +799,474 @@ async fn the_person_adds_their_own_goal_through_the_portal() {
     let bob = app.patient_id(crate::support::data::BOB).await;
     let other = post(&app, &me, &goal(&bob, "not mine", None)).await;
     assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.body);
+    assert_eq!(gp.writes().len(), 1);
+}
+
+/// The tag the gateway puts on what the person wrote themselves.
+fn is_theirs(resource: &Value) -> bool {
+    resource["meta"]["tag"].as_array().is_some_and(|tags| {
+        tags.iter().any(|t| {
+            t["system"] == "https://fhir.concord.health/CodeSystem/contributor"
+                && t["code"] == "patient"
+        })
+    })
+}
+
+/// One plan across providers: the GP holds the plan, the community trust's system holds a
+/// part of it that a nurse wrote there (its `partOf` an absolute reference to the GP's plan),
+/// and the person adds a goal through the portal. One read of the person's plans gives both,
+/// the part's `partOf` the GP plan's gateway id; what the person wrote is marked as theirs,
+/// and nobody else can put that mark on.
+#[tokio::test]
+async fn a_plan_held_in_parts_reads_as_one() {
+    let (gp, community, app, ann) = care_team().await;
+    community.add_resource(json!({
+        "resourceType": "CarePlan", "id": "part-1", "status": "active", "intent": "plan",
+        "meta": {"versionId": "1"},
+        "title": "Foot care (district nursing)",
+        "subject": {"reference": "Patient/c-ann"},
+        "author": {"reference": "Practitioner/n-1"},
+        "partOf": [{"reference": format!("{}/CarePlan/plan-1", gp.base_url())}],
+        "basedOn": [{"reference": "http://elsewhere.example/fhir/CarePlan/x"}]
+    }));
+    community.add_resource(json!({
+        "resourceType": "Goal", "id": "cg-1", "lifecycleStatus": "active",
+        "description": {"text": "Walk to the shop"},
+        "subject": {"reference": "Patient/c-ann"},
+        "expressedBy": {"reference": "Patient/c-ann"}
+    }));
+    let me = person(&app, ANN);
+    let mine = post(
+        &app,
+        &me,
+        &goal(&ann, "Keep gardening", Some("CarePlan/gp.plan-1")),
+    )
+    .await;
+    assert_eq!(mine.status, StatusCode::CREATED, "{}", mine.body);
+    assert!(is_theirs(&mine.body), "{}", mine.body);
+    let my_goal = mine.body["id"].as_str().expect("id").to_owned();
+    let sent = gp.writes();
+    assert_eq!(
+        sent[0].body["expressedBy"]["reference"], "Patient/g-ann",
+        "the person is named as whose goal it is, in the GP's ids"
+    );
+    // A nurse's goal is not the person's, whatever tag the nurse sends.
+    let nurse = staff(&app, "RY4", "nurse");
+    let mut forged = goal(&ann, "Check feet daily", Some("CarePlan/gp.plan-1"));
+    forged["meta"] = json!({"tag": [{
+        "system": "https://fhir.concord.health/CodeSystem/contributor", "code": "patient"
+    }]});
+    let theirs_not = post(&app, &nurse, &forged).await;
+    assert_eq!(
+        theirs_not.status,
+        StatusCode::CREATED,
+        "{}",
+        theirs_not.body
+    );
+    assert!(!is_theirs(&theirs_not.body), "{}", theirs_not.body);
+    assert!(gp.writes()[1].body.pointer("/meta/tag").is_none());
+
+    let plans = read_as(&app, &nurse, &format!("CarePlan?patient={ann}")).await;
+    assert_eq!(plans.status, StatusCode::OK, "{}", plans.body);
+    let plans = entries(&plans.body, "CarePlan");
+    let ids: Vec<&str> = plans.iter().filter_map(|p| p["id"].as_str()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let part = plans
+        .iter()
+        .find(|p| p["id"] == "community.part-1")
+        .expect("the community's part");
+    assert_eq!(part["partOf"][0]["reference"], "CarePlan/gp.plan-1");
+    assert_eq!(
+        part["basedOn"][0]["reference"], "http://elsewhere.example/fhir/CarePlan/x",
+        "what no source holds is left as it is"
+    );
+    assert_eq!(part["author"]["reference"], "Practitioner/community.n-1");
+    assert!(!is_theirs(part));
+    let whole = read_as(&app, &nurse, "CarePlan/gp.plan-1").await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.body);
+    assert_eq!(whole.body["title"], "Diabetes plan");
+    let by_id = read_as(&app, &nurse, "CarePlan/community.part-1").await;
+    assert_eq!(by_id.body["partOf"][0]["reference"], "CarePlan/gp.plan-1");
+
+    let everything = read_as(&app, &me, &format!("Patient/{ann}/$everything")).await;
+    assert_eq!(everything.status, StatusCode::OK, "{}", everything.body);
+    let goals = entries(&everything.body, "Goal");
+    let marked: Vec<(&str, bool)> = goals
+        .iter()
+        .filter_map(|g| Some((g["id"].as_str()?, is_theirs(g))))
+        .collect();
+    assert!(marked.contains(&(my_goal.as_str(), true)), "{marked:?}");
+    assert!(
+        marked.contains(&("community.cg-1", true)),
+        "expressed by the person: {marked:?}"
+    );
+    assert!(
+        marked.iter().filter(|(_, theirs)| !theirs).count() == 1,
+        "only the nurse's goal is not theirs: {marked:?}"
+    );
+    let parts = entries(&everything.body, "CarePlan");
+    assert!(
+        parts
+            .iter()
+            .any(|p| p["partOf"][0]["reference"] == "CarePlan/gp.plan-1"),
+        "{}",
+        everything.body
+    );
+
+    // The care team's update of the person's goal keeps it theirs.
+    let back = read_as(&app, &nurse, &format!("Goal/{my_goal}")).await;
+    assert!(is_theirs(&back.body), "{}", back.body);
+    let mut edited = back.body.clone();
+    edited["note"] = json!([{"text": "reviewed at the foot clinic"}]);
+    edited.as_object_mut().map(|o| o.remove("expressedBy"));
+    let updated = put(&app, &nurse, &edited, Some(&etag(&back))).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert!(is_theirs(&updated.body), "{}", updated.body);
+    let again = read_as(&app, &nurse, &format!("Goal/{my_goal}")).await;
+    assert!(is_theirs(&again.body), "{}", again.body);
+}
+
+/// A goal with the identifier the portal gives it, so that a retried create can be made
+/// conditional on it.
+fn identified_goal(person: &str, value: &str, plan: Option<&str>) -> Value {
+    let mut g = goal(person, "Keep gardening", plan);
+    g["identifier"] = json!([{"system": "https://portal.example/goals", "value": value}]);
+    g
+}
+
+/// `POST` with `If-None-Exist`.
+async fn post_if_none_exist(app: &TestApp, token: &str, resource: &Value, condition: &str) -> Sent {
+    let response = app
+        .client
+        .post(format!(
+            "{}/{}",
+            app.base,
+            resource["resourceType"].as_str().expect("type")
+        ))
+        .bearer_auth(token)
+        .header("Content-Type", "application/fhir+json")
+        .header("If-None-Exist", condition)
+        .body(resource.to_string())
+        .send()
+        .await
+        .expect("gateway answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body");
+    Sent {
+        status,
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+/// Conditional create at a provider that honours it: forwarded with the person narrowed to
+/// the GP's own patient id; a match is 200 naming it and nothing is written, two matches are
+/// 412; a condition about someone else, or one the gateway cannot read, is refused.
+#[tokio::test]
+async fn a_conditional_create_is_forwarded_to_a_source_that_honours_it() {
+    let (gp, _community, app, ann) =
+        care_team_with("conditional_create = true", write_policies()).await;
+    let nurse = staff(&app, "RY4", "nurse");
+    let condition = "identifier=https://portal.example/goals|g-1";
+    let body = identified_goal(&ann, "g-1", Some("CarePlan/gp.plan-1"));
+    let first = post_if_none_exist(&app, &nurse, &body, condition).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let id = first.body["id"].as_str().expect("id").to_owned();
+    let sent = gp.writes();
+    assert_eq!(sent.len(), 1);
+    let forwarded = sent[0].if_none_exist.clone().expect("forwarded");
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(forwarded.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            (
+                "identifier".to_owned(),
+                "https://portal.example/goals|g-1".to_owned()
+            ),
+            ("patient".to_owned(), "g-ann".to_owned()),
+        ],
+        "in the GP's own ids"
+    );
+
+    // Sent again (a retry): the match is named, nothing is written.
+    let again = post_if_none_exist(&app, &nurse, &body, condition).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["resourceType"], "OperationOutcome");
+    assert!(
+        again.body.to_string().contains(&format!("Goal/{id}")),
+        "{}",
+        again.body
+    );
+    let location = again
+        .headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Location");
+    assert!(
+        location.contains(&format!("/Goal/{id}/_history/1")),
+        "{location}"
+    );
+    assert!(gp.resource("Goal", id.trim_start_matches("gp.")).is_some());
+    assert_eq!(
+        gp.writes().iter().filter(|w| w.status == 201).count(),
+        1,
+        "written once"
+    );
+
+    // Two matches at the GP: 412, nothing written.
+    gp.add_resource(json!({
+        "resourceType": "Goal", "id": "dup", "lifecycleStatus": "active",
+        "description": {"text": "Keep gardening"},
+        "identifier": [{"system": "https://portal.example/goals", "value": "g-1"}],
+        "subject": {"reference": "Patient/g-ann"}
+    }));
+    let two = post_if_none_exist(&app, &nurse, &body, condition).await;
+    assert_eq!(two.status, StatusCode::PRECONDITION_FAILED, "{}", two.body);
+    assert!(
+        two.body.to_string().contains("multiple-matches"),
+        "{}",
+        two.body
+    );
+    assert_eq!(gp.writes().iter().filter(|w| w.status == 201).count(), 1);
+
+    // Refused before anything is sent: another person, a parameter it cannot name, too
+    // long, on an update.
+    let bob = app.patient_id(crate::support::data::BOB).await;
+    let before = gp.writes().len();
+    for (condition, status) in [
+        (
+            format!("patient=Patient/{bob}&identifier=x"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("code=x".to_owned(), StatusCode::BAD_REQUEST),
+        (
+            format!("identifier={}", "x".repeat(2_000)),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("identifier=".to_owned(), StatusCode::BAD_REQUEST),
+    ] {
+        let refused = post_if_none_exist(&app, &nurse, &body, &condition).await;
+        assert_eq!(refused.status, status, "{condition}: {}", refused.body);
+        assert_eq!(refused.body["resourceType"], "OperationOutcome");
+    }
+    let on_update = app
+        .client
+        .put(format!("{}/Goal/{id}", app.base))
+        .bearer_auth(&nurse)
+        .header("Content-Type", "application/fhir+json")
+        .header("If-Match", "W/\"1\"")
+        .header("If-None-Exist", condition)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(on_update.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(gp.writes().len(), before, "none reached the GP");
+
+    // Audited as the other writes: the match is the resource of its record.
+    let events = audit_of(&app, &ann).await;
+    let writes = writes_in(&events);
+    let outcomes: Vec<(&str, &str, &str)> = writes
+        .iter()
+        .filter(|w| w.1 == "outcome")
+        .map(|w| (w.0.as_str(), w.2.as_str(), w.3.as_str()))
+        .collect();
+    let goal_ref = format!("Goal/{id}");
+    assert_eq!(
+        outcomes[..2],
+        [("C", "0", goal_ref.as_str()), ("C", "0", goal_ref.as_str())],
+        "created, then matched: {writes:#?}"
+    );
+    assert_eq!(
+        outcomes[2..].iter().map(|o| o.1).collect::<Vec<_>>(),
+        ["4", "4"],
+        "two matches, another person: {writes:#?}"
+    );
+    assert!(
+        events.iter().any(|e| e.to_string().contains("\"exists\"")),
+        "the match is recorded as such"
+    );
+}
+
+/// A source not configured to honour `If-None-Exist` is never sent a conditional create:
+/// it is refused, rather than created regardless.
+#[tokio::test]
+async fn a_conditional_create_is_refused_where_the_source_cannot_honour_it() {
+    let (gp, _community, app, ann) = care_team().await;
+    let nurse = staff(&app, "RY4", "nurse");
+    let refused = post_if_none_exist(
+        &app,
+        &nurse,
+        &identified_goal(&ann, "g-1", Some("CarePlan/gp.plan-1")),
+        "identifier=https://portal.example/goals|g-1",
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .to_string()
+            .contains("Riverside GP (gp) does not honour conditional creates"),
+        "{}",
+        refused.body
+    );
+    assert!(gp.writes().is_empty());
+}
+
+/// The region's store honours `If-None-Exist` itself, among the person's own resources.
+#[tokio::test]
+async fn the_region_store_honours_a_conditional_create() {
+    let (_gp, _community, app, ann) = care_team().await;
+    let me = person(&app, ANN);
+    let condition = "identifier=https://portal.example/goals|mine-1";
+    let body = identified_goal(&ann, "mine-1", None);
+    let first = post_if_none_exist(&app, &me, &body, condition).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let id = first.body["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("region."), "{id}");
+    let again = post_if_none_exist(&app, &me, &body, condition).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert!(again.body.to_string().contains(&format!("Goal/{id}")));
+    // Another identifier is another goal.
+    let other = post_if_none_exist(
+        &app,
+        &me,
+        &identified_goal(&ann, "mine-2", None),
+        "identifier=https://portal.example/goals|mine-2",
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
+    let goals = read_as(&app, &me, &format!("Goal?patient={ann}")).await;
+    let region: Vec<Value> = entries(&goals.body, "Goal")
+        .into_iter()
+        .filter(|g| g["id"].as_str().is_some_and(|i| i.starts_with("region.")))
+        .collect();
+    assert_eq!(region.len(), 2, "{}", goals.body);
+    // Both now match an identifier-less condition on their status: 412, nothing written.
+    let two = post_if_none_exist(
+        &app,
+        &me,
+        &identified_goal(&ann, "mine-3", None),
+        "lifecycle-status=active",
+    )
+    .await;
+    assert_eq!(two.status, StatusCode::PRECONDITION_FAILED, "{}", two.body);
+    let goals = read_as(&app, &me, &format!("Goal?patient={ann}")).await;
+    assert_eq!(
+        entries(&goals.body, "Goal")
+            .iter()
+            .filter(|g| g["id"].as_str().is_some_and(|i| i.starts_with("region.")))
+            .count(),
+        2
+    );
+}
+
+/// The portal agreement names where the person's own new goals go when they belong to no
+/// plan (`write_to`): here the GP, not the region's store the config defaults to. Staff
+/// writes still go by the config.
+#[tokio::test]
+async fn the_portal_agreement_names_where_the_persons_own_goals_go() {
+    let (gp, _community, app, ann) =
+        care_team_with("", write_policies_with("write_to = \"gp\"\n")).await;
+    let me = person(&app, ANN);
+    let mine = post(&app, &me, &goal(&ann, "Sleep better", None)).await;
+    assert_eq!(mine.status, StatusCode::CREATED, "{}", mine.body);
+    let id = mine.body["id"].as_str().expect("id");
+    assert!(id.starts_with("gp."), "{id}");
+    assert_eq!(gp.writes().len(), 1);
+    assert_eq!(gp.writes()[0].body["subject"]["reference"], "Patient/g-ann");
+    let back = read_as(&app, &me, &format!("Goal/{id}")).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    assert!(is_theirs(&back.body));
+    // A nurse's loose goal: the region, as the config says.
+    let nurse = staff(&app, "RY4", "nurse");
+    let theirs = post(&app, &nurse, &goal(&ann, "Weigh weekly", None)).await;
+    assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.body);
+    assert!(
+        theirs.body["id"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("region.")),
+        "{}",
+        theirs.body
+    );
+    assert_eq!(gp.writes().len(), 1);
+}
+
+/// A portal agreement naming a source that is not configured: the write is refused, and
+/// made nowhere.
+#[tokio::test]
+async fn a_portal_target_that_is_not_a_source_writes_nowhere() {
+    let (gp, _community, app, ann) =
+        care_team_with("", write_policies_with("write_to = \"nowhere\"\n")).await;
+    let me = person(&app, ANN);
+    let refused = post(&app, &me, &goal(&ann, "Sleep better", None)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.to_string().contains("`nowhere`"),
+        "{}",
+        refused.body
+    );
+    assert!(gp.writes().is_empty());
+    let goals = read_as(&app, &me, &format!("Goal?patient={ann}")).await;
+    assert!(entries(&goals.body, "Goal").is_empty(), "{}", goals.body);
+}
+
+/// A carer, acting for the person.
+fn carer(app: &TestApp, nhs: &str, relationship: &str) -> String {
+    app.token_with(&[
+        ("scope", json!("patient/*.rs patient/Goal.cu")),
+        ("nhs_number", json!(nhs)),
+        ("role", json!("patient")),
+        ("acting_for_relationship", json!(relationship)),
+        ("org", Value::Null),
+    ])
+}
+
+/// A carer adds a goal for the person only where a write rule names their relationship: a
+/// daughter may, a neighbour may not (403, and nothing reaches the source). What a carer
+/// writes is not marked as the person's own.
+#[tokio::test]
+async fn a_carer_writes_by_relationship() {
+    let carers = "\n[[rule]]\nid = \"carer-goals\"\npurpose_of_use = [\"FAMRQT\"]\n\
+                  relationships = [\"DAU\", \"SON\"]\nresources = [\"Goal\"]\ninteractions = [\"create\"]\n";
+    let (gp, _community, app, ann) = care_team_with("", write_policies_with(carers)).await;
+    let neighbour = carer(&app, ANN, "NBOR");
+    let refused = post(
+        &app,
+        &neighbour,
+        &goal(&ann, "Walk the dog together", Some("CarePlan/gp.plan-1")),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(gp.writes().is_empty(), "nothing reaches the GP");
+
+    let daughter = carer(&app, ANN, "DAU");
+    let added = post(
+        &app,
+        &daughter,
+        &goal(&ann, "Walk the dog together", Some("CarePlan/gp.plan-1")),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    assert!(!is_theirs(&added.body), "{}", added.body);
+    assert_eq!(gp.writes().len(), 1);
+    assert!(
+        gp.writes()[0].body.get("expressedBy").is_none(),
+        "a carer is not the person"
+    );
+    // Only create is named for carers: no update.
+    let mut edited = added.body.clone();
+    edited["description"]["text"] = json!("Walk the dog daily");
+    let update = put(&app, &daughter, &edited, Some(&etag(&added))).await;
+    assert_eq!(update.status, StatusCode::FORBIDDEN, "{}", update.body);
     assert_eq!(gp.writes().len(), 1);
 }
 

@@ -39,7 +39,8 @@ pub const EXT_BREAK_GLASS_REASON: &str = extension_url!("audit-break-glass-reaso
 pub const EXT_WITHHELD: &str = extension_url!("audit-withheld-count");
 /// How one source answered, repeated per source (complex: `source` valueString, the source
 /// id; `outcome` valueCode: `ok`, `identified`, `not-known`, `failed`, `timeout`,
-/// `truncated`, `dropped`).
+/// `truncated`, `dropped`; for a write also `pending`, `conflict`, `refused`, and for a
+/// conditional create `exists` (its one match, nothing written) and `ambiguous`).
 pub const EXT_SOURCE_OUTCOME: &str = extension_url!("audit-source-outcome");
 /// On the requesting agent: the subject of the client certificate the request came with
 /// (valueString).

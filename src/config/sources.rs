@@ -61,6 +61,10 @@ pub struct SourceConfig {
     /// author's organisation is written (at most one source says `true`; it must accept
     /// writes).
     pub write_default: Option<bool>,
+    /// fhir: the server honours a conditional create (`If-None-Exist`), so the gateway
+    /// forwards it (default false: a conditional create routed here is refused). A store
+    /// source always honours it.
+    pub conditional_create: Option<bool>,
     /// ndjson: directory holding `{ResourceType}.ndjson` files (relative to the config file).
     pub path: Option<PathBuf>,
     /// What happens to a resource that does not conform to its profile: `flag` (default),
@@ -173,6 +177,8 @@ pub struct FhirSourceConfig {
     pub oauth: Option<OAuthConfig>,
     /// The types it accepts writes of (`POST` and `PUT` forwarded to it).
     pub writes: Vec<String>,
+    /// It honours `If-None-Exist` (default false).
+    pub conditional_create: bool,
 }
 
 /// Settings of a `kind = "ndjson"` source.
@@ -220,7 +226,7 @@ impl SourceConfig {
 
     /// The settings only a `kind = "fhir"` source takes, each with whether it is set, in the
     /// order they are reported.
-    fn fhir_only_settings(&self) -> [(&'static str, bool); 11] {
+    fn fhir_only_settings(&self) -> [(&'static str, bool); 12] {
         [
             ("base_url", self.base_url.is_some()),
             ("timeout_ms", self.timeout_ms.is_some()),
@@ -236,6 +242,7 @@ impl SourceConfig {
             ),
             ("tls", self.tls.is_some()),
             ("oauth", self.oauth.is_some()),
+            ("conditional_create", self.conditional_create.is_some()),
         ]
     }
 
@@ -336,6 +343,13 @@ impl SourceConfig {
         self.check_resource_types(index)?;
         self.check_tls(index)?;
         self.check_oauth(index)?;
+        let conditional_create = self.conditional_create.unwrap_or(false);
+        if conditional_create && writes.is_empty() {
+            return Err(invalid(
+                field(index, "conditional_create"),
+                "applies only to a source that accepts writes (`writes`)",
+            ));
+        }
         Ok(FhirSourceConfig {
             base_url: base_url.trim_end_matches('/').to_owned(),
             timeout: Duration::from_millis(timeout),
@@ -349,6 +363,7 @@ impl SourceConfig {
             tls: self.tls.clone(),
             oauth: self.oauth.clone(),
             writes,
+            conditional_create,
         })
     }
 

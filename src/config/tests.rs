@@ -80,6 +80,17 @@ fn bad_values_name_their_field() {
         ),
         (format!("{MINIMAL}max_pages = 0\n"), "source[0].max_pages"),
         (
+            format!("{MINIMAL}conditional_create = true\n"),
+            "source[0].conditional_create",
+        ),
+        (
+            MINIMAL.replace(
+                "kind = \"fhir\"\nbase_url = \"http://127.0.0.1:9000/fhir\"",
+                "kind = \"store\"\nconditional_create = true",
+            ),
+            "source[0].conditional_create",
+        ),
+        (
             format!("[server]\nrequest_timeout_ms = 2000\n{MINIMAL}"),
             "source[0].timeout_ms",
         ),

@@ -12,13 +12,15 @@
 //!    reference to a CarePlan, or a Goal's or Flag's [`PLAN_EXTENSION`] (a reference to the
 //!    CarePlan it belongs to); so the plan's references resolve where it lives. When that
 //!    source does not take writes of the type, the write is refused (never put elsewhere);
-//! 2. for staff, to the first source of the author's own organisation that takes writes of
+//! 2. for the person or a carer, to the source the first patient-access rule that could
+//!    permit the create names (`write_to`);
+//! 3. for staff, to the first source of the author's own organisation that takes writes of
 //!    the type;
-//! 3. to the source the config names (`write_default = true`).
+//! 4. to the source the config names (`write_default = true`).
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -27,8 +29,11 @@ use super::Facts;
 use super::reach::{Asking, caller, plan_of};
 use crate::audit::{SourceOutcome, WRITE_INTENT, WRITE_OUTCOME, Written};
 use crate::auth::Principal;
-use crate::federation::normalise::{gateway_id, split_gateway_id};
+use crate::federation::normalise::{
+    CONTRIBUTOR_SYSTEM, contributor_tag, gateway_id, has_contributor_tag, split_gateway_id,
+};
 use crate::federation::{FederationError, Person};
+use crate::fhir::condition::Condition;
 use crate::fhir::reference::parse_relative;
 use crate::policy::Interaction;
 use crate::policy::engine::Item;
@@ -44,8 +49,11 @@ pub const WRITABLE: &[&str] = crate::sources::store::HELD_TYPES;
 /// What is written.
 #[derive(Debug, Clone, Copy)]
 pub enum Change<'a> {
-    /// `POST /fhir/{type}`.
-    Create,
+    /// `POST /fhir/{type}`, with `If-None-Exist` when the request had one.
+    Create {
+        /// The conditional create's search.
+        if_none_exist: Option<&'a Condition>,
+    },
     /// `PUT /fhir/{type}/{id}` with `If-Match`.
     Update {
         /// The resource's gateway id.
@@ -59,14 +67,14 @@ pub enum Change<'a> {
 impl Change<'_> {
     fn interaction(self) -> Interaction {
         match self {
-            Change::Create => Interaction::Create,
+            Change::Create { .. } => Interaction::Create,
             Change::Update { .. } => Interaction::Update,
         }
     }
 
     fn action(self) -> &'static str {
         match self {
-            Change::Create => "C",
+            Change::Create { .. } => "C",
             Change::Update { .. } => "U",
         }
     }
@@ -100,6 +108,22 @@ pub enum WriteError {
     /// The target cannot take this write (405).
     #[error("{0}")]
     NotAllowed(String),
+    /// A conditional create routed to a source that does not honour `If-None-Exist` (400):
+    /// nothing was written, rather than a resource created regardless.
+    #[error(
+        "{source_name} ({source_id}) does not honour conditional creates (If-None-Exist); nothing was written"
+    )]
+    NotConditional {
+        /// The source.
+        source_id: String,
+        /// Its name.
+        source_name: String,
+    },
+    /// A conditional create whose search found more than one match (412): nothing written.
+    #[error(
+        "more than one {0} matches If-None-Exist; nothing was written: make the search name one"
+    )]
+    Ambiguous(&'static str),
     /// No agreement permits it, or the token may not write about this person (403).
     #[error("{0}")]
     Forbidden(String),
@@ -158,6 +182,8 @@ pub struct Prepared {
     change_action: &'static str,
     local_id: Option<String>,
     if_match: Option<String>,
+    /// A conditional create's search, in the source's ids.
+    if_none_exist: Option<Vec<(String, String)>>,
     /// What is sent, in the source's ids.
     bytes: Vec<u8>,
     body: Value,
@@ -183,6 +209,9 @@ pub struct Done {
     pub id: String,
     /// Its new version, when the source said.
     pub version: Option<String>,
+    /// True when a conditional create found its one match: nothing was written, and `id`
+    /// and `version` are the match's (`resource` is not it: it is not disclosed by a write).
+    pub existed: bool,
     /// The audit facts of the outcome.
     pub facts: Facts,
 }
@@ -211,7 +240,7 @@ impl Door {
                 action: change.action().to_owned(),
                 source: None,
                 resource: match change {
-                    Change::Create => None,
+                    Change::Create { .. } => None,
                     Change::Update { id, .. } => Some(format!("{resource_type}/{id}")),
                 },
                 version: None,
@@ -279,16 +308,20 @@ impl Door {
             Change::Update {
                 if_match: Some(v), ..
             } => Some(v.to_owned()),
-            Change::Create => None,
+            Change::Create { .. } => None,
         };
-        let (source, current) = match change {
+        let (source, current, was_theirs) = match change {
             Change::Update { id, .. } => {
-                let (source, current) = self
+                let (source, current, was_theirs) = self
                     .update_target(resource_type, id, &person, &plan)
                     .await?;
-                (source, Some(current))
+                (source, Some(current), was_theirs)
             }
-            Change::Create => (self.create_target(principal, resource_type, &body)?, None),
+            Change::Create { .. } => (
+                self.create_target(principal, resource_type, &body, set)?,
+                None,
+                false,
+            ),
         };
         let info = source.info().clone();
         if let Some(w) = facts.write.as_mut() {
@@ -340,13 +373,33 @@ impl Door {
         if current.is_some() && current != if_match {
             return Err(WriteError::Conflict);
         }
-        let gateway_body = body.clone();
+        // What the person writes themselves is marked as theirs (and stays so when the care
+        // team updates it); nobody else can put the mark on.
+        let by_person = principal
+            .patient
+            .as_ref()
+            .is_some_and(|p| p.acting_for_relationship.is_none());
+        if by_person {
+            name_author(&mut body, resource_type, person.id);
+        }
+        let theirs = by_person || was_theirs;
+        let mut gateway_body = body.clone();
+        mark_theirs(&mut gateway_body, theirs);
         map_references(&mut body, &source, &person)?;
+        let if_none_exist = match change {
+            Change::Create {
+                if_none_exist: Some(condition),
+            } => Some(conditional(condition, &source, &person)?),
+            _ => None,
+        };
         let local_id = match change {
             Change::Update { id, .. } => split_gateway_id(id).map(|(_, l)| l.to_owned()),
-            Change::Create => None,
+            Change::Create { .. } => None,
         };
         prepare_meta(&mut body, local_id.as_deref());
+        if theirs && let Some(obj) = body.as_object_mut() {
+            crate::federation::normalise::add_tag(obj, contributor_tag());
+        }
         let bytes = serde_json::to_vec(&body)
             .map_err(|e| WriteError::Invalid(format!("the body cannot be encoded: {e}")))?;
         if let Some(w) = facts.write.as_mut() {
@@ -366,6 +419,7 @@ impl Door {
             change_action: change.action(),
             local_id,
             if_match,
+            if_none_exist,
             bytes,
             body,
             gateway_body,
@@ -374,15 +428,15 @@ impl Door {
         })
     }
 
-    /// The source holding the resource to update and its current version, read there
-    /// (through the door's read, for the same person).
+    /// The source holding the resource to update, its current version, read there (through
+    /// the door's read, for the same person), and whether it is marked as the person's own.
     async fn update_target(
         &self,
         resource_type: &'static str,
         id: &str,
         person: &Person,
         plan: &crate::federation::Plan<'_>,
-    ) -> Result<(Arc<dyn Source>, String), WriteError> {
+    ) -> Result<(Arc<dyn Source>, String, bool), WriteError> {
         let not_known = || WriteError::NotKnown(format!("{resource_type}/{id}"));
         let (source_id, _) = split_gateway_id(id).ok_or_else(not_known)?;
         let source = self
@@ -409,7 +463,7 @@ impl Door {
                 source.info().id
             )));
         };
-        Ok((source, version.to_owned()))
+        Ok((source, version.to_owned(), has_contributor_tag(&current)))
     }
 
     /// The source a new resource goes to (see the module's documentation).
@@ -418,6 +472,7 @@ impl Door {
         principal: &Principal,
         resource_type: &'static str,
         body: &Value,
+        set: &crate::policy::PolicySet,
     ) -> Result<Arc<dyn Source>, WriteError> {
         if let Some(plan) = plan_reference(body, resource_type) {
             let (source_id, _) = parse_relative(&plan)
@@ -427,6 +482,23 @@ impl Door {
                 .federation
                 .source(source_id)
                 .ok_or_else(|| unprocessable(format!("the plan `{plan}` is held by no source")))?;
+            refuse_unless_accepts(source.as_ref(), resource_type)?;
+            return Ok(source.clone());
+        }
+        if principal.patient.is_some()
+            && let Some(id) = set
+                .for_interaction(
+                    &caller(principal),
+                    &[Interaction::Create],
+                    crate::policy::live::today(),
+                )
+                .write_to(resource_type)
+        {
+            let source = self.federation.source(id).ok_or_else(|| {
+                WriteError::NotAllowed(format!(
+                    "the portal agreement sends a new {resource_type} to `{id}`, which is not a configured source; the write was not made anywhere"
+                ))
+            })?;
             refuse_unless_accepts(source.as_ref(), resource_type)?;
             return Ok(source.clone());
         }
@@ -456,6 +528,7 @@ impl Door {
             change_action,
             local_id,
             if_match,
+            if_none_exist,
             bytes,
             body,
             mut gateway_body,
@@ -475,11 +548,14 @@ impl Door {
                 bytes: &bytes,
                 if_match: if_match.as_deref(),
                 person,
+                if_none_exist: if_none_exist.as_deref(),
             })
             .await;
         let outcome = match &result {
+            Ok(w) if w.existed => "exists",
             Ok(_) => "ok",
             Err(WriteFailure::Conflict) => "conflict",
+            Err(WriteFailure::Ambiguous) => "ambiguous",
             Err(WriteFailure::Refused { .. } | WriteFailure::NotAccepted) => "refused",
             Err(WriteFailure::Failed(crate::sources::SourceError::Timeout)) => "timeout",
             Err(WriteFailure::Failed(_)) => "failed",
@@ -493,6 +569,7 @@ impl Door {
             Err(failure) => {
                 let error = match failure {
                     WriteFailure::Conflict => WriteError::Conflict,
+                    WriteFailure::Ambiguous => WriteError::Ambiguous(resource_type),
                     WriteFailure::NotAccepted => WriteError::NotAllowed(format!(
                         "{} ({}) does not accept writes of {resource_type}",
                         info.name, info.id
@@ -531,6 +608,16 @@ impl Door {
             w.resource = Some(format!("{resource_type}/{id}"));
             w.version = written.version.clone();
         }
+        if written.existed {
+            tracing::info!(source.id = %info.id, "conditional create matched; nothing written");
+            return Ok(Done {
+                resource: gateway_body,
+                id,
+                version: written.version,
+                existed: true,
+                facts,
+            });
+        }
         // A source that knows people by their gateway id (the store) now holds something
         // about this person: link them, so that the next read asks it.
         if let Some(own) = source.own_patient_id(person) {
@@ -560,6 +647,7 @@ impl Door {
             resource: gateway_body,
             id,
             version: written.version,
+            existed: false,
             facts,
         })
     }
@@ -668,11 +756,7 @@ fn map_references(
     person: &Person,
 ) -> Result<(), WriteError> {
     let info = source.info();
-    let patient = source.own_patient_id(person.id).or_else(|| {
-        let mut ids: Vec<&String> = person.links.get(&info.id)?.iter().collect();
-        ids.sort();
-        ids.first().map(|s| (*s).clone())
-    });
+    let patient = patient_in(source, person);
     let mut problems = Vec::new();
     walk(body, "", &mut |path, reference| {
         if reference.starts_with('#') || reference.contains("://") {
@@ -728,6 +812,46 @@ fn map_references(
     }
 }
 
+/// The person's patient id in `source`: its own id for them, or the first linked.
+fn patient_in(source: &Arc<dyn Source>, person: &Person) -> Option<String> {
+    source.own_patient_id(person.id).or_else(|| {
+        let mut ids: Vec<&String> = person.links.get(&source.info().id)?.iter().collect();
+        ids.sort();
+        ids.first().map(|s| (*s).clone())
+    })
+}
+
+/// A conditional create's search as `source` is to run it: refused unless the source honours
+/// it; its person must be the resource's; narrowed to the person's patient id there.
+fn conditional(
+    condition: &Condition,
+    source: &Arc<dyn Source>,
+    person: &Person,
+) -> Result<Vec<(String, String)>, WriteError> {
+    let info = source.info();
+    if !source.conditional_create() {
+        return Err(WriteError::NotConditional {
+            source_id: info.id.clone(),
+            source_name: info.name.clone(),
+        });
+    }
+    if condition
+        .person()
+        .is_some_and(|p| p != person.id.to_string())
+    {
+        return Err(unprocessable(
+            "If-None-Exist names another person than the resource's `subject`",
+        ));
+    }
+    let patient = patient_in(source, person).ok_or_else(|| {
+        unprocessable(format!(
+            "{} ({}) does not know the person, so it cannot run If-None-Exist",
+            info.name, info.id
+        ))
+    })?;
+    Ok(condition.for_source(&patient))
+}
+
 /// Calls `map` on every `reference` string (with its path), replacing it with what `map`
 /// returns.
 fn walk(value: &mut Value, path: &str, map: &mut dyn FnMut(&str, &str) -> Option<String>) {
@@ -753,9 +877,46 @@ fn walk(value: &mut Value, path: &str, map: &mut dyn FnMut(&str, &str) -> Option
     }
 }
 
+/// The element that names who wrote a resource of this type: `Goal.expressedBy`,
+/// `CarePlan.author`, `Flag.author`.
+fn author_element(resource_type: &str) -> &'static str {
+    if resource_type == "Goal" {
+        "expressedBy"
+    } else {
+        "author"
+    }
+}
+
+/// Names the person as the author of what they write themselves, when the body names nobody.
+fn name_author(body: &mut Value, resource_type: &str, person: Uuid) {
+    if let Some(obj) = body.as_object_mut() {
+        obj.entry(author_element(resource_type))
+            .or_insert_with(|| json!({"reference": format!("Patient/{person}")}));
+    }
+}
+
+/// Puts the mark of the person's own on the answer's body (`theirs`), or takes away any the
+/// caller sent (only the gateway puts it on).
+fn mark_theirs(body: &mut Value, theirs: bool) {
+    let Some(obj) = body.as_object_mut() else {
+        return;
+    };
+    if let Some(meta) = obj.get_mut("meta").and_then(Value::as_object_mut)
+        && let Some(Value::Array(tags)) = meta.get_mut("tag")
+    {
+        tags.retain(|t| t.get("system").and_then(Value::as_str) != Some(CONTRIBUTOR_SYSTEM));
+        if tags.is_empty() {
+            meta.remove("tag");
+        }
+    }
+    if theirs {
+        crate::federation::normalise::add_tag(obj, contributor_tag());
+    }
+}
+
 /// What the gateway added on reading is not sent back: its `meta.source`, the providing
-/// organisation's tag and the version (the source sets it). An update carries the source's
-/// own id; a create none.
+/// organisation's tag, the mark of the person's own (put back by the gateway alone) and the
+/// version (the source sets it). An update carries the source's own id; a create none.
 fn prepare_meta(body: &mut Value, local_id: Option<&str>) {
     let Some(obj) = body.as_object_mut() else {
         return;
@@ -780,7 +941,8 @@ fn prepare_meta(body: &mut Value, local_id: Option<&str>) {
         }
         if let Some(Value::Array(tags)) = meta.get_mut("tag") {
             tags.retain(|t| {
-                t.get("system").and_then(Value::as_str) != Some(crate::fhir::ODS_SYSTEM)
+                let system = t.get("system").and_then(Value::as_str);
+                system != Some(crate::fhir::ODS_SYSTEM) && system != Some(CONTRIBUTOR_SYSTEM)
             });
             if tags.is_empty() {
                 meta.remove("tag");
@@ -795,7 +957,6 @@ fn prepare_meta(body: &mut Value, local_id: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn a_plan_is_named_by_based_on_part_of_or_the_extension() {
@@ -818,14 +979,17 @@ mod tests {
 
     #[test]
     fn shapes_that_cannot_be_written_are_refused() {
+        let create = Change::Create {
+            if_none_exist: None,
+        };
         let update = Change::Update {
             id: "gp.g1",
             if_match: Some("1"),
         };
         for (body, change) in [
-            (json!([]), Change::Create),
-            (json!({"id": "x"}), Change::Create),
-            (json!({"resourceType": "Flag"}), Change::Create),
+            (json!([]), create),
+            (json!({"id": "x"}), create),
+            (json!({"resourceType": "Flag"}), create),
             (json!({"resourceType": "Goal"}), update),
             (json!({"resourceType": "Goal", "id": "gp.g2"}), update),
         ] {

@@ -152,6 +152,14 @@ impl From<crate::disclose::WriteError> for ApiError {
             W::NotAllowed(message) => {
                 Self::new(StatusCode::METHOD_NOT_ALLOWED, "not-supported", message)
             }
+            W::NotConditional { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "not-supported", e.to_string())
+            }
+            W::Ambiguous(_) => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "multiple-matches",
+                e.to_string(),
+            ),
             W::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
             W::NotKnown(_) => Self::not_found(e.to_string()),
             W::Refused {

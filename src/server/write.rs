@@ -15,6 +15,7 @@ use super::record::{Recorder, Reply};
 use crate::auth::Principal;
 use crate::auth::scopes::Interaction;
 use crate::disclose::{Change, Facts, WRITABLE};
+use crate::fhir::condition::Condition;
 use crate::fhir::json;
 use crate::fhir::reference::is_valid_id;
 
@@ -142,8 +143,14 @@ async fn write(
             ));
         }
     };
+    let condition = match if_none_exist(headers, resource_type, id.is_some()) {
+        Ok(c) => c,
+        Err(e) => return bare(e),
+    };
     let change = match id {
-        None => Change::Create,
+        None => Change::Create {
+            if_none_exist: condition.as_ref(),
+        },
         Some(id) => Change::Update {
             id,
             if_match: if_match.as_deref(),
@@ -169,12 +176,26 @@ async fn write(
         Ok(done) => done,
         Err(refusal) => return refused(refusal.facts, refusal.error.into()),
     };
-    let status = if id.is_some() {
-        StatusCode::OK
+    let mut response = if done.existed {
+        // FHIR: one match, the create is ignored, 200. The match is named, not disclosed:
+        // reading it is a read, decided as one.
+        let said = crate::fhir::operation_outcome(&[crate::fhir::Issue::new(
+            crate::fhir::Severity::Information,
+            "duplicate",
+            format!(
+                "{resource_type}/{} matches If-None-Exist; nothing was written",
+                done.id
+            ),
+        )]);
+        fhir_response(StatusCode::OK, &said, false)
     } else {
-        StatusCode::CREATED
+        let status = if id.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        fhir_response(status, &done.resource, false)
     };
-    let mut response = fhir_response(status, &done.resource, false);
     let version = done.version.as_deref().unwrap_or("1");
     let location = format!(
         "{}/{resource_type}/{}/_history/{version}",
@@ -191,6 +212,36 @@ async fn write(
         response.headers_mut().insert(header::ETAG, tag);
     }
     Reply::new(done.facts, response).into_response()
+}
+
+/// The `If-None-Exist` of a create, parsed and bounded (`fhir::condition`); more than one, or
+/// one on an update, is refused.
+fn if_none_exist(
+    headers: &HeaderMap,
+    resource_type: &str,
+    update: bool,
+) -> Result<Option<Condition>, ApiError> {
+    let mut values = headers.get_all("if-none-exist").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let invalid = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", message);
+    if update {
+        return Err(invalid(
+            "If-None-Exist applies only to a create (POST)".into(),
+        ));
+    }
+    if values.next().is_some() {
+        return Err(invalid("send one If-None-Exist".into()));
+    }
+    let def = crate::fhir::search::type_def(resource_type)
+        .ok_or_else(|| invalid(format!("`{resource_type}` takes no If-None-Exist")))?;
+    let text = value
+        .to_str()
+        .map_err(|_| invalid("If-None-Exist must be a query string".into()))?;
+    Condition::parse(def, text.trim())
+        .map(Some)
+        .map_err(|e| invalid(e.to_string()))
 }
 
 /// The version an `If-Match` header names: `W/"3"` or `"3"` (what `ETag` served); `None` when

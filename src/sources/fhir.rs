@@ -266,6 +266,15 @@ impl FhirSource {
             ),
         };
         let if_match = write.if_match.map(|v| format!("W/\"{v}\""));
+        // Sent only to a server configured to honour it (the door refuses it otherwise).
+        let if_none_exist = write
+            .if_none_exist
+            .filter(|_| self.config.conditional_create && write.id.is_none())
+            .map(|pairs| {
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .finish()
+            });
         let bytes = bytes::Bytes::copy_from_slice(write.bytes);
         let mut response = self
             .send_with(|client| {
@@ -276,6 +285,9 @@ impl FhirSource {
                     .body(bytes.clone());
                 if let Some(tag) = &if_match {
                     request = request.header(reqwest::header::IF_MATCH, tag);
+                }
+                if let Some(condition) = &if_none_exist {
+                    request = request.header("If-None-Exist", condition);
                 }
                 request
             })
@@ -303,6 +315,10 @@ impl FhirSource {
         }
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         match status {
+            // To a conditional create, 412 says the search found more than one match.
+            StatusCode::PRECONDITION_FAILED if if_none_exist.is_some() => {
+                return Err(WriteFailure::Ambiguous);
+            }
             StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => {
                 return Err(WriteFailure::Conflict);
             }
@@ -347,7 +363,13 @@ impl FhirSource {
                     .map(str::to_owned)
             })
             .or_else(|| from_location.and_then(|(_, v)| v));
-        Ok(SourceWritten { id, version })
+        // A create answered 200 rather than 201 found its one match and wrote nothing.
+        let existed = write.id.is_none() && if_none_exist.is_some() && status == StatusCode::OK;
+        Ok(SourceWritten {
+            id,
+            version,
+            existed,
+        })
     }
 
     async fn get(&self, url: Url) -> Result<Got, SourceError> {
@@ -574,6 +596,10 @@ impl Source for FhirSource {
         self.config.writes.iter().any(|t| t == resource_type)
     }
 
+    fn conditional_create(&self) -> bool {
+        self.config.conditional_create
+    }
+
     /// Forwarded once (never retried: a write is not idempotent), under the source's
     /// deadline, concurrency limit and breaker.
     async fn write(&self, write: SourceWrite<'_>) -> Result<SourceWritten, WriteFailure> {
@@ -605,6 +631,7 @@ impl Source for FhirSource {
             Ok(_) => "ok",
             Err(WriteFailure::Failed(e)) => e.kind(),
             Err(WriteFailure::Conflict) => "conflict",
+            Err(WriteFailure::Ambiguous) => "ambiguous",
             Err(WriteFailure::Refused { .. }) => "refused",
             Err(WriteFailure::NotAccepted) => "not_accepted",
         };

@@ -31,6 +31,8 @@ pub struct StoreSource {
     info: SourceInfo,
     store: Store,
     writes: Vec<String>,
+    /// Held by a conditional create from its search to its write.
+    conditional: tokio::sync::Mutex<()>,
 }
 
 impl StoreSource {
@@ -40,6 +42,7 @@ impl StoreSource {
             info,
             store,
             writes,
+            conditional: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -51,6 +54,62 @@ impl StoreSource {
     /// True when it accepts writes of `resource_type`.
     pub fn accepts_writes(&self, resource_type: &str) -> bool {
         self.writes.iter().any(|t| t == resource_type)
+    }
+
+    /// A conditional create's one match among the person's resources of the type (the
+    /// search's `patient` is the person's gateway id, which is how this source files them):
+    /// `None` when nothing matches, [`WriteFailure::Ambiguous`] when more than one does.
+    async fn matching(
+        &self,
+        resource_type: &str,
+        person: Uuid,
+        pairs: &[(String, String)],
+    ) -> Result<Option<SourceWritten>, WriteFailure> {
+        let refused = |message: String| WriteFailure::Refused {
+            status: 400,
+            diagnostics: Some(message),
+        };
+        let def = crate::fhir::search::type_def(resource_type)
+            .ok_or_else(|| refused(format!("{resource_type} takes no If-None-Exist")))?;
+        if pairs
+            .iter()
+            .any(|(k, v)| k == "patient" && *v != person.to_string())
+        {
+            return Err(refused("If-None-Exist names another person".into()));
+        }
+        let condition = crate::fhir::condition::Condition::from_pairs(def, pairs)
+            .map_err(|e| refused(e.to_string()))?;
+        let bodies = self
+            .store
+            .held_for_person(&self.info.id, resource_type, person, MAX_PER_TYPE + 1)
+            .await
+            .map_err(failed)?;
+        if bodies.len() as i64 > MAX_PER_TYPE {
+            return Err(refused(format!(
+                "the person has more than {MAX_PER_TYPE} {resource_type} resources here; If-None-Exist cannot be decided"
+            )));
+        }
+        let found: Vec<Arc<Value>> = parse(bodies)?
+            .into_iter()
+            .filter(|r| condition.matches(r))
+            .collect();
+        let one = match found.as_slice() {
+            [] => return Ok(None),
+            [one] => one,
+            _ => return Err(WriteFailure::Ambiguous),
+        };
+        Ok(Some(SourceWritten {
+            id: one
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            version: one
+                .pointer("/meta/versionId")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            existed: true,
+        }))
     }
 }
 
@@ -183,12 +242,29 @@ impl Source for StoreSource {
         Some(person.to_string())
     }
 
+    fn conditional_create(&self) -> bool {
+        true
+    }
+
     /// A create is version 1 under a new id; an update is the next version, only when the
     /// resource is at the version the caller read and about the same person. The version
     /// check and the write are one transaction ([`Store::held_write`]).
     async fn write(&self, write: SourceWrite<'_>) -> Result<SourceWritten, WriteFailure> {
         if !self.accepts_writes(write.resource_type) {
             return Err(WriteFailure::NotAccepted);
+        }
+        // One conditional create at a time in this instance, so that two cannot both find
+        // nothing and both write.
+        let _conditional = match write.if_none_exist {
+            Some(_) if write.id.is_none() => Some(self.conditional.lock().await),
+            _ => None,
+        };
+        if let (Some(pairs), None) = (write.if_none_exist, write.id)
+            && let Some(found) = self
+                .matching(write.resource_type, write.person, pairs)
+                .await?
+        {
+            return Ok(found);
         }
         let (id, version) = match write.id {
             None => (Uuid::new_v4().to_string(), 1),
@@ -250,6 +326,7 @@ impl Source for StoreSource {
             crate::store::HeldWrite::Written(v) => Ok(SourceWritten {
                 id,
                 version: Some(v.to_string()),
+                existed: false,
             }),
             crate::store::HeldWrite::Conflict { .. } => Err(WriteFailure::Conflict),
         }

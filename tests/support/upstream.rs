@@ -16,7 +16,10 @@
 //!   that references it;
 //! * `POST /fhir/{Type}` creates a resource (a new id, `meta.versionId` 1) and
 //!   `PUT /fhir/{Type}/{id}` updates one, versioned: an `If-Match` that is not
-//!   the current version (`W/"n"`) is 412 and nothing is written; every write
+//!   the current version (`W/"n"`) is 412 and nothing is written; `meta.tag` and
+//!   `meta.security` are kept, the rest of `meta` is the server's; a POST with
+//!   `If-None-Exist` (parameters as a search takes them) that finds one match answers
+//!   200 with it and writes nothing, more than one 412; every write
 //!   received is kept ([`Upstream::writes`]), and [`Upstream::refuse_writes`]
 //!   makes it refuse them with a status and an OperationOutcome;
 //! * anything else answers 404 (unknown type or path) or 405 with an
@@ -148,6 +151,8 @@ pub(crate) struct Received {
     pub(crate) path: String,
     /// The `If-Match` header, when sent.
     pub(crate) if_match: Option<String>,
+    /// The `If-None-Exist` header, when sent.
+    pub(crate) if_none_exist: Option<String>,
     /// The body, as sent.
     pub(crate) body: Value,
     /// The status it answered.
@@ -642,6 +647,10 @@ async fn handle(
                         .get(http::header::IF_MATCH)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned),
+                    if_none_exist: headers
+                        .get("if-none-exist")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
                     body: serde_json::from_slice(&body).unwrap_or(Value::Null),
                     status: response.status().as_u16(),
                 });
@@ -1018,6 +1027,40 @@ fn write(
         .resources
         .write()
         .unwrap_or_else(PoisonError::into_inner);
+    if let (Some(condition), "POST", [rtype]) = (
+        headers.get("if-none-exist").and_then(|v| v.to_str().ok()),
+        method.as_str(),
+        segments.as_slice(),
+    ) {
+        // A conditional create: one match is 200 with it and nothing written; more is 412.
+        let params: Vec<(String, String)> = form_urlencoded::parse(condition.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let found: Vec<&Value> = resources
+            .iter()
+            .filter(|r| resource_type_of(r) == Some(*rtype) && matches_params(r, &params))
+            .collect();
+        match found.as_slice() {
+            [] => {}
+            [one] => {
+                let mut response = fhir_response(StatusCode::OK, one.to_string());
+                let version = one
+                    .pointer("/meta/versionId")
+                    .and_then(Value::as_str)
+                    .unwrap_or("1");
+                if let Ok(v) = HeaderValue::from_str(&format!("W/\"{version}\"")) {
+                    response.headers_mut().insert(http::header::ETAG, v);
+                }
+                return response;
+            }
+            _ => {
+                return outcome(
+                    StatusCode::PRECONDITION_FAILED,
+                    "more than one resource matches If-None-Exist",
+                );
+            }
+        }
+    }
     let (rtype, id, version) = match (method.as_str(), segments.as_slice()) {
         ("POST", [rtype]) => {
             let n = resources.len() + 1;
@@ -1064,8 +1107,14 @@ fn write(
         );
     }
     resource["id"] = Value::String(id.clone());
-    resource["meta"] =
-        json!({"versionId": version.to_string(), "lastUpdated": "2026-12-01T10:00:00Z"});
+    // Like a real server, the tags and labels sent are kept; the version is the server's.
+    let mut meta = json!({"versionId": version.to_string(), "lastUpdated": "2026-12-01T10:00:00Z"});
+    for kept in ["tag", "security"] {
+        if let Some(v) = resource.pointer(&format!("/meta/{kept}")) {
+            meta[kept] = v.clone();
+        }
+    }
+    resource["meta"] = meta;
     let same = |r: &Value| {
         resource_type_of(r) == Some(rtype.as_str())
             && r.get("id").and_then(Value::as_str) == Some(id.as_str())
