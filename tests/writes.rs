@@ -968,6 +968,13 @@ async fn a_conditional_create_is_forwarded_to_a_source_that_honours_it() {
     let (gp, _community, app, ann) =
         care_team_with("conditional_create = true", write_policies()).await;
     let nurse = staff(&app, "RY4", "nurse");
+    let statement = read_as(&app, &nurse, "metadata").await;
+    let goal_entry = statement.body["rest"][0]["resource"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["type"] == "Goal"))
+        .cloned()
+        .expect("Goal in the CapabilityStatement");
+    assert_eq!(goal_entry["conditionalCreate"], true, "{goal_entry}");
     let condition = "identifier=https://portal.example/goals|g-1";
     let body = identified_goal(&ann, "g-1", Some("CarePlan/gp.plan-1"));
     let first = post_if_none_exist(&app, &nurse, &body, condition).await;

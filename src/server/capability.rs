@@ -44,8 +44,9 @@ pub fn statement(
             resource["versioning"] = json!("versioned-update");
             resource["readHistory"] = json!(false);
             resource["updateCreate"] = json!(false);
+            resource["conditionalCreate"] = json!(true);
             resource["documentation"] = json!(
-                "Writes go to the source that holds the resource (an update) or the plan it belongs to (a create: a CarePlan's basedOn/partOf, a Goal's or Flag's extension https://fhir.concord.health/StructureDefinition/care-plan), else the author's organisation's source, else the configured default. An update needs If-Match with the ETag read. Checked against the profile before it leaves."
+                "Writes go to the source that holds the resource (an update) or the plan it belongs to (a create: a CarePlan's basedOn/partOf, a Goal's or Flag's extension https://fhir.concord.health/StructureDefinition/care-plan), else for the person the source their portal agreement names, else the author's organisation's source, else the configured default. An update needs If-Match with the ETag read. If-None-Exist (identifier, the type's search parameters, patient) is honoured where the target source honours it, and refused (400) where it does not. Checked against the profile before it leaves."
             );
         }
         resources.push(resource);
