@@ -1408,6 +1408,10 @@ async fn policy_explain_covers_writes() {
         out.contains("PERMIT    create Goal in gp  by patient-access-northshire rule own-goals"),
         "{out}"
     );
+    assert!(
+        out.contains("one that belongs to no plan goes to `region` (write_to)"),
+        "the portal's target for the person's own: {out}"
+    );
     let nurse = staff(&w.app, "A81001", "nurse");
     let (ok, out) = explain(&w.app, &nurse, DORA, &write).await;
     assert!(ok, "{out}");
