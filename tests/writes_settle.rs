@@ -9,8 +9,10 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::console::{Visitor, console_toml, sign_in};
 use crate::support::app::{Policies, SourceSpec, StoreChoice, TestApp, postgres};
 use crate::support::data::{ANN, patient};
+use crate::support::oidc::OidcProvider;
 use crate::support::upstream::{Mode, Upstream};
 use concord::disclose::{Change, PLAN_EXTENSION};
 
@@ -60,8 +62,20 @@ async fn die_after_intent(
     app: &TestApp,
     token: &str,
     request_id: &str,
+    write: (&'static str, Change<'_>, Value),
+    send: bool,
+) {
+    die_after_intent_at(app, token, request_id, write, send, 0).await;
+}
+
+/// [`die_after_intent`], the intent made `ago_secs` seconds ago (the gateway died then).
+async fn die_after_intent_at(
+    app: &TestApp,
+    token: &str,
+    request_id: &str,
     (resource_type, change, body): (&'static str, Change<'_>, Value),
     send: bool,
+    ago_secs: i64,
 ) {
     let state = &app.state;
     let principal = state.verifier.verify(token).expect("a valid token");
@@ -84,7 +98,7 @@ async fn die_after_intent(
         ),
     };
     let intent = concord::audit::Body {
-        recorded_us: jiff::Timestamp::now().as_microsecond(),
+        recorded_us: jiff::Timestamp::now().as_microsecond() - ago_secs * 1_000_000,
         request_id: request_id.to_owned(),
         user: Some(principal.user.clone()),
         org: principal.org.clone(),
@@ -346,4 +360,94 @@ async fn writes_left_without_an_outcome_are_settled_on_postgres() {
     };
     writes_left_without_an_outcome_are_settled(StoreChoice::Postgres(db.url().to_owned())).await;
     db.drop().await;
+}
+
+/// The IG console's health page counts the writes whose outcome is not known, once they are
+/// older than a write can take, until they are settled.
+#[tokio::test]
+async fn the_health_page_counts_writes_whose_outcome_is_not_known() {
+    let idp = OidcProvider::start("127.0.0.1").await;
+    let gp = Upstream::start(vec![
+        patient("g-ann", ANN, "Able", "01632 960001", "Riverside"),
+        json!({
+            "resourceType": "CarePlan", "id": "plan-1", "status": "active", "intent": "plan",
+            "meta": {"versionId": "1"}, "title": "Diabetes plan",
+            "subject": {"reference": "Patient/g-ann"}
+        }),
+    ])
+    .await;
+    let app = TestApp::start_audited(
+        vec![
+            SourceSpec::fhir("gp", "Riverside GP", "A81001", gp.base_url())
+                .with("writes = [\"CarePlan\", \"Goal\"]"),
+        ],
+        StoreChoice::Sqlite,
+        "",
+        policies(),
+        "",
+        &console_toml(&idp),
+    )
+    .await;
+    let ann = app.patient_id(ANN).await;
+    let token = nurse(&app);
+    let health = format!("{}/console/health", app.origin);
+    let mut v = Visitor::new();
+    let back = sign_in(&app, &mut v).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    let count = |body: &str| {
+        let at = body.find("<p id=\"unsettled-writes\">").expect("the count");
+        body[at..body[at..].find("</p>").map_or(body.len(), |e| at + e)].to_owned()
+    };
+    let page = v.get(&health).await;
+    assert!(
+        count(&page.body).contains("None in the last 7 days"),
+        "{}",
+        page.body
+    );
+
+    // Eleven minutes ago the gateway died after an intent; a moment ago, after another (a
+    // write that may still be on its way, for all the page knows).
+    let create = |text: &str| ("Goal", Change::Create, goal(&ann, text));
+    die_after_intent_at(
+        &app,
+        &token,
+        "req-g-old",
+        create("Sleep well"),
+        false,
+        11 * 60,
+    )
+    .await;
+    die_after_intent(&app, &token, "req-h-young", create("Eat well"), false).await;
+    app.state.audit.settle().await;
+    let page = v.get(&health).await;
+    let shown = count(&page.body);
+    assert!(
+        shown.contains("<strong>1</strong> in the last 7 days"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("concord audit writes --unsettled"),
+        "{shown}"
+    );
+
+    let (ok, out, err) = app
+        .concord(&[
+            "audit",
+            "writes",
+            "--unsettled",
+            "--older-than",
+            "0",
+            "--settle",
+            "--by",
+            "ig-lead-1",
+        ])
+        .await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.matches("settled: recorded as").count(), 2, "{out}");
+    let page = v.get(&health).await;
+    assert!(
+        count(&page.body).contains("None in the last 7 days"),
+        "{}",
+        page.body
+    );
 }

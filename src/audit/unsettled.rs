@@ -265,14 +265,10 @@ fn has_outcome(intent: &Unsettled, records: &[(String, i64, Body)]) -> bool {
     same.sort_unstable();
     let mut open = std::collections::VecDeque::new();
     for (seq, stage) in same {
-        match stage {
-            WRITE_INTENT => open.push_back(seq),
-            WRITE_OUTCOME => {
-                if open.pop_front() == Some(intent.seq) {
-                    return true;
-                }
-            }
-            _ => {}
+        if stage == WRITE_INTENT {
+            open.push_back(seq);
+        } else if stage == WRITE_OUTCOME && open.pop_front() == Some(intent.seq) {
+            return true;
         }
     }
     false
