@@ -40,6 +40,7 @@ mod key;
 mod projector;
 mod readers;
 pub mod spool;
+pub mod unsettled;
 mod verify;
 mod writer;
 

@@ -1,7 +1,7 @@
 //! The command line, one file per command under `cli/`: `serve`, `dev-token`,
-//! `policy check` and `policy explain`, `audit verify` and `audit export`, `profile check`,
-//! `source check`, and `migrate` (here). This file holds the argument types and the
-//! dispatch.
+//! `policy check` and `policy explain`, `audit verify`, `audit export` and `audit writes`,
+//! `profile check`, `source check`, and `migrate` (here). This file holds the argument types
+//! and the dispatch.
 
 use std::path::PathBuf;
 
@@ -18,7 +18,7 @@ mod profile;
 mod serve;
 mod source;
 
-use audit::{audit_export, audit_verify};
+use audit::{audit_export, audit_verify, audit_writes};
 use policy::{policy_check, policy_explain, policy_explain_write};
 use profile::profile_check;
 use serve::serve;
@@ -107,6 +107,32 @@ pub enum AuditCommand {
         /// A witness file of signed heads to check too (default: `[audit] witness_file`).
         #[arg(long)]
         witness: Option<PathBuf>,
+    },
+    /// Writes whose outcome the audit chain does not know: an intent recorded with no
+    /// outcome after it (the gateway stopped, or its store failed, between sending the write
+    /// and recording the source's answer). Lists each with what reading its source shows
+    /// now (present as sent, absent, unclear, unreachable); with `--settle`, records each
+    /// present or absent finding in the chain. Exits non-zero while any is left unsettled.
+    Writes {
+        /// The config file (store, `[audit]` key and the sources).
+        #[arg(long, default_value = "concord.toml")]
+        config: PathBuf,
+        /// The writes left without an outcome (the one listing there is).
+        #[arg(long, required = true)]
+        unsettled: bool,
+        /// Only intents recorded at least this many seconds ago: a younger write may still be
+        /// on its way.
+        #[arg(long, default_value_t = 600)]
+        older_than: u64,
+        /// Only intents from this time on (RFC 3339 or a UTC date); the whole log by default.
+        #[arg(long)]
+        since: Option<String>,
+        /// Record each present or absent finding in the audit chain (as `--by`).
+        #[arg(long, requires = "by")]
+        settle: bool,
+        /// Who settles: recorded as the settlement record's user.
+        #[arg(long)]
+        by: Option<String>,
     },
     /// Write audit records, oldest first, as NDJSON (whole records with their chain
     /// positions and hashes) or CSV (for a spreadsheet), streamed; a progress bar goes to a
@@ -219,6 +245,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit {
             action: AuditCommand::Verify { config, witness },
         } => audit_verify(&config, witness.as_deref()).await,
+        Command::Audit {
+            action:
+                AuditCommand::Writes {
+                    config,
+                    unsettled: _,
+                    older_than,
+                    since,
+                    settle,
+                    by,
+                },
+        } => {
+            let settle_as = if settle { by.as_deref() } else { None };
+            audit_writes(&config, older_than, since.as_deref(), settle_as).await
+        }
         Command::Audit {
             action:
                 AuditCommand::Export {

@@ -25,6 +25,7 @@ mod consent;
 mod consent_cache;
 mod heard;
 mod reach;
+pub mod settle;
 mod write;
 
 use std::sync::Arc;

@@ -46,3 +46,4 @@ mod read_path;
 mod slow_clients;
 mod tls;
 mod writes;
+mod writes_settle;

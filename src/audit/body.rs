@@ -119,6 +119,11 @@ pub struct Written {
     pub agreement: Option<String>,
     /// Its rule.
     pub rule: Option<String>,
+    /// For an update: the version the caller read (its `If-Match`), so that a write left
+    /// without an outcome can be settled by reading the source (still at this version: not
+    /// written). Absent otherwise, and from the canonical encoding, so older hashes hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_version: Option<String>,
 }
 
 /// Stage of a write's first record: committed before the write is forwarded.

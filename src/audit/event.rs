@@ -445,6 +445,7 @@ fn entities(body: &Body, full: bool) -> Vec<Value> {
             for (name, value) in [
                 ("source", &w.source),
                 ("version", &w.version),
+                ("read-version", &w.read_version),
                 ("sha256", &w.sha256),
                 ("agreement", &w.agreement),
                 ("rule", &w.rule),

@@ -1,4 +1,4 @@
-//! `concord audit verify` and `concord audit export`.
+//! `concord audit verify`, `concord audit export` and `concord audit writes`.
 
 use anyhow::Context;
 
@@ -162,6 +162,127 @@ pub(super) async fn audit_verify(
             anyhow::bail!("the audit log does not verify")
         }
     }
+}
+
+/// `concord audit writes --unsettled [--settle --by NAME]`.
+pub(super) async fn audit_writes(
+    path: &std::path::Path,
+    older_than_secs: u64,
+    since: Option<&str>,
+    settle_as: Option<&str>,
+) -> anyhow::Result<()> {
+    use crate::disclose::settle::{examine, settlement};
+    let config = Config::load(path)?;
+    init_logging(&config);
+    let audit = config
+        .audit
+        .as_ref()
+        .context("the config has no [audit] section")?;
+    let since = since.map(|s| export_time(s, "--since")).transpose()?;
+    let now = jiff::Timestamp::now().as_microsecond();
+    let older_than = i64::try_from(older_than_secs)
+        .ok()
+        .and_then(|s| s.checked_mul(1_000_000))
+        .context("--older-than is too large")?;
+    let store = crate::store::Store::connect(&config.store.url, 2)
+        .await
+        .context("cannot connect to the store")?;
+    // The intents are found through the search projection: first project whatever a gateway
+    // that stopped (or is still running) has not projected yet.
+    crate::audit::project_pending(&store)
+        .await
+        .context("cannot bring the audit search projection up to date")?;
+    let (spools, spooled) = crate::audit::spool::pending(&audit.spool_dir)?;
+    if spooled > 0 {
+        println!(
+            "note: {spooled} record(s) in {spools} spool file(s) under {} are not in the store yet: an outcome among them is not seen (a gateway moves them in when the store takes writes)",
+            audit.spool_dir.display()
+        );
+    }
+    let span = crate::store::AuditSpan {
+        from: since,
+        to: Some(now.saturating_sub(older_than)),
+    };
+    let (unsettled, _) = crate::audit::unsettled::unsettled(&store, span, usize::MAX)
+        .await
+        .context("cannot read the audit log")?;
+    if unsettled.is_empty() {
+        println!(
+            "every write recorded more than {older_than_secs} s ago has its outcome or a settlement"
+        );
+        return Ok(());
+    }
+    let metrics = crate::telemetry::Metrics::new();
+    let sources = crate::sources::build(&config.sources, &metrics, &store)
+        .await
+        .context("cannot set up the sources")?;
+    let log = match settle_as {
+        Some(_) => {
+            let key =
+                crate::audit::AuditKey::load(audit.key_file.as_deref(), audit.key_env.as_deref())?;
+            Some(crate::audit::AuditLog::new(store.clone(), key))
+        }
+        None => None,
+    };
+    println!(
+        "{} write(s) whose outcome is not known: time, request id, action and type, source, record (why), what the source shows now",
+        unsettled.len()
+    );
+    let mut left = 0_usize;
+    for intent in &unsettled {
+        let finding = examine(intent, &sources, &store).await;
+        let w = intent.body.write.as_ref();
+        let when = jiff::Timestamp::from_microsecond(intent.body.recorded_us)
+            .map_or_else(|_| intent.body.recorded_us.to_string(), |t| t.to_string());
+        println!(
+            "{when}  {}  {} {}  {}  {} ({})  {}: {}",
+            intent.body.request_id,
+            w.map_or("?", |w| w.action.as_str()),
+            intent.resource_type().unwrap_or("?"),
+            w.and_then(|w| w.source.as_deref()).unwrap_or("?"),
+            intent.record_id(),
+            intent.unknown.words(),
+            finding.word(),
+            finding.detail()
+        );
+        let record = match (&log, settle_as) {
+            (Some(log), Some(by)) => settlement(
+                intent,
+                &finding,
+                by,
+                jiff::Timestamp::now().as_microsecond(),
+            )
+            .map(|body| (log, body)),
+            _ => None,
+        };
+        match record {
+            Some((log, body)) => {
+                let kept = log
+                    .append(&body)
+                    .await
+                    .context("the settlement could not be recorded")?;
+                println!("  settled: recorded as {}.{}", kept.chain, kept.seq);
+            }
+            // Not settling, or nothing to settle with (unclear, unreachable).
+            None => left += 1,
+        }
+    }
+    if let Some(log) = log {
+        let stopped = log.stopped();
+        drop(log);
+        stopped.wait().await;
+    }
+    if left > 0 {
+        anyhow::bail!(
+            "{left} write(s) left unsettled: {}",
+            if settle_as.is_some() {
+                "check each at its source by hand, or run again once the source can be read"
+            } else {
+                "settle them with --settle --by NAME"
+            }
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The health of the record (issue 16, item 7): each source's state as this instance sees
 //! it (its circuit breaker, as `/readyz/detail` reports it; recent faults and the last
 //! conformance check, from the metrics the sources and the federation keep), this
-//! instance's audit chain, each chain's last signed head, and `audit verify` run in the
-//! background ([`super::verify`]).
+//! instance's audit chain, each chain's last signed head, `audit verify` run in the
+//! background ([`super::verify`]), and how many writes of the last week have an outcome
+//! nobody knows (hazard H-016, R-016.1).
 //!
 //! The page names no person, so viewing it is not itself an audit record; starting a verify
 //! and its result are.
@@ -13,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::audit::actor;
-use super::health_pages::{self, ChainHeads, Instance, SourceView};
+use super::health_pages::{self, ChainHeads, Instance, SourceView, Unsettled};
 use super::verify::Started;
 use super::{Console, ConsoleError, session};
 
@@ -21,6 +22,10 @@ use super::{Console, ConsoleError, session};
 pub(super) const HEADS_PAGE: u32 = 20;
 /// The longest chain id a link to older heads may carry.
 const MAX_CHAIN: usize = 128;
+/// The days of writes the health page looks at for outcomes nobody knows.
+pub(super) const UNSETTLED_DAYS: i64 = 7;
+/// The most write records the health page looks at (newest first) for them.
+pub(super) const UNSETTLED_CAP: usize = 200;
 
 /// `(signed_us, chain)` of a link to older heads: `{signed_us}.{chain}`.
 fn heads_cursor(raw: Option<&str>) -> Option<(i64, String)> {
@@ -52,6 +57,23 @@ impl Console {
                 }
             })
             .collect()
+    }
+
+    /// The writes of the last [`UNSETTLED_DAYS`] days whose outcome is not known and that
+    /// nobody has settled (older than the time a write can take), at most [`UNSETTLED_CAP`]
+    /// looked at: how many, and whether the look was cut short.
+    async fn unsettled_writes(&self) -> Result<Unsettled, ConsoleError> {
+        use crate::audit::unsettled::{OUTCOME_WINDOW_US, unsettled};
+        let now = jiff::Timestamp::now().as_microsecond();
+        let span = crate::store::AuditSpan {
+            from: Some(now.saturating_sub(UNSETTLED_DAYS * crate::store::DAY_US)),
+            to: Some(now.saturating_sub(OUTCOME_WINDOW_US)),
+        };
+        let (found, cut) = unsettled(&self.0.store, span, UNSETTLED_CAP).await?;
+        Ok(Unsettled {
+            count: found.len(),
+            cut,
+        })
     }
 
     /// One page of chains' last signed heads.
@@ -87,6 +109,10 @@ pub(super) async fn page(
         Ok(h) => h,
         Err(e) => return console.refusal(&e),
     };
+    let unsettled = match console.unsettled_writes().await {
+        Ok(u) => u,
+        Err(e) => return console.refusal(&e),
+    };
     let audit = console.0.audit.health();
     let instance = Instance {
         chain: console.0.audit.chain().to_owned(),
@@ -106,6 +132,7 @@ pub(super) async fn page(
         &console.sources_now(),
         &instance,
         &heads,
+        &unsettled,
         last.as_ref(),
     );
     console.page(StatusCode::OK, html)

@@ -45,6 +45,14 @@ pub(super) struct ChainHeads {
     pub(super) first_page: bool,
 }
 
+/// The writes of the last week whose outcome is not known and that nobody has settled.
+#[derive(Debug)]
+pub(super) struct Unsettled {
+    pub(super) count: usize,
+    /// Only the newest writes were looked at.
+    pub(super) cut: bool,
+}
+
 /// A time as people read it, UTC, to the second.
 pub(super) fn when(us: i64) -> String {
     jiff::Timestamp::from_microsecond(us).map_or_else(
@@ -276,6 +284,7 @@ pub(super) fn health(
     list: &[SourceView],
     instance: &Instance,
     heads: &ChainHeads,
+    unsettled: &Unsettled,
     last: Option<&Status>,
 ) -> String {
     layout(path, "Health of the record", |h| {
@@ -283,6 +292,7 @@ pub(super) fn health(
             .text(path)
             .raw("/\">Console home</a></p>\n<h1>Health of the record</h1>\n");
         sources(h, list);
+        unsettled_writes(h, unsettled);
         chains(h, path, instance, heads);
         h.raw("<h2 id=\"verify-heading\">Check the audit log</h2>\n")
             .raw("<p>Runs the check <code>concord audit verify</code> runs, in the background on this instance: every chain walked in order, every record's hash, every signed head (and the witness file's), and the search projection against the records. One check runs at a time; its start and result are recorded in the audit log.</p>\n");
@@ -302,6 +312,27 @@ pub(super) fn health(
         }
         verify_form(h, path, csrf, "Check the audit log now");
     })
+}
+
+fn unsettled_writes(h: &mut Html, unsettled: &Unsettled) {
+    h.raw("<h2 id=\"writes-heading\">Writes whose outcome is not known</h2>\n<p id=\"unsettled-writes\">");
+    if unsettled.count == 0 {
+        h.raw("None in the last ");
+        number(h, super::health::UNSETTLED_DAYS);
+        h.raw(" days: every write has its outcome, or was settled.");
+    } else {
+        h.raw("<strong>");
+        number(h, unsettled.count);
+        h.raw("</strong> in the last ");
+        number(h, super::health::UNSETTLED_DAYS);
+        h.raw(" days: the gateway stopped after sending them, or their source timed out or failed, so whether each is at its source is not known. <code>concord audit writes --unsettled</code> reads each source and says what it holds; <code>--settle</code> records it.");
+    }
+    if unsettled.cut {
+        h.raw(" Only the newest ");
+        number(h, super::health::UNSETTLED_CAP);
+        h.raw(" writes were looked at.");
+    }
+    h.raw("</p>\n");
 }
 
 fn progress(h: &mut Html, path: &str, status: &Status) {

@@ -247,6 +247,7 @@ impl Door {
                 sha256: None,
                 agreement: None,
                 rule: None,
+                read_version: None,
             }),
             ..Facts::default()
         };
@@ -408,6 +409,7 @@ impl Door {
         let mut intent = facts.clone();
         if let Some(w) = intent.write.as_mut() {
             w.stage = WRITE_INTENT.to_owned();
+            w.read_version.clone_from(&if_match);
         }
         intent.sources = vec![SourceOutcome {
             source: info.id.clone(),

@@ -85,6 +85,7 @@ async fn write(
                 sha256: None,
                 agreement: None,
                 rule: None,
+                read_version: None,
             }),
             ..Facts::default()
         };
