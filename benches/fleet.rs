@@ -397,6 +397,10 @@ struct Waits {
     lwlock_by_kind: BTreeMap<String, u64>,
 }
 
+/// A backend seen waiting: pid, wait event type and name, its statement's start (epoch
+/// seconds) and the type of the lock it waits for.
+type Waiting = (i32, String, String, Option<f64>, Option<String>);
+
 /// Samples `pg_stat_activity` every 10 ms until `stop`, on a connection of its own.
 async fn sample_waits(admin_url: String, db: String, stop: Arc<AtomicBool>) -> Waits {
     let mut conn = sqlx::PgConnection::connect(&admin_url)
@@ -406,7 +410,7 @@ async fn sample_waits(admin_url: String, db: String, stop: Arc<AtomicBool>) -> W
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
-        let rows: Vec<(i32, String, String, Option<f64>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<Waiting> = sqlx::query_as(
             "SELECT a.pid, a.wait_event_type, a.wait_event, \
                     extract(epoch FROM a.query_start)::float8, l.locktype \
              FROM pg_stat_activity a \
