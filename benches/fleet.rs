@@ -110,6 +110,9 @@ struct Wire {
     parses: AtomicU64,
     /// `Sync` (`S`): the end of an extended-protocol exchange, answered by `ReadyForQuery`.
     syncs: AtomicU64,
+    /// A `Sync` with nothing before it since the last one: a bare round trip, as sqlx's pool
+    /// sends to test a connection before handing it out (`test_before_acquire`).
+    bare_syncs: AtomicU64,
     /// `BEGIN` (or `START TRANSACTION`) sent as a statement.
     begins: AtomicU64,
     /// `ROLLBACK` sent as a statement.
@@ -125,6 +128,8 @@ struct Wire {
 struct Counts {
     connections: u64,
     round_trips: u64,
+    /// Of the round trips, bare `Sync`s (pool pings).
+    pings: u64,
     statements: u64,
     parses: u64,
     begins: u64,
@@ -139,6 +144,7 @@ impl Wire {
         Counts {
             connections: get(&self.connections),
             round_trips: get(&self.syncs) + get(&self.queries),
+            pings: get(&self.bare_syncs),
             statements: get(&self.executes) + get(&self.queries),
             parses: get(&self.parses),
             begins: get(&self.begins),
@@ -155,6 +161,7 @@ impl std::ops::Sub for Counts {
         Counts {
             connections: self.connections - o.connections,
             round_trips: self.round_trips - o.round_trips,
+            pings: self.pings - o.pings,
             statements: self.statements - o.statements,
             parses: self.parses - o.parses,
             begins: self.begins - o.begins,
@@ -179,6 +186,8 @@ struct Parser {
     direction: Direction,
     /// Still in the startup phase (untyped messages: `SSLRequest`, `StartupMessage`).
     startup: bool,
+    /// A message other than `Sync` came since the last `Sync` or simple query.
+    pending: bool,
     buf: Vec<u8>,
 }
 
@@ -190,6 +199,7 @@ impl Parser {
         Parser {
             direction,
             startup: direction == Direction::Up,
+            pending: false,
             buf: Vec::new(),
         }
     }
@@ -219,17 +229,22 @@ impl Parser {
             if rest.len() < 1 + len {
                 break;
             }
-            let body = &rest[5..1 + len];
-            self.count(rest[0], body, wire);
+            let kind = rest[0];
+            let body = rest[5..1 + len].to_vec();
+            self.count(kind, &body, wire);
             at += 1 + len;
         }
         self.buf.drain(..at);
     }
 
-    fn count(&self, kind: u8, body: &[u8], wire: &Wire) {
+    fn count(&mut self, kind: u8, body: &[u8], wire: &Wire) {
         let inc = |a: &AtomicU64| {
             a.fetch_add(1, Ordering::Relaxed);
         };
+        let pending = self.pending;
+        if self.direction == Direction::Up {
+            self.pending = !matches!(kind, b'S' | b'Q');
+        }
         match (self.direction, kind) {
             (Direction::Up, b'Q') => {
                 inc(&wire.queries);
@@ -241,7 +256,12 @@ impl Parser {
                 // but sqlx sends BEGIN and COMMIT as simple queries.
             }
             (Direction::Up, b'E') => inc(&wire.executes),
-            (Direction::Up, b'S') => inc(&wire.syncs),
+            (Direction::Up, b'S') => {
+                inc(&wire.syncs);
+                if !pending {
+                    inc(&wire.bare_syncs);
+                }
+            }
             (Direction::Down, b'A') => inc(&wire.notices),
             _ => {}
         }
@@ -392,14 +412,24 @@ struct Waits {
     most_at_once: u64,
     /// By wait event and lock type.
     by_kind: BTreeMap<String, u64>,
+    /// The waiting statements (their first 70 characters), per distinct wait.
+    statements: BTreeMap<String, u64>,
     /// Backend-samples waiting on a lightweight lock (`LWLock`).
     lwlock_backend_samples: u64,
     lwlock_by_kind: BTreeMap<String, u64>,
 }
 
 /// A backend seen waiting: pid, wait event type and name, its statement's start (epoch
-/// seconds) and the type of the lock it waits for.
-type Waiting = (i32, String, String, Option<f64>, Option<String>);
+/// seconds), the type of the lock it waits for and the start of its statement (the gateway's
+/// SQL, parameters as `$n`: no values).
+type Waiting = (
+    i32,
+    String,
+    String,
+    Option<f64>,
+    Option<String>,
+    Option<String>,
+);
 
 /// Samples `pg_stat_activity` every 10 ms until `stop`, on a connection of its own.
 async fn sample_waits(admin_url: String, db: String, stop: Arc<AtomicBool>) -> Waits {
@@ -412,7 +442,8 @@ async fn sample_waits(admin_url: String, db: String, stop: Arc<AtomicBool>) -> W
         tick.tick().await;
         let rows: Vec<Waiting> = sqlx::query_as(
             "SELECT a.pid, a.wait_event_type, a.wait_event, \
-                    extract(epoch FROM a.query_start)::float8, l.locktype \
+                    extract(epoch FROM a.query_start)::float8, l.locktype, \
+                    left(regexp_replace(a.query, '\\s+', ' ', 'g'), 70) \
              FROM pg_stat_activity a \
              LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted \
              WHERE a.datname = $1 AND a.wait_event_type IN ('Lock', 'LWLock')",
@@ -423,7 +454,7 @@ async fn sample_waits(admin_url: String, db: String, stop: Arc<AtomicBool>) -> W
         .expect("pg_stat_activity");
         waits.samples += 1;
         let mut locks = 0;
-        for (pid, kind, event, started, locktype) in rows {
+        for (pid, kind, event, started, locktype, statement) in rows {
             if kind == "Lock" {
                 locks += 1;
                 #[allow(
@@ -431,7 +462,12 @@ async fn sample_waits(admin_url: String, db: String, stop: Arc<AtomicBool>) -> W
                     reason = "microseconds since the epoch fit an i64"
                 )]
                 let at = (started.unwrap_or_default() * 1e6) as i64;
-                waits.distinct_lock_waits.insert((pid, at));
+                if waits.distinct_lock_waits.insert((pid, at)) {
+                    *waits
+                        .statements
+                        .entry(statement.unwrap_or_default())
+                        .or_default() += 1;
+                }
                 *waits
                     .by_kind
                     .entry(format!(
@@ -660,9 +696,9 @@ fn report(phase: &Phase<'_>, idle: Option<(&[Counts], f64, DbStats)>, instances:
     let mut total = Counts::default();
     let mut background = Counts::default();
     println!(
-        "| instance | requests/s | `$everything` p50 / p99 ms | Consent p50 / p99 ms | round trips / request | statements / request | BEGIN / request | notices heard | new connections |"
+        "| instance | requests/s | `$everything` p50 / p99 ms | Consent p50 / p99 ms | round trips / request | statements / request | prepared / request | BEGIN / request | ROLLBACK | notices heard | new connections |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (i, ((start, end), driven)) in phase.wire.iter().zip(&phase.driven).enumerate() {
         assert!(
             driven.failures.is_empty(),
@@ -678,7 +714,9 @@ fn report(phase: &Phase<'_>, idle: Option<(&[Counts], f64, DbStats)>, instances:
             let rate = |n: u64| (n as f64 / secs * phase.seconds).round() as u64;
             Counts {
                 round_trips: rate(counts[i].round_trips),
+                pings: rate(counts[i].pings),
                 statements: rate(counts[i].statements),
+                parses: rate(counts[i].parses),
                 begins: rate(counts[i].begins),
                 ..Counts::default()
             }
@@ -687,15 +725,21 @@ fn report(phase: &Phase<'_>, idle: Option<(&[Counts], f64, DbStats)>, instances:
             background.round_trips += b.round_trips;
             background.statements += b.statements;
             background.begins += b.begins;
+            background.parses += b.parses;
             used.round_trips = used.round_trips.saturating_sub(b.round_trips);
+            used.pings = used.pings.saturating_sub(b.pings);
             used.statements = used.statements.saturating_sub(b.statements);
             used.begins = used.begins.saturating_sub(b.begins);
+            used.parses = used.parses.saturating_sub(b.parses);
         }
         let n: usize = driven.latencies.values().map(Vec::len).sum();
         total_requests += n;
         total.round_trips += used.round_trips;
+        total.pings += used.pings;
         total.statements += used.statements;
         total.begins += used.begins;
+        total.parses += used.parses;
+        total.rollbacks += used.rollbacks;
         total.notices += used.notices;
         let lat = |k: Kind| {
             let mut l = driven.latencies.get(&k).cloned().unwrap_or_default();
@@ -707,14 +751,16 @@ fn report(phase: &Phase<'_>, idle: Option<(&[Counts], f64, DbStats)>, instances:
             }
         };
         println!(
-            "| {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
             instances[i].name,
             n as f64 / phase.load_seconds,
             lat(Kind::Everything),
             lat(Kind::Consent),
             used.round_trips as f64 / n as f64,
             used.statements as f64 / n as f64,
+            used.parses as f64 / n as f64,
             used.begins as f64 / n as f64,
+            used.rollbacks,
             used.notices,
             used.connections,
         );
@@ -729,18 +775,24 @@ fn report(phase: &Phase<'_>, idle: Option<(&[Counts], f64, DbStats)>, instances:
             m
         });
     println!(
-        "| **fleet** | **{:.0}** | | | **{:.2}** | **{:.2}** | **{:.2}** | {} | |",
+        "| **fleet** | **{:.0}** | | | **{:.2}** | **{:.2}** | **{:.2}** | **{:.2}** | {} | {} | |",
         n / phase.load_seconds,
         total.round_trips as f64 / n,
         total.statements as f64 / n,
+        total.parses as f64 / n,
         total.begins as f64 / n,
+        total.rollbacks,
         total.notices,
     );
     println!("\nrequests: {counts_by_kind:?}");
+    println!(
+        "of the round trips, bare Syncs (the pool testing a connection before handing it out): {:.2} per request",
+        total.pings as f64 / n
+    );
     if idle.is_some() {
         println!(
-            "background (the idle rate over this phase's length, subtracted above): {} round trips, {} statements, {} BEGIN",
-            background.round_trips, background.statements, background.begins
+            "background (the idle rate over this phase's length, subtracted above): {} round trips, {} statements, {} prepared, {} BEGIN",
+            background.round_trips, background.statements, background.parses, background.begins
         );
     }
     let mut db = phase.db;
@@ -775,6 +827,9 @@ fn report(phase: &Phase<'_>, idle: Option<(&[Counts], f64, DbStats)>, instances:
         w.lock_backend_samples * 10,
         w.by_kind,
     );
+    for (statement, n) in &w.statements {
+        println!("  waits of `{statement}`: {n}");
+    }
     println!(
         "lightweight-lock waits: {} backend-samples; by kind: {:?}",
         w.lwlock_backend_samples, w.lwlock_by_kind
