@@ -685,7 +685,7 @@ struct Phase<'a> {
     clippy::cast_precision_loss,
     reason = "counts far below 2^52 turned into rates"
 )]
-fn report(phase: &Phase<'_>, idle: Option<(&[Counts], f64, DbStats)>, instances: &[Instance]) {
+fn report(phase: &Phase<'_>, idle: Option<(&[Counts], f64)>, instances: &[Instance]) {
     println!(
         "\n## {} ({:.1} s, load average {})",
         phase.name,
@@ -710,7 +710,7 @@ fn report(phase: &Phase<'_>, idle: Option<(&[Counts], f64, DbStats)>, instances:
         let mut used = *end - *start;
         // What the instance does on its own in this time (measured while idle) is not the
         // requests' doing.
-        let idle_share = idle.map(|(counts, secs, _)| {
+        let idle_share = idle.map(|(counts, secs)| {
             let rate = |n: u64| (n as f64 / secs * phase.seconds).round() as u64;
             Counts {
                 round_trips: rate(counts[i].round_trips),
@@ -795,24 +795,19 @@ fn report(phase: &Phase<'_>, idle: Option<(&[Counts], f64, DbStats)>, instances:
             background.round_trips, background.statements, background.parses, background.begins
         );
     }
-    let mut db = phase.db;
-    if let Some((_, secs, idle_db)) = idle {
-        let rate = |v: i64| (v as f64 / secs * phase.seconds).round() as i64;
-        db.commits -= rate(idle_db.commits);
-        db.inserted -= rate(idle_db.inserted);
-        db.updated -= rate(idle_db.updated);
-        db.deleted -= rate(idle_db.deleted);
-        db.fetched -= rate(idle_db.fetched);
-    }
+    // Not less the idle phase: pg_stat_database is flushed late (a backend reports at most
+    // once a second, and when it goes idle), so the idle phase's counts hold some of the
+    // warm-up's; these include the fleet's background work.
+    let db = phase.db;
     println!(
-        "pg_stat_database (less the idle rate), per request: {:.2} transactions committed, {:.2} rows inserted, {:.2} updated, {:.2} deleted, {:.1} fetched; {} rolled back, {} deadlocks in the phase",
+        "pg_stat_database (background included), per request: {:.2} transactions committed, {:.2} rows inserted, {:.2} updated, {:.2} deleted, {:.1} fetched; {} rolled back, {} deadlocks in the phase",
         db.commits as f64 / n,
         db.inserted as f64 / n,
         db.updated as f64 / n,
         db.deleted as f64 / n,
         db.fetched as f64 / n,
-        phase.db.rollbacks,
-        phase.db.deadlocks,
+        db.rollbacks,
+        db.deadlocks,
     );
     let w = &phase.waits;
     println!(
@@ -1081,7 +1076,7 @@ async fn main() {
             driven,
             waits,
         };
-        report(&phase, Some((&idle, idle_covered, idle_db)), &instances);
+        report(&phase, Some((&idle, idle_covered)), &instances);
         println!(
             "(requests/s over the {took:.1} s of load; the counts cover it and the 1.5 s after, \
              for the statistics to settle)"
