@@ -131,6 +131,9 @@ pub struct Principal {
     /// Emergency access asked for with `X-Break-Glass-Reason`: the reason given (kept for the
     /// audit record, never logged).
     pub break_glass: Option<String>,
+    /// A full look-up asked for with `X-Concord-Lookup: full` (staff only): the record
+    /// locator rules no source out for this request, which its audit record says.
+    pub full_lookup: bool,
 }
 
 impl Principal {
@@ -501,6 +504,7 @@ pub fn principal_from_claims(
         patient,
         client_certificate: None,
         break_glass: None,
+        full_lookup: false,
     })
 }
 

@@ -135,6 +135,10 @@ pub enum AskError {
     /// The person is not known, or not to this caller (404).
     #[error("{0} is not known")]
     NotKnown(String),
+    /// A full look-up was asked for and this instance has made as many as it may this
+    /// minute (429).
+    #[error(transparent)]
+    FullLookupsSpent(#[from] crate::federation::FullLookupsSpent),
     /// A source or the store failed.
     #[error(transparent)]
     Federation(#[from] FederationError),
@@ -296,14 +300,21 @@ impl Door {
         }
         let set = self.policies.current();
         let Planned { reach, asking } = self.planned(&set, principal, &ask.types())?;
-        let plan = reach.plan(&asking);
+        let mut plan = reach.plan(&asking);
+        if principal.full_lookup
+            && let Some(locator) = self.federation.locator()
+        {
+            // A fan-out to every source: bounded per instance.
+            locator.admit_full_lookup()?;
+            plan.full_lookup = true;
+        }
         let deadline = Instant::now() + self.timeout;
         let mut answer = Answer::nobody(set.hash.clone());
         let Found {
             person,
             mut reports,
             read,
-            fallback,
+            locator,
         } = self.find(&reach, &ask, &plan, deadline).await?;
         let Some(person) = person.filter(|p| principal.may_see_person(&p.nhs)) else {
             if let Ask::Person { .. } = ask {
@@ -330,9 +341,10 @@ impl Door {
         let (disclosed, mut notices) =
             reach.disclose(&self.federation, &person, &consent, resources);
         notices.withheld |= narrowed;
-        // Said only in an answer about a person the caller may see: in one that discloses
-        // nothing it would tell whether the index knows the NHS number anywhere.
-        notices.locator_fallback = fallback;
+        // Said only in an answer about a person the caller may see (and rendered only in one
+        // that shows them something): in one that discloses nothing it would tell whether,
+        // and where, the index knows the NHS number.
+        notices.locator = locator;
         answer.sources = reach.source_outcomes(&asking, Some(&person), &reports);
         let (patients, mut others): (Vec<_>, Vec<_>) = if ask.merges_patient() {
             disclosed
@@ -390,7 +402,7 @@ impl Door {
                     person: resolution.person,
                     reports: resolution.reports,
                     read: None,
-                    fallback: resolution.fallback,
+                    locator: resolution.locator,
                 })
             }
             Ask::Patient { id } | Ask::Everything { id, .. } | Ask::Search { id, .. } => {
@@ -410,7 +422,7 @@ impl Door {
                         person: Some(person),
                         reports: Vec::new(),
                         read: Some(resource),
-                        fallback: None,
+                        locator: None,
                     },
                     None => Found::nobody(),
                 })
@@ -438,7 +450,7 @@ impl Door {
                 person: read.map(|(_, person)| person),
                 reports: Vec::new(),
                 read: None,
-                fallback: None,
+                locator: None,
             });
         };
         Ok(
@@ -447,7 +459,7 @@ impl Door {
                     person: r.person,
                     reports: r.reports,
                     read: None,
-                    fallback: r.fallback,
+                    locator: r.locator,
                 },
                 None => Found::nobody(),
             },
@@ -573,8 +585,8 @@ struct Found {
     reports: Vec<SourceReport>,
     /// The resource read, for [`Ask::Read`].
     read: Option<Value>,
-    /// The record locator's fallback, when it knew no source holding the person.
-    fallback: Option<crate::federation::LocatorFallback>,
+    /// What the record locator did, when there is something to say.
+    locator: Option<crate::federation::LocatorNote>,
 }
 
 impl Found {
@@ -583,7 +595,7 @@ impl Found {
             person: None,
             reports: Vec::new(),
             read: None,
-            fallback: None,
+            locator: None,
         }
     }
 }

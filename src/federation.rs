@@ -40,6 +40,7 @@ use crate::policy::LabelMap;
 use crate::sources::{Source, SourceError, SourceInfo};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
+pub use locator::{FullLookupsSpent, LOCATOR_CODE_SYSTEM, LocatorNote, RuledOut};
 
 /// Why a request could not be served at all (a source failing is not one of these: that is
 /// reported in the answer).
@@ -100,8 +101,9 @@ pub struct Resolution {
     pub person: Option<Person>,
     /// Sources that could not be asked.
     pub reports: Vec<SourceReport>,
-    /// The record locator's fallback, when it knew no source holding the person.
-    pub fallback: Option<LocatorFallback>,
+    /// What the record locator did (the sources it ruled out, its fallback, a full
+    /// look-up), when there is something to say.
+    pub locator: Option<LocatorNote>,
 }
 
 /// Resources gathered from the sources for one person.
@@ -125,6 +127,8 @@ pub struct Plan<'a> {
     pub labels: &'a LabelMap,
     /// Which label map (a change of it must not reuse resources labelled under another).
     pub labels_key: u64,
+    /// A full look-up: the record locator rules no source out (`X-Concord-Lookup: full`).
+    pub full_lookup: bool,
 }
 
 impl Plan<'_> {

@@ -306,11 +306,16 @@ async fn guard(
         }
     };
     principal.client_certificate = client_certificate;
-    let checked = precheck(&state.config, &request, true)
-        .and_then(|()| break_glass_reason(request.headers(), &principal));
+    let checked = precheck(&state.config, &request, true).and_then(|()| {
+        Ok((
+            break_glass_reason(request.headers(), &principal)?,
+            full_lookup(request.headers(), &principal)?,
+        ))
+    });
     let mut response = match checked {
-        Ok(reason) => {
+        Ok((reason, full)) => {
             principal.break_glass = reason;
+            principal.full_lookup = full;
             request.extensions_mut().insert(principal.clone());
             next.run(request).await
         }
@@ -381,6 +386,37 @@ fn break_glass_reason(
         return Err(bad("must not contain control characters"));
     }
     Ok(Some(text.to_owned()))
+}
+
+/// The header that asks for a full look-up: `full` (the only value), every source asked
+/// whatever the record locator's index says.
+pub const LOOKUP: &str = "x-concord-lookup";
+
+/// Whether the request asks for a full look-up (`X-Concord-Lookup: full`). Staff only: a
+/// fan-out to every source is theirs to ask for when a record looks incomplete; any other
+/// value is refused rather than ignored.
+fn full_lookup(
+    headers: &axum::http::HeaderMap,
+    principal: &crate::auth::Principal,
+) -> Result<bool, ApiError> {
+    let Some(value) = headers.get(LOOKUP) else {
+        return Ok(false);
+    };
+    if value.as_bytes() != b"full" {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "X-Concord-Lookup must be `full` (every source asked) when sent",
+        ));
+    }
+    if principal.patient.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a full look-up is for staff",
+        ));
+    }
+    Ok(true)
 }
 
 /// A usable caller-supplied request id: 1 to 128 visible ASCII characters.

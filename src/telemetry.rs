@@ -127,6 +127,13 @@ pub struct FallbackLabels {
     pub mode: &'static str,
 }
 
+/// Labels of a full look-up asked for: `made` or `refused` (over the instance's limit).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FullLookupLabels {
+    /// `made` or `refused`.
+    pub result: &'static str,
+}
+
 /// The record locator's metrics (no NHS number is ever a label).
 #[derive(Debug)]
 pub struct LocatorMetrics {
@@ -142,6 +149,8 @@ pub struct LocatorMetrics {
     pub fallbacks: Family<FallbackLabels, Counter>,
     /// Sources asked whether they know the person, per resolution that consulted the locator.
     pub sources_asked: Histogram,
+    /// Full look-ups asked for (`X-Concord-Lookup: full`), made or refused.
+    pub full_lookups: Family<FullLookupLabels, Counter>,
 }
 
 impl LocatorMetrics {
@@ -155,6 +164,7 @@ impl LocatorMetrics {
             sources_asked: Histogram::new([
                 0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
             ]),
+            full_lookups: Family::default(),
         }
     }
 
@@ -188,6 +198,11 @@ impl LocatorMetrics {
             "locator_sources_asked",
             "Sources asked whether they know the person, per resolution that consulted the record locator",
             self.sources_asked.clone(),
+        );
+        registry.register(
+            "locator_full_lookups",
+            "Full look-ups asked for (every source asked, the record locator ruling nothing out), made or refused",
+            self.full_lookups.clone(),
         );
     }
 }

@@ -195,6 +195,19 @@ fn locator_notices(bundle: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The sources an answer says the record locator ruled out (the ones it names), in order.
+fn ruled_out(bundle: &Value) -> Vec<String> {
+    outcome_issues(bundle)
+        .iter()
+        .filter(|i| i["details"]["coding"][0]["code"] == "locator-ruled-out")
+        .filter_map(|i| {
+            i["details"]["coding"][1]["code"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 /// The sources (by gateway id prefix) the Observations of an answer came from.
 fn observation_sources(bundle: &Value) -> Vec<String> {
     let mut from: Vec<String> = matches(bundle)
@@ -249,10 +262,31 @@ async fn only_the_holders_are_asked(store: StoreChoice) {
         "the record is complete: {}",
         answer.body
     );
+    // Nothing is reported missing and no fallback was needed; the answer names the sources
+    // the index ruled out: the first 20 one by one, the rest counted.
+    let issues = outcome_issues(&answer.body);
     assert!(
-        outcome_issues(&answer.body).is_empty(),
-        "nothing is reported missing, and no fallback was needed: {}",
+        issues
+            .iter()
+            .all(|i| i["details"]["coding"][0]["code"] == "locator-ruled-out"),
+        "{}",
         answer.body
+    );
+    assert_eq!(issues.len(), 1 + 20 + 1, "{}", answer.body);
+    assert!(
+        issues[0]["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.contains("ruled out 297 provider(s)")),
+        "{}",
+        issues[0]
+    );
+    assert_eq!(ruled_out(&answer.body)[..2], ["gp000", "gp001"]);
+    assert!(
+        issues[21]["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("277 more provider(s)")),
+        "{}",
+        issues[21]
     );
     let (_, metrics) = app.get_root("/metrics").await;
     assert!(
@@ -456,7 +490,17 @@ async fn fallback_none_asks_only_what_cannot_be_ruled_out_and_warns() {
         [3],
         "only the source that is never synced"
     );
-    assert_eq!(locator_notices(&answer.body), ["locator-fallback-none"]);
+    let notices = locator_notices(&answer.body);
+    assert_eq!(notices[0], "locator-fallback-none", "{notices:?}");
+    assert!(
+        notices[1..].iter().all(|n| n == "locator-ruled-out"),
+        "{notices:?}"
+    );
+    assert_eq!(
+        ruled_out(&answer.body),
+        ["gp000", "gp001", "gp002"],
+        "gp001 holds her since its sync: it is named among those not asked"
+    );
     let warning = outcome_issues(&answer.body)
         .into_iter()
         .find(|i| i["code"] == "incomplete")
@@ -586,4 +630,241 @@ async fn a_long_listing_is_read_over_bounded_rounds() {
             .contains("concord_locator_sync_rounds_total{source=\"gp001\",result=\"partial\"} 3"),
         "{metrics}"
     );
+}
+
+/// Every answer that used the index names the sources it ruled out, each with the start of
+/// the sync pass its entries come from (as the readiness view shows it); an answer that shows
+/// the caller nothing says nothing of the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_name_the_sources_ruled_out_and_how_fresh_their_entries_are() {
+    let upstreams = Upstreams::start(region(5, &[1, 3])).await;
+    let app = start(&upstreams, StoreChoice::Sqlite, &locator_toml("all")).await;
+    let view = wait_for(&app, &all_ids(&upstreams), &["synced"]).await;
+    clear(&upstreams);
+
+    let found = app
+        .get(&format!(
+            "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{ANN}"
+        ))
+        .await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    assert_eq!(asked(&upstreams), [1, 3]);
+    assert_eq!(ruled_out(&found.body), ["gp000", "gp002", "gp004"]);
+    let issues = outcome_issues(&found.body);
+    for id in ["gp000", "gp002", "gp004"] {
+        let synced_at = source_view(&view, id)["synced_at"]
+            .as_str()
+            .expect("synced")
+            .to_owned();
+        let issue = issues
+            .iter()
+            .find(|i| i["details"]["coding"][1]["code"] == id)
+            .expect("named");
+        assert_eq!(issue["severity"], "information");
+        let text = issue["diagnostics"].as_str().expect("diagnostics");
+        assert!(
+            text.contains(&synced_at) && text.contains(&format!("({id})")),
+            "{text} names {id} and its sync of {synced_at}"
+        );
+    }
+    assert!(
+        issues[0]["diagnostics"].as_str().is_some_and(
+            |d| d.contains("ruled out 3 provider(s)") && d.contains("X-Concord-Lookup: full")
+        ),
+        "{}",
+        issues[0]
+    );
+    let id = matches(&found.body)[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // The sources ruled out were not asked, so their links stay stale: the next answer about
+    // her uses the index again, and says so again.
+    let everything = app.get(&format!("Patient/{id}/$everything")).await;
+    assert_eq!(everything.status, StatusCode::OK, "{}", everything.body);
+    assert_eq!(ruled_out(&everything.body), ["gp000", "gp002", "gp004"]);
+    assert_eq!(observation_sources(&everything.body), ["gp001", "gp003"]);
+
+    // A search that finds nothing the caller may see: the answer that shows nothing is the
+    // same as for anybody, and says nothing of the index.
+    let nothing = app
+        .get(&format!(
+            "Observation?patient={id}&code=http://snomed.info/sct|1"
+        ))
+        .await;
+    assert_eq!(nothing.status, StatusCode::OK, "{}", nothing.body);
+    assert!(matches(&nothing.body).is_empty(), "{}", nothing.body);
+    assert!(
+        locator_notices(&nothing.body).is_empty(),
+        "{}",
+        nothing.body
+    );
+}
+
+/// `X-Concord-Lookup: full` asks every source for one request: the source the index did not
+/// know holds the person is found, the index learns it, the answer says a full look-up was
+/// made and its audit record says `lookup: full`. It is for staff, `full` is its only value,
+/// and an instance makes at most `full_lookups_per_minute` of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_look_up_asks_every_source_is_audited_and_bounded() {
+    let upstreams = Upstreams::start(region(4, &[1])).await;
+    let app = start(
+        &upstreams,
+        StoreChoice::Sqlite,
+        &format!("{}full_lookups_per_minute = 1\n", locator_toml("all")),
+    )
+    .await;
+    wait_for(&app, &all_ids(&upstreams), &["synced"]).await;
+    // gp002 registers her after its sync: the index does not know.
+    let gp002 = &upstreams.bases()[2];
+    gp002.add_resource(patient("ann-new", ANN, "Ann", "01000 000001", "Northshire"));
+    gp002.add_resource(observation("obs-new", "ann-new", "29463-7", "2026-06-01"));
+    let id = app.patient_id(ANN).await;
+    clear(&upstreams);
+    let indexed = app.get(&format!("Patient/{id}/$everything")).await;
+    assert_eq!(observation_sources(&indexed.body), ["gp001"]);
+    assert_eq!(ruled_out(&indexed.body), ["gp000", "gp002", "gp003"]);
+    assert_eq!(asked(&upstreams), [1]);
+
+    clear(&upstreams);
+    let full = app
+        .get_with(
+            &format!("Patient/{id}/$everything"),
+            &[("X-Concord-Lookup", "full")],
+        )
+        .await;
+    assert_eq!(full.status, StatusCode::OK, "{}", full.body);
+    assert_eq!(
+        identified(&upstreams),
+        [0, 2, 3],
+        "every source not asked lately is asked whether it knows her"
+    );
+    assert_eq!(observation_sources(&full.body), ["gp001", "gp002"]);
+    assert_eq!(locator_notices(&full.body), ["locator-full"]);
+    let store = app.state.door.federation().store();
+    let mut holders = store.locator_holders(ANN).await.expect("store");
+    holders.sort();
+    assert_eq!(
+        holders,
+        ["gp001", "gp002"],
+        "the index learnt what the full look-up found"
+    );
+
+    // The instance's allowance (one a minute) is spent.
+    let spent = app
+        .get_with(
+            &format!("Patient/{id}/$everything"),
+            &[("X-Concord-Lookup", "full")],
+        )
+        .await;
+    assert_eq!(
+        spent.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        spent.body
+    );
+    assert_eq!(spent.body["issue"][0]["code"], "throttled");
+    let (_, metrics) = app.get_root("/metrics").await;
+    assert!(
+        metrics.contains("concord_locator_full_lookups_total{result=\"made\"} 1")
+            && metrics.contains("concord_locator_full_lookups_total{result=\"refused\"} 1"),
+        "{metrics}"
+    );
+    let odd = app
+        .get_with(
+            &format!("Patient/{id}/$everything"),
+            &[("X-Concord-Lookup", "everything")],
+        )
+        .await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST, "{}", odd.body);
+    let person = app.token_with(&[
+        ("scope", serde_json::json!("patient/*.rs")),
+        ("nhs_number", serde_json::json!(ANN)),
+        ("role", serde_json::json!("patient")),
+        ("org", Value::Null),
+    ]);
+    let theirs = app
+        .get_raw(
+            &format!("Patient/{id}/$everything"),
+            &[
+                ("Authorization", &format!("Bearer {person}")),
+                ("X-Concord-Lookup", "full"),
+            ],
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::FORBIDDEN, "{}", theirs.body);
+
+    // The records: the full look-up says so (and so does the one refused); the others not.
+    use futures_util::TryStreamExt;
+    let records: Vec<concord::audit::Record> =
+        store.audit_rows().try_collect().await.expect("rows");
+    let everything: Vec<(u64, Option<String>)> = records
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+        .filter(|b| b["route"] == "/fhir/Patient/{id}/$everything")
+        .map(|b| {
+            (
+                b["status"].as_u64().unwrap_or_default(),
+                b["lookup"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        everything,
+        [
+            (200, None),
+            (200, Some("full".to_owned())),
+            (429, Some("full".to_owned())),
+            (400, None),
+            (403, None),
+        ],
+        "{everything:?}"
+    );
+}
+
+/// A listing whose `next` link points outside the source's base (here at another source on
+/// the same server) is not followed: the sync fails (`invalid_response`), the other source
+/// is never asked for that page, and the source, never synced, is still asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_whose_next_link_leaves_the_source_is_not_followed() {
+    let upstreams = Upstreams::start(region(3, &[1, 2])).await;
+    let (gp000, gp001) = (&upstreams.bases()[0], &upstreams.bases()[1]);
+    gp001.set_page_size(2);
+    gp001.set_next_base(Some(gp000.base_url()));
+    let app = start(&upstreams, StoreChoice::Sqlite, &locator_toml("all")).await;
+    let view = wait_for(&app, &all_ids(&upstreams), &["synced", "failing"]).await;
+    let failing = source_view(&view, "gp001");
+    assert_eq!(failing["state"], "failing", "{view:?}");
+    assert_eq!(failing["last_failure"]["kind"], "invalid_response");
+    assert!(failing["synced_at"].is_null());
+    assert_eq!(
+        failing["entries"], 0,
+        "the page that pointed away is not kept"
+    );
+    assert_eq!(source_view(&view, "gp000")["state"], "synced");
+    assert!(
+        gp000.requests().iter().all(|r| !r.contains("_offset=")),
+        "gp001's next page was never asked of gp000: {:?}",
+        gp000.requests()
+    );
+    assert!(
+        gp001.requests().iter().all(|r| !r.contains("_offset=")),
+        "{:?}",
+        gp001.requests()
+    );
+
+    clear(&upstreams);
+    let answer = app
+        .get(&format!(
+            "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{ANN}"
+        ))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        asked(&upstreams),
+        [1, 2],
+        "the holder the index knows, and the source never synced"
+    );
+    assert_eq!(ruled_out(&answer.body), ["gp000"]);
 }

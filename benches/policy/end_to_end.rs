@@ -168,6 +168,7 @@ fn principal() -> Principal {
         patient: None,
         client_certificate: None,
         break_glass: None,
+        full_lookup: false,
     }
 }
 

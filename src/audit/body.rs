@@ -95,6 +95,11 @@ pub struct Body {
     /// which rule. Absent otherwise, and from the canonical encoding, so older hashes hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write: Option<Written>,
+    /// `full` when the caller asked for a full look-up (`X-Concord-Lookup: full`: every
+    /// source asked, the record locator ruling none out). Absent otherwise, and from the
+    /// canonical encoding, so older hashes hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<String>,
 }
 
 /// A write as the audit chain keeps it. A write makes two records: its intent, committed

@@ -51,6 +51,9 @@ pub const EXT_REVIEW: &str = extension_url!("audit-review");
 /// How many requests without a valid token the rate limit turned away from this client in
 /// one window (the record stands for all of them).
 pub const EXT_RATE_LIMITED: &str = extension_url!("audit-rate-limited-count");
+/// How the person was looked up when not as usual: `full` (`X-Concord-Lookup: full`: every
+/// source asked, the record locator ruling none out) (valueCode).
+pub const EXT_LOOKUP: &str = extension_url!("audit-lookup");
 
 const EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
 const INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
@@ -279,6 +282,9 @@ fn extensions(record: &Record, body: &Body) -> Vec<Value> {
     if let Some(count) = body.rate_limited {
         let count = count.min(i32::MAX as u64);
         out.push(json!({"url": EXT_RATE_LIMITED, "valueUnsignedInt": count}));
+    }
+    if let Some(lookup) = &body.lookup {
+        out.push(json!({"url": EXT_LOOKUP, "valueCode": lookup}));
     }
     // unsignedInt holds up to 2^31 - 1.
     let withheld = body.withheld.min(i32::MAX as usize);

@@ -49,6 +49,10 @@ pub struct LocatorConfig {
     /// How long after a failed round the source is tried again, in seconds (at most its
     /// interval).
     pub retry_secs: u64,
+    /// Most full look-ups (`X-Concord-Lookup: full`: every source asked, the index ruling
+    /// nothing out) one instance makes a minute; beyond it such a request is answered 429.
+    /// 0: none.
+    pub full_lookups_per_minute: u32,
 }
 
 impl Default for LocatorConfig {
@@ -62,12 +66,16 @@ impl Default for LocatorConfig {
             round_secs: 60,
             max_concurrent_syncs: 4,
             retry_secs: 60,
+            full_lookups_per_minute: 30,
         }
     }
 }
 
 /// Largest `page_size`.
 pub const MAX_LOCATOR_PAGE_SIZE: usize = 10_000;
+
+/// Largest `full_lookups_per_minute`: each is a fan-out to every source.
+pub(super) const MAX_FULL_LOOKUPS_PER_MINUTE: u32 = 600;
 
 /// Most sources one instance syncs at once.
 pub const MAX_CONCURRENT_SYNCS: usize = 64;
@@ -98,6 +106,12 @@ impl LocatorConfig {
             return Err(invalid(
                 "locator.max_concurrent_syncs",
                 format!("must be 1 to {MAX_CONCURRENT_SYNCS}"),
+            ));
+        }
+        if self.full_lookups_per_minute > MAX_FULL_LOOKUPS_PER_MINUTE {
+            return Err(invalid(
+                "locator.full_lookups_per_minute",
+                format!("must be 0 to {MAX_FULL_LOOKUPS_PER_MINUTE}"),
             ));
         }
         Ok(())

@@ -326,6 +326,7 @@ fn the_locator_is_off_by_default_and_its_table_is_checked() {
         "off unless configured: every source is asked"
     );
     assert_eq!(c.locator.fallback, LocatorFallback::All);
+    assert_eq!(c.locator.full_lookups_per_minute, 30);
     let on = Config::parse(&format!(
         "[locator]\nenabled = true\nfallback = \"none\"\nsync_interval_secs = 900\n{MINIMAL}locator_sync_secs = 0\n"
     ))
@@ -342,6 +343,10 @@ fn the_locator_is_off_by_default_and_its_table_is_checked() {
         ("max_pages_per_round = 0", "locator.max_pages_per_round"),
         ("max_concurrent_syncs = 0", "locator.max_concurrent_syncs"),
         ("max_concurrent_syncs = 65", "locator.max_concurrent_syncs"),
+        (
+            "full_lookups_per_minute = 601",
+            "locator.full_lookups_per_minute",
+        ),
     ] {
         let c = Config::parse(&format!("[locator]\n{table}\n{MINIMAL}")).expect("parses");
         match c.validate() {

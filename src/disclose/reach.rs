@@ -47,8 +47,9 @@ pub struct Notices {
     pub decisions: Vec<crate::audit::Disclosure>,
     /// How many resources were withheld.
     pub withheld_count: usize,
-    /// The record locator knew no source holding the person, and this fallback was used.
-    pub locator_fallback: Option<crate::federation::LocatorFallback>,
+    /// What the record locator did: the sources it ruled out (and how fresh their index
+    /// entries were), its fallback, a full look-up.
+    pub locator: Option<crate::federation::LocatorNote>,
 }
 
 /// Which sources a request may ask, and for which types.
@@ -89,6 +90,7 @@ pub(crate) fn plan_of<'a>(set: &'a PolicySet, asking: &'a Asking) -> Plan<'a> {
         types: &asking.types,
         labels: &set.labels,
         labels_key: set.labels_key(),
+        full_lookup: false,
     }
 }
 

@@ -15,9 +15,15 @@
 //!
 //! Sync rounds are leased in the store, so that a fleet on one PostgreSQL syncs each source
 //! once, whichever instance runs the round.
+//!
+//! An answer about a person the caller may see says what the index did ([`LocatorNote`]):
+//! the sources it ruled out, each with the start of the sync pass its entries come from, and
+//! the fallback when it knew no source. A staff caller may ask for a full look-up
+//! (`X-Concord-Lookup: full`): the index then rules nothing out for that request (what it
+//! learns from the answers is still kept), within `[locator] full_lookups_per_minute`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -25,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::{LocatorConfig, LocatorFallback, SourceConfig, SourceKindName};
+use crate::fhir::{CONCORD_CANONICAL, Issue, Severity, operation_outcome};
 use crate::sources::Source;
 use crate::store::{LocatorSource, PageRead, RoundEnd, Store, StoreError};
 use crate::telemetry::{FallbackLabels, Metrics, RoundLabels, SourceLabels};
@@ -49,6 +56,15 @@ pub struct Locator {
     metrics: Arc<Metrics>,
     /// Every source's sync as last read from the store (by the sync loop, every tick).
     seen: RwLock<HashMap<String, LocatorSource>>,
+    /// Full look-ups left to this minute (`[locator] full_lookups_per_minute`).
+    full_lookups: Mutex<Bucket>,
+}
+
+/// A token bucket: `per_minute` tokens, refilled evenly over the minute.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
 }
 
 /// Which of the sources a resolution would ask, the locator says to ask.
@@ -60,6 +76,177 @@ pub(super) struct Choice {
     pub(super) holders: HashSet<String>,
     /// The fallback used, when the index knew no source for the person.
     pub(super) fallback: Option<LocatorFallback>,
+    /// The candidates it ruled out (not asked), in the order given.
+    pub(super) ruled_out: Vec<RuledOut>,
+}
+
+/// A source the record locator ruled out for a person: its index entries, from the sync pass
+/// that started at `synced_at`, do not list them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuledOut {
+    /// The source id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// The start of its last complete sync pass (Unix seconds): how fresh its entries are.
+    pub synced_at: i64,
+}
+
+/// What the record locator did for one resolution, for the answer. Said only in an answer
+/// that shows the caller something of the person: in one that discloses nothing it would
+/// tell whether (and where) the index knows the NHS number.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocatorNote {
+    /// The fallback used, when the index knew no source holding the person.
+    pub fallback: Option<LocatorFallback>,
+    /// The sources it ruled out.
+    pub ruled_out: Vec<RuledOut>,
+    /// A full look-up was asked for: the index ruled nothing out.
+    pub full: bool,
+}
+
+/// The code system of the record locator's OperationOutcome issues (in `details.coding`):
+/// `locator-fallback-all`, `locator-fallback-none`, `locator-ruled-out` and `locator-full`.
+pub const LOCATOR_CODE_SYSTEM: &str = "https://fhir.concord.health/CodeSystem/locator";
+
+/// Most ruled-out sources named one by one in an answer; the rest are counted.
+pub const MAX_RULED_OUT_LISTED: usize = 20;
+
+impl LocatorNote {
+    /// True when there is nothing to say.
+    pub fn is_empty(&self) -> bool {
+        self.fallback.is_none() && self.ruled_out.is_empty() && !self.full
+    }
+
+    /// The OperationOutcome entries that say it: one for a full look-up, one for the
+    /// fallback, one naming the sources ruled out (at most [`MAX_RULED_OUT_LISTED`], the
+    /// rest counted) with the start of the sync pass each one's entries come from.
+    pub fn outcomes(&self) -> Vec<Value> {
+        let mut outcomes = Vec::new();
+        if self.full {
+            outcomes.push(coded(
+                vec![Issue::new(
+                    Severity::Information,
+                    "informational",
+                    "A full look-up was made: the record locator ruled out no provider for this request.",
+                )],
+                "locator-full",
+            ));
+        }
+        if let Some(fallback) = self.fallback {
+            let (severity, code, text) = match fallback {
+                LocatorFallback::All => (
+                    Severity::Information,
+                    "informational",
+                    "The record locator knew no provider holding this person, so every provider was asked (locator fallback `all`).",
+                ),
+                LocatorFallback::None => (
+                    Severity::Warning,
+                    "incomplete",
+                    "The record locator knew no provider holding this person, and providers it has indexed were not asked (locator fallback `none`): a provider that registered the person since its last sync may be missing from this result.",
+                ),
+            };
+            outcomes.push(coded(
+                vec![Issue::new(severity, code, text)],
+                &format!("locator-fallback-{}", fallback.name()),
+            ));
+        }
+        if !self.ruled_out.is_empty() {
+            outcomes.push(self.ruled_out_outcome());
+        }
+        outcomes
+    }
+
+    /// One OperationOutcome: a first issue saying what ruling out means, then one issue per
+    /// source (its id and name in `details.coding`), then how many more were not named.
+    fn ruled_out_outcome(&self) -> Value {
+        let n = self.ruled_out.len();
+        let oldest = self
+            .ruled_out
+            .iter()
+            .map(|r| r.synced_at)
+            .min()
+            .unwrap_or(0);
+        let mut issues = vec![Issue::new(
+            Severity::Information,
+            "informational",
+            format!(
+                "The record locator ruled out {n} provider(s): their index entries, from each one's last complete sync (the oldest began {}), do not list this person, so they were not asked. A provider that registered the person since its sync is missing from this result; send `X-Concord-Lookup: full` to ask every provider.",
+                rfc3339(oldest)
+            ),
+        )];
+        let listed = self.ruled_out.iter().take(MAX_RULED_OUT_LISTED);
+        issues.extend(listed.map(|r| {
+            Issue::new(
+                Severity::Information,
+                "informational",
+                format!(
+                    "{} ({}) was not asked: its index entries are from the sync that began {}.",
+                    r.name,
+                    r.id,
+                    rfc3339(r.synced_at)
+                ),
+            )
+        }));
+        if n > MAX_RULED_OUT_LISTED {
+            let rest = &self.ruled_out[MAX_RULED_OUT_LISTED..];
+            let oldest = rest.iter().map(|r| r.synced_at).min().unwrap_or(0);
+            issues.push(Issue::new(
+                Severity::Information,
+                "informational",
+                format!(
+                    "{} more provider(s) were ruled out and are not named here; the oldest of their syncs began {}.",
+                    rest.len(),
+                    rfc3339(oldest)
+                ),
+            ));
+        }
+        let mut outcome = operation_outcome(&issues);
+        let ruled_out = json!({"system": LOCATOR_CODE_SYSTEM, "code": "locator-ruled-out"});
+        let source_system = format!("{CONCORD_CANONICAL}/CodeSystem/source");
+        // Issue 0 says what ruling out means; issues 1..=listed name one source each.
+        let named = std::iter::once(None)
+            .chain(self.ruled_out.iter().take(MAX_RULED_OUT_LISTED).map(Some))
+            .chain(std::iter::repeat(None));
+        if let Some(all) = outcome.get_mut("issue").and_then(Value::as_array_mut) {
+            for (issue, source) in all.iter_mut().zip(named) {
+                let mut coding = vec![ruled_out.clone()];
+                if let Some(r) = source {
+                    coding.push(json!({"system": source_system, "code": r.id, "display": r.name}));
+                }
+                if let Some(issue) = issue.as_object_mut() {
+                    issue.insert("details".into(), json!({ "coding": coding }));
+                }
+            }
+        }
+        outcome
+    }
+}
+
+/// An OperationOutcome of `issues`, the first coded `code` in [`LOCATOR_CODE_SYSTEM`].
+fn coded(issues: Vec<Issue>, code: &str) -> Value {
+    let mut outcome = operation_outcome(&issues);
+    if let Some(issue) = outcome
+        .pointer_mut("/issue/0")
+        .and_then(Value::as_object_mut)
+    {
+        issue.insert(
+            "details".into(),
+            json!({"coding": [{"system": LOCATOR_CODE_SYSTEM, "code": code}]}),
+        );
+    }
+    outcome
+}
+
+/// A full look-up refused: this instance has made `[locator] full_lookups_per_minute`
+/// already in the last minute.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "too many full look-ups: at most {per_minute} a minute on this instance; try again shortly"
+)]
+pub struct FullLookupsSpent {
+    /// The limit.
+    pub per_minute: u32,
 }
 
 impl Locator {
@@ -82,11 +269,46 @@ impl Locator {
             })
             .collect();
         Self {
-            config,
             intervals,
+            full_lookups: Mutex::new(Bucket {
+                tokens: f64::from(config.full_lookups_per_minute),
+                at: Instant::now(),
+            }),
             store,
             metrics,
             seen: RwLock::new(HashMap::new()),
+            config,
+        }
+    }
+
+    /// Takes one full look-up from this minute's allowance (`[locator]
+    /// full_lookups_per_minute`, refilled evenly), or says that it is spent.
+    pub fn admit_full_lookup(&self) -> Result<(), FullLookupsSpent> {
+        let per_minute = self.config.full_lookups_per_minute;
+        let mut bucket = self
+            .full_lookups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.at).as_secs_f64() * f64::from(per_minute) / 60.0;
+        bucket.tokens = (bucket.tokens + refill).min(f64::from(per_minute));
+        bucket.at = now;
+        let admitted = bucket.tokens >= 1.0;
+        if admitted {
+            bucket.tokens -= 1.0;
+        }
+        drop(bucket);
+        self.metrics
+            .locator
+            .full_lookups
+            .get_or_create(&crate::telemetry::FullLookupLabels {
+                result: if admitted { "made" } else { "refused" },
+            })
+            .inc();
+        if admitted {
+            Ok(())
+        } else {
+            Err(FullLookupsSpent { per_minute })
         }
     }
 
@@ -117,24 +339,42 @@ impl Locator {
     /// Of the sources a resolution would ask (`candidates`), those to ask: the ones the index
     /// says hold the person with `nhs`, and the ones it cannot rule out. When it knows no
     /// source for them (and `known` says no stored link names one either), the fallback
-    /// decides.
+    /// decides. A `full` look-up asks every candidate (the holders are still read, so that
+    /// what the candidates answer corrects the index).
     pub(super) async fn choose(
         &self,
         nhs: &str,
         candidates: &[&Arc<dyn Source>],
         known: bool,
+        full: bool,
     ) -> Result<Choice, StoreError> {
         let holders: HashSet<String> = self.store.locator_holders(nhs).await?.into_iter().collect();
         let mut ask: HashSet<String> = candidates
             .iter()
-            .filter(|s| holders.contains(&s.info().id) || !self.synced(s.as_ref()))
+            .filter(|s| full || holders.contains(&s.info().id) || !self.synced(s.as_ref()))
             .map(|s| s.info().id.clone())
             .collect();
         let any_holder = known || candidates.iter().any(|s| holders.contains(&s.info().id));
-        let fallback = (!any_holder).then_some(self.config.fallback);
+        let fallback = (!any_holder && !full).then_some(self.config.fallback);
         if fallback == Some(LocatorFallback::All) {
             ask = candidates.iter().map(|s| s.info().id.clone()).collect();
         }
+        let ruled_out = {
+            let seen = self.seen.read().unwrap_or_else(PoisonError::into_inner);
+            candidates
+                .iter()
+                .filter(|s| !ask.contains(&s.info().id))
+                .map(|s| RuledOut {
+                    id: s.info().id.clone(),
+                    name: s.info().name.clone(),
+                    // Ruled out only when synced: `synced_at` is there.
+                    synced_at: seen
+                        .get(&s.info().id)
+                        .and_then(|row| row.synced_at)
+                        .unwrap_or_default(),
+                })
+                .collect()
+        };
         if let Some(mode) = fallback {
             self.metrics
                 .locator
@@ -151,6 +391,7 @@ impl Locator {
             ask,
             holders,
             fallback,
+            ruled_out,
         })
     }
 

@@ -131,7 +131,7 @@ impl Federation {
             return Ok(Resolution {
                 person: None,
                 reports,
-                fallback: located.fallback,
+                locator: located.note(),
             });
         }
         let person_id = match &record {
@@ -155,13 +155,14 @@ impl Federation {
                 links,
             }),
             reports,
-            fallback: located.fallback,
+            locator: located.note(),
         })
     }
 
     /// Of the stale sources, those to ask: all of them without a record locator; with one,
     /// those it says hold the person and those it cannot rule out (or, when it knows no source
-    /// for them, as its fallback says). The sources left unasked keep what is stored of them.
+    /// for them, as its fallback says; or all of them, for a full look-up). The sources left
+    /// unasked keep what is stored of them.
     async fn locate<'s>(
         &'s self,
         nhs: &NhsNumber,
@@ -170,12 +171,21 @@ impl Federation {
         stale: Vec<&'s Arc<dyn Source>>,
         links: &mut Links,
     ) -> Result<(Vec<&'s Arc<dyn Source>>, Located), FederationError> {
-        let Some(locator) = self.locator.as_ref().filter(|_| !stale.is_empty()) else {
+        let Some(locator) = self.locator.as_ref() else {
             return Ok((stale, Located::default()));
         };
+        if stale.is_empty() {
+            let located = Located {
+                full: plan.full_lookup,
+                ..Located::default()
+            };
+            return Ok((stale, located));
+        }
         let known =
             record.is_some_and(|r| r.links.iter().any(|l| plan.identify.contains(&l.source_id)));
-        let choice = locator.choose(nhs.as_str(), &stale, known).await?;
+        let choice = locator
+            .choose(nhs.as_str(), &stale, known, plan.full_lookup)
+            .await?;
         let (ask, skip): (Vec<_>, Vec<_>) = stale
             .into_iter()
             .partition(|s| choice.ask.contains(&s.info().id));
@@ -188,6 +198,8 @@ impl Federation {
             Located {
                 holders: Some(choice.holders),
                 fallback: choice.fallback,
+                ruled_out: choice.ruled_out,
+                full: plan.full_lookup,
             },
         ))
     }
@@ -317,6 +329,22 @@ struct Located {
     holders: Option<HashSet<String>>,
     /// Its fallback, when it knew no source for them.
     fallback: Option<crate::config::LocatorFallback>,
+    /// The sources it ruled out.
+    ruled_out: Vec<super::locator::RuledOut>,
+    /// A full look-up was asked for.
+    full: bool,
+}
+
+impl Located {
+    /// What the answer may say of it; `None` when there is nothing to say.
+    fn note(self) -> Option<super::locator::LocatorNote> {
+        let note = super::locator::LocatorNote {
+            fallback: self.fallback,
+            ruled_out: self.ruled_out,
+            full: self.full,
+        };
+        (!note.is_empty()).then_some(note)
+    }
 }
 
 /// Whose answers [`Federation::record_answers`] records, and how to cache them.

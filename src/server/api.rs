@@ -569,8 +569,8 @@ fn add_outcomes(bundle: &mut Searchset, reports: &[SourceReport], used: &Used, n
             SearchMode::Outcome,
         );
     }
-    if let Some(fallback) = notices.locator_fallback {
-        bundle.entry(locator_notice(fallback), SearchMode::Outcome);
+    for outcome in notices.locator.iter().flat_map(|l| l.outcomes()) {
+        bundle.entry(outcome, SearchMode::Outcome);
     }
     let mut seen = HashSet::new();
     for report in reports {
@@ -634,36 +634,5 @@ fn add_outcomes(bundle: &mut Searchset, reports: &[SourceReport], used: &Used, n
     }
 }
 
-/// The code of the OperationOutcome issue that says the record locator's fallback was used
-/// (in `details.coding`, system [`LOCATOR_CODE_SYSTEM`]): `locator-fallback-all` or
-/// `locator-fallback-none`.
-pub const LOCATOR_CODE_SYSTEM: &str = "https://fhir.concord.health/CodeSystem/locator";
-
-/// The OperationOutcome entry of an answer for which the record locator knew no source
-/// holding the person: which fallback was used, and what it means for completeness.
-fn locator_notice(fallback: crate::config::LocatorFallback) -> Value {
-    use crate::config::LocatorFallback;
-    let (severity, code, text) = match fallback {
-        LocatorFallback::All => (
-            Severity::Information,
-            "informational",
-            "The record locator knew no provider holding this person, so every provider was asked (locator fallback `all`).",
-        ),
-        LocatorFallback::None => (
-            Severity::Warning,
-            "incomplete",
-            "The record locator knew no provider holding this person, and providers it has indexed were not asked (locator fallback `none`): a provider that registered the person since its last sync may be missing from this result.",
-        ),
-    };
-    let mut outcome = operation_outcome(&[Issue::new(severity, code, text)]);
-    if let Some(issue) = outcome
-        .pointer_mut("/issue/0")
-        .and_then(Value::as_object_mut)
-    {
-        issue.insert(
-            "details".into(),
-            json!({"coding": [{"system": LOCATOR_CODE_SYSTEM, "code": format!("locator-fallback-{}", fallback.name())}]}),
-        );
-    }
-    outcome
-}
+/// The code system of the record locator's notices (in `details.coding`).
+pub use crate::federation::LOCATOR_CODE_SYSTEM;

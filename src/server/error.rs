@@ -126,6 +126,9 @@ impl From<AskError> for ApiError {
             }
             AskError::NotThePatient | AskError::NotKnown(_) => Self::not_found(e.to_string()),
             AskError::Invalid(message) => Self::new(StatusCode::BAD_REQUEST, "invalid", message),
+            AskError::FullLookupsSpent(e) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string())
+            }
             AskError::Federation(e) => e.into(),
         }
     }

@@ -159,9 +159,15 @@ impl Incoming {
             issuer: principal.and_then(|p| p.issuer.clone()),
             reviewed: None,
             write: facts.write,
+            lookup: principal
+                .filter(|p| p.full_lookup)
+                .map(|_| LOOKUP_FULL.to_owned()),
         }
     }
 }
+
+/// What a record's `lookup` says of a request that asked for a full look-up.
+pub(crate) const LOOKUP_FULL: &str = "full";
 
 /// The status and outcome word of a write's intent record (committed before the write is
 /// forwarded; the request's own record, with the outcome, follows before the answer).

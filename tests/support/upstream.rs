@@ -124,8 +124,11 @@ pub(crate) struct Upstream {
 struct Shared {
     /// `http://127.0.0.1:PORT`, used to make links absolute.
     origin: String,
-    /// `{origin}/fhir`.
+    /// `{origin}/fhir` (`{origin}/{name}/fhir` for a base of [`Upstreams`]).
     base_url: String,
+    /// When set, searchsets' `next` links are written under this base URL instead of
+    /// `base_url`, like a server that pages through another host or path.
+    next_base: Mutex<Option<String>>,
     resources: RwLock<Vec<Value>>,
     mode: Mutex<Mode>,
     latency: Mutex<Duration>,
@@ -397,6 +400,7 @@ impl Shared {
         Shared {
             origin,
             base_url,
+            next_base: Mutex::new(None),
             resources: RwLock::new(resources),
             mode: Mutex::new(Mode::Normal),
             latency: Mutex::new(Duration::ZERO),
@@ -409,6 +413,13 @@ impl Shared {
             shutdown,
             oauth,
         }
+    }
+
+    /// The base URL `next` links are written under.
+    fn next_base(&self) -> String {
+        lock(&self.next_base)
+            .clone()
+            .unwrap_or_else(|| self.base_url.clone())
     }
 
     /// Adds a resource, or replaces the one with the same type and id.
@@ -524,6 +535,12 @@ impl Base {
     /// Sets this base's searchset page size (0 is treated as 1).
     pub(crate) fn set_page_size(&self, n: usize) {
         self.0.page_size.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Writes this base's `next` links under `base_url` (another base, another host) from
+    /// now on; `None` puts them back under its own.
+    pub(crate) fn set_next_base(&self, base_url: Option<String>) {
+        *lock(&self.0.next_base) = base_url;
     }
 
     /// Adds a resource (or replaces the one with the same type and id).
@@ -792,7 +809,7 @@ fn search(shared: &Shared, uri: &Uri, ty: &str, ignore_params: bool) -> Response
             .map(|r| only_elements(r, &query.params))
             .collect()
     };
-    let next_path = format!("{}/{ty}", shared.base_url);
+    let next_path = format!("{}/{ty}", shared.next_base());
     searchset(shared, uri, matches, &query, &next_path)
 }
 
@@ -823,7 +840,7 @@ fn everything(shared: &Shared, uri: &Uri, id: &str) -> Response {
             .cloned()
             .collect()
     };
-    let next_path = format!("{}/Patient/{id}/$everything", shared.base_url);
+    let next_path = format!("{}/Patient/{id}/$everything", shared.next_base());
     searchset(shared, uri, matches, &query, &next_path)
 }
 
@@ -896,7 +913,13 @@ fn searchset(
         })
         .collect();
 
-    let self_url = format!("{}{}", shared.origin, path_and_query(uri));
+    // `uri` is the path below the base's name (`/fhir/...`): the link names the base.
+    let below = path_and_query(uri);
+    let self_url = format!(
+        "{}{}",
+        shared.base_url,
+        below.strip_prefix("/fhir").unwrap_or(below)
+    );
     let mut links = vec![json!({"relation": "self", "url": self_url})];
     if query.count > 0 && end < total {
         let mut next_query = form_urlencoded::Serializer::new(String::new());
@@ -1402,7 +1425,7 @@ mod tests {
 
     use serde_json::{Value, json};
 
-    use super::{FHIR_JSON, GARBAGE_BODY, Mode, Upstream};
+    use super::{FHIR_JSON, GARBAGE_BODY, Mode, Upstream, Upstreams};
 
     /// Patients `p1` and `p2`; five Observations about `p1` and one about
     /// `p2` (via `subject`); one `AllergyIntolerance` about `p1` (via
@@ -1657,6 +1680,49 @@ mod tests {
         let (status, oo) = get_json(&client, &format!("{base}/Observation?_count=lots")).await;
         assert_eq!(status, 400);
         assert_eq!(oo["issue"][0]["code"], "invalid");
+    }
+
+    /// Each base of [`Upstreams`] links its pages under its own base URL (name included);
+    /// `set_next_base` writes the `next` links under another one.
+    #[tokio::test]
+    async fn many_bases_link_their_pages_under_their_own_base() {
+        let upstreams = Upstreams::start(vec![
+            ("north".to_owned(), fixture()),
+            ("south".to_owned(), fixture()),
+        ])
+        .await;
+        let (north, south) = (&upstreams.bases()[0], &upstreams.bases()[1]);
+        north.set_page_size(2);
+        let base = north.base_url();
+        assert!(base.ends_with("/north/fhir"), "{base}");
+        let client = client();
+        let mut url = Some(format!("{base}/Observation?subject=Patient/p1"));
+        let mut pages = 0;
+        while let Some(current) = url.take() {
+            let (status, bundle) = get_json(&client, &current).await;
+            assert_eq!(status, 200);
+            assert_eq!(bundle["link"][0]["relation"], "self");
+            assert_eq!(bundle["link"][0]["url"], current.as_str());
+            url = next_link(&bundle);
+            if let Some(next) = &url {
+                assert!(next.starts_with(&format!("{base}/")), "{next}");
+            }
+            pages += 1;
+            assert!(pages <= 3, "too many pages");
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(south.request_count(), 0);
+
+        north.set_next_base(Some(south.base_url()));
+        let (_, bundle) = get_json(&client, &format!("{base}/Observation?patient=p1")).await;
+        let next = next_link(&bundle).expect("a next link");
+        assert!(
+            next.starts_with(&format!("{}/Observation?", south.base_url())),
+            "{next}"
+        );
+        north.set_next_base(None);
+        let (_, bundle) = get_json(&client, &format!("{base}/Observation?patient=p1")).await;
+        assert!(next_link(&bundle).is_some_and(|n| n.starts_with(&format!("{base}/"))));
     }
 
     #[tokio::test]

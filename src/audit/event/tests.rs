@@ -252,3 +252,22 @@ fn a_body_that_is_not_a_record_is_unreadable() {
         })
     );
 }
+
+#[test]
+fn a_full_look_up_is_an_extension_and_absent_otherwise() {
+    let mut b = body();
+    let e = render(&record(&b), View::Full).expect("renders");
+    let lookups = |e: &serde_json::Value| -> Vec<serde_json::Value> {
+        e["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|x| x["url"] == EXT_LOOKUP)
+            .map(|x| x["valueCode"].clone())
+            .collect()
+    };
+    assert!(lookups(&e).is_empty(), "{e}");
+    b.lookup = Some("full".into());
+    let e = render(&record(&b), View::Full).expect("renders");
+    assert_eq!(lookups(&e), [serde_json::json!("full")], "{e}");
+}
