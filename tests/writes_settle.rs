@@ -86,7 +86,7 @@ async fn die_after_intent_at(
         .expect("the door permits the write");
     let facts = prepared.intent();
     let (method, route, target) = match change {
-        Change::Create => (
+        Change::Create { .. } => (
             "POST",
             "/fhir/{resource_type}",
             format!("/fhir/{resource_type}"),
@@ -183,7 +183,15 @@ async fn writes_left_without_an_outcome_are_settled(store: StoreChoice) {
         .expect("gateway answers");
     assert_eq!(answered.status(), StatusCode::CREATED);
 
-    let create = |text: &str| ("Goal", Change::Create, goal(&ann, text));
+    let create = |text: &str| {
+        (
+            "Goal",
+            Change::Create {
+                if_none_exist: None,
+            },
+            goal(&ann, text),
+        )
+    };
     let update = |read: &'static str, title: &str| {
         (
             "CarePlan",
@@ -407,7 +415,15 @@ async fn the_health_page_counts_writes_whose_outcome_is_not_known() {
 
     // Eleven minutes ago the gateway died after an intent; a moment ago, after another (a
     // write that may still be on its way, for all the page knows).
-    let create = |text: &str| ("Goal", Change::Create, goal(&ann, text));
+    let create = |text: &str| {
+        (
+            "Goal",
+            Change::Create {
+                if_none_exist: None,
+            },
+            goal(&ann, text),
+        )
+    };
     die_after_intent_at(
         &app,
         &token,
