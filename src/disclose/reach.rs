@@ -8,9 +8,9 @@ use crate::auth::Principal;
 use crate::federation::normalise::split_gateway_id;
 use crate::federation::{Federation, Person, Plan};
 use crate::fhir::resource::{Resource, SharedResource};
+use crate::policy::PolicySet;
 use crate::policy::engine::{Acting, Caller, CallerPolicy, Consent, Item, Permit};
 use crate::policy::redact::{ACT_REASON, OBSERVATION_VALUE, add_security, redact};
-use crate::policy::{PolicySet, labels_in_meta};
 
 /// The agreements as they apply to one caller.
 pub(crate) struct Reach<'p> {
@@ -228,7 +228,7 @@ impl<'p> Reach<'p> {
         care_relationship: bool,
         consent: &Consent,
     ) -> Option<Permit<'p>> {
-        let labels: Vec<&str> = labels_in_meta(resource.value()).collect();
+        let labels: Vec<&str> = resource.labels().iter().map(AsRef::as_ref).collect();
         let item = item(federation, resource, &labels, care_relationship, consent)?;
         self.policy.decide(&item)
     }
@@ -250,7 +250,7 @@ impl<'p> Reach<'p> {
                 Some(permit) => {
                     notices.emergency |= permit.emergency;
                     notices.decisions.push(crate::audit::Disclosure {
-                        reference: format!("{}/{}", resource.resource_type(), resource.id()),
+                        reference: resource.reference().to_owned(),
                         agreement: permit.agreement.id.clone(),
                         rule: permit.rule.id.clone(),
                         emergency: permit.emergency,
@@ -316,10 +316,10 @@ pub(crate) fn explain_all<'p>(
     resources
         .iter()
         .filter_map(|r| {
-            let labels: Vec<&str> = labels_in_meta(r.value()).collect();
+            let labels: Vec<&str> = r.labels().iter().map(AsRef::as_ref).collect();
             let item = item(federation, r, &labels, care, consent)?;
             Some((
-                format!("{}/{}", r.resource_type(), r.id()),
+                r.reference().to_owned(),
                 crate::policy::engine::explain(set, &caller, &item, today),
             ))
         })

@@ -169,11 +169,7 @@ impl Federation {
                 }
             };
             // A source that lists a resource twice (say on two pages) gives it once.
-            if gathered.seen.insert(format!(
-                "{}/{}",
-                normalised.resource_type(),
-                normalised.id()
-            )) {
+            if gathered.seen.insert(normalised.reference().to_owned()) {
                 gathered.collected.resources.push(normalised);
             }
         }

@@ -20,7 +20,7 @@ use crate::federation::{Problem, SourceReport};
 use crate::fhir::bundle::{SearchMode, Searchset};
 use crate::fhir::reference::{is_resource_type_name, is_valid_id};
 use crate::fhir::resource::SharedResource;
-use crate::fhir::search::{self, KeyPart, TYPES, TypeDef, compare_keys, encode_cursor};
+use crate::fhir::search::{self, KeyPart, KeyRef, TYPES, TypeDef, compare_keys, encode_cursor};
 use crate::fhir::{
     CONCORD_CANONICAL, Issue, NHS_NUMBER_SYSTEM, NhsNumber, Severity, operation_outcome,
 };
@@ -331,7 +331,7 @@ pub async fn read(
     {
         response.headers_mut().insert(axum::http::header::ETAG, tag);
     }
-    let sent = [format!("{}/{}", resource.resource_type(), resource.id())];
+    let sent = [resource.reference().to_owned()];
     Ok(Reply::new(answer.facts(&sent), response))
 }
 
@@ -463,10 +463,9 @@ pub fn paged(
 ) -> (Response, Vec<String>) {
     let first = answer.patient.take();
     let descending = search.sort.descending();
-    let mut keyed: Vec<(Vec<KeyPart>, SharedResource)> = std::mem::take(&mut answer.resources)
-        .into_iter()
-        .map(|r| (search.sort.key(&r), r))
-        .collect();
+    let resources = std::mem::take(&mut answer.resources);
+    let mut keyed: Vec<(Vec<KeyRef<'_>>, &SharedResource)> =
+        resources.iter().map(|r| (search.sort.key(r), r)).collect();
     keyed.sort_by(|a, b| compare_keys(&a.0, &b.0, &descending));
     let total = keyed.len() + usize::from(first.is_some());
     let start = match &search.cursor {
@@ -483,7 +482,12 @@ pub fn paged(
         .link("self", query::link(&state.base, path, &search.used.pairs));
     if take < remaining && take > 0 {
         let mut next = search.used.pairs.clone();
-        next.push((CURSOR.to_owned(), encode_cursor(&keyed[start + take - 1].0)));
+        let last: Vec<KeyPart> = keyed[start + take - 1]
+            .0
+            .iter()
+            .map(|k| k.to_part())
+            .collect();
+        next.push((CURSOR.to_owned(), encode_cursor(&last)));
         bundle.link("next", query::link(&state.base, path, &next));
     }
     let mut sent = Vec::with_capacity(take + 1);
@@ -495,12 +499,12 @@ pub fn paged(
     }
     let mut nonconformant = Vec::new();
     for (_, resource) in keyed.into_iter().skip(start).take(take) {
-        let reference = format!("{}/{}", resource.resource_type(), resource.id());
+        let reference = resource.reference().to_owned();
         if !resource.problems().is_empty() {
             nonconformant.push((reference.clone(), resource.clone()));
         }
         sent.push(reference);
-        bundle.shared(resource, SearchMode::Match);
+        bundle.shared(resource.clone(), SearchMode::Match);
     }
     add_outcomes(&mut bundle, &answer.reports, &search.used, &answer.notices);
     if let Some(outcome) = conformance_outcome(&nonconformant) {
