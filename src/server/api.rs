@@ -118,14 +118,14 @@ fn searchset(
             return Err(not_theirs());
         }
         let response = nothing_to_show(state, path, &search.used, search.pretty, &[]);
-        return Ok(Reply::new(answer.facts(&[]), response));
+        return Ok(Reply::new(answer.into_facts(&[]), response));
     }
     if answer.is_empty() && search.cursor.is_none() {
         let response = nothing_to_show(state, path, &search.used, search.pretty, &answer.reports);
-        return Ok(Reply::new(answer.facts(&[]), response));
+        return Ok(Reply::new(answer.into_facts(&[]), response));
     }
     let (response, sent) = paged(state, path, search, &mut answer);
-    Ok(Reply::new(answer.facts(&sent), response))
+    Ok(Reply::new(answer.into_facts(&sent), response))
 }
 
 /// 403 unless the token's scopes allow `interaction` on `resource_type`.
@@ -263,7 +263,7 @@ async fn patient_search(
         .await?;
     let (Some(person), Some(patient)) = (&answer.person, &answer.patient) else {
         let response = nothing_to_show(state, "Patient", &used, pretty, answer.resolving_reports());
-        return Ok(Reply::new(answer.facts(&[]), response));
+        return Ok(Reply::new(answer.into_facts(&[]), response));
     };
     let mut bundle = Searchset::new(&state.base);
     bundle.link("self", query::link(&state.base, "Patient", &used.pairs));
@@ -271,7 +271,7 @@ async fn patient_search(
     let sent = [format!("Patient/{}", person.id)];
     add_outcomes(&mut bundle, &answer.reports, &used, &answer.notices);
     Ok(Reply::new(
-        answer.facts(&sent),
+        answer.into_facts(&sent),
         bundle_response(&bundle, pretty),
     ))
 }
@@ -302,11 +302,11 @@ pub async fn read(
         };
         let Some(patient) = &answer.patient else {
             let response = unanswered(answer.reports.iter(), &format!("Patient/{id}"));
-            return Ok(Reply::new(answer.facts(&[]), response.into_response()));
+            return Ok(Reply::new(answer.into_facts(&[]), response.into_response()));
         };
         let response = fhir_response(StatusCode::OK, patient, pretty);
         let sent = [format!("Patient/{}", person.id)];
-        return Ok(Reply::new(answer.facts(&sent), response));
+        return Ok(Reply::new(answer.into_facts(&sent), response));
     }
     // Withheld and unknown look the same (404).
     let resource_type = search::type_def(&resource_type).map_or("Patient", |d| d.name);
@@ -319,7 +319,10 @@ pub async fn read(
         return Err(not_known());
     }
     let Some(resource) = answer.resources.last() else {
-        return Ok(Reply::new(answer.facts(&[]), not_known().into_response()));
+        return Ok(Reply::new(
+            answer.into_facts(&[]),
+            not_known().into_response(),
+        ));
     };
     let mut response = fhir_response(StatusCode::OK, resource.value(), pretty);
     // The version to send back in `If-Match` when updating it.
@@ -332,7 +335,7 @@ pub async fn read(
         response.headers_mut().insert(axum::http::header::ETAG, tag);
     }
     let sent = [resource.reference().to_owned()];
-    Ok(Reply::new(answer.facts(&sent), response))
+    Ok(Reply::new(answer.into_facts(&sent), response))
 }
 
 /// Query parameters a read accepts: `_format` and `_pretty`.
