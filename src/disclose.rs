@@ -200,7 +200,8 @@ impl Answer {
             .decisions
             .iter()
             .zip(kept)
-            .filter_map(|(d, kept)| kept.then(|| d.clone()))
+            .filter(|(_, kept)| *kept)
+            .map(|(d, _)| d.clone())
             .collect();
         self.facts_with(disclosed)
     }
@@ -212,7 +213,8 @@ impl Answer {
         let disclosed = std::mem::take(&mut self.notices.decisions)
             .into_iter()
             .zip(kept)
-            .filter_map(|(d, kept)| kept.then_some(d))
+            .filter(|(_, kept)| *kept)
+            .map(|(d, _)| d)
             .collect();
         self.facts_with(disclosed)
     }
