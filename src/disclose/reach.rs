@@ -8,9 +8,9 @@ use crate::auth::Principal;
 use crate::federation::normalise::split_gateway_id;
 use crate::federation::{Federation, Person, Plan};
 use crate::fhir::resource::{Resource, SharedResource};
-use crate::policy::PolicySet;
 use crate::policy::engine::{Acting, Caller, CallerPolicy, Consent, Item, Permit};
 use crate::policy::redact::{ACT_REASON, OBSERVATION_VALUE, add_security, redact};
+use crate::policy::{PolicySet, labels_in_meta};
 
 /// The agreements as they apply to one caller.
 pub(crate) struct Reach<'p> {
@@ -228,7 +228,7 @@ impl<'p> Reach<'p> {
         care_relationship: bool,
         consent: &Consent,
     ) -> Option<Permit<'p>> {
-        let labels: Vec<&str> = resource.labels().iter().map(AsRef::as_ref).collect();
+        let labels = labels_of(resource);
         let item = item(federation, resource, &labels, care_relationship, consent)?;
         self.policy.decide(&item)
     }
@@ -265,6 +265,15 @@ impl<'p> Reach<'p> {
         }
         (kept, notices)
     }
+}
+
+/// The labels in a resource's `meta.security` ([`labels_in_meta`]), read once per resource.
+fn labels_of(resource: &Resource) -> Vec<&str> {
+    resource
+        .labels(|value| labels_in_meta(value).map(Box::from).collect())
+        .iter()
+        .map(AsRef::as_ref)
+        .collect()
 }
 
 /// True when the person is known to a source of `org` (a record of them there).
@@ -316,7 +325,7 @@ pub(crate) fn explain_all<'p>(
     resources
         .iter()
         .filter_map(|r| {
-            let labels: Vec<&str> = r.labels().iter().map(AsRef::as_ref).collect();
+            let labels = labels_of(r);
             let item = item(federation, r, &labels, care, consent)?;
             Some((
                 r.reference().to_owned(),

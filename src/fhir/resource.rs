@@ -18,7 +18,7 @@ pub struct Resource {
     reference: Box<str>,
     type_len: usize,
     has_type_and_id: bool,
-    /// The labels in `meta.security`, read once for every decision on the resource.
+    /// Its security labels, read once for every decision on the resource.
     labels: OnceLock<Box<[Box<str>]>>,
     json: OnceLock<Box<str>>,
     /// When the resource happened, for ordering a whole record (`$everything`): a function
@@ -95,13 +95,11 @@ impl Resource {
         &self.reference
     }
 
-    /// The labels in its `meta.security` ([`crate::policy::labels_in_meta`]), in order.
-    pub fn labels(&self) -> &[Box<str>] {
-        self.labels.get_or_init(|| {
-            crate::policy::labels_in_meta(&self.value)
-                .map(Box::from)
-                .collect()
-        })
+    /// Its security labels as `read` finds them (the policy's reading of `meta.security`),
+    /// read on the first call and kept: the resource does not change, and it is decided on
+    /// in every answer it goes into. Every caller passes the same reader.
+    pub fn labels(&self, read: fn(&Value) -> Box<[Box<str>]>) -> &[Box<str>] {
+        self.labels.get_or_init(|| read(&self.value))
     }
 
     /// The start of its clinical date (its type's `clinical_date` elements, the earliest),
