@@ -15,8 +15,11 @@
 # with the same request (Accept and the same bearer token), by wrk (1 thread, 32 connections,
 # COMPARE_SECONDS per run, default 10) rotating over the people, COMPARE_ROUNDS times (5) in
 # the order static, proxy, concord. Prints each run, then the medians per server, the median
-# of the per-round ratios concord/static and concord/proxy, the gateway's peak resident memory
-# (VmHWM) and the mean answer size. A run with any non-2xx answer fails the script.
+# of the per-round ratios concord/static and concord/proxy, the gateway's CPU time per answer
+# (user + system from /proc/<pid>/stat over each run, every thread: the audit writer and SQLite
+# included; on a machine shared with other work it moves far less than requests/s do), its
+# peak resident memory (VmHWM) and the mean answer size. A run with any non-2xx answer fails
+# the script.
 #
 # COMPARE_UPSTREAMS=1 adds a second part: the same gateway with the three demo providers as
 # FHIR upstreams (`kind = "fhir"`, `everything_operation = true`) served by a static nginx
@@ -118,15 +121,29 @@ total = int(re.search(r"^\s+(\d+) requests in", text, re.M).group(1))
 print(f"{rps:.1f} {ms(50):.3f} {ms(99):.3f} {total}")
 PY
 
-run() { # label port lua round: one wrk run, appended to $work/results.txt
-    local out="$work/wrk-$1-$4.txt" rps p50 p99 total
+# CPU time a process has used (user + system), in clock ticks.
+cpu_ticks() { # pid
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+run() { # label port lua round [pid]: one wrk run, appended to $work/results.txt; with a pid,
+        # that process's CPU time per answer goes to $work/cpu.txt
+    local out="$work/wrk-$1-$4.txt" rps p50 p99 total before=""
+    [[ -n "${5:-}" ]] && before=$(cpu_ticks "$5")
     wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_TO_RUN}s" --latency -s "$3" "http://127.0.0.1:$2" > "$out"
     if grep -q "Non-2xx or 3xx responses" "$out"; then
         cat "$out" >&2
         die "round $4, $1: some answers were not 2xx ($(grep -o 'Non-2xx or 3xx responses: [0-9]*' "$out"))"
     fi
     read -r rps p50 p99 total < <(python3 "$work/parse.py" "$out")
-    printf '  round %s  %-14s %10s req/s   p50 %7s ms   p99 %7s ms\n' "$4" "$1" "$rps" "$p50" "$p99"
+    local cpu=""
+    if [[ -n "$before" ]]; then
+        cpu=$(awk -v t="$(( $(cpu_ticks "$5") - before ))" -v hz="$(getconf CLK_TCK)" -v n="$total" \
+            'BEGIN { printf "%.0f", t / hz / n * 1e6 }')
+        echo "$cpu" >> "$work/cpu.txt"
+        cpu="   CPU $cpu µs/answer"
+    fi
+    printf '  round %s  %-14s %10s req/s   p50 %7s ms   p99 %7s ms%s\n' "$4" "$1" "$rps" "$p50" "$p99" "$cpu"
     if grep -q "Socket errors" "$out"; then echo "    $1: $(grep 'Socket errors' "$out" | sed 's/^ *//')"; fi
     echo "$4 $1 $rps $p50 $p99 $total" >> "$work/results.txt"
 }
@@ -218,10 +235,11 @@ echo "compare: $answers people, mean answer $mean_bytes bytes, wrk 1 thread $CON
 for round in $(seq 1 "$ROUNDS"); do
     run "nginx-static" "$PORT_STATIC" "$work/rotate.lua" "$round"
     run "nginx-proxy" "$PORT_PROXY" "$work/rotate.lua" "$round"
-    run "concord" "$PORT" "$work/rotate.lua" "$round"
+    run "concord" "$PORT" "$work/rotate.lua" "$round" "$gateway"
 done
 echo
 summary "concord" "nginx-static" "nginx-proxy"
+echo "  concord CPU per answer (user + system, median of the runs): $(sort -n "$work/cpu.txt" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') µs"
 echo "  concord peak memory (VmHWM): $(awk '/^VmHWM/ { print $2, $3 }' "/proc/$gateway/status")"
 echo "  mean answer: $mean_bytes bytes ($answers answers)"
 

@@ -199,21 +199,49 @@ impl Answer {
     /// The audit facts of an answer that sent `sent` (`Type/id` of each resource in it; the
     /// merged Patient as `Patient/{person}`), out of what the agreements permitted.
     pub fn facts(&self, sent: &[String]) -> Facts {
-        let person = self.person.as_ref().map(|p| p.id);
-        let sent: std::collections::HashSet<&str> = sent.iter().map(String::as_str).collect();
-        let merged_sent = person.is_some_and(|p| sent.contains(format!("Patient/{p}").as_str()));
+        let kept = self.sent(sent);
         let disclosed = self
             .notices
             .decisions
             .iter()
-            .filter(|d| {
+            .zip(kept)
+            .filter(|(_, kept)| *kept)
+            .map(|(d, _)| d.clone())
+            .collect();
+        self.facts_with(disclosed)
+    }
+
+    /// [`Answer::facts`] of an answer that is done with: its decisions move into the facts
+    /// rather than being copied.
+    pub fn into_facts(mut self, sent: &[String]) -> Facts {
+        let kept = self.sent(sent);
+        let disclosed = std::mem::take(&mut self.notices.decisions)
+            .into_iter()
+            .zip(kept)
+            .filter(|(_, kept)| *kept)
+            .map(|(d, _)| d)
+            .collect();
+        self.facts_with(disclosed)
+    }
+
+    /// For each decision, whether its resource was sent.
+    fn sent(&self, sent: &[String]) -> Vec<bool> {
+        let person = self.person.as_ref().map(|p| p.id);
+        let sent: std::collections::HashSet<&str> = sent.iter().map(String::as_str).collect();
+        let merged_sent = person.is_some_and(|p| sent.contains(format!("Patient/{p}").as_str()));
+        self.notices
+            .decisions
+            .iter()
+            .map(|d| {
                 sent.contains(d.reference.as_str())
                     || (merged_sent && d.reference.starts_with("Patient/"))
             })
-            .cloned()
-            .collect();
+            .collect()
+    }
+
+    fn facts_with(&self, disclosed: Vec<Disclosure>) -> Facts {
         Facts {
-            person,
+            person: self.person.as_ref().map(|p| p.id),
             sources: self.sources.clone(),
             disclosed,
             withheld: self.notices.withheld_count,

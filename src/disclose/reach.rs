@@ -230,7 +230,7 @@ impl<'p> Reach<'p> {
         care_relationship: bool,
         consent: &Consent,
     ) -> Option<Permit<'p>> {
-        let labels: Vec<&str> = labels_in_meta(resource.value()).collect();
+        let labels = labels_of(resource);
         let item = item(federation, resource, &labels, care_relationship, consent)?;
         self.policy.decide(&item)
     }
@@ -252,7 +252,7 @@ impl<'p> Reach<'p> {
                 Some(permit) => {
                     notices.emergency |= permit.emergency;
                     notices.decisions.push(crate::audit::Disclosure {
-                        reference: format!("{}/{}", resource.resource_type(), resource.id()),
+                        reference: resource.reference().to_owned(),
                         agreement: permit.agreement.id.clone(),
                         rule: permit.rule.id.clone(),
                         emergency: permit.emergency,
@@ -267,6 +267,15 @@ impl<'p> Reach<'p> {
         }
         (kept, notices)
     }
+}
+
+/// The labels in a resource's `meta.security` ([`labels_in_meta`]), read once per resource.
+fn labels_of(resource: &Resource) -> Vec<&str> {
+    resource
+        .labels(|value| labels_in_meta(value).map(Box::from).collect())
+        .iter()
+        .map(AsRef::as_ref)
+        .collect()
 }
 
 /// True when the person is known to a source of `org` (a record of them there).
@@ -318,10 +327,10 @@ pub(crate) fn explain_all<'p>(
     resources
         .iter()
         .filter_map(|r| {
-            let labels: Vec<&str> = labels_in_meta(r.value()).collect();
+            let labels = labels_of(r);
             let item = item(federation, r, &labels, care, consent)?;
             Some((
-                format!("{}/{}", r.resource_type(), r.id()),
+                r.reference().to_owned(),
                 crate::policy::engine::explain(set, &caller, &item, today),
             ))
         })

@@ -175,6 +175,26 @@ impl NormalisedCache {
         (hit.person == person && hit.links == links).then(|| hit.normalised.clone())
     }
 
+    /// [`NormalisedCache::get`] for each of `sources`, under one lock: a source's answer is
+    /// looked up whole, rather than taking the lock once per resource.
+    pub fn get_each(
+        &self,
+        sources: &[std::sync::Arc<serde_json::Value>],
+        person: Uuid,
+        links: u64,
+    ) -> Vec<Option<crate::fhir::resource::SharedResource>> {
+        let inner = self.lock();
+        sources
+            .iter()
+            .map(|source| {
+                let hit = inner
+                    .entries
+                    .get(&(std::sync::Arc::as_ptr(source) as usize))?;
+                (hit.person == person && hit.links == links).then(|| hit.normalised.clone())
+            })
+            .collect()
+    }
+
     /// Remembers the normalised form of `source`.
     pub fn put(
         &self,

@@ -144,10 +144,15 @@ impl Federation {
         let reuse = source.is_static();
         let links = links_fingerprint(origin.local_patient_ids) ^ plan.labels_key;
         let mut dropped = Vec::new();
+        let hits = if reuse {
+            self.normalised
+                .get_each(&fetched.resources, person.id, links)
+        } else {
+            Vec::new()
+        };
+        let mut hits = hits.into_iter();
         for resource in fetched.resources {
-            let cached = reuse
-                .then(|| self.normalised.get(&resource, person.id, links))
-                .flatten();
+            let cached = hits.next().flatten();
             let normalised: SharedResource = match cached {
                 Some(hit) => hit,
                 None => {
@@ -169,11 +174,7 @@ impl Federation {
                 }
             };
             // A source that lists a resource twice (say on two pages) gives it once.
-            if gathered.seen.insert(format!(
-                "{}/{}",
-                normalised.resource_type(),
-                normalised.id()
-            )) {
+            if gathered.seen.insert(normalised.reference().to_owned()) {
                 gathered.collected.resources.push(normalised);
             }
         }

@@ -158,13 +158,13 @@ fn choice_group(key: &str) -> Option<&'static str> {
         .find(|g| key.len() > g.len() && key.starts_with(g))
 }
 
-/// The item without our data-source extensions, for comparing items across sources.
+/// The item without our data-source extensions, as it is kept the first time it is seen.
 fn untraced(item: &Value, ext_url: &str) -> Value {
     let mut item = item.clone();
     if let Some(obj) = item.as_object_mut()
         && let Some(Value::Array(exts)) = obj.get_mut("extension")
     {
-        exts.retain(|e| e.get("url").and_then(Value::as_str) != Some(ext_url));
+        exts.retain(|e| !is_trace(e, ext_url));
         if exts.is_empty() {
             obj.remove("extension");
         }
@@ -172,11 +172,70 @@ fn untraced(item: &Value, ext_url: &str) -> Value {
     item
 }
 
+/// True when `extension` is one of our data-source extensions.
+fn is_trace(extension: &Value, ext_url: &str) -> bool {
+    extension.get("url").and_then(Value::as_str) == Some(ext_url)
+}
+
+/// `untraced(a) == untraced(b)`, without copying either: the elements other than
+/// `extension` equal (in any order, as maps compare), and the extensions that are not ours
+/// equal in order (an `extension` left empty counts as absent).
+fn same_untraced(a: &Value, b: &Value, ext_url: &str) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let others = |obj: &Map<String, Value>| obj.len() - usize::from(obj.contains_key("extension"));
+    if others(a) != others(b)
+        || !a
+            .iter()
+            .filter(|(k, _)| *k != "extension")
+            .all(|(k, v)| b.get(k) == Some(v))
+    {
+        return false;
+    }
+    match (extensions(a, ext_url), extensions(b, ext_url)) {
+        (Extensions::None, Extensions::None) => true,
+        (Extensions::Array(x), Extensions::Array(y)) => {
+            let theirs = |e: &&Value| !is_trace(e, ext_url);
+            x.iter().filter(theirs).eq(y.iter().filter(theirs))
+        }
+        (Extensions::Other(x), Extensions::Other(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// What an item's `extension` holds once our data-source extensions are left out.
+enum Extensions<'a> {
+    /// Nothing (absent, or only ours).
+    None,
+    /// An array with something besides ours in it.
+    Array(&'a [Value]),
+    /// Not an array (kept as it is).
+    Other(&'a Value),
+}
+
+fn extensions<'a>(item: &'a Map<String, Value>, ext_url: &str) -> Extensions<'a> {
+    match item.get("extension") {
+        Some(Value::Array(exts)) if exts.iter().any(|e| !is_trace(e, ext_url)) => {
+            Extensions::Array(exts)
+        }
+        Some(Value::Array(_)) | None => Extensions::None,
+        Some(other) => Extensions::Other(other),
+    }
+}
+
 /// The NHS number an identifier holds, when it is one.
 fn is_nhs_identifier(item: &Value) -> Option<&str> {
     (item.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM))
         .then(|| item.get("value").and_then(Value::as_str))
         .flatten()
+}
+
+/// Two NHS numbers equal once spaces are left out.
+fn same_number(a: &str, b: &str) -> bool {
+    a.chars()
+        .filter(|c| *c != ' ')
+        .eq(b.chars().filter(|c| *c != ' '))
 }
 
 /// Adds `item` to `items`, or marks the equal item already there as also held by this source.
@@ -187,19 +246,21 @@ fn add_traced(
     ext_url: &str,
     identifiers: bool,
 ) {
-    let bare = untraced(item, ext_url);
-    let trace = json!({"url": ext_url, "valueUri": source_uri});
+    let number = if identifiers {
+        is_nhs_identifier(item)
+    } else {
+        None
+    };
     let existing = items.iter_mut().find(|i| {
-        if identifiers && let (Some(a), Some(b)) = (is_nhs_identifier(i), is_nhs_identifier(&bare))
-        {
-            return a.replace(' ', "") == b.replace(' ', "");
+        if let (Some(a), Some(b)) = (is_nhs_identifier(i), number) {
+            return same_number(a, b);
         }
-        untraced(i, ext_url) == bare
+        same_untraced(i, item, ext_url)
     });
     let target = match existing {
         Some(found) => found,
         None => {
-            items.push(bare);
+            items.push(untraced(item, ext_url));
             let Some(last) = items.last_mut() else { return };
             last
         }
@@ -209,9 +270,12 @@ fn add_traced(
             .entry("extension")
             .or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(exts) = exts
-            && !exts.contains(&trace)
+            && !exts.iter().any(|e| {
+                is_trace(e, ext_url)
+                    && e.get("valueUri").and_then(Value::as_str) == Some(source_uri)
+            })
         {
-            exts.push(trace);
+            exts.push(json!({"url": ext_url, "valueUri": source_uri}));
         }
     }
 }

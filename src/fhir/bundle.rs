@@ -119,16 +119,32 @@ impl Searchset {
             return out;
         }
         out.pop(); // the closing brace; entries follow
+        // `"{base}` as JSON text, without its closing quote: each shared entry's `fullUrl`
+        // continues it.
+        let mut base = serde_json::to_vec(&self.base).unwrap_or_default();
+        base.pop();
         out.extend_from_slice(br#","entry":["#);
         for (i, (body, mode)) in self.entries.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             out.push(b'{');
-            if let (Some(t), Some(id)) = (body.get("resourceType"), body.get("id")) {
-                out.extend_from_slice(br#""fullUrl":"#);
-                let _ = serde_json::to_writer(&mut out, &format!("{}/{t}/{id}", self.base));
-                out.push(b',');
+            match body {
+                // A type and id with nothing to escape are copied as they are (no lookups).
+                Body::Shared(r) if r.has_type_and_id() && plain(r.reference()) => {
+                    out.extend_from_slice(br#""fullUrl":"#);
+                    out.extend_from_slice(&base);
+                    out.push(b'/');
+                    out.extend_from_slice(r.reference().as_bytes());
+                    out.extend_from_slice(br#"","#);
+                }
+                _ => {
+                    if let (Some(t), Some(id)) = (body.get("resourceType"), body.get("id")) {
+                        out.extend_from_slice(br#""fullUrl":"#);
+                        let _ = serde_json::to_writer(&mut out, &format!("{}/{t}/{id}", self.base));
+                        out.push(b',');
+                    }
+                }
             }
             out.extend_from_slice(br#""resource":"#);
             match body {
@@ -144,6 +160,12 @@ impl Searchset {
         out.extend_from_slice(b"]}");
         out
     }
+}
+
+/// True when `text` goes into a JSON string as it is (no quote, backslash or control
+/// character to escape).
+fn plain(text: &str) -> bool {
+    !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 #[cfg(test)]

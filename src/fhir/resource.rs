@@ -12,6 +12,14 @@ use serde_json::Value;
 #[derive(Debug)]
 pub struct Resource {
     value: Value,
+    /// `{resourceType}/{id}`, read once: every step of a request asks for the type, the id
+    /// or both (decision, sort, Bundle, audit facts), and each ask was a lookup in the
+    /// resource's map. `type_len` is where the type ends.
+    reference: Box<str>,
+    type_len: usize,
+    has_type_and_id: bool,
+    /// Its security labels, read once for every decision on the resource.
+    labels: OnceLock<Box<[Box<str>]>>,
     json: OnceLock<Box<str>>,
     /// When the resource happened, for ordering a whole record (`$everything`): a function
     /// of the resource alone, so worked out once however many answers it goes into.
@@ -34,7 +42,21 @@ impl Resource {
         value: Value,
         problems: Vec<crate::fhir::conformance::Departure>,
     ) -> SharedResource {
+        let text = |key: &str| value.get(key).and_then(Value::as_str);
+        let has_type_and_id = text("resourceType").is_some() && text("id").is_some();
+        let (resource_type, id) = (
+            text("resourceType").unwrap_or_default(),
+            text("id").unwrap_or_default(),
+        );
+        let mut reference = String::with_capacity(resource_type.len() + 1 + id.len());
+        reference.push_str(resource_type);
+        reference.push('/');
+        reference.push_str(id);
         Arc::new(Self {
+            reference: reference.into_boxed_str(),
+            type_len: resource_type.len(),
+            has_type_and_id,
+            labels: OnceLock::new(),
             value,
             json: OnceLock::new(),
             clinical_time: OnceLock::new(),
@@ -55,18 +77,29 @@ impl Resource {
 
     /// `resourceType`, or `""`.
     pub fn resource_type(&self) -> &str {
-        self.value
-            .get("resourceType")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.reference.get(..self.type_len).unwrap_or_default()
     }
 
     /// `id`, or `""`.
     pub fn id(&self) -> &str {
-        self.value
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.reference.get(self.type_len + 1..).unwrap_or_default()
+    }
+
+    /// True when it has a `resourceType` and an `id`, both strings.
+    pub fn has_type_and_id(&self) -> bool {
+        self.has_type_and_id
+    }
+
+    /// `{resourceType}/{id}`, as the audit record names it.
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// Its security labels as `read` finds them (the policy's reading of `meta.security`),
+    /// read on the first call and kept: the resource does not change, and it is decided on
+    /// in every answer it goes into. Every caller passes the same reader.
+    pub fn labels(&self, read: fn(&Value) -> Box<[Box<str>]>) -> &[Box<str>] {
+        self.labels.get_or_init(|| read(&self.value))
     }
 
     /// The start of its clinical date (its type's `clinical_date` elements, the earliest),

@@ -576,18 +576,59 @@ pub enum KeyPart {
     Time(Option<i64>),
 }
 
+/// [`KeyPart`] borrowed from the resource it orders: sorting a page's resources copies no
+/// text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRef<'a> {
+    /// Text, compared byte-wise (resource types, gateway ids).
+    Text(&'a str),
+    /// A time in milliseconds, or none (sorted last whatever the direction).
+    Time(Option<i64>),
+}
+
+impl KeyRef<'_> {
+    /// The part as kept in a cursor.
+    pub fn to_part(self) -> KeyPart {
+        match self {
+            KeyRef::Text(t) => KeyPart::Text(t.to_owned()),
+            KeyRef::Time(t) => KeyPart::Time(t),
+        }
+    }
+}
+
+/// A key part, owned ([`KeyPart`]) or borrowed ([`KeyRef`]), for [`compare_keys`].
+pub trait AsKeyRef {
+    /// The part, borrowed.
+    fn key_ref(&self) -> KeyRef<'_>;
+}
+
+impl AsKeyRef for KeyPart {
+    fn key_ref(&self) -> KeyRef<'_> {
+        match self {
+            KeyPart::Text(t) => KeyRef::Text(t),
+            KeyPart::Time(t) => KeyRef::Time(*t),
+        }
+    }
+}
+
+impl AsKeyRef for KeyRef<'_> {
+    fn key_ref(&self) -> KeyRef<'_> {
+        *self
+    }
+}
+
 /// Compares two keys part by part; `descending[i]` reverses part i (a missing time stays last).
-pub fn compare_keys(a: &[KeyPart], b: &[KeyPart], descending: &[bool]) -> Ordering {
+pub fn compare_keys<A: AsKeyRef, B: AsKeyRef>(a: &[A], b: &[B], descending: &[bool]) -> Ordering {
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let desc = descending.get(i).copied().unwrap_or(false);
-        let ord = match (x, y) {
-            (KeyPart::Text(x), KeyPart::Text(y)) => directed(x.cmp(y), desc),
-            (KeyPart::Time(Some(x)), KeyPart::Time(Some(y))) => directed(x.cmp(y), desc),
-            (KeyPart::Time(None), KeyPart::Time(None)) => Ordering::Equal,
-            (KeyPart::Time(None), KeyPart::Time(Some(_))) => Ordering::Greater,
-            (KeyPart::Time(Some(_)), KeyPart::Time(None)) => Ordering::Less,
-            (KeyPart::Text(_), KeyPart::Time(_)) => Ordering::Less,
-            (KeyPart::Time(_), KeyPart::Text(_)) => Ordering::Greater,
+        let ord = match (x.key_ref(), y.key_ref()) {
+            (KeyRef::Text(x), KeyRef::Text(y)) => directed(x.cmp(y), desc),
+            (KeyRef::Time(Some(x)), KeyRef::Time(Some(y))) => directed(x.cmp(&y), desc),
+            (KeyRef::Time(None), KeyRef::Time(None)) => Ordering::Equal,
+            (KeyRef::Time(None), KeyRef::Time(Some(_))) => Ordering::Greater,
+            (KeyRef::Time(Some(_)), KeyRef::Time(None)) => Ordering::Less,
+            (KeyRef::Text(_), KeyRef::Time(_)) => Ordering::Less,
+            (KeyRef::Time(_), KeyRef::Text(_)) => Ordering::Greater,
         };
         if ord != Ordering::Equal {
             return ord;

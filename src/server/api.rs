@@ -20,7 +20,7 @@ use crate::federation::{Problem, SourceReport};
 use crate::fhir::bundle::{SearchMode, Searchset};
 use crate::fhir::reference::{is_resource_type_name, is_valid_id};
 use crate::fhir::resource::SharedResource;
-use crate::fhir::search::{self, KeyPart, TYPES, TypeDef, compare_keys, encode_cursor};
+use crate::fhir::search::{self, KeyPart, KeyRef, TYPES, TypeDef, compare_keys, encode_cursor};
 use crate::fhir::{
     CONCORD_CANONICAL, Issue, NHS_NUMBER_SYSTEM, NhsNumber, Severity, operation_outcome,
 };
@@ -118,14 +118,14 @@ fn searchset(
             return Err(not_theirs());
         }
         let response = nothing_to_show(state, path, &search.used, search.pretty, &[]);
-        return Ok(Reply::new(answer.facts(&[]), response));
+        return Ok(Reply::new(answer.into_facts(&[]), response));
     }
     if answer.is_empty() && search.cursor.is_none() {
         let response = nothing_to_show(state, path, &search.used, search.pretty, &answer.reports);
-        return Ok(Reply::new(answer.facts(&[]), response));
+        return Ok(Reply::new(answer.into_facts(&[]), response));
     }
     let (response, sent) = paged(state, path, search, &mut answer);
-    Ok(Reply::new(answer.facts(&sent), response))
+    Ok(Reply::new(answer.into_facts(&sent), response))
 }
 
 /// 403 unless the token's scopes allow `interaction` on `resource_type`.
@@ -263,7 +263,7 @@ async fn patient_search(
         .await?;
     let (Some(person), Some(patient)) = (&answer.person, &answer.patient) else {
         let response = nothing_to_show(state, "Patient", &used, pretty, answer.resolving_reports());
-        return Ok(Reply::new(answer.facts(&[]), response));
+        return Ok(Reply::new(answer.into_facts(&[]), response));
     };
     let mut bundle = Searchset::new(&state.base);
     bundle.link("self", query::link(&state.base, "Patient", &used.pairs));
@@ -271,7 +271,7 @@ async fn patient_search(
     let sent = [format!("Patient/{}", person.id)];
     add_outcomes(&mut bundle, &answer.reports, &used, &answer.notices);
     Ok(Reply::new(
-        answer.facts(&sent),
+        answer.into_facts(&sent),
         bundle_response(&bundle, pretty),
     ))
 }
@@ -302,11 +302,11 @@ pub async fn read(
         };
         let Some(patient) = &answer.patient else {
             let response = unanswered(answer.reports.iter(), &format!("Patient/{id}"));
-            return Ok(Reply::new(answer.facts(&[]), response.into_response()));
+            return Ok(Reply::new(answer.into_facts(&[]), response.into_response()));
         };
         let response = fhir_response(StatusCode::OK, patient, pretty);
         let sent = [format!("Patient/{}", person.id)];
-        return Ok(Reply::new(answer.facts(&sent), response));
+        return Ok(Reply::new(answer.into_facts(&sent), response));
     }
     // Withheld and unknown look the same (404).
     let resource_type = search::type_def(&resource_type).map_or("Patient", |d| d.name);
@@ -319,7 +319,10 @@ pub async fn read(
         return Err(not_known());
     }
     let Some(resource) = answer.resources.last() else {
-        return Ok(Reply::new(answer.facts(&[]), not_known().into_response()));
+        return Ok(Reply::new(
+            answer.into_facts(&[]),
+            not_known().into_response(),
+        ));
     };
     let mut response = fhir_response(StatusCode::OK, resource.value(), pretty);
     // The version to send back in `If-Match` when updating it.
@@ -331,8 +334,8 @@ pub async fn read(
     {
         response.headers_mut().insert(axum::http::header::ETAG, tag);
     }
-    let sent = [format!("{}/{}", resource.resource_type(), resource.id())];
-    Ok(Reply::new(answer.facts(&sent), response))
+    let sent = [resource.reference().to_owned()];
+    Ok(Reply::new(answer.into_facts(&sent), response))
 }
 
 /// Query parameters a read accepts: `_format` and `_pretty`.
@@ -463,10 +466,9 @@ pub fn paged(
 ) -> (Response, Vec<String>) {
     let first = answer.patient.take();
     let descending = search.sort.descending();
-    let mut keyed: Vec<(Vec<KeyPart>, SharedResource)> = std::mem::take(&mut answer.resources)
-        .into_iter()
-        .map(|r| (search.sort.key(&r), r))
-        .collect();
+    let resources = std::mem::take(&mut answer.resources);
+    let mut keyed: Vec<(Vec<KeyRef<'_>>, &SharedResource)> =
+        resources.iter().map(|r| (search.sort.key(r), r)).collect();
     keyed.sort_by(|a, b| compare_keys(&a.0, &b.0, &descending));
     let total = keyed.len() + usize::from(first.is_some());
     let start = match &search.cursor {
@@ -483,7 +485,12 @@ pub fn paged(
         .link("self", query::link(&state.base, path, &search.used.pairs));
     if take < remaining && take > 0 {
         let mut next = search.used.pairs.clone();
-        next.push((CURSOR.to_owned(), encode_cursor(&keyed[start + take - 1].0)));
+        let last: Vec<KeyPart> = keyed[start + take - 1]
+            .0
+            .iter()
+            .map(|k| k.to_part())
+            .collect();
+        next.push((CURSOR.to_owned(), encode_cursor(&last)));
         bundle.link("next", query::link(&state.base, path, &next));
     }
     let mut sent = Vec::with_capacity(take + 1);
@@ -495,12 +502,12 @@ pub fn paged(
     }
     let mut nonconformant = Vec::new();
     for (_, resource) in keyed.into_iter().skip(start).take(take) {
-        let reference = format!("{}/{}", resource.resource_type(), resource.id());
+        let reference = resource.reference().to_owned();
         if !resource.problems().is_empty() {
             nonconformant.push((reference.clone(), resource.clone()));
         }
         sent.push(reference);
-        bundle.shared(resource, SearchMode::Match);
+        bundle.shared(resource.clone(), SearchMode::Match);
     }
     add_outcomes(&mut bundle, &answer.reports, &search.used, &answer.notices);
     if let Some(outcome) = conformance_outcome(&nonconformant) {

@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 
 use super::error::ApiError;
 use crate::fhir::resource::Resource;
-use crate::fhir::search::{self, Filter, KeyPart, TypeDef};
+use crate::fhir::search::{self, Filter, KeyPart, KeyRef, TypeDef};
 
 /// Parameters every search accepts, beside the type's own.
 pub const RESULT_PARAMS: [&str; 4] = ["_count", "_sort", "_format", "_pretty"];
@@ -202,20 +202,15 @@ impl SortSpec {
     }
 
     /// The resource's position key.
-    pub fn key(&self, resource: &Resource) -> Vec<KeyPart> {
-        let mut parts: Vec<KeyPart> = self
-            .keys
-            .iter()
-            .map(|k| match k {
-                SortKey::Time { paths, .. } => {
-                    KeyPart::Time(search::sort_time(resource.value(), paths))
-                }
-                SortKey::Id { .. } => KeyPart::Text(resource.id().to_owned()),
-                SortKey::TypeName => KeyPart::Text(resource.resource_type().to_owned()),
-                SortKey::ClinicalDate => KeyPart::Time(resource.clinical_time()),
-            })
-            .collect();
-        parts.push(KeyPart::Text(resource.id().to_owned()));
+    pub fn key<'a>(&self, resource: &'a Resource) -> Vec<KeyRef<'a>> {
+        let mut parts: Vec<KeyRef<'a>> = Vec::with_capacity(self.keys.len() + 1);
+        parts.extend(self.keys.iter().map(|k| match k {
+            SortKey::Time { paths, .. } => KeyRef::Time(search::sort_time(resource.value(), paths)),
+            SortKey::Id { .. } => KeyRef::Text(resource.id()),
+            SortKey::TypeName => KeyRef::Text(resource.resource_type()),
+            SortKey::ClinicalDate => KeyRef::Time(resource.clinical_time()),
+        }));
+        parts.push(KeyRef::Text(resource.id()));
         parts
     }
 
