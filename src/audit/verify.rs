@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::heads::SignedHead;
 use super::{AuditError, AuditKey, Columns, GENESIS};
-use crate::store::{ChainRecord, Store};
+use crate::store::{ChainRecord, ChainRecords, Store};
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,24 +218,28 @@ async fn walk(
         }
         let rows = rows?;
         let more = rows.len() == CHECK_BATCH;
+        // The last position and hash walked, borrowed until the batch's end.
+        let mut last = place.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
         for (i, row) in rows.iter().enumerate() {
-            if let Some(problem) = step(&place, row, &heads) {
+            if let Some(problem) = step(last, &row, &heads) {
                 // Anything earlier in the batch that fails its hash check is the first
                 // problem (earlier batches were checked already).
-                let earlier = check(key, chain, &rows[..i]);
+                let earlier = check(key, chain, rows.slice(0..i));
                 return Ok(Err(earlier.unwrap_or(Broken {
                     chain: chain.to_string(),
                     seq: row.seq,
                     problem,
                 })));
             }
-            if place.is_none() {
+            if last.is_none() {
                 verified.chains += 1;
             }
             verified.records += 1;
-            place = Some((row.seq, row.hash.clone()));
+            last = Some((row.seq, row.hash));
         }
-        let to = rows.last().map(|row| row.seq);
+        let last = last.map(|(seq, hash)| (seq, hash.to_owned()));
+        place = last;
+        let to = rows.len().checked_sub(1).and_then(|i| rows.get(i)).map(|row| row.seq);
         in_flight = to.map(|to| Checking::start(key, chain, from, to, rows));
         progress(Progress {
             chain,
@@ -291,12 +295,13 @@ async fn settle(
     Ok((None, found))
 }
 
-/// A batch whose hashes are being checked and whose bodies are being read on a blocking
-/// thread.
+/// A batch whose hashes are being checked on one blocking thread and whose bodies are being
+/// read on another.
 struct Checking {
     from: i64,
     to: i64,
-    handle: tokio::task::JoinHandle<Checked>,
+    hashing: tokio::task::JoinHandle<Option<Broken>>,
+    reading: tokio::task::JoinHandle<Vec<(i64, Option<Columns>)>>,
 }
 
 /// What a batch's blocking check found.
@@ -317,22 +322,28 @@ impl Checking {
         chain: &Arc<str>,
         from: i64,
         to: i64,
-        rows: Vec<ChainRecord>,
+        rows: ChainRecords,
     ) -> Checking {
-        let (key, chain) = (key.clone(), chain.clone());
-        let handle = tokio::task::spawn_blocking(move || Checked {
+        let rows = Arc::new(rows);
+        let hashing = {
+            let (key, chain, rows) = (key.clone(), chain.clone(), rows.clone());
+            tokio::task::spawn_blocking(move || check(&key, &chain, rows.iter()))
+        };
+        let reading = tokio::task::spawn_blocking(move || {
+            rows.iter().map(|r| (r.seq, said(r.body))).collect()
+        });
+        Checking {
             from,
             to,
-            hash: check(&key, &chain, &rows),
-            said: rows.iter().map(|r| (r.seq, said(&r.body))).collect(),
-        });
-        Checking { from, to, handle }
+            hashing,
+            reading,
+        }
     }
 
     /// The check's outcome (a check that could not run is a problem at the batch's start).
     async fn finish(self, chain: &str) -> Checked {
         let (from, to) = (self.from, self.to);
-        self.handle.await.unwrap_or_else(|e| Checked {
+        let stopped = |e: tokio::task::JoinError| Checked {
             from,
             to,
             hash: Some(Broken {
@@ -341,7 +352,17 @@ impl Checking {
                 problem: format!("the check stopped: {e}"),
             }),
             said: Vec::new(),
-        })
+        };
+        let (hash, said) = tokio::join!(self.hashing, self.reading);
+        match (hash, said) {
+            (Ok(hash), Ok(said)) => Checked {
+                from,
+                to,
+                hash,
+                said,
+            },
+            (Err(e), _) | (_, Err(e)) => stopped(e),
+        }
     }
 }
 
@@ -581,12 +602,12 @@ fn projection_overreaches(
 /// Why `row` cannot come next after `place` (the last position and hash of its chain, or
 /// none at its start), or is not the record a signed head names there.
 fn step(
-    place: &Option<(i64, String)>,
-    row: &ChainRecord,
+    place: Option<(i64, &str)>,
+    row: &ChainRecord<'_>,
     heads: &BTreeMap<i64, SignedHead>,
 ) -> Option<String> {
     let (expected_seq, expected_prev) = match place {
-        Some((seq, hash)) => (seq.saturating_add(1), hash.as_str()),
+        Some((seq, hash)) => (seq.saturating_add(1), hash),
         None => (0, GENESIS),
     };
     if row.seq != expected_seq {
@@ -609,9 +630,13 @@ fn step(
 }
 
 /// The first record of `rows` whose keyed hash does not match its content.
-fn check(key: &AuditKey, chain: &str, rows: &[ChainRecord]) -> Option<Broken> {
-    rows.iter().find_map(|row| {
-        (key.hash(chain, row.seq, &row.prev_hash, &row.body) != row.hash).then(|| Broken {
+fn check<'a>(
+    key: &AuditKey,
+    chain: &str,
+    mut rows: impl Iterator<Item = ChainRecord<'a>>,
+) -> Option<Broken> {
+    rows.find_map(|row| {
+        (key.hash(chain, row.seq, row.prev_hash, row.body) != row.hash).then(|| Broken {
             chain: chain.to_owned(),
             seq: row.seq,
             problem: "its content was modified (hash mismatch)".to_owned(),

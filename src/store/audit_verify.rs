@@ -6,17 +6,120 @@ use super::audit::Columns;
 use super::{Store, StoreError};
 
 /// A record of one chain as `audit verify` reads it, a batch at a time (the chain is the
-/// caller's, not repeated on every row).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainRecord {
+/// caller's, not repeated on every row), borrowed from its batch ([`ChainRecords`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainRecord<'a> {
     /// Position in the chain.
     pub seq: i64,
     /// The body's canonical encoding.
-    pub body: String,
+    pub body: &'a str,
     /// The previous record's hash.
-    pub prev_hash: String,
+    pub prev_hash: &'a str,
     /// This record's keyed hash.
-    pub hash: String,
+    pub hash: &'a str,
+}
+
+/// A batch of one chain's records, in order of position, as [`Store::audit_chain_records`]
+/// reads it: the database hands the batch over as one text (each record's position and the
+/// byte lengths of its previous hash, hash and body, then the three), which is read here
+/// without copying any record again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainRecords {
+    text: String,
+    rows: Vec<Parts>,
+}
+
+/// Where one record's parts lie in its batch's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Parts {
+    seq: i64,
+    prev_hash: (usize, usize),
+    hash: (usize, usize),
+    body: (usize, usize),
+}
+
+impl ChainRecords {
+    /// How many records the batch holds.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The batch's `i`th record.
+    pub fn get(&self, i: usize) -> Option<ChainRecord<'_>> {
+        self.rows.get(i).map(|parts| self.record(parts))
+    }
+
+    /// The batch's records, in order of position.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ChainRecord<'_>> + '_ {
+        self.rows.iter().map(|parts| self.record(parts))
+    }
+
+    /// The records `range` of the batch.
+    pub fn slice(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = ChainRecord<'_>> + '_ {
+        self.rows
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .map(|parts| self.record(parts))
+    }
+
+    fn record(&self, parts: &Parts) -> ChainRecord<'_> {
+        // INVARIANT: `parse` checked every range against the text and its characters.
+        let part = |(start, end): (usize, usize)| self.text.get(start..end).unwrap_or_default();
+        ChainRecord {
+            seq: parts.seq,
+            body: part(parts.body),
+            prev_hash: part(parts.prev_hash),
+            hash: part(parts.hash),
+        }
+    }
+
+    /// Reads a batch's text: for each record `seq:p:h:b:` (its position, then the byte
+    /// lengths of its previous hash, hash and body), then the three, with nothing between
+    /// records. The lengths say where each part ends, so no part's content (a tampered body
+    /// holding anything at all) can be taken for the next one's start.
+    fn parse(text: String) -> Result<ChainRecords, StoreError> {
+        let corrupt = || StoreError::Corrupt("audit_records");
+        let mut rows = Vec::new();
+        let mut at = 0_usize;
+        while at < text.len() {
+            let mut fields = [0_i64; 4];
+            for field in &mut fields {
+                let rest = text.get(at..).ok_or_else(corrupt)?;
+                let colon = rest.find(':').ok_or_else(corrupt)?;
+                *field = rest[..colon].parse().map_err(|_| corrupt())?;
+                at += colon + 1;
+            }
+            let [seq, lengths @ ..] = fields;
+            let mut ranges = [(0_usize, 0_usize); 3];
+            for (range, length) in ranges.iter_mut().zip(lengths) {
+                let length = usize::try_from(length).map_err(|_| corrupt())?;
+                let end = at.checked_add(length).ok_or_else(corrupt)?;
+                text.get(at..end).ok_or_else(corrupt)?;
+                *range = (at, end);
+                at = end;
+            }
+            let [prev_hash, hash, body] = ranges;
+            rows.push(Parts {
+                seq,
+                prev_hash,
+                hash,
+                body,
+            });
+        }
+        // INVARIANT: the query orders the aggregate's input by position; sorting what is
+        // sorted is one pass, and keeps the order whatever a database does.
+        rows.sort_by_key(|parts| parts.seq);
+        Ok(ChainRecords { text, rows })
+    }
 }
 
 /// A row read by [`json_rows`]: its position comes first.
@@ -82,31 +185,36 @@ impl Store {
         Ok(chains)
     }
 
-    /// Up to `limit` records of `chain` at positions from `from` on, in order. Read row by
-    /// row: read as one JSON array (as the projection's rows are), a batch of bodies was
-    /// twice as slow on SQLite (`benches/README.md`).
+    /// Up to `limit` records of `chain` at positions from `from` on, in order, read as one
+    /// text that the database puts together ([`ChainRecords`]). Read row by row, each row
+    /// crossed from SQLite's thread to ours and was copied twice on the way; read as one JSON
+    /// array (as the projection's rows are), every body was escaped and unescaped again
+    /// (`benches/README.md`).
     pub async fn audit_chain_records(
         &self,
         chain: &str,
         from: i64,
         limit: u32,
-    ) -> Result<Vec<ChainRecord>, StoreError> {
-        const SQL: &str = "SELECT seq, body, prev_hash, hash FROM audit_records WHERE chain = $1 AND seq >= $2 ORDER BY seq LIMIT $3";
-        let rows: Vec<(i64, String, String, String)> = with_pool!(self, pool => sqlx::query_as(SQL)
-            .bind(chain)
-            .bind(from)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?);
-        Ok(rows
-            .into_iter()
-            .map(|(seq, body, prev_hash, hash)| ChainRecord {
-                seq,
-                body,
-                prev_hash,
-                hash,
-            })
-            .collect())
+    ) -> Result<ChainRecords, StoreError> {
+        const SQLITE: &str = "SELECT group_concat(seq || ':' || octet_length(prev_hash) || ':' || octet_length(hash) || ':' || octet_length(body) || ':' || prev_hash || hash || body, '' ORDER BY seq) \
+            FROM (SELECT seq, CAST(body AS TEXT) AS body, CAST(prev_hash AS TEXT) AS prev_hash, CAST(hash AS TEXT) AS hash FROM audit_records WHERE chain = $1 AND seq >= $2 ORDER BY seq LIMIT $3)";
+        const POSTGRES: &str = "SELECT string_agg(seq || ':' || octet_length(prev_hash) || ':' || octet_length(hash) || ':' || octet_length(body) || ':' || prev_hash || hash || body, '' ORDER BY seq) \
+            FROM (SELECT seq, body, prev_hash, hash FROM audit_records WHERE chain = $1 AND seq >= $2 ORDER BY seq LIMIT $3) t";
+        macro_rules! read {
+            ($pool:expr, $sql:expr) => {
+                sqlx::query_scalar::<_, Option<String>>($sql)
+                    .bind(chain)
+                    .bind(from)
+                    .bind(i64::from(limit))
+                    .fetch_one($pool)
+                    .await?
+            };
+        }
+        let text = match self {
+            Store::Sqlite(pool) => read!(pool, SQLITE),
+            Store::Postgres(pool) => read!(pool, POSTGRES),
+        };
+        ChainRecords::parse(text.unwrap_or_default())
     }
 
     /// The search projection's rows for `chain` at positions in `[from, to]`, read in one
