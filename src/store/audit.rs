@@ -259,6 +259,45 @@ fn side_rows(
         .collect()
 }
 
+/// Inserts records into the log on PostgreSQL, in one statement (committed on its own when
+/// `executor` is the pool). One statement text whatever the batch's size, so it is prepared
+/// once per connection.
+async fn postgres_insert<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    records: &[Record],
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_records (chain, seq, body, prev_hash, hash) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[])")
+        .bind(records.iter().map(|r| r.chain.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.prev_hash.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// `items` in pieces of `most` (a power of two) and then of ever smaller powers of two, for
+/// multi-row inserts on SQLite: a batch of any size is written by statements of at most
+/// `log2(most) + 1` shapes, which the connection keeps prepared, instead of a statement of
+/// its own size parsed and planned again for almost every batch.
+fn pieces<T>(items: &[T], most: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = if rest.len() >= most {
+            most
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (piece, after) = rest.split_at(size);
+        rest = after;
+        Some(piece)
+    })
+}
+
 /// [`Store::append_audit`] on one SQLite connection.
 async fn sqlite_append(
     conn: &mut sqlx::SqliteConnection,
@@ -266,7 +305,7 @@ async fn sqlite_append(
 ) -> Result<(), StoreError> {
     use sqlx::Connection;
     let mut tx = conn.begin().await?;
-    for chunk in records.chunks(512) {
+    for chunk in pieces(records, 512) {
         let mut insert = sqlx::QueryBuilder::new(
             "INSERT INTO audit_records (chain, seq, body, prev_hash, hash) ",
         );
@@ -284,15 +323,41 @@ async fn sqlite_append(
     Ok(())
 }
 
-/// [`Store::project_audit`] on one SQLite connection.
+/// [`Store::project_audit`] on one SQLite connection. With `unsynced` (only on the audit
+/// lane's kept connection, which is closed after any write that does not end well) its
+/// commit does not wait for the disk (`synchronous=NORMAL`, put back to FULL after): the
+/// projection can be rebuilt from the log, a lost projection commit takes its mark's move
+/// with it (so `project_pending` projects those records again), and the log's next commit
+/// (FULL) syncs the write-ahead log with every frame before it.
 async fn sqlite_project(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &[Projection],
+    runs: &[(&str, i64, i64)],
+    unsynced: bool,
+) -> Result<(), StoreError> {
+    if unsynced {
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        sqlite_project_tx(conn, rows, runs).await?;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    } else {
+        sqlite_project_tx(conn, rows, runs).await
+    }
+}
+
+/// The transaction of [`sqlite_project`].
+async fn sqlite_project_tx(
     conn: &mut sqlx::SqliteConnection,
     rows: &[Projection],
     runs: &[(&str, i64, i64)],
 ) -> Result<(), StoreError> {
     use sqlx::Connection;
     let mut tx = conn.begin().await?;
-    for chunk in rows.chunks(512) {
+    for chunk in pieces(rows, 512) {
         let mut insert = sqlx::QueryBuilder::new(
             "INSERT INTO audit_search (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review) ",
         );
@@ -313,7 +378,7 @@ async fn sqlite_project(
     }
     for side in &SIDE_TABLES {
         let values = side_rows(rows, side.values);
-        for chunk in values.chunks(1024) {
+        for chunk in pieces(&values, 1024) {
             let mut insert = sqlx::QueryBuilder::new(side.sqlite);
             insert.push_values(chunk, |mut row, (chain, seq, value, recorded_us)| {
                 row.push_bind(*chain)
@@ -343,6 +408,9 @@ async fn sqlite_project(
 pub struct AuditLane {
     store: Store,
     kept: Option<Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>>,
+    /// The chain this lane has named in `audit_projected` in a committed append (on
+    /// PostgreSQL, where naming it again costs every append two more round trips).
+    named: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// A connection of the lane's own, beside the pool (it does not take one of the pool's
@@ -356,7 +424,11 @@ impl AuditLane {
     /// The lane into `store`.
     pub fn new(store: Store) -> AuditLane {
         let kept = matches!(store, Store::Sqlite(_)).then(Arc::default);
-        AuditLane { store, kept }
+        AuditLane {
+            store,
+            kept,
+            named: Arc::default(),
+        }
     }
 
     /// The store.
@@ -364,14 +436,36 @@ impl AuditLane {
         &self.store
     }
 
-    /// [`Store::append_audit`] in turn.
+    /// [`Store::append_audit`] in turn. On PostgreSQL, once the lane's chain is named (by its
+    /// first append, which is [`Store::append_audit`]'s transaction), an append is one
+    /// statement, committed on its own: one round trip instead of four (begin, insert, name,
+    /// commit), and committed exactly as before (`synchronous_commit` on).
     pub async fn append(&self, records: &[Record]) -> Result<(), StoreError> {
         match (&self.store, &self.kept) {
             (Store::Sqlite(pool), Some(kept)) => {
                 in_turn(pool, kept, async |conn| sqlite_append(conn, records).await).await
             }
-            _ => self.store.append_audit(records).await,
+            (Store::Postgres(pool), _) if !records.is_empty() && self.is_named(records) => {
+                postgres_insert(pool, records).await
+            }
+            _ => {
+                self.store.append_audit(records).await?;
+                if let ([first, ..], Ok(mut named)) = (records, self.named.lock()) {
+                    *named = Some(first.chain.clone());
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// Whether every record is of the chain this lane has named already.
+    fn is_named(&self, records: &[Record]) -> bool {
+        let Ok(named) = self.named.lock() else {
+            return false;
+        };
+        named
+            .as_deref()
+            .is_some_and(|chain| records.iter().all(|r| r.chain == chain))
     }
 
     /// [`Store::project_audit`] in turn.
@@ -379,7 +473,7 @@ impl AuditLane {
         match (&self.store, &self.kept) {
             (Store::Sqlite(pool), Some(kept)) => {
                 in_turn(pool, kept, async |conn| {
-                    sqlite_project(conn, rows, &runs(rows)).await
+                    sqlite_project(conn, rows, &runs(rows), true).await
                 })
                 .await
             }
@@ -418,15 +512,7 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                // One statement text whatever the batch's size, so it is prepared once.
-                sqlx::query("INSERT INTO audit_records (chain, seq, body, prev_hash, hash) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[])")
-                    .bind(records.iter().map(|r| r.chain.as_str()).collect::<Vec<_>>())
-                    .bind(records.iter().map(|r| r.seq).collect::<Vec<_>>())
-                    .bind(records.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
-                    .bind(records.iter().map(|r| r.prev_hash.as_str()).collect::<Vec<_>>())
-                    .bind(records.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
-                    .execute(&mut *tx)
-                    .await?;
+                postgres_insert(&mut *tx, records).await?;
                 name_chains(&mut tx, &chains(records)).await?;
                 tx.commit().await?;
             }
@@ -449,6 +535,12 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                // The projection can be rebuilt from the log: its commit need not wait for
+                // the disk. A lost commit takes its mark's move with it, and the log's next
+                // commit (synchronous) flushes the write-ahead log past it.
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
                 let text = |f: fn(&Columns) -> Option<&str>| {
                     rows.iter().map(|p| f(&p.columns)).collect::<Vec<_>>()
                 };
@@ -481,7 +573,7 @@ impl Store {
                 tx.commit().await?;
             }
             Store::Sqlite(pool) => {
-                sqlite_project(&mut *pool.acquire().await?, rows, &runs).await?;
+                sqlite_project(&mut *pool.acquire().await?, rows, &runs, false).await?;
             }
         }
         Ok(())
