@@ -227,6 +227,24 @@ async fn a_body_that_looks_like_the_batch_framing_is_found_at_its_record() {
     }
 }
 
+/// `audit verify` reads a batch's side rows while it checks the batch, up to a bound a
+/// record; past that bound it reads them again, as many as the bodies call for, and the
+/// record they were added to is still the one named.
+#[tokio::test]
+async fn side_rows_past_the_first_read_are_read_again_and_named() {
+    let (_dir, store) = store().await;
+    let log = filled(&store, 12).await;
+    exec(
+        &store,
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 199) INSERT INTO audit_search_agreements (chain, seq, agreement, recorded_us) SELECT s.chain, s.seq, 'x' || n.i, s.recorded_us FROM n, audit_search s WHERE s.seq = 4",
+    )
+    .await;
+    let broken = check(&store).await.expect_err("extra side rows");
+    assert_eq!(broken.chain, log.chain());
+    assert_eq!(broken.seq, 4, "{broken}");
+    assert!(broken.problem.contains("sources and agreements"), "{broken}");
+}
+
 /// Writes records 0..n of `chain` straight into the log and its search projection, as the
 /// writer and the projector do (faster than appending one by one).
 async fn written(store: &Store, chain: &str, n: usize) {

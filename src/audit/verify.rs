@@ -272,7 +272,9 @@ async fn walk(
 
 /// Waits for a batch's check: the first record whose hash does not match, if any; else,
 /// when `compare_too`, the first place where the projection's rows for the batch do not say
-/// what its bodies say.
+/// what its bodies say. The projection's rows for the batch's positions are read while the
+/// check runs, up to [`SIDE_ROWS_READ`] side rows a record; only when a table has more than
+/// that are they read again after it, as many as the bodies call for ([`compare`]).
 async fn settle(
     store: &Store,
     chain: &Arc<str>,
@@ -283,16 +285,34 @@ async fn settle(
     let Some(checking) = checking else {
         return Ok((None, None));
     };
-    let done = checking.finish(chain).await;
+    if !compare_too {
+        let done = checking.finish(chain).await;
+        return Ok((done.hash, None));
+    }
+    let (from, to) = (checking.from, checking.to);
+    let side = limit(checking.records.saturating_mul(SIDE_ROWS_READ));
+    let limits = (limit(checking.records), side, side);
+    let (done, read) = tokio::join!(
+        checking.finish(chain),
+        store.audit_projection_range(chain, from, to, limits)
+    );
     if done.hash.is_some() {
         return Ok((done.hash, None));
     }
-    let found = if compare_too {
-        compare(store, chain, mark, &done).await?
-    } else {
-        None
-    };
+    let read = read?;
+    let whole = read.sources.len() < side as usize && read.agreements.len() < side as usize;
+    let found = compare(store, chain, mark, &done, whole.then_some(read)).await?;
     Ok((None, found))
+}
+
+/// Side rows (of disclosing sources, and of agreements) read for each record of a batch
+/// while its check runs: more than any record's body calls for in practice (a source or
+/// agreement is named once however many resources it disclosed).
+const SIDE_ROWS_READ: usize = 8;
+
+/// A read's limit: one row more than `n`, so that a row too many is seen.
+fn limit(n: usize) -> u32 {
+    u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX)
 }
 
 /// A batch whose hashes are being checked on one blocking thread and whose bodies are being
@@ -300,6 +320,8 @@ async fn settle(
 struct Checking {
     from: i64,
     to: i64,
+    /// How many records the batch holds.
+    records: usize,
     hashing: tokio::task::JoinHandle<Option<Broken>>,
     reading: tokio::task::JoinHandle<Vec<(i64, Option<Columns>)>>,
 }
@@ -324,6 +346,7 @@ impl Checking {
         to: i64,
         rows: ChainRecords,
     ) -> Checking {
+        let records = rows.len();
         let rows = Arc::new(rows);
         let hashing = {
             let (key, chain, rows) = (key.clone(), chain.clone(), rows.clone());
@@ -335,6 +358,7 @@ impl Checking {
         Checking {
             from,
             to,
+            records,
             hashing,
             reading,
         }
@@ -417,18 +441,19 @@ fn said(body: &str) -> Option<Columns> {
     })
 }
 
-/// Reads the search projection's rows for a checked batch's positions (in one statement, so
-/// one snapshot) and compares them with what its bodies say. Each read is bounded: at most
-/// one search row more than the batch has records, and one side row more than all its
-/// bodies call for (a row past that is one too many, and the first wrong position is among
-/// those read).
+/// Compares the search projection's rows for a checked batch's positions (read in one
+/// statement, so one snapshot) with what its bodies say: `read`, the rows read while the
+/// check ran when no table had more than that read took, or else rows read now. Each read is
+/// bounded: at most one search row more than the batch has records, and (read now) one side
+/// row more than all its bodies call for (a row past that is one too many, and the first
+/// wrong position is among those read).
 async fn compare(
     store: &Store,
     chain: &Arc<str>,
     mark: Option<i64>,
     checked: &Checked,
+    read: Option<crate::store::ProjectionRange>,
 ) -> Result<Option<Broken>, AuditError> {
-    let limit = |n: usize| u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX);
     let called_for = |values: fn(&Columns) -> &Vec<String>| -> usize {
         checked
             .said
@@ -436,18 +461,23 @@ async fn compare(
             .filter_map(|(_, said)| said.as_ref().map(|c| values(c).len()))
             .sum()
     };
-    let range = store
-        .audit_projection_range(
-            chain,
-            checked.from,
-            checked.to,
-            (
-                limit(checked.said.len()),
-                limit(called_for(|c| &c.sources)),
-                limit(called_for(|c| &c.agreements)),
-            ),
-        )
-        .await?;
+    let range = match read {
+        Some(range) => range,
+        None => {
+            store
+                .audit_projection_range(
+                    chain,
+                    checked.from,
+                    checked.to,
+                    (
+                        limit(checked.said.len()),
+                        limit(called_for(|c| &c.sources)),
+                        limit(called_for(|c| &c.agreements)),
+                    ),
+                )
+                .await?
+        }
+    };
     Ok(first_disagreement(
         &checked.said,
         mark,
