@@ -242,7 +242,10 @@ async fn side_rows_past_the_first_read_are_read_again_and_named() {
     let broken = check(&store).await.expect_err("extra side rows");
     assert_eq!(broken.chain, log.chain());
     assert_eq!(broken.seq, 4, "{broken}");
-    assert!(broken.problem.contains("sources and agreements"), "{broken}");
+    assert!(
+        broken.problem.contains("sources and agreements"),
+        "{broken}"
+    );
 }
 
 /// Writes records 0..n of `chain` straight into the log and its search projection, as the

@@ -239,7 +239,11 @@ async fn walk(
         }
         let last = last.map(|(seq, hash)| (seq, hash.to_owned()));
         place = last;
-        let to = rows.len().checked_sub(1).and_then(|i| rows.get(i)).map(|row| row.seq);
+        let to = rows
+            .len()
+            .checked_sub(1)
+            .and_then(|i| rows.get(i))
+            .map(|row| row.seq);
         in_flight = to.map(|to| Checking::start(key, chain, from, to, rows));
         progress(Progress {
             chain,
@@ -339,13 +343,7 @@ struct Checked {
 }
 
 impl Checking {
-    fn start(
-        key: &AuditKey,
-        chain: &Arc<str>,
-        from: i64,
-        to: i64,
-        rows: ChainRecords,
-    ) -> Checking {
+    fn start(key: &AuditKey, chain: &Arc<str>, from: i64, to: i64, rows: ChainRecords) -> Checking {
         let records = rows.len();
         let rows = Arc::new(rows);
         let hashing = {
