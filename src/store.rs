@@ -2,7 +2,7 @@
 //! people and their links to each source. Migrations live under `migrations/sqlite` and
 //! `migrations/postgres` and are compiled into the binary. One file per table family:
 //! `people` (persons and their links), `consent` (sharing choices), `audit` (the audit log's
-//! records and signed heads), `audit_search` (its search), `console` (the IG console's
+//! records and signed heads), `audit_verify` (what `audit verify` reads), `audit_search` (its search), `console` (the IG console's
 //! sessions and sign-ins under way), `review` (break-glass reviews and their queue) and
 //! `fleet` (the instances sharing the store), `held` (what `kind = "store"` sources keep), `locator` (the record locator's index of who
 //! holds which NHS numbers, and each source's sync); `notify` hears the changes other instances
@@ -73,6 +73,7 @@ macro_rules! audit_select {
 mod audit;
 mod audit_search;
 mod audit_stats;
+mod audit_verify;
 mod consent;
 mod console;
 mod fleet;
@@ -82,11 +83,10 @@ pub mod notify;
 mod people;
 mod review;
 
-pub use audit::{
-    AuditLane, ChainRecord, Columns, Projection, ProjectionRange, Record, Row, SignedHead,
-};
+pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditScope, AuditSpan};
 pub use audit_stats::{AuditCount, ChainHead, DAY_US};
+pub use audit_verify::{ChainRecord, ChainRecords, ProjectionRange};
 pub use consent::ConsentRecord;
 pub use console::{ConsoleSession, PendingLogin};
 pub use fleet::{Instance, MAX_INSTANCES};

@@ -201,6 +201,53 @@ async fn each_kind_of_tampering_is_found_at_the_right_record() {
     }
 }
 
+/// `audit verify` reads a batch of records as one text (each record's position and the
+/// lengths of its parts, then the parts): a body rewritten to look like that framing, or
+/// holding characters of several bytes, is still a change to that one record, found there.
+#[tokio::test]
+async fn a_body_that_looks_like_the_batch_framing_is_found_at_its_record() {
+    for sql in [
+        "UPDATE audit_records SET body = '0:64:64:2:' || prev_hash || hash || '{}' WHERE seq = 5",
+        "UPDATE audit_records SET body = replace(body, 'staff', 'stäff:9:9:9:😀') WHERE seq = 5",
+        "UPDATE audit_records SET body = '' WHERE seq = 5",
+    ] {
+        let (_dir, store) = store().await;
+        let log = filled(&store, 12).await;
+        assert_eq!(check(&store).await.map(|v| v.records), Ok(12), "{sql}");
+        exec(&store, sql).await;
+        exec(
+            &store,
+            "UPDATE audit_records SET body = body || ':1:1:1:' WHERE seq = 9",
+        )
+        .await;
+        let broken = check(&store).await.expect_err(sql);
+        assert_eq!(broken.chain, log.chain(), "{sql}");
+        assert_eq!(broken.seq, 5, "{sql}: {broken}");
+        assert!(broken.problem.contains("modified"), "{sql}: {broken}");
+    }
+}
+
+/// `audit verify` reads a batch's side rows while it checks the batch, up to a bound a
+/// record; past that bound it reads them again, as many as the bodies call for, and the
+/// record they were added to is still the one named.
+#[tokio::test]
+async fn side_rows_past_the_first_read_are_read_again_and_named() {
+    let (_dir, store) = store().await;
+    let log = filled(&store, 12).await;
+    exec(
+        &store,
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 199) INSERT INTO audit_search_agreements (chain, seq, agreement, recorded_us) SELECT s.chain, s.seq, 'x' || n.i, s.recorded_us FROM n, audit_search s WHERE s.seq = 4",
+    )
+    .await;
+    let broken = check(&store).await.expect_err("extra side rows");
+    assert_eq!(broken.chain, log.chain());
+    assert_eq!(broken.seq, 4, "{broken}");
+    assert!(
+        broken.problem.contains("sources and agreements"),
+        "{broken}"
+    );
+}
+
 /// Writes records 0..n of `chain` straight into the log and its search projection, as the
 /// writer and the projector do (faster than appending one by one).
 async fn written(store: &Store, chain: &str, n: usize) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::heads::SignedHead;
 use super::{AuditError, AuditKey, Columns, GENESIS};
-use crate::store::{ChainRecord, Store};
+use crate::store::{ChainRecord, ChainRecords, Store};
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,24 +218,32 @@ async fn walk(
         }
         let rows = rows?;
         let more = rows.len() == CHECK_BATCH;
+        // The last position and hash walked, borrowed until the batch's end.
+        let mut last = place.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
         for (i, row) in rows.iter().enumerate() {
-            if let Some(problem) = step(&place, row, &heads) {
+            if let Some(problem) = step(last, &row, &heads) {
                 // Anything earlier in the batch that fails its hash check is the first
                 // problem (earlier batches were checked already).
-                let earlier = check(key, chain, &rows[..i]);
+                let earlier = check(key, chain, rows.slice(0..i));
                 return Ok(Err(earlier.unwrap_or(Broken {
                     chain: chain.to_string(),
                     seq: row.seq,
                     problem,
                 })));
             }
-            if place.is_none() {
+            if last.is_none() {
                 verified.chains += 1;
             }
             verified.records += 1;
-            place = Some((row.seq, row.hash.clone()));
+            last = Some((row.seq, row.hash));
         }
-        let to = rows.last().map(|row| row.seq);
+        let last = last.map(|(seq, hash)| (seq, hash.to_owned()));
+        place = last;
+        let to = rows
+            .len()
+            .checked_sub(1)
+            .and_then(|i| rows.get(i))
+            .map(|row| row.seq);
         in_flight = to.map(|to| Checking::start(key, chain, from, to, rows));
         progress(Progress {
             chain,
@@ -268,7 +276,9 @@ async fn walk(
 
 /// Waits for a batch's check: the first record whose hash does not match, if any; else,
 /// when `compare_too`, the first place where the projection's rows for the batch do not say
-/// what its bodies say.
+/// what its bodies say. The projection's rows for the batch's positions are read while the
+/// check runs, up to [`SIDE_ROWS_READ`] side rows a record; only when a table has more than
+/// that are they read again after it, as many as the bodies call for ([`compare`]).
 async fn settle(
     store: &Store,
     chain: &Arc<str>,
@@ -279,24 +289,45 @@ async fn settle(
     let Some(checking) = checking else {
         return Ok((None, None));
     };
-    let done = checking.finish(chain).await;
+    if !compare_too {
+        let done = checking.finish(chain).await;
+        return Ok((done.hash, None));
+    }
+    let (from, to) = (checking.from, checking.to);
+    let side = limit(checking.records.saturating_mul(SIDE_ROWS_READ));
+    let limits = (limit(checking.records), side, side);
+    let (done, read) = tokio::join!(
+        checking.finish(chain),
+        store.audit_projection_range(chain, from, to, limits)
+    );
     if done.hash.is_some() {
         return Ok((done.hash, None));
     }
-    let found = if compare_too {
-        compare(store, chain, mark, &done).await?
-    } else {
-        None
-    };
+    let read = read?;
+    let whole = read.sources.len() < side as usize && read.agreements.len() < side as usize;
+    let found = compare(store, chain, mark, &done, whole.then_some(read)).await?;
     Ok((None, found))
 }
 
-/// A batch whose hashes are being checked and whose bodies are being read on a blocking
-/// thread.
+/// Side rows (of disclosing sources, and of agreements) read for each record of a batch
+/// while its check runs: more than any record's body calls for in practice (a source or
+/// agreement is named once however many resources it disclosed).
+const SIDE_ROWS_READ: usize = 8;
+
+/// A read's limit: one row more than `n`, so that a row too many is seen.
+fn limit(n: usize) -> u32 {
+    u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX)
+}
+
+/// A batch whose hashes are being checked on one blocking thread and whose bodies are being
+/// read on another.
 struct Checking {
     from: i64,
     to: i64,
-    handle: tokio::task::JoinHandle<Checked>,
+    /// How many records the batch holds.
+    records: usize,
+    hashing: tokio::task::JoinHandle<Option<Broken>>,
+    reading: tokio::task::JoinHandle<Vec<(i64, Option<Columns>)>>,
 }
 
 /// What a batch's blocking check found.
@@ -312,27 +343,29 @@ struct Checked {
 }
 
 impl Checking {
-    fn start(
-        key: &AuditKey,
-        chain: &Arc<str>,
-        from: i64,
-        to: i64,
-        rows: Vec<ChainRecord>,
-    ) -> Checking {
-        let (key, chain) = (key.clone(), chain.clone());
-        let handle = tokio::task::spawn_blocking(move || Checked {
+    fn start(key: &AuditKey, chain: &Arc<str>, from: i64, to: i64, rows: ChainRecords) -> Checking {
+        let records = rows.len();
+        let rows = Arc::new(rows);
+        let hashing = {
+            let (key, chain, rows) = (key.clone(), chain.clone(), rows.clone());
+            tokio::task::spawn_blocking(move || check(&key, &chain, rows.iter()))
+        };
+        let reading = tokio::task::spawn_blocking(move || {
+            rows.iter().map(|r| (r.seq, said(r.body))).collect()
+        });
+        Checking {
             from,
             to,
-            hash: check(&key, &chain, &rows),
-            said: rows.iter().map(|r| (r.seq, said(&r.body))).collect(),
-        });
-        Checking { from, to, handle }
+            records,
+            hashing,
+            reading,
+        }
     }
 
     /// The check's outcome (a check that could not run is a problem at the batch's start).
     async fn finish(self, chain: &str) -> Checked {
         let (from, to) = (self.from, self.to);
-        self.handle.await.unwrap_or_else(|e| Checked {
+        let stopped = |e: tokio::task::JoinError| Checked {
             from,
             to,
             hash: Some(Broken {
@@ -341,7 +374,17 @@ impl Checking {
                 problem: format!("the check stopped: {e}"),
             }),
             said: Vec::new(),
-        })
+        };
+        let (hash, said) = tokio::join!(self.hashing, self.reading);
+        match (hash, said) {
+            (Ok(hash), Ok(said)) => Checked {
+                from,
+                to,
+                hash,
+                said,
+            },
+            (Err(e), _) | (_, Err(e)) => stopped(e),
+        }
     }
 }
 
@@ -396,18 +439,19 @@ fn said(body: &str) -> Option<Columns> {
     })
 }
 
-/// Reads the search projection's rows for a checked batch's positions (in one statement, so
-/// one snapshot) and compares them with what its bodies say. Each read is bounded: at most
-/// one search row more than the batch has records, and one side row more than all its
-/// bodies call for (a row past that is one too many, and the first wrong position is among
-/// those read).
+/// Compares the search projection's rows for a checked batch's positions (read in one
+/// statement, so one snapshot) with what its bodies say: `read`, the rows read while the
+/// check ran when no table had more than that read took, or else rows read now. Each read is
+/// bounded: at most one search row more than the batch has records, and (read now) one side
+/// row more than all its bodies call for (a row past that is one too many, and the first
+/// wrong position is among those read).
 async fn compare(
     store: &Store,
     chain: &Arc<str>,
     mark: Option<i64>,
     checked: &Checked,
+    read: Option<crate::store::ProjectionRange>,
 ) -> Result<Option<Broken>, AuditError> {
-    let limit = |n: usize| u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX);
     let called_for = |values: fn(&Columns) -> &Vec<String>| -> usize {
         checked
             .said
@@ -415,18 +459,23 @@ async fn compare(
             .filter_map(|(_, said)| said.as_ref().map(|c| values(c).len()))
             .sum()
     };
-    let range = store
-        .audit_projection_range(
-            chain,
-            checked.from,
-            checked.to,
-            (
-                limit(checked.said.len()),
-                limit(called_for(|c| &c.sources)),
-                limit(called_for(|c| &c.agreements)),
-            ),
-        )
-        .await?;
+    let range = match read {
+        Some(range) => range,
+        None => {
+            store
+                .audit_projection_range(
+                    chain,
+                    checked.from,
+                    checked.to,
+                    (
+                        limit(checked.said.len()),
+                        limit(called_for(|c| &c.sources)),
+                        limit(called_for(|c| &c.agreements)),
+                    ),
+                )
+                .await?
+        }
+    };
     Ok(first_disagreement(
         &checked.said,
         mark,
@@ -581,12 +630,12 @@ fn projection_overreaches(
 /// Why `row` cannot come next after `place` (the last position and hash of its chain, or
 /// none at its start), or is not the record a signed head names there.
 fn step(
-    place: &Option<(i64, String)>,
-    row: &ChainRecord,
+    place: Option<(i64, &str)>,
+    row: &ChainRecord<'_>,
     heads: &BTreeMap<i64, SignedHead>,
 ) -> Option<String> {
     let (expected_seq, expected_prev) = match place {
-        Some((seq, hash)) => (seq.saturating_add(1), hash.as_str()),
+        Some((seq, hash)) => (seq.saturating_add(1), hash),
         None => (0, GENESIS),
     };
     if row.seq != expected_seq {
@@ -609,9 +658,13 @@ fn step(
 }
 
 /// The first record of `rows` whose keyed hash does not match its content.
-fn check(key: &AuditKey, chain: &str, rows: &[ChainRecord]) -> Option<Broken> {
-    rows.iter().find_map(|row| {
-        (key.hash(chain, row.seq, &row.prev_hash, &row.body) != row.hash).then(|| Broken {
+fn check<'a>(
+    key: &AuditKey,
+    chain: &str,
+    mut rows: impl Iterator<Item = ChainRecord<'a>>,
+) -> Option<Broken> {
+    rows.find_map(|row| {
+        (key.hash(chain, row.seq, row.prev_hash, row.body) != row.hash).then(|| Broken {
             chain: chain.to_owned(),
             seq: row.seq,
             problem: "its content was modified (hash mismatch)".to_owned(),

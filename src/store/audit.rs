@@ -72,65 +72,6 @@ pub struct Projection {
     pub columns: Columns,
 }
 
-/// A record of one chain as `audit verify` reads it, a batch at a time (the chain is the
-/// caller's, not repeated on every row).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainRecord {
-    /// Position in the chain.
-    pub seq: i64,
-    /// The body's canonical encoding.
-    pub body: String,
-    /// The previous record's hash.
-    pub prev_hash: String,
-    /// This record's keyed hash.
-    pub hash: String,
-}
-
-/// A row read by [`json_rows`]: its position comes first.
-trait Positioned {
-    fn position(&self) -> i64;
-}
-
-impl<A, B> Positioned for (i64, A, B) {
-    fn position(&self) -> i64 {
-        self.0
-    }
-}
-
-impl<A, B, C, D, E, F, G> Positioned for (i64, A, B, C, D, E, F, G) {
-    fn position(&self) -> i64 {
-        self.0
-    }
-}
-
-/// The search projection's rows over a range of a chain's positions, as
-/// [`Store::audit_projection_range`] reads them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProjectionRange {
-    /// Search rows: position and columns (`sources` and `agreements` empty).
-    pub search: Vec<(i64, Columns)>,
-    /// Rows of `audit_search_sources`: position, source, recorded_us.
-    pub sources: Vec<(i64, String, i64)>,
-    /// Rows of `audit_search_agreements`: position, agreement, recorded_us.
-    pub agreements: Vec<(i64, String, i64)>,
-}
-
-/// Rows read as one JSON array that the database built (`text`; none for no rows), in
-/// order of position: three tables' rows in one statement, so in one snapshot. The array
-/// holds no more rows than its query's LIMIT lets through.
-fn json_rows<T: serde::de::DeserializeOwned + Positioned>(
-    text: Option<String>,
-    table: &'static str,
-) -> Result<Vec<T>, StoreError> {
-    let mut rows: Vec<T> = serde_json::from_str(text.as_deref().unwrap_or("[]"))
-        .map_err(|_| StoreError::Corrupt(table))?;
-    // INVARIANT: the array is in order of position (its query orders it); sorting what is
-    // sorted is one pass, and keeps the order whatever a database does with an aggregate's
-    // input.
-    rows.sort_by_key(Positioned::position);
-    Ok(rows)
-}
-
 /// A chain's head, signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedHead {
@@ -318,6 +259,45 @@ fn side_rows(
         .collect()
 }
 
+/// Inserts records into the log on PostgreSQL, in one statement (committed on its own when
+/// `executor` is the pool). One statement text whatever the batch's size, so it is prepared
+/// once per connection.
+async fn postgres_insert<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    records: &[Record],
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_records (chain, seq, body, prev_hash, hash) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[])")
+        .bind(records.iter().map(|r| r.chain.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.prev_hash.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// `items` in pieces of `most` (a power of two) and then of ever smaller powers of two, for
+/// multi-row inserts on SQLite: a batch of any size is written by statements of at most
+/// `log2(most) + 1` shapes, which the connection keeps prepared, instead of a statement of
+/// its own size parsed and planned again for almost every batch.
+fn pieces<T>(items: &[T], most: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = if rest.len() >= most {
+            most
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (piece, after) = rest.split_at(size);
+        rest = after;
+        Some(piece)
+    })
+}
+
 /// [`Store::append_audit`] on one SQLite connection.
 async fn sqlite_append(
     conn: &mut sqlx::SqliteConnection,
@@ -325,7 +305,7 @@ async fn sqlite_append(
 ) -> Result<(), StoreError> {
     use sqlx::Connection;
     let mut tx = conn.begin().await?;
-    for chunk in records.chunks(512) {
+    for chunk in pieces(records, 512) {
         let mut insert = sqlx::QueryBuilder::new(
             "INSERT INTO audit_records (chain, seq, body, prev_hash, hash) ",
         );
@@ -343,15 +323,41 @@ async fn sqlite_append(
     Ok(())
 }
 
-/// [`Store::project_audit`] on one SQLite connection.
+/// [`Store::project_audit`] on one SQLite connection. With `unsynced` (only on the audit
+/// lane's kept connection, which is closed after any write that does not end well) its
+/// commit does not wait for the disk (`synchronous=NORMAL`, put back to FULL after): the
+/// projection can be rebuilt from the log, a lost projection commit takes its mark's move
+/// with it (so `project_pending` projects those records again), and the log's next commit
+/// (FULL) syncs the write-ahead log with every frame before it.
 async fn sqlite_project(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &[Projection],
+    runs: &[(&str, i64, i64)],
+    unsynced: bool,
+) -> Result<(), StoreError> {
+    if unsynced {
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        sqlite_project_tx(conn, rows, runs).await?;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    } else {
+        sqlite_project_tx(conn, rows, runs).await
+    }
+}
+
+/// The transaction of [`sqlite_project`].
+async fn sqlite_project_tx(
     conn: &mut sqlx::SqliteConnection,
     rows: &[Projection],
     runs: &[(&str, i64, i64)],
 ) -> Result<(), StoreError> {
     use sqlx::Connection;
     let mut tx = conn.begin().await?;
-    for chunk in rows.chunks(512) {
+    for chunk in pieces(rows, 512) {
         let mut insert = sqlx::QueryBuilder::new(
             "INSERT INTO audit_search (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review) ",
         );
@@ -372,7 +378,7 @@ async fn sqlite_project(
     }
     for side in &SIDE_TABLES {
         let values = side_rows(rows, side.values);
-        for chunk in values.chunks(1024) {
+        for chunk in pieces(&values, 1024) {
             let mut insert = sqlx::QueryBuilder::new(side.sqlite);
             insert.push_values(chunk, |mut row, (chain, seq, value, recorded_us)| {
                 row.push_bind(*chain)
@@ -402,6 +408,9 @@ async fn sqlite_project(
 pub struct AuditLane {
     store: Store,
     kept: Option<Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>>,
+    /// The chain this lane has named in `audit_projected` in a committed append (on
+    /// PostgreSQL, where naming it again costs every append two more round trips).
+    named: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// A connection of the lane's own, beside the pool (it does not take one of the pool's
@@ -415,7 +424,11 @@ impl AuditLane {
     /// The lane into `store`.
     pub fn new(store: Store) -> AuditLane {
         let kept = matches!(store, Store::Sqlite(_)).then(Arc::default);
-        AuditLane { store, kept }
+        AuditLane {
+            store,
+            kept,
+            named: Arc::default(),
+        }
     }
 
     /// The store.
@@ -423,14 +436,36 @@ impl AuditLane {
         &self.store
     }
 
-    /// [`Store::append_audit`] in turn.
+    /// [`Store::append_audit`] in turn. On PostgreSQL, once the lane's chain is named (by its
+    /// first append, which is [`Store::append_audit`]'s transaction), an append is one
+    /// statement, committed on its own: one round trip instead of four (begin, insert, name,
+    /// commit), and committed exactly as before (`synchronous_commit` on).
     pub async fn append(&self, records: &[Record]) -> Result<(), StoreError> {
         match (&self.store, &self.kept) {
             (Store::Sqlite(pool), Some(kept)) => {
                 in_turn(pool, kept, async |conn| sqlite_append(conn, records).await).await
             }
-            _ => self.store.append_audit(records).await,
+            (Store::Postgres(pool), _) if !records.is_empty() && self.is_named(records) => {
+                postgres_insert(pool, records).await
+            }
+            _ => {
+                self.store.append_audit(records).await?;
+                if let ([first, ..], Ok(mut named)) = (records, self.named.lock()) {
+                    *named = Some(first.chain.clone());
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// Whether every record is of the chain this lane has named already.
+    fn is_named(&self, records: &[Record]) -> bool {
+        let Ok(named) = self.named.lock() else {
+            return false;
+        };
+        named
+            .as_deref()
+            .is_some_and(|chain| records.iter().all(|r| r.chain == chain))
     }
 
     /// [`Store::project_audit`] in turn.
@@ -438,7 +473,7 @@ impl AuditLane {
         match (&self.store, &self.kept) {
             (Store::Sqlite(pool), Some(kept)) => {
                 in_turn(pool, kept, async |conn| {
-                    sqlite_project(conn, rows, &runs(rows)).await
+                    sqlite_project(conn, rows, &runs(rows), true).await
                 })
                 .await
             }
@@ -477,15 +512,7 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                // One statement text whatever the batch's size, so it is prepared once.
-                sqlx::query("INSERT INTO audit_records (chain, seq, body, prev_hash, hash) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[])")
-                    .bind(records.iter().map(|r| r.chain.as_str()).collect::<Vec<_>>())
-                    .bind(records.iter().map(|r| r.seq).collect::<Vec<_>>())
-                    .bind(records.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
-                    .bind(records.iter().map(|r| r.prev_hash.as_str()).collect::<Vec<_>>())
-                    .bind(records.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
-                    .execute(&mut *tx)
-                    .await?;
+                postgres_insert(&mut *tx, records).await?;
                 name_chains(&mut tx, &chains(records)).await?;
                 tx.commit().await?;
             }
@@ -508,6 +535,12 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                // The projection can be rebuilt from the log: its commit need not wait for
+                // the disk. A lost commit takes its mark's move with it, and the log's next
+                // commit (synchronous) flushes the write-ahead log past it.
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
                 let text = |f: fn(&Columns) -> Option<&str>| {
                     rows.iter().map(|p| f(&p.columns)).collect::<Vec<_>>()
                 };
@@ -540,7 +573,7 @@ impl Store {
                 tx.commit().await?;
             }
             Store::Sqlite(pool) => {
-                sqlite_project(&mut *pool.acquire().await?, rows, &runs).await?;
+                sqlite_project(&mut *pool.acquire().await?, rows, &runs, false).await?;
             }
         }
         Ok(())
@@ -602,147 +635,6 @@ impl Store {
             .map_ok(record)
             .map_err(StoreError::from)
             .boxed())
-    }
-
-    /// Every chain the log, its search projection or the projection's side tables name, in
-    /// the store's order of chains (the order `audit verify` walks them in). Read by skipping
-    /// along each table's key, one look-up per chain, not by reading every row.
-    pub async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
-        const SQL: &str = "WITH RECURSIVE \
-            r(chain) AS (SELECT min(chain) FROM audit_records UNION ALL SELECT (SELECT min(x.chain) FROM audit_records x WHERE x.chain > r.chain) FROM r WHERE r.chain IS NOT NULL), \
-            s(chain) AS (SELECT min(chain) FROM audit_search UNION ALL SELECT (SELECT min(x.chain) FROM audit_search x WHERE x.chain > s.chain) FROM s WHERE s.chain IS NOT NULL), \
-            d(chain) AS (SELECT min(chain) FROM audit_search_sources UNION ALL SELECT (SELECT min(x.chain) FROM audit_search_sources x WHERE x.chain > d.chain) FROM d WHERE d.chain IS NOT NULL), \
-            a(chain) AS (SELECT min(chain) FROM audit_search_agreements UNION ALL SELECT (SELECT min(x.chain) FROM audit_search_agreements x WHERE x.chain > a.chain) FROM a WHERE a.chain IS NOT NULL) \
-            SELECT chain FROM r WHERE chain IS NOT NULL UNION SELECT chain FROM s WHERE chain IS NOT NULL \
-            UNION SELECT chain FROM d WHERE chain IS NOT NULL UNION SELECT chain FROM a WHERE chain IS NOT NULL \
-            ORDER BY chain";
-        let chains: Vec<String> =
-            with_pool!(self, pool => sqlx::query_scalar(SQL).fetch_all(pool).await?);
-        Ok(chains)
-    }
-
-    /// Up to `limit` records of `chain` at positions from `from` on, in order. Read row by
-    /// row: read as one JSON array (as the projection's rows are), a batch of bodies was
-    /// twice as slow on SQLite (`benches/README.md`).
-    pub async fn audit_chain_records(
-        &self,
-        chain: &str,
-        from: i64,
-        limit: u32,
-    ) -> Result<Vec<ChainRecord>, StoreError> {
-        const SQL: &str = "SELECT seq, body, prev_hash, hash FROM audit_records WHERE chain = $1 AND seq >= $2 ORDER BY seq LIMIT $3";
-        let rows: Vec<(i64, String, String, String)> = with_pool!(self, pool => sqlx::query_as(SQL)
-            .bind(chain)
-            .bind(from)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?);
-        Ok(rows
-            .into_iter()
-            .map(|(seq, body, prev_hash, hash)| ChainRecord {
-                seq,
-                body,
-                prev_hash,
-                hash,
-            })
-            .collect())
-    }
-
-    /// The search projection's rows for `chain` at positions in `[from, to]`, read in one
-    /// statement (so in one snapshot: the projector writes a record's search row and side
-    /// rows in one transaction), each in order of position: up to `limits.0` search rows
-    /// (their `sources` and `agreements` left empty), up to `limits.1` rows of
-    /// `audit_search_sources` and up to `limits.2` of `audit_search_agreements`.
-    pub async fn audit_projection_range(
-        &self,
-        chain: &str,
-        from: i64,
-        to: i64,
-        limits: (u32, u32, u32),
-    ) -> Result<ProjectionRange, StoreError> {
-        const SQLITE: &str = "SELECT \
-            (SELECT json_group_array(json_array(seq, recorded_us, person_id, user_id, org, purpose, outcome, review)) FROM (SELECT * FROM audit_search WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4)), \
-            (SELECT json_group_array(json_array(seq, source, recorded_us)) FROM (SELECT seq, source, recorded_us FROM audit_search_sources WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $5)), \
-            (SELECT json_group_array(json_array(seq, agreement, recorded_us)) FROM (SELECT seq, agreement, recorded_us FROM audit_search_agreements WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $6))";
-        const POSTGRES: &str = "SELECT \
-            (SELECT coalesce(json_agg(json_build_array(seq, recorded_us, person_id, user_id, org, purpose, outcome, review) ORDER BY seq), '[]')::text FROM (SELECT * FROM audit_search WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4) t), \
-            (SELECT coalesce(json_agg(json_build_array(seq, source, recorded_us) ORDER BY seq), '[]')::text FROM (SELECT seq, source, recorded_us FROM audit_search_sources WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $5) t), \
-            (SELECT coalesce(json_agg(json_build_array(seq, agreement, recorded_us) ORDER BY seq), '[]')::text FROM (SELECT seq, agreement, recorded_us FROM audit_search_agreements WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $6) t)";
-        type Texts = (Option<String>, Option<String>, Option<String>);
-        macro_rules! read {
-            ($pool:expr, $sql:expr) => {
-                sqlx::query_as::<_, Texts>($sql)
-                    .bind(chain)
-                    .bind(from)
-                    .bind(to)
-                    .bind(i64::from(limits.0))
-                    .bind(i64::from(limits.1))
-                    .bind(i64::from(limits.2))
-                    .fetch_one($pool)
-                    .await?
-            };
-        }
-        let (search, sources, agreements) = match self {
-            Store::Sqlite(pool) => read!(pool, SQLITE),
-            Store::Postgres(pool) => read!(pool, POSTGRES),
-        };
-        type SearchRow = (
-            i64,
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            String,
-            Option<String>,
-        );
-        let search: Vec<SearchRow> = json_rows(search, "audit_search")?;
-        Ok(ProjectionRange {
-            search: search
-                .into_iter()
-                .map(
-                    |(seq, recorded_us, person, user, org, purpose, outcome, review)| {
-                        (
-                            seq,
-                            Columns {
-                                recorded_us,
-                                person,
-                                user,
-                                org,
-                                purpose,
-                                outcome,
-                                review,
-                                sources: Vec::new(),
-                                agreements: Vec::new(),
-                            },
-                        )
-                    },
-                )
-                .collect(),
-            sources: json_rows(sources, "audit_search_sources")?,
-            agreements: json_rows(agreements, "audit_search_agreements")?,
-        })
-    }
-
-    /// From position `from` on in `chain`, in one statement: the first search row whose
-    /// record the log does not hold, and the first row of disclosing sources or agreements
-    /// whose record has no search row. Past a chain's last record read, rows of records
-    /// appended since (and projected with them) are not counted.
-    pub async fn audit_projection_strays(
-        &self,
-        chain: &str,
-        from: i64,
-    ) -> Result<(Option<i64>, Option<i64>), StoreError> {
-        const SQL: &str = "SELECT \
-            (SELECT min(s.seq) FROM audit_search s WHERE s.chain = $1 AND s.seq >= $2 AND NOT EXISTS (SELECT 1 FROM audit_records r WHERE r.chain = s.chain AND r.seq = s.seq)), \
-            (SELECT min(x.seq) FROM (SELECT d.seq FROM audit_search_sources d WHERE d.chain = $1 AND d.seq >= $2 AND NOT EXISTS (SELECT 1 FROM audit_search s WHERE s.chain = d.chain AND s.seq = d.seq) \
-                UNION ALL SELECT a.seq FROM audit_search_agreements a WHERE a.chain = $1 AND a.seq >= $2 AND NOT EXISTS (SELECT 1 FROM audit_search s WHERE s.chain = a.chain AND s.seq = a.seq)) x)";
-        let found: (Option<i64>, Option<i64>) = with_pool!(self, pool => sqlx::query_as(SQL)
-            .bind(chain)
-            .bind(from)
-            .fetch_one(pool)
-            .await?);
-        Ok(found)
     }
 
     /// Audit rows of `sql` (an [`audit_select!`] query) with `binds` as `$1`, `$2`, …,
