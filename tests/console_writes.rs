@@ -158,25 +158,25 @@ async fn the_console_shows_writes_and_refused_writes() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     for (record, words, outcome) in [
         (
-            &create_intent_id,
+            create_intent_id,
             "about to create CarePlan (recorded before it was sent)",
             "pending (102)",
         ),
-        (&create_id, "created CarePlan", "success (201)"),
+        (create_id, "created CarePlan", "success (201)"),
         (
-            &update_intent_id,
+            update_intent_id,
             "about to update CarePlan (recorded before it was sent)",
             "pending (102)",
         ),
-        (&update_id, "updated CarePlan", "success (200)"),
-        (&refused_id, "tried to create Goal", "refused (403)"),
+        (update_id, "updated CarePlan", "success (200)"),
+        (refused_id, "tried to create Goal", "refused (403)"),
     ] {
         let r = row(&page.body, record);
         assert!(r.contains(&format!("<td>{words}</td>")), "{words}: {r}");
         assert!(r.contains(&format!("<td>{outcome}</td>")), "{outcome}: {r}");
     }
     assert!(
-        row(&page.body, &update_id).contains("nurse-1"),
+        row(&page.body, update_id).contains("nurse-1"),
         "who wrote it"
     );
 
@@ -187,15 +187,12 @@ async fn the_console_shows_writes_and_refused_writes() {
     assert_eq!(search.status, StatusCode::OK, "{}", search.body);
     for (record, what) in [
         (
-            &create_intent_id,
+            create_intent_id,
             "POST /fhir/{type}: create CarePlan, intent",
         ),
-        (&create_id, "POST /fhir/{type}: create CarePlan, outcome"),
-        (
-            &update_id,
-            "PUT /fhir/{type}/{id}: update CarePlan, outcome",
-        ),
-        (&refused_id, "POST /fhir/{type}: create Goal, outcome"),
+        (create_id, "POST /fhir/{type}: create CarePlan, outcome"),
+        (update_id, "PUT /fhir/{type}/{id}: update CarePlan, outcome"),
+        (refused_id, "POST /fhir/{type}: create Goal, outcome"),
     ] {
         let r = row(&search.body, record);
         assert!(r.contains(&format!("<code>{what}</code>")), "{what}: {r}");
@@ -207,7 +204,7 @@ async fn the_console_shows_writes_and_refused_writes() {
         ))
         .await;
     assert_eq!(only_refused.status, StatusCode::OK, "{}", only_refused.body);
-    assert!(row(&only_refused.body, &refused_id).contains("refused (403)"));
+    assert!(row(&only_refused.body, refused_id).contains("refused (403)"));
     assert!(
         !only_refused
             .body
