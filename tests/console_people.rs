@@ -20,7 +20,7 @@ const BEN: &str = "9996656063";
 const REASON: &str = "<b>collapsed</b> in clinic";
 
 /// Every stored record, newest first, with its id.
-async fn stored(app: &TestApp) -> Vec<(String, Body)> {
+pub(crate) async fn stored(app: &TestApp) -> Vec<(String, Body)> {
     let store = app.state.door.federation().store();
     let rows: Vec<concord::audit::Record> = store.audit_rows().try_collect().await.expect("rows");
     let mut out: Vec<(i64, String, i64, Body)> = rows
@@ -126,7 +126,13 @@ async fn walk(app: &TestApp, v: &mut Visitor, first: &str) -> (Vec<String>, Vec<
 }
 
 /// An IG lead of `org` with `role`, signed in.
-async fn lead(app: &TestApp, idp: &OidcProvider, sub: &str, org: &str, role: &str) -> Visitor {
+pub(crate) async fn lead(
+    app: &TestApp,
+    idp: &OidcProvider,
+    sub: &str,
+    org: &str,
+    role: &str,
+) -> Visitor {
     let mut user = ig_lead();
     user.insert("sub".into(), sub.into());
     user.insert("org".into(), org.into());

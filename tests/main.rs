@@ -32,6 +32,7 @@ mod console_browser_review;
 mod console_health;
 mod console_people;
 mod console_review;
+mod console_writes;
 mod demo;
 mod errors;
 mod failures;

@@ -128,7 +128,7 @@ use concord::disclose::PLAN_EXTENSION;
 /// Agreements for the write tests: the care team (GP, community nurses, the region) reads
 /// everything and writes plans, goals and alerts; social workers read only; the person reads
 /// their record and adds and updates their own goals.
-fn write_policies() -> Policies {
+pub(crate) fn write_policies() -> Policies {
     write_policies_with("")
 }
 
@@ -160,7 +160,7 @@ fn write_policies_with(portal_extra: &str) -> Policies {
 }
 
 /// The region's own source, taking every write that belongs nowhere else.
-fn region_default() -> Spec {
+pub(crate) fn region_default() -> Spec {
     Spec {
         id: "region",
         name: "Northshire shared care record",
@@ -172,7 +172,7 @@ fn region_default() -> Spec {
 }
 
 /// Staff of `org` in `role`, who may write plans, goals and alerts by their scopes.
-fn staff(app: &TestApp, org: &str, role: &str) -> String {
+pub(crate) fn staff(app: &TestApp, org: &str, role: &str) -> String {
     app.token_with(&[
         ("org", json!(org)),
         ("role", json!(role)),
@@ -205,10 +205,10 @@ fn ig_lead(app: &TestApp) -> String {
     ])
 }
 
-struct Sent {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
+pub(crate) struct Sent {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Value,
 }
 
 /// Sends `body` (raw bytes) with `method` to `path` as `token`, with `If-Match` when given.
@@ -241,7 +241,7 @@ async fn send_raw(
     }
 }
 
-async fn post(app: &TestApp, token: &str, resource: &Value) -> Sent {
+pub(crate) async fn post(app: &TestApp, token: &str, resource: &Value) -> Sent {
     let t = resource["resourceType"].as_str().expect("type").to_owned();
     send_raw(
         app,
@@ -254,7 +254,12 @@ async fn post(app: &TestApp, token: &str, resource: &Value) -> Sent {
     .await
 }
 
-async fn put(app: &TestApp, token: &str, resource: &Value, if_match: Option<&str>) -> Sent {
+pub(crate) async fn put(
+    app: &TestApp,
+    token: &str,
+    resource: &Value,
+    if_match: Option<&str>,
+) -> Sent {
     let path = format!(
         "{}/{}",
         resource["resourceType"].as_str().expect("type"),
@@ -271,7 +276,7 @@ async fn put(app: &TestApp, token: &str, resource: &Value, if_match: Option<&str
     .await
 }
 
-async fn read_as(app: &TestApp, token: &str, path: &str) -> Sent {
+pub(crate) async fn read_as(app: &TestApp, token: &str, path: &str) -> Sent {
     let response = app
         .client
         .get(format!("{}/{path}", app.base))
@@ -290,7 +295,7 @@ async fn read_as(app: &TestApp, token: &str, path: &str) -> Sent {
     }
 }
 
-fn etag(sent: &Sent) -> String {
+pub(crate) fn etag(sent: &Sent) -> String {
     sent.headers
         .get("etag")
         .and_then(|v| v.to_str().ok())
@@ -298,7 +303,7 @@ fn etag(sent: &Sent) -> String {
         .to_owned()
 }
 
-fn goal(person: &str, text: &str, plan: Option<&str>) -> Value {
+pub(crate) fn goal(person: &str, text: &str, plan: Option<&str>) -> Value {
     let mut goal = json!({
         "resourceType": "Goal",
         "lifecycleStatus": "active",
@@ -311,7 +316,7 @@ fn goal(person: &str, text: &str, plan: Option<&str>) -> Value {
     goal
 }
 
-fn new_plan(person: &str, title: &str) -> Value {
+pub(crate) fn new_plan(person: &str, title: &str) -> Value {
     json!({
         "resourceType": "CarePlan", "status": "active", "intent": "plan", "title": title,
         "subject": {"reference": format!("Patient/{person}")}

@@ -8,7 +8,8 @@ use super::form_errors::{self, Mistake};
 use super::html::Html;
 use super::pages::layout;
 use super::review::Standing;
-use crate::audit::{Body, Row};
+use crate::audit::unsettled::WRITE_SETTLED;
+use crate::audit::{Body, Row, WRITE_INTENT, WRITE_OUTCOME, Written};
 use crate::store::ConsoleSession;
 
 /// One record as a row of the results.
@@ -52,10 +53,32 @@ impl Listed {
             purpose: b.purpose.clone().unwrap_or_default(),
             outcome: format!("{} ({})", b.outcome, b.status),
             whose,
-            what: format!("{} {}", b.method, b.route),
+            what: what(&b),
             disclosed: b.disclosed.len(),
             withheld: b.withheld,
         }
+    }
+}
+
+/// What a record says was asked: the method and route; for a write, also what it wrote and
+/// which of its two records this is.
+fn what(b: &Body) -> String {
+    let asked = format!("{} {}", b.method, b.route);
+    match &b.write {
+        Some(w) => {
+            let kind = super::person::resource_type(&b.target).unwrap_or("resource");
+            format!("{asked}: {} {kind}, {}", action_word(&w.action), w.stage)
+        }
+        None => asked,
+    }
+}
+
+/// A write's action code in words.
+fn action_word(code: &str) -> &'static str {
+    match code {
+        "C" => "create",
+        "U" => "update",
+        _ => "write",
     }
 }
 
@@ -394,6 +417,9 @@ pub(super) fn record(
             let id = format!("{}.{}", r.chain, r.seq);
             super::review_pages::standing(h, path, &id, review);
         }
+        if let Some(w) = &b.write {
+            written(h, w);
+        }
         disclosed(h, b);
         sources(h, b);
         h.raw("<h2>Place in the audit chain</h2>\n<dl class=\"summary\" id=\"chain\">\n");
@@ -403,6 +429,35 @@ pub(super) fn record(
         item(h, "Hash", &r.hash);
         h.raw("</dl>\n");
     })
+}
+
+/// What a write record holds: which of the write's two records it is, what was written
+/// where, under which rule, and the hash of the bytes sent.
+fn written(h: &mut Html, w: &Written) {
+    h.raw("<h2>What was written</h2>\n<dl class=\"summary\" id=\"write\">\n");
+    let stage = if w.stage == WRITE_INTENT {
+        "intent: recorded before the write was sent to the source"
+    } else if w.stage == WRITE_OUTCOME {
+        "outcome: recorded before the answer"
+    } else if w.stage == WRITE_SETTLED {
+        "settled: found later by reading the source, not the source's answer at the time"
+    } else {
+        w.stage.as_str()
+    };
+    item(h, "Record of the write", stage);
+    item(
+        h,
+        "Action",
+        &format!("{} ({})", w.action, action_word(&w.action)),
+    );
+    item(h, "Resource", opt(w.resource.as_ref()));
+    item(h, "Target source", opt(w.source.as_ref()));
+    item(h, "New version", opt(w.version.as_ref()));
+    item(h, "Version read (If-Match)", opt(w.read_version.as_ref()));
+    item(h, "SHA-256 of what was sent", opt(w.sha256.as_ref()));
+    item(h, "Agreement", opt(w.agreement.as_ref()));
+    item(h, "Rule", opt(w.rule.as_ref()));
+    h.raw("</dl>\n");
 }
 
 fn disclosed(h: &mut Html, b: &Body) {

@@ -24,7 +24,8 @@ use uuid::Uuid;
 use super::Console;
 use super::audit::{Failed, Filters, FormError, position};
 use super::person_pages::{self, Report};
-use crate::audit::{Body, Row};
+use crate::audit::unsettled::SETTLE_ROUTE;
+use crate::audit::{Body, Row, WRITE_INTENT, Written};
 use crate::fhir::NhsNumber;
 use crate::store::ConsoleSession;
 
@@ -103,7 +104,7 @@ pub(super) struct Access {
 }
 
 /// The resource type a recorded target names (`/fhir/{Type}…`), if it looks like one.
-fn resource_type(target: &str) -> Option<&str> {
+pub(super) fn resource_type(target: &str) -> Option<&str> {
     let path = target.split(['?', '#']).next().unwrap_or_default();
     let rest = path.strip_prefix("/fhir/").unwrap_or(path);
     let first = rest.trim_start_matches('/').split('/').next()?;
@@ -123,15 +124,52 @@ pub(super) fn action(b: &Body) -> String {
         PAGE_ROUTE => "viewed this access report".into(),
         PRINT_ROUTE => "viewed this access report (print version)".into(),
         r if r.starts_with("/console") => format!("used the IG console ({r})"),
+        SETTLE_ROUTE => match &b.write {
+            Some(w) => settled(w, &b.outcome),
+            None => format!("{} {SETTLE_ROUTE}", b.method),
+        },
         "/Patient/{id}/$everything" => "the whole record ($everything)".into(),
         "/AuditEvent" => "searched the audit trail".into(),
         "/AuditEvent/{id}" => "read an audit record".into(),
         "/Consent" if write => "recorded a sharing preference".into(),
         "/Consent" => "read sharing preferences".into(),
-        "/{type}" | "/{type}/{id}" if write => format!("wrote {kind}"),
+        "/{type}" | "/{type}/{id}" if write => match &b.write {
+            Some(w) => written(w, kind, &b.outcome),
+            // A record from before writes said what they wrote.
+            None => format!("wrote {kind}"),
+        },
         "/{type}" => format!("searched {kind}"),
         "/{type}/{id}" => format!("read {kind}"),
         other => format!("{} {other}", b.method),
+    }
+}
+
+/// A write in words: its intent (recorded before it was sent), or its outcome as the source
+/// (or the gateway) answered it.
+fn written(w: &Written, kind: &str, outcome: &str) -> String {
+    let verb = if w.action == "U" { "update" } else { "create" };
+    if w.stage == WRITE_INTENT {
+        format!("about to {verb} {kind} (recorded before it was sent)")
+    } else if outcome == "success" {
+        format!("{verb}d {kind}")
+    } else {
+        format!("tried to {verb} {kind}")
+    }
+}
+
+/// A write whose outcome was not known, settled later by reading the source.
+fn settled(w: &Written, outcome: &str) -> String {
+    let kind = w
+        .resource
+        .as_deref()
+        .and_then(|r| r.split('/').next())
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphabetic()))
+        .unwrap_or("resource");
+    let verb = if w.action == "U" { "update" } else { "create" };
+    if outcome == "success" {
+        format!("checked at the source: the {verb} of {kind} was made")
+    } else {
+        format!("checked at the source: the {verb} of {kind} was not made")
     }
 }
 

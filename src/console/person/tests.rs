@@ -1,5 +1,6 @@
 use super::{Access, Kind, action};
-use crate::audit::{Body, Disclosure, Row};
+use crate::audit::unsettled::SETTLE_ROUTE;
+use crate::audit::{Body, Disclosure, Row, Written};
 use crate::store::{Columns, Record};
 
 fn body(method: &str, route: &str, target: &str) -> Body {
@@ -169,5 +170,66 @@ fn console_views_people_and_anonymous_callers_are_told_apart() {
     assert_eq!(
         (a.kind, a.who.as_str()),
         (Kind::Unauthenticated, "no valid token")
+    );
+}
+
+#[test]
+fn a_write_is_said_by_its_action_stage_and_outcome() {
+    let write = |method: &str, code: &str, stage: &str, outcome: &str| {
+        let (route, target) = if code == "U" {
+            ("/fhir/{type}/{id}", "/fhir/Goal/region.g1")
+        } else {
+            ("/fhir/{type}", "/fhir/Goal")
+        };
+        let mut b = body(method, route, target);
+        b.outcome = outcome.into();
+        b.write = Some(Written {
+            stage: stage.into(),
+            action: code.into(),
+            source: Some("region".into()),
+            resource: None,
+            version: None,
+            sha256: None,
+            agreement: None,
+            rule: None,
+            read_version: None,
+        });
+        action(&b)
+    };
+    assert_eq!(
+        write("POST", "C", "intent", "pending"),
+        "about to create Goal (recorded before it was sent)"
+    );
+    assert_eq!(write("POST", "C", "outcome", "success"), "created Goal");
+    assert_eq!(write("PUT", "U", "outcome", "success"), "updated Goal");
+    assert_eq!(
+        write("PUT", "U", "outcome", "refused"),
+        "tried to update Goal"
+    );
+    assert_eq!(
+        write("POST", "C", "outcome", "error"),
+        "tried to create Goal"
+    );
+    let mut settled = body("CLI", SETTLE_ROUTE, "concord audit writes --settle c.3");
+    settled.outcome = "error".into();
+    settled.write = Some(Written {
+        stage: "settled".into(),
+        action: "C".into(),
+        source: Some("region".into()),
+        resource: Some("Goal/region.g1".into()),
+        version: None,
+        sha256: None,
+        agreement: None,
+        rule: None,
+        read_version: None,
+    });
+    assert_eq!(
+        action(&settled),
+        "checked at the source: the create of Goal was not made"
+    );
+    settled.outcome = "success".into();
+    assert_eq!(
+        action(&settled),
+        "checked at the source: the create of Goal was made"
     );
 }
