@@ -39,7 +39,7 @@ use concord::auth::{DevToken, Principal};
 use concord::config::Config;
 use concord::disclose::Ask;
 use concord::federation::Federation;
-use concord::federation::merge::merge_patient;
+use concord::federation::merge::{MergedPatients, merge_patient};
 use concord::fhir::search::TYPES;
 use concord::server::query::{SortSpec, TypeSearch, Used};
 use concord::server::tls::{Limits, Listener, Peer, serve};
@@ -526,11 +526,22 @@ async fn run() {
         .await,
     );
 
-    // merge
+    // merge: a warm request finds the Patient merged from these very parts kept
+    let kept = MergedPatients::default();
     rows.push(
         measure(
-            "merge: the providers' Patients into one",
+            "merge: the providers' Patients into one (kept from the same parts)",
             Part::PerRequest,
+            iterations(10_000),
+            async || (),
+            async |()| kept.merged(person.id, &patients),
+        )
+        .await,
+    );
+    rows.push(
+        measure(
+            "merge: parts never merged before (three Patients into one)",
+            Part::FirstSight,
             iterations(10_000),
             async || (),
             async |()| merge_patient(person.id, &patients),

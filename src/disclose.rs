@@ -44,7 +44,7 @@ pub use write::{Change, Done, PLAN_EXTENSION, Prepared, WRITABLE, WriteError, Wr
 
 use crate::audit::{Disclosure, SourceOutcome};
 use crate::auth::Principal;
-use crate::federation::merge::merge_patient;
+use crate::federation::merge::MergedPatients;
 use crate::federation::normalise::split_gateway_id;
 use crate::federation::{Federation, FederationError, Person, Plan, SourceReport};
 use crate::fhir::NhsNumber;
@@ -158,7 +158,7 @@ pub struct Answer {
     /// known or the caller may not see them.
     pub person: Option<Person>,
     /// The merged Patient, when some Patient resource was disclosed and the ask merges them.
-    pub patient: Option<Value>,
+    pub patient: Option<SharedResource>,
     /// Every other resource disclosed (after the search's filters), as redacted for the caller.
     pub resources: Vec<SharedResource>,
     /// Every source that did not simply answer; the first `resolving` of them while the
@@ -288,6 +288,8 @@ pub struct Door {
     federation: Federation,
     policies: Arc<LivePolicies>,
     consents: ConsentCache,
+    /// The merged Patients of warm answers, kept for the parts they were made from.
+    merged: MergedPatients,
     timeout: Duration,
 }
 
@@ -304,6 +306,7 @@ impl Door {
             federation,
             policies,
             consents: ConsentCache::new(consent_ttl),
+            merged: MergedPatients::default(),
             timeout,
         }
     }
@@ -384,7 +387,7 @@ impl Door {
         if let Ask::Search { filters, .. } = ask {
             others.retain(|r| filters.iter().all(|f| f.matches(r.value())));
         }
-        answer.patient = (!patients.is_empty()).then(|| merge_patient(person.id, &patients));
+        answer.patient = (!patients.is_empty()).then(|| self.merged.merged(person.id, &patients));
         answer.resources = others;
         answer.reports = reports;
         answer.notices = notices;

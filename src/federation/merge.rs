@@ -12,7 +12,7 @@
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::fhir::resource::SharedResource;
+use crate::fhir::resource::{Resource, SharedResource};
 use crate::fhir::{CONCORD_CANONICAL, NHS_NUMBER_SYSTEM};
 
 /// URL of the extension that names the source of a merged element.
@@ -97,6 +97,54 @@ pub fn merge_patient(person_id: Uuid, parts: &[SharedResource]) -> Value {
         merged.insert("link".into(), Value::Array(links));
     }
     Value::Object(merged)
+}
+
+/// Most people whose merged Patient [`MergedPatients`] keeps.
+pub const MERGED_KEPT: usize = 1024;
+
+/// Merged Patients kept for the parts they were made from. A merged Patient is a function of
+/// the person's id and the disclosed Patient parts alone (no decision, date or caller goes
+/// into it), so the same parts need not be merged again: a warm `$everything` gets the very
+/// parts the normalised cache keeps, and is answered with the merged Patient and its JSON
+/// text made the first time. The parts are matched by identity (the same shared resources,
+/// in the same order), never by content: a part redacted for this caller, a reloaded source
+/// or an upstream's fresh answer is a different resource, so it is merged anew. The kept
+/// entry holds its parts, so an identity cannot be reused while it is kept. At most
+/// [`MERGED_KEPT`] people are kept; beyond that an arbitrary one is dropped.
+#[derive(Debug, Default)]
+pub struct MergedPatients {
+    kept: std::sync::Mutex<std::collections::HashMap<Uuid, (Vec<SharedResource>, SharedResource)>>,
+}
+
+impl MergedPatients {
+    /// The person's merged Patient from `parts`: the one kept when it was made from these
+    /// very parts, else merged now (and kept).
+    pub fn merged(&self, person_id: Uuid, parts: &[SharedResource]) -> SharedResource {
+        let same = |kept: &[SharedResource]| {
+            kept.len() == parts.len()
+                && kept
+                    .iter()
+                    .zip(parts)
+                    .all(|(a, b)| std::sync::Arc::ptr_eq(a, b))
+        };
+        if let Ok(kept) = self.kept.lock()
+            && let Some((from, merged)) = kept.get(&person_id)
+            && same(from)
+        {
+            return merged.clone();
+        }
+        let merged = Resource::shared(merge_patient(person_id, parts));
+        if let Ok(mut kept) = self.kept.lock() {
+            if kept.len() >= MERGED_KEPT
+                && !kept.contains_key(&person_id)
+                && let Some(any) = kept.keys().next().copied()
+            {
+                kept.remove(&any);
+            }
+            kept.insert(person_id, (parts.to_vec(), merged.clone()));
+        }
+        merged
+    }
 }
 
 /// Takes a part's `meta.tag` codings (each once) and its `meta.lastUpdated`, when newer than
@@ -283,7 +331,6 @@ fn add_traced(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fhir::resource::Resource;
 
     fn part(source: &str, phone: &str, city: &str) -> Value {
         json!({
@@ -356,5 +403,44 @@ mod tests {
         assert_eq!(merged["deceasedDateTime"], "2026-01-03");
         assert_eq!(merged["multipleBirthBoolean"], true);
         assert!(merged.get("multipleBirthInteger").is_none());
+    }
+
+    #[test]
+    fn a_merged_patient_is_kept_for_the_very_same_parts_only() {
+        let merged = MergedPatients::default();
+        let person = Uuid::from_u128(7);
+        let parts = [
+            Resource::shared(part("gp", "0100", "Riverside")),
+            Resource::shared(part("community", "0200", "Riverside")),
+        ];
+        let first = merged.merged(person, &parts);
+        assert_eq!(*first.value(), merge_patient(person, &parts));
+        assert_eq!(first.reference(), format!("Patient/{person}"));
+        // The same parts again: the kept Patient, not a new merge.
+        let again = merged.merged(person, &parts);
+        assert!(std::sync::Arc::ptr_eq(&first, &again));
+        // Equal content but another resource (a redacted or reloaded part): merged anew.
+        let fresh = [
+            Resource::shared(part("gp", "0100", "Riverside")),
+            parts[1].clone(),
+        ];
+        let other = merged.merged(person, &fresh);
+        assert!(!std::sync::Arc::ptr_eq(&first, &other));
+        assert_eq!(other.value(), first.value());
+        // Fewer parts (one source's Patient withheld from this caller): merged anew, and
+        // its Patient says so.
+        let fewer = merged.merged(person, &parts[..1]);
+        assert_eq!(fewer.value()["link"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn merged_patients_are_kept_for_a_bounded_number_of_people() {
+        let merged = MergedPatients::default();
+        let parts = [Resource::shared(part("gp", "0100", "Riverside"))];
+        for n in 0..(MERGED_KEPT as u128 + 10) {
+            merged.merged(Uuid::from_u128(n), &parts);
+        }
+        let kept = merged.kept.lock().map(|k| k.len()).unwrap_or_default();
+        assert_eq!(kept, MERGED_KEPT);
     }
 }

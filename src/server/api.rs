@@ -267,7 +267,7 @@ async fn patient_search(
     };
     let mut bundle = Searchset::new(&state.base);
     bundle.link("self", query::link(&state.base, "Patient", &used.pairs));
-    bundle.total(1).entry(patient.clone(), SearchMode::Match);
+    bundle.total(1).shared(patient.clone(), SearchMode::Match);
     let sent = [format!("Patient/{}", person.id)];
     add_outcomes(&mut bundle, &answer.reports, &used, &answer.notices);
     Ok(Reply::new(
@@ -304,7 +304,7 @@ pub async fn read(
             let response = unanswered(answer.reports.iter(), &format!("Patient/{id}"));
             return Ok(Reply::new(answer.into_facts(&[]), response.into_response()));
         };
-        let response = fhir_response(StatusCode::OK, patient, pretty);
+        let response = fhir_response(StatusCode::OK, patient.value(), pretty);
         let sent = [format!("Patient/{}", person.id)];
         return Ok(Reply::new(answer.into_facts(&sent), response));
     }
@@ -495,10 +495,10 @@ pub fn paged(
     }
     let mut sent = Vec::with_capacity(take + 1);
     if let Some(p) = first.filter(|_| search.cursor.is_none() && search.count > 0) {
-        if let Some(id) = p.get("id").and_then(Value::as_str) {
-            sent.push(format!("Patient/{id}"));
+        if p.has_type_and_id() {
+            sent.push(p.reference().to_owned());
         }
-        bundle.entry(p, SearchMode::Match);
+        bundle.shared(p, SearchMode::Match);
     }
     let mut nonconformant = Vec::new();
     for (_, resource) in keyed.into_iter().skip(start).take(take) {
