@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::heads::SignedHead;
-use super::{AuditError, AuditKey, GENESIS};
-use crate::store::{ChainRecord, ChainRecords, ProjectionRange, SearchRow, SideRow, Store};
+use super::{AuditError, AuditKey, Columns, GENESIS};
+use crate::store::{ChainRecord, ChainRecords, Store};
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,15 +169,16 @@ pub async fn verify_with_progress(
     Ok(Ok(verified))
 }
 
-/// Records of a chain read from the store at a time. Their keyed hashes are checked on a
-/// blocking thread while the next batch is read, and the search projection's rows for the
-/// same positions are read and compared with what the bodies say on another.
+/// Records of a chain read from the store at a time. Their keyed hashes are checked and
+/// their bodies read on a blocking thread while the next batch is read; then the search
+/// projection's rows for the same positions are read and compared with what the bodies say.
 const CHECK_BATCH: usize = 2048;
 
 /// Walks one chain in order, a batch of positions at a time: positions, previous hashes and
-/// signed heads as rows arrive; keyed hashes on a blocking thread while the next batch is
-/// read, and the search projection's rows for the same positions compared with what each
-/// body says on another (unless `disagreement` already holds an earlier one). Returns the chain's last position (`None` when it has no records).
+/// signed heads as rows arrive; keyed hashes, and what each body says its search rows are,
+/// on a blocking thread while the next batch is read; the search projection's rows for the
+/// same positions compared with them after (unless `disagreement` already holds an earlier
+/// one). Returns the chain's last position (`None` when it has no records).
 #[expect(
     clippy::too_many_arguments,
     reason = "the walk's state, passed down from one verify run"
@@ -276,8 +277,8 @@ async fn walk(
 /// Waits for a batch's check: the first record whose hash does not match, if any; else,
 /// when `compare_too`, the first place where the projection's rows for the batch do not say
 /// what its bodies say. The projection's rows for the batch's positions are read while the
-/// hashes are checked, and compared with the bodies on another blocking thread as soon as
-/// they are read ([`compare`]).
+/// check runs, up to [`SIDE_ROWS_READ`] side rows a record; only when a table has more than
+/// that are they read again after it, as many as the bodies call for ([`compare`]).
 async fn settle(
     store: &Store,
     chain: &Arc<str>,
@@ -285,45 +286,32 @@ async fn settle(
     checking: Option<Checking>,
     compare_too: bool,
 ) -> Result<(Option<Broken>, Option<Broken>), AuditError> {
-    let Some(Checking {
-        from,
-        to,
-        rows,
-        hashing,
-    }) = checking
-    else {
+    let Some(checking) = checking else {
         return Ok((None, None));
     };
-    let hashed = async {
-        hashing
-            .await
-            .unwrap_or_else(|e| Some(stopped(chain, from, &e)))
-    };
     if !compare_too {
-        return Ok((hashed.await, None));
+        let done = checking.finish(chain).await;
+        return Ok((done.hash, None));
     }
-    let (hash, found) = tokio::join!(hashed, compare(store, chain, mark, from, to, rows));
-    if hash.is_some() {
-        return Ok((hash, None));
+    let (from, to) = (checking.from, checking.to);
+    let side = limit(checking.records.saturating_mul(SIDE_ROWS_READ));
+    let limits = (limit(checking.records), side, side);
+    let (done, read) = tokio::join!(
+        checking.finish(chain),
+        store.audit_projection_range(chain, from, to, limits)
+    );
+    if done.hash.is_some() {
+        return Ok((done.hash, None));
     }
-    match found? {
-        Ok(found) => Ok((None, found)),
-        Err(stopped) => Ok((Some(stopped), None)),
-    }
-}
-
-/// A check that could not run: a problem at its batch's start.
-fn stopped(chain: &str, from: i64, e: &tokio::task::JoinError) -> Broken {
-    Broken {
-        chain: chain.to_owned(),
-        seq: from,
-        problem: format!("the check stopped: {e}"),
-    }
+    let read = read?;
+    let whole = read.sources.len() < side as usize && read.agreements.len() < side as usize;
+    let found = compare(store, chain, mark, &done, whole.then_some(read)).await?;
+    Ok((None, found))
 }
 
 /// Side rows (of disclosing sources, and of agreements) read for each record of a batch
-/// at first: more than any record's body calls for in practice (a source or agreement is
-/// named once however many resources it disclosed).
+/// while its check runs: more than any record's body calls for in practice (a source or
+/// agreement is named once however many resources it disclosed).
 const SIDE_ROWS_READ: usize = 8;
 
 /// A read's limit: one row more than `n`, so that a row too many is seen.
@@ -331,77 +319,92 @@ fn limit(n: usize) -> u32 {
     u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX)
 }
 
-/// A batch whose hashes are being checked on a blocking thread.
+/// A batch whose hashes are being checked on one blocking thread and whose bodies are being
+/// read on another.
 struct Checking {
-    /// Positions `[from, to]` the batch covers.
     from: i64,
     to: i64,
-    rows: Arc<ChainRecords>,
-    /// The first record whose keyed hash does not match its content.
+    /// How many records the batch holds.
+    records: usize,
     hashing: tokio::task::JoinHandle<Option<Broken>>,
+    reading: tokio::task::JoinHandle<Vec<(i64, Option<Columns>)>>,
+}
+
+/// What a batch's blocking check found.
+struct Checked {
+    /// Positions `[from, to]` the batch covered.
+    from: i64,
+    to: i64,
+    /// The first record whose keyed hash does not match its content.
+    hash: Option<Broken>,
+    /// Each record's position and what its body says its search rows are (`None`: the body
+    /// is not a record's encoding).
+    said: Vec<(i64, Option<Columns>)>,
 }
 
 impl Checking {
     fn start(key: &AuditKey, chain: &Arc<str>, from: i64, to: i64, rows: ChainRecords) -> Checking {
+        let records = rows.len();
         let rows = Arc::new(rows);
         let hashing = {
             let (key, chain, rows) = (key.clone(), chain.clone(), rows.clone());
             tokio::task::spawn_blocking(move || check(&key, &chain, rows.iter()))
         };
+        let reading = tokio::task::spawn_blocking(move || {
+            rows.iter().map(|r| (r.seq, said(r.body))).collect()
+        });
         Checking {
             from,
             to,
-            rows,
+            records,
             hashing,
+            reading,
         }
     }
-}
 
-/// A string of a body: borrowed from it, unless it holds escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Cow<'de, str>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                v: &'de str,
-            ) -> Result<Self::Value, E> {
-                Ok(Cow::Borrowed(v))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(v.to_owned()))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(v))
-            }
+    /// The check's outcome (a check that could not run is a problem at the batch's start).
+    async fn finish(self, chain: &str) -> Checked {
+        let (from, to) = (self.from, self.to);
+        let stopped = |e: tokio::task::JoinError| Checked {
+            from,
+            to,
+            hash: Some(Broken {
+                chain: chain.to_owned(),
+                seq: from,
+                problem: format!("the check stopped: {e}"),
+            }),
+            said: Vec::new(),
+        };
+        let (hash, said) = tokio::join!(self.hashing, self.reading);
+        match (hash, said) {
+            (Ok(hash), Ok(said)) => Checked {
+                from,
+                to,
+                hash,
+                said,
+            },
+            (Err(e), _) | (_, Err(e)) => stopped(e),
         }
-        deserializer.deserialize_string(Visitor).map(Text)
     }
 }
 
 /// What a record's body says, as far as its search rows go: the fields the search
-/// projection keeps, borrowed from the body.
+/// projection keeps.
 #[derive(serde::Deserialize)]
 struct Said<'a> {
     recorded_us: i64,
     #[serde(borrow)]
-    person: Option<Text<'a>>,
+    person: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    user: Option<Text<'a>>,
+    user: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    org: Option<Text<'a>>,
+    org: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    purpose: Option<Text<'a>>,
+    purpose: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    outcome: Text<'a>,
+    outcome: Cow<'a, str>,
     #[serde(borrow)]
-    review: Option<Text<'a>>,
+    review: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     disclosed: Vec<SaidDisclosure<'a>>,
 }
@@ -414,105 +417,77 @@ struct SaidDisclosure<'a> {
     agreement: Cow<'a, str>,
 }
 
-impl<'a> Said<'a> {
-    /// What `body` says; `None` when it is not a record's encoding (no search row can match
-    /// it).
-    fn of(body: &'a str) -> Option<Said<'a>> {
-        serde_json::from_str(body).ok()
-    }
-
-    /// The values of its rows in `audit_search_sources` and `audit_search_agreements`, by
-    /// the projector's rule (`Columns::of`): each once, sorted.
-    fn sides(&self) -> (Vec<&str>, Vec<&str>) {
-        let mut sources: Vec<&str> = self
-            .disclosed
-            .iter()
-            .filter_map(|d| super::disclosing_source(&d.reference))
-            .collect();
-        sources.sort_unstable();
-        sources.dedup();
-        let mut agreements: Vec<&str> = self.disclosed.iter().map(|d| &*d.agreement).collect();
-        agreements.sort_unstable();
-        agreements.dedup();
-        (sources, agreements)
-    }
-
-    /// Whether a search row's columns are what the body says (its side rows apart).
-    fn same_columns(&self, row: &SearchRow<'_>) -> bool {
-        fn text<'t>(t: &'t Option<Text<'_>>) -> Option<&'t str> {
-            t.as_ref().map(|t| &*t.0)
-        }
-        row.recorded_us == self.recorded_us
-            && row.person == text(&self.person)
-            && row.user == text(&self.user)
-            && row.org == text(&self.org)
-            && row.purpose == text(&self.purpose)
-            && row.outcome == &*self.outcome.0
-            && row.review == text(&self.review)
-    }
+/// The search rows a body calls for, by the projector's rule (`Columns::of`); `None` when
+/// the body is not a record's encoding (no search row can match it).
+fn said(body: &str) -> Option<Columns> {
+    let said: Said<'_> = serde_json::from_str(body).ok()?;
+    let owned = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned);
+    Some(Columns {
+        recorded_us: said.recorded_us,
+        person: owned(said.person),
+        user: owned(said.user),
+        org: owned(said.org),
+        purpose: owned(said.purpose),
+        outcome: said.outcome.into_owned(),
+        review: owned(said.review),
+        sources: super::distinct(
+            said.disclosed
+                .iter()
+                .filter_map(|d| super::disclosing_source(&d.reference)),
+        ),
+        agreements: super::distinct(said.disclosed.iter().map(|d| &*d.agreement)),
+    })
 }
 
-/// Reads the search projection's rows for a checked batch's positions (in one statement,
-/// so one snapshot) and compares them with what its bodies say, on a blocking thread. The
-/// first read takes up to [`SIDE_ROWS_READ`] side rows a record; only when a table has more
-/// than that are they read again, as many as the bodies call for. Each read is bounded: at
-/// most one search row more than the batch has records, and (read again) one side row more
-/// than all its bodies call for (a row past that is one too many, and the first wrong
-/// position is among those read). `Err` inside: the comparison could not run.
+/// Compares the search projection's rows for a checked batch's positions (read in one
+/// statement, so one snapshot) with what its bodies say: `read`, the rows read while the
+/// check ran when no table had more than that read took, or else rows read now. Each read is
+/// bounded: at most one search row more than the batch has records, and (read now) one side
+/// row more than all its bodies call for (a row past that is one too many, and the first
+/// wrong position is among those read).
 async fn compare(
     store: &Store,
     chain: &Arc<str>,
     mark: Option<i64>,
-    from: i64,
-    to: i64,
-    rows: Arc<ChainRecords>,
-) -> Result<Result<Option<Broken>, Broken>, AuditError> {
-    let side = limit(rows.len().saturating_mul(SIDE_ROWS_READ));
-    let read = store
-        .audit_projection_range(chain, from, to, (limit(rows.len()), side, side))
-        .await?;
-    let whole = read.sources().len() < side as usize && read.agreements().len() < side as usize;
-    let read = if whole {
-        read
-    } else {
-        let counting = rows.clone();
-        let counted = tokio::task::spawn_blocking(move || called_for(&counting)).await;
-        let (sources, agreements) = match counted {
-            Ok(counted) => counted,
-            Err(e) => return Ok(Err(stopped(chain, from, &e))),
-        };
-        store
-            .audit_projection_range(
-                chain,
-                from,
-                to,
-                (limit(rows.len()), limit(sources), limit(agreements)),
-            )
-            .await?
+    checked: &Checked,
+    read: Option<crate::store::ProjectionRange>,
+) -> Result<Option<Broken>, AuditError> {
+    let called_for = |values: fn(&Columns) -> &Vec<String>| -> usize {
+        checked
+            .said
+            .iter()
+            .filter_map(|(_, said)| said.as_ref().map(|c| values(c).len()))
+            .sum()
     };
-    let found = tokio::task::spawn_blocking(move || first_disagreement(&rows, mark, &read)).await;
-    match found {
-        Ok(found) => Ok(Ok(found.map(|(seq, problem)| Broken {
-            chain: chain.to_string(),
-            seq,
-            problem: problem.to_owned(),
-        }))),
-        Err(e) => Ok(Err(stopped(chain, from, &e))),
-    }
-}
-
-/// How many rows of disclosing sources, and of agreements, the bodies of `records` call for.
-fn called_for(records: &ChainRecords) -> (usize, usize) {
-    records
-        .iter()
-        .filter_map(|record| Said::of(record.body))
-        .map(|said| {
-            let (sources, agreements) = said.sides();
-            (sources.len(), agreements.len())
-        })
-        .fold((0, 0), |(s, a), (ds, da)| {
-            (s.saturating_add(ds), a.saturating_add(da))
-        })
+    let range = match read {
+        Some(range) => range,
+        None => {
+            store
+                .audit_projection_range(
+                    chain,
+                    checked.from,
+                    checked.to,
+                    (
+                        limit(checked.said.len()),
+                        limit(called_for(|c| &c.sources)),
+                        limit(called_for(|c| &c.agreements)),
+                    ),
+                )
+                .await?
+        }
+    };
+    Ok(first_disagreement(
+        &checked.said,
+        mark,
+        &range.search,
+        &range.sources,
+        &range.agreements,
+    )
+    .map(|(seq, problem)| Broken {
+        chain: chain.to_string(),
+        seq,
+        problem: problem.to_owned(),
+    }))
 }
 
 /// The first search row (or side row) of `chain` at a position from `after` on that names a
@@ -547,77 +522,86 @@ const SIDES_STRAY: &str =
     "the search projection lists a source or agreement of a record it does not hold";
 
 /// The first position (and what is wrong there) where the search projection's rows do not
-/// say what the records' bodies say, over one range of a chain's positions: `records` holds
-/// the records there (in order), `read` the search rows and the side rows there (each in
-/// order of position). Where one position has several problems, the first of [`DIFFERS`],
-/// [`SIDES_DIFFER`], [`HIDDEN`], [`STRAY`], [`SIDES_STRAY`] is named.
+/// say what the records' bodies say, over one range of a chain's positions: `said` holds
+/// the records there (in order) and what each body says, `search` the search rows and
+/// `sources` and `agreements` the side rows there (each in order of position). Where one
+/// position has several problems, the first of [`DIFFERS`], [`SIDES_DIFFER`], [`HIDDEN`],
+/// [`STRAY`], [`SIDES_STRAY`] is named.
 fn first_disagreement(
-    records: &ChainRecords,
+    said: &[(i64, Option<Columns>)],
     mark: Option<i64>,
-    read: &ProjectionRange,
+    search: &[(i64, Columns)],
+    sources: &[(i64, String, i64)],
+    agreements: &[(i64, String, i64)],
 ) -> Option<(i64, &'static str)> {
-    let search: Vec<SearchRow<'_>> = read.search().collect();
-    let sources: Vec<SideRow<'_>> = read.sources().collect();
-    let agreements: Vec<SideRow<'_>> = read.agreements().collect();
-    let searched = |seq: i64| search.binary_search_by_key(&seq, |row| row.seq).is_ok();
+    let record = |seq: i64| {
+        said.binary_search_by_key(&seq, |(s, _)| *s)
+            .ok()
+            .map(|i| &said[i].1)
+    };
+    let searched = |seq: i64| search.binary_search_by_key(&seq, |(s, _)| *s).is_ok();
     let mut found: Option<(i64, usize, &'static str)> = None;
     let mut note = |seq: i64, rank: usize, problem: &'static str| {
         if found.is_none_or(|(s, r, _)| (seq, rank) < (s, r)) {
             found = Some((seq, rank, problem));
         }
     };
-    for row in &search {
-        let Some(record) = records.find(row.seq) else {
-            note(row.seq, 3, STRAY);
-            continue;
-        };
-        let Some(said) = Said::of(record.body) else {
-            note(row.seq, 0, DIFFERS);
-            continue;
-        };
-        if !said.same_columns(row) {
-            note(row.seq, 0, DIFFERS);
-        }
-        let (said_sources, said_agreements) = said.sides();
-        if !same_side(group(&sources, row.seq), &said_sources, said.recorded_us)
-            || !same_side(
-                group(&agreements, row.seq),
-                &said_agreements,
-                said.recorded_us,
-            )
-        {
-            note(row.seq, 1, SIDES_DIFFER);
+    for (seq, row) in search {
+        match record(*seq) {
+            None => note(*seq, 3, STRAY),
+            Some(None) => note(*seq, 0, DIFFERS),
+            Some(Some(said)) => {
+                if !same_columns(row, said) {
+                    note(*seq, 0, DIFFERS);
+                }
+                if !same_side(group(sources, *seq), &said.sources, said.recorded_us)
+                    || !same_side(group(agreements, *seq), &said.agreements, said.recorded_us)
+                {
+                    note(*seq, 1, SIDES_DIFFER);
+                }
+            }
         }
     }
-    for record in records.iter() {
-        if mark.is_some_and(|mark| record.seq <= mark) && !searched(record.seq) {
-            note(record.seq, 2, HIDDEN);
+    for (seq, _) in said {
+        if mark.is_some_and(|mark| *seq <= mark) && !searched(*seq) {
+            note(*seq, 2, HIDDEN);
         }
     }
-    for row in sources.iter().chain(&agreements) {
-        if !searched(row.seq) {
-            note(row.seq, 4, SIDES_STRAY);
+    for (seq, _, _) in sources.iter().chain(agreements) {
+        if !searched(*seq) {
+            note(*seq, 4, SIDES_STRAY);
         }
     }
     found.map(|(seq, _, problem)| (seq, problem))
 }
 
 /// The rows of `rows` (ordered by position) at `seq`.
-fn group<'r, 'a>(rows: &'r [SideRow<'a>], seq: i64) -> &'r [SideRow<'a>] {
-    let start = rows.partition_point(|row| row.seq < seq);
-    let end = rows.partition_point(|row| row.seq <= seq);
+fn group(rows: &[(i64, String, i64)], seq: i64) -> &[(i64, String, i64)] {
+    let start = rows.partition_point(|(s, _, _)| *s < seq);
+    let end = rows.partition_point(|(s, _, _)| *s <= seq);
     &rows[start..end]
 }
 
-/// Whether a record's rows of one side table are exactly the values its body names (`said`:
-/// each once, sorted), each at the record's time.
-fn same_side(rows: &[SideRow<'_>], said: &[&str], recorded_us: i64) -> bool {
-    if rows.len() != said.len() || rows.iter().any(|row| row.recorded_us != recorded_us) {
+/// Whether a search row's columns are what the body says (its side rows apart).
+fn same_columns(row: &Columns, said: &Columns) -> bool {
+    row.recorded_us == said.recorded_us
+        && row.person == said.person
+        && row.user == said.user
+        && row.org == said.org
+        && row.purpose == said.purpose
+        && row.outcome == said.outcome
+        && row.review == said.review
+}
+
+/// Whether a record's rows of one side table are exactly the values its body names (each
+/// once), each at the record's time.
+fn same_side(rows: &[(i64, String, i64)], said: &[String], recorded_us: i64) -> bool {
+    if rows.len() != said.len() || rows.iter().any(|(_, _, us)| *us != recorded_us) {
         return false;
     }
-    let mut values: Vec<&str> = rows.iter().map(|row| row.value).collect();
+    let mut values: Vec<&str> = rows.iter().map(|(_, v, _)| v.as_str()).collect();
     values.sort_unstable();
-    values == said
+    values.iter().zip(said).all(|(v, s)| *v == s.as_str())
 }
 
 /// A chain whose projection mark is past its last record: records were cut off its end (the

@@ -2,6 +2,7 @@
 //! time, the search projection's rows over a range of positions, and the projection's rows
 //! that name no record.
 
+use super::audit::Columns;
 use super::{Store, StoreError};
 
 /// A record of one chain as `audit verify` reads it, a batch at a time (the chain is the
@@ -56,15 +57,6 @@ impl ChainRecords {
     /// The batch's records, in order of position.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = ChainRecord<'_>> + '_ {
         self.rows.iter().map(|parts| self.record(parts))
-    }
-
-    /// The batch's record at position `seq`.
-    pub fn find(&self, seq: i64) -> Option<ChainRecord<'_>> {
-        let i = self
-            .rows
-            .binary_search_by_key(&seq, |parts| parts.seq)
-            .ok()?;
-        self.get(i)
     }
 
     /// The records `range` of the batch.
@@ -154,189 +146,49 @@ impl ChainRecords {
     }
 }
 
-/// Where one row of the search projection lies in its table's text ([`ProjectionRange`]):
-/// its position and time, then `T` text columns (`None`: NULL).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Framed<const T: usize> {
-    seq: i64,
-    recorded_us: i64,
-    texts: [Option<(usize, usize)>; T],
+/// A row read by [`json_rows`]: its position comes first.
+trait Positioned {
+    fn position(&self) -> i64;
 }
 
-/// Reads one table's rows as the database put them together: for each row
-/// `seq:recorded_us:l1:...:lT:` (its position, its time and the byte length of each of its
-/// `T` text columns, -1 for NULL), then the texts, with nothing between rows. As with
-/// [`ChainRecords::parse`], the lengths say where each text ends, so no text's content can
-/// be taken for the next row's start. The rows are put in order of position.
-fn framed<const T: usize>(text: &str, table: &'static str) -> Result<Vec<Framed<T>>, StoreError> {
-    let corrupt = || StoreError::Corrupt(table);
-    let mut rows = Vec::new();
-    let mut at = 0_usize;
-    let number = |at: &mut usize| -> Result<i64, StoreError> {
-        let rest = text.get(*at..).ok_or_else(corrupt)?;
-        let colon = rest.find(':').ok_or_else(corrupt)?;
-        let value = rest[..colon].parse().map_err(|_| corrupt())?;
-        *at += colon + 1;
-        Ok(value)
-    };
-    while at < text.len() {
-        let seq = number(&mut at)?;
-        let recorded_us = number(&mut at)?;
-        let mut lengths = [0_i64; T];
-        for length in &mut lengths {
-            *length = number(&mut at)?;
-        }
-        let mut texts = [None; T];
-        for (range, length) in texts.iter_mut().zip(lengths) {
-            if length == -1 {
-                continue;
-            }
-            let length = usize::try_from(length).map_err(|_| corrupt())?;
-            let end = at.checked_add(length).ok_or_else(corrupt)?;
-            text.get(at..end).ok_or_else(corrupt)?;
-            *range = Some((at, end));
-            at = end;
-        }
-        rows.push(Framed {
-            seq,
-            recorded_us,
-            texts,
-        });
+impl<A, B> Positioned for (i64, A, B) {
+    fn position(&self) -> i64 {
+        self.0
     }
-    // INVARIANT: the rows come in order of position (their subquery orders them); sorting
-    // what is sorted is one pass, and keeps the order whatever a database does with an
-    // aggregate's input.
-    rows.sort_by_key(|row| row.seq);
-    Ok(rows)
+}
+
+impl<A, B, C, D, E, F, G> Positioned for (i64, A, B, C, D, E, F, G) {
+    fn position(&self) -> i64 {
+        self.0
+    }
 }
 
 /// The search projection's rows over a range of a chain's positions, as
-/// [`Store::audit_projection_range`] reads them: each table's rows as one text that the
-/// database puts together, read here in place (no row's columns copied again).
+/// [`Store::audit_projection_range`] reads them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProjectionRange {
-    search_text: String,
-    search: Vec<Framed<6>>,
-    sources_text: String,
-    sources: Vec<Framed<1>>,
-    agreements_text: String,
-    agreements: Vec<Framed<1>>,
+    /// Search rows: position and columns (`sources` and `agreements` empty).
+    pub search: Vec<(i64, Columns)>,
+    /// Rows of `audit_search_sources`: position, source, recorded_us.
+    pub sources: Vec<(i64, String, i64)>,
+    /// Rows of `audit_search_agreements`: position, agreement, recorded_us.
+    pub agreements: Vec<(i64, String, i64)>,
 }
 
-/// A row of `audit_search`, borrowed from its [`ProjectionRange`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SearchRow<'a> {
-    /// Position in the chain.
-    pub seq: i64,
-    /// Microseconds.
-    pub recorded_us: i64,
-    /// The person.
-    pub person: Option<&'a str>,
-    /// The user.
-    pub user: Option<&'a str>,
-    /// The organisation.
-    pub org: Option<&'a str>,
-    /// The purpose.
-    pub purpose: Option<&'a str>,
-    /// The outcome.
-    pub outcome: &'a str,
-    /// Why it is flagged for IG review, if it is.
-    pub review: Option<&'a str>,
-}
-
-/// A row of `audit_search_sources` or `audit_search_agreements`, borrowed from its
-/// [`ProjectionRange`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SideRow<'a> {
-    /// Position in the chain.
-    pub seq: i64,
-    /// The source, or the agreement.
-    pub value: &'a str,
-    /// Microseconds.
-    pub recorded_us: i64,
-}
-
-impl ProjectionRange {
-    /// Reads the three tables' texts (none: no rows).
-    fn parse(
-        search: Option<String>,
-        sources: Option<String>,
-        agreements: Option<String>,
-    ) -> Result<ProjectionRange, StoreError> {
-        let (search_text, sources_text, agreements_text) = (
-            search.unwrap_or_default(),
-            sources.unwrap_or_default(),
-            agreements.unwrap_or_default(),
-        );
-        let search = framed::<6>(&search_text, "audit_search")?;
-        // The outcome is never NULL (the schema says so).
-        if search.iter().any(|row| row.texts[4].is_none()) {
-            return Err(StoreError::Corrupt("audit_search"));
-        }
-        let side = |text: &str, table| -> Result<Vec<Framed<1>>, StoreError> {
-            let rows = framed::<1>(text, table)?;
-            if rows.iter().any(|row| row.texts[0].is_none()) {
-                return Err(StoreError::Corrupt(table));
-            }
-            Ok(rows)
-        };
-        let sources = side(&sources_text, "audit_search_sources")?;
-        let agreements = side(&agreements_text, "audit_search_agreements")?;
-        Ok(ProjectionRange {
-            search_text,
-            search,
-            sources_text,
-            sources,
-            agreements_text,
-            agreements,
-        })
-    }
-
-    /// The search rows, in order of position.
-    pub fn search(&self) -> impl ExactSizeIterator<Item = SearchRow<'_>> + '_ {
-        let text = |range: Option<(usize, usize)>| {
-            // INVARIANT: `framed` checked every range against the text.
-            range.map(|(start, end)| self.search_text.get(start..end).unwrap_or_default())
-        };
-        self.search.iter().map(move |row| {
-            let [person, user, org, purpose, outcome, review] = row.texts.map(text);
-            SearchRow {
-                seq: row.seq,
-                recorded_us: row.recorded_us,
-                person,
-                user,
-                org,
-                purpose,
-                outcome: outcome.unwrap_or_default(),
-                review,
-            }
-        })
-    }
-
-    /// The rows of `audit_search_sources`, in order of position.
-    pub fn sources(&self) -> impl ExactSizeIterator<Item = SideRow<'_>> + '_ {
-        side_rows(&self.sources_text, &self.sources)
-    }
-
-    /// The rows of `audit_search_agreements`, in order of position.
-    pub fn agreements(&self) -> impl ExactSizeIterator<Item = SideRow<'_>> + '_ {
-        side_rows(&self.agreements_text, &self.agreements)
-    }
-}
-
-fn side_rows<'a>(
-    text: &'a str,
-    rows: &'a [Framed<1>],
-) -> impl ExactSizeIterator<Item = SideRow<'a>> + 'a {
-    rows.iter().map(move |row| SideRow {
-        seq: row.seq,
-        // INVARIANT: `ProjectionRange::parse` checked that every side row has its value, and
-        // `framed` every range against the text.
-        value: row.texts[0]
-            .and_then(|(start, end)| text.get(start..end))
-            .unwrap_or_default(),
-        recorded_us: row.recorded_us,
-    })
+/// Rows read as one JSON array that the database built (`text`; none for no rows), in
+/// order of position: three tables' rows in one statement, so in one snapshot. The array
+/// holds no more rows than its query's LIMIT lets through.
+fn json_rows<T: serde::de::DeserializeOwned + Positioned>(
+    text: Option<String>,
+    table: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows: Vec<T> = serde_json::from_str(text.as_deref().unwrap_or("[]"))
+        .map_err(|_| StoreError::Corrupt(table))?;
+    // INVARIANT: the array is in order of position (its query orders it); sorting what is
+    // sorted is one pass, and keeps the order whatever a database does with an aggregate's
+    // input.
+    rows.sort_by_key(Positioned::position);
+    Ok(rows)
 }
 
 impl Store {
@@ -402,8 +254,8 @@ impl Store {
 
     /// The search projection's rows for `chain` at positions in `[from, to]`, read in one
     /// statement (so in one snapshot: the projector writes a record's search row and side
-    /// rows in one transaction), each in order of position: up to `limits.0` search rows,
-    /// up to `limits.1` rows of
+    /// rows in one transaction), each in order of position: up to `limits.0` search rows
+    /// (their `sources` and `agreements` left empty), up to `limits.1` rows of
     /// `audit_search_sources` and up to `limits.2` of `audit_search_agreements`.
     pub async fn audit_projection_range(
         &self,
@@ -412,25 +264,14 @@ impl Store {
         to: i64,
         limits: (u32, u32, u32),
     ) -> Result<ProjectionRange, StoreError> {
-        // Each table's rows as one text (see `framed`), in order of position from their
-        // subquery: no ORDER BY inside the aggregate (see `audit_chain_records`).
         const SQLITE: &str = "SELECT \
-            (SELECT group_concat(seq || ':' || coalesce(recorded_us, 'null') || ':' || coalesce(octet_length(person), -1) || ':' || coalesce(octet_length(user_id), -1) || ':' || coalesce(octet_length(org), -1) || ':' || coalesce(octet_length(purpose), -1) || ':' || coalesce(octet_length(outcome), -1) || ':' || coalesce(octet_length(review), -1) || ':' \
-                || coalesce(person, '') || coalesce(user_id, '') || coalesce(org, '') || coalesce(purpose, '') || coalesce(outcome, '') || coalesce(review, ''), '') \
-                FROM (SELECT seq, recorded_us, CAST(person_id AS TEXT) AS person, CAST(user_id AS TEXT) AS user_id, CAST(org AS TEXT) AS org, CAST(purpose AS TEXT) AS purpose, CAST(outcome AS TEXT) AS outcome, CAST(review AS TEXT) AS review \
-                FROM audit_search WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4)), \
-            (SELECT group_concat(seq || ':' || coalesce(recorded_us, 'null') || ':' || coalesce(octet_length(source), -1) || ':' || coalesce(source, ''), '') \
-                FROM (SELECT seq, CAST(source AS TEXT) AS source, recorded_us FROM audit_search_sources WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $5)), \
-            (SELECT group_concat(seq || ':' || coalesce(recorded_us, 'null') || ':' || coalesce(octet_length(agreement), -1) || ':' || coalesce(agreement, ''), '') \
-                FROM (SELECT seq, CAST(agreement AS TEXT) AS agreement, recorded_us FROM audit_search_agreements WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $6))";
+            (SELECT json_group_array(json_array(seq, recorded_us, person_id, user_id, org, purpose, outcome, review)) FROM (SELECT * FROM audit_search WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4)), \
+            (SELECT json_group_array(json_array(seq, source, recorded_us)) FROM (SELECT seq, source, recorded_us FROM audit_search_sources WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $5)), \
+            (SELECT json_group_array(json_array(seq, agreement, recorded_us)) FROM (SELECT seq, agreement, recorded_us FROM audit_search_agreements WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $6))";
         const POSTGRES: &str = "SELECT \
-            (SELECT string_agg(concat(seq, ':', recorded_us, ':', coalesce(octet_length(person_id), -1), ':', coalesce(octet_length(user_id), -1), ':', coalesce(octet_length(org), -1), ':', coalesce(octet_length(purpose), -1), ':', coalesce(octet_length(outcome), -1), ':', coalesce(octet_length(review), -1), ':', \
-                person_id, user_id, org, purpose, outcome, review), '') \
-                FROM (SELECT * FROM audit_search WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4) t), \
-            (SELECT string_agg(concat(seq, ':', recorded_us, ':', coalesce(octet_length(source), -1), ':', source), '') \
-                FROM (SELECT seq, source, recorded_us FROM audit_search_sources WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $5) t), \
-            (SELECT string_agg(concat(seq, ':', recorded_us, ':', coalesce(octet_length(agreement), -1), ':', agreement), '') \
-                FROM (SELECT seq, agreement, recorded_us FROM audit_search_agreements WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $6) t)";
+            (SELECT coalesce(json_agg(json_build_array(seq, recorded_us, person_id, user_id, org, purpose, outcome, review) ORDER BY seq), '[]')::text FROM (SELECT * FROM audit_search WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4) t), \
+            (SELECT coalesce(json_agg(json_build_array(seq, source, recorded_us) ORDER BY seq), '[]')::text FROM (SELECT seq, source, recorded_us FROM audit_search_sources WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $5) t), \
+            (SELECT coalesce(json_agg(json_build_array(seq, agreement, recorded_us) ORDER BY seq), '[]')::text FROM (SELECT seq, agreement, recorded_us FROM audit_search_agreements WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $6) t)";
         type Texts = (Option<String>, Option<String>, Option<String>);
         macro_rules! read {
             ($pool:expr, $sql:expr) => {
@@ -449,7 +290,42 @@ impl Store {
             Store::Sqlite(pool) => read!(pool, SQLITE),
             Store::Postgres(pool) => read!(pool, POSTGRES),
         };
-        ProjectionRange::parse(search, sources, agreements)
+        type SearchRow = (
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            String,
+            Option<String>,
+        );
+        let search: Vec<SearchRow> = json_rows(search, "audit_search")?;
+        Ok(ProjectionRange {
+            search: search
+                .into_iter()
+                .map(
+                    |(seq, recorded_us, person, user, org, purpose, outcome, review)| {
+                        (
+                            seq,
+                            Columns {
+                                recorded_us,
+                                person,
+                                user,
+                                org,
+                                purpose,
+                                outcome,
+                                review,
+                                sources: Vec::new(),
+                                agreements: Vec::new(),
+                            },
+                        )
+                    },
+                )
+                .collect(),
+            sources: json_rows(sources, "audit_search_sources")?,
+            agreements: json_rows(agreements, "audit_search_agreements")?,
+        })
     }
 
     /// From position `from` on in `chain`, in one statement: the first search row whose
@@ -471,56 +347,5 @@ impl Store {
             .fetch_one(pool)
             .await?);
         Ok(found)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn framed_rows_are_read_by_their_lengths_whatever_their_texts_hold() {
-        // Values holding the separator and what looks like the next row's start.
-        let search = "1:10:2:-1:0:-1:7:4:p:u:2:0:orev:2:11:-1:-1:-1:-1:2:-1:\u{e9}".to_owned();
-        let sources = "1:10:5:gp:1:2:10:3:x:y".to_owned();
-        let range = ProjectionRange::parse(Some(search), Some(sources), None).expect("framed");
-        let rows: Vec<SearchRow<'_>> = range.search().collect();
-        let row = |seq, recorded_us, person, org, outcome, review| SearchRow {
-            seq,
-            recorded_us,
-            person,
-            user: None,
-            org,
-            purpose: None,
-            outcome,
-            review,
-        };
-        assert_eq!(
-            rows,
-            vec![
-                row(1, 10, Some("p:"), Some(""), "u:2:0:o", Some("rev:")),
-                row(2, 11, None, None, "\u{e9}", None),
-            ]
-        );
-        let sources: Vec<SideRow<'_>> = range.sources().collect();
-        assert_eq!(sources.len(), 2);
-        assert_eq!(sources[0].value, "gp:1:");
-        assert_eq!(sources[1].value, "x:y");
-        assert_eq!(range.agreements().len(), 0);
-    }
-
-    #[test]
-    fn framed_rows_that_run_past_their_text_are_corrupt() {
-        for search in [
-            "1:10:",
-            "1:10:1:1:1:1:1:1:ab",
-            "1:x:-1:-1:-1:-1:1:-1:a",
-            "1:10:-1:-1:-1:-1:-1:-1:",
-        ] {
-            assert!(
-                ProjectionRange::parse(Some(search.to_owned()), None, None).is_err(),
-                "{search}"
-            );
-        }
     }
 }
