@@ -693,8 +693,12 @@ fn audit_options(config: &crate::config::AuditConfig) -> Result<crate::audit::Op
 /// state the router needs.
 pub async fn build_state(config: &crate::config::Config) -> Result<AppState, StartError> {
     let policies = Arc::new(crate::policy::LivePolicies::load(&config.policy.dir)?);
-    let store =
-        crate::store::Store::connect(&config.store.url, config.store.max_connections).await?;
+    let store = crate::store::Store::connect_with_cache(
+        &config.store.url,
+        config.store.max_connections,
+        config.store.sqlite_cache_mib,
+    )
+    .await?;
     if config.store.migrate_on_start {
         store.migrate().await?;
     }

@@ -95,10 +95,27 @@ pub use locator::{LocatorSource, PageRead, RoundEnd};
 pub use people::{Link, PersonRecord};
 pub use review::{BreakGlassReview, ReviewScope};
 
+/// SQLite's page cache per connection for one-off commands ([`Store::connect`]): `audit
+/// verify` and the console's checks read the whole log once, and a large cache serves them.
+pub const LARGE_SQLITE_CACHE_MIB: u32 = 64;
+
 impl Store {
-    /// Connects to `url` (`sqlite://…` or `postgres://…`). A SQLite file and its folder are
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) with a page cache of
+    /// [`LARGE_SQLITE_CACHE_MIB`] per SQLite connection. A SQLite file and its folder are
     /// created when missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Store::connect_with_cache(url, max_connections, LARGE_SQLITE_CACHE_MIB).await
+    }
+
+    /// [`Store::connect`] with `sqlite_cache_mib` MiB of page cache per SQLite connection
+    /// (nothing on PostgreSQL). Each connection of the pool, and the audit lane's own,
+    /// keeps up to that much once it has read or written as many pages: the serving
+    /// gateway's `[store] sqlite_cache_mib`.
+    pub async fn connect_with_cache(
+        url: &str,
+        max_connections: u32,
+        sqlite_cache_mib: u32,
+    ) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -109,11 +126,17 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5))
-                // 64 MiB of page cache per connection. No checkpoint inside a commit (it would
-                // stall the request whose commit ran it): the audit writer starts one in the
-                // background every second ([`Store::checkpoint`]), and index pages dirtied
-                // again and again in that second are written back once.
-                .pragma("cache_size", "-65536")
+                // The page cache per connection, in KiB (a negative `cache_size`): pages
+                // beyond it are read again from the file (the operating system's cache), and
+                // the audit lane's connection, which appends all the time, would otherwise
+                // fill it as the log grows. No checkpoint inside a commit (it would stall the
+                // request whose commit ran it): the audit writer starts one in the background
+                // every second ([`Store::checkpoint`]), and index pages dirtied again and
+                // again in that second are written back once.
+                .pragma(
+                    "cache_size",
+                    format!("-{}", u64::from(sqlite_cache_mib.max(1)) * 1024),
+                )
                 .pragma("wal_autocheckpoint", "0")
                 // After a checkpoint the log file is cut back to 64 MiB, so a burst does not
                 // leave a huge file behind.

@@ -28,8 +28,12 @@ pub(super) async fn source_check(
         )
     })?;
     let metrics = crate::telemetry::Metrics::new();
-    let store =
-        crate::store::Store::connect(&config.store.url, config.store.max_connections).await?;
+    let store = crate::store::Store::connect_with_cache(
+        &config.store.url,
+        config.store.max_connections,
+        config.store.sqlite_cache_mib,
+    )
+    .await?;
     let sources = crate::sources::build(&chosen, &metrics, &store).await?;
     let Some(source) = sources.first() else {
         anyhow::bail!("the source `{id}` could not be built");

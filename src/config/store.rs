@@ -23,7 +23,16 @@ pub struct StoreConfig {
     pub consent_cache_ms: u64,
     /// Apply migrations at start-up (`concord migrate` does it on demand).
     pub migrate_on_start: bool,
+    /// SQLite only: the page cache of each of the gateway's connections (the pool's and the
+    /// audit log's own), in MiB. Pages beyond it are read again from the file.
+    pub sqlite_cache_mib: u32,
 }
+
+/// `[store] sqlite_cache_mib` when not set.
+pub(crate) const DEFAULT_SQLITE_CACHE_MIB: u32 = 8;
+
+/// The largest `[store] sqlite_cache_mib`.
+pub(crate) const MAX_SQLITE_CACHE_MIB: u32 = 1024;
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -34,6 +43,7 @@ impl Default for StoreConfig {
             link_cache_secs: 30,
             consent_cache_ms: 1_000,
             migrate_on_start: true,
+            sqlite_cache_mib: DEFAULT_SQLITE_CACHE_MIB,
         }
     }
 }
@@ -52,6 +62,12 @@ impl StoreConfig {
         }
         if self.max_connections == 0 {
             return Err(invalid("store.max_connections", "must be greater than 0"));
+        }
+        if !(1..=MAX_SQLITE_CACHE_MIB).contains(&self.sqlite_cache_mib) {
+            return Err(invalid(
+                "store.sqlite_cache_mib",
+                format!("must be from 1 to {MAX_SQLITE_CACHE_MIB}"),
+            ));
         }
         Ok(())
     }

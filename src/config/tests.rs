@@ -367,3 +367,21 @@ fn the_locator_is_off_by_default_and_its_table_is_checked() {
         other => panic!("a store source cannot be synced: {other:?}"),
     }
 }
+
+#[test]
+fn the_sqlite_page_cache_is_bounded() {
+    let c = Config::parse(MINIMAL).expect("parses");
+    assert_eq!(c.store.sqlite_cache_mib, 8);
+    let set = Config::parse(&format!("[store]\nsqlite_cache_mib = 64\n{MINIMAL}")).expect("parses");
+    set.validate().expect("64 MiB is allowed");
+    assert_eq!(set.store.sqlite_cache_mib, 64);
+    for value in ["0", "1025"] {
+        let err = Config::parse(&format!("[store]\nsqlite_cache_mib = {value}\n{MINIMAL}"))
+            .and_then(|c| c.validate())
+            .expect_err(value);
+        assert!(
+            matches!(&err, ConfigError::Invalid { field, .. } if field == "store.sqlite_cache_mib"),
+            "{value}: {err}"
+        );
+    }
+}
