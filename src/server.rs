@@ -439,15 +439,15 @@ async fn request_context(
         .get(REQUEST_ID)
         .and_then(usable_request_id)
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            let mut id = uuid::Uuid::encode_buffer();
+            HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id))
                 .unwrap_or(HeaderValue::from_static("invalid"))
         });
     request.headers_mut().insert(REQUEST_ID, request_id.clone());
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    // The route template, shared (`MatchedPath` holds it counted), not copied.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
 
     // Under `/fhir` the checks run inside the audit layer ([`guard`]), so that what they
     // refuse is recorded too.
@@ -472,27 +472,8 @@ async fn request_context(
         )
         .into_response();
     }
-    response
-        .headers_mut()
-        .insert(REQUEST_ID, request_id.clone());
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    state
-        .metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            route: route.clone(),
-            method: method_label(&method).to_owned(),
-            status,
-        })
-        .inc();
-    state
-        .metrics
-        .http_duration
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
     tracing::info!(
         request_id = request_id.to_str().unwrap_or_default(),
         http.method = %method,
@@ -501,6 +482,21 @@ async fn request_context(
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    let mut labels = HttpLabels {
+        route: route.to_owned(),
+        method: method_label(&method).to_owned(),
+        status,
+    };
+    state.metrics.http_requests.get_or_create(&labels).inc();
+    let labels = RouteLabels {
+        route: std::mem::take(&mut labels.route),
+    };
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&labels)
+        .observe(elapsed.as_secs_f64());
     response
 }
 

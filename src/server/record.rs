@@ -222,14 +222,17 @@ pub(crate) async fn record(
     request: Request,
     next: Next,
 ) -> Response {
-    let incoming = Incoming::read(&state, &request);
+    let incoming = std::sync::Arc::new(Incoming::read(&state, &request));
     let body_deadline = request.extensions().get::<tls::BodyExpired>().cloned();
     let mut request = request;
     request.extensions_mut().insert(Recorder {
         state: state.clone(),
-        incoming: std::sync::Arc::new(incoming.clone()),
+        incoming: std::sync::Arc::clone(&incoming),
     });
     let mut response = next.run(request).await;
+    // The request (and the recorder in it) is gone with the handler: the record takes the
+    // request's details without copying them, unless a handler kept a recorder.
+    let incoming = std::sync::Arc::try_unwrap(incoming).unwrap_or_else(|kept| (*kept).clone());
     if body_deadline.is_some_and(|d| d.expired()) {
         // The body stopped arriving: the caller is answered 408 whatever the handler made
         // of the cut-short body, and the record says so.
