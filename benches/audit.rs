@@ -99,15 +99,25 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
+/// Bytes this process has handed to `write` so far (`wchar` of `/proc/self/io`; Linux), or
+/// `None` where that cannot be read.
+fn bytes_written() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Appends `total` records from `writers` concurrent tasks; returns appends per second, the
-/// sorted times of single appends and how long the search projection took to catch up after
-/// the last append.
+/// sorted times of single appends, how long the search projection took to catch up after
+/// the last append, and the bytes this process wrote per append until then (on SQLite the
+/// write-ahead log's frames and the checkpoints' copies; on PostgreSQL the server writes).
 async fn appends(
     store: &Store,
     max_batch: usize,
     writers: usize,
     total: usize,
-) -> (f64, Vec<Duration>, Duration) {
+) -> (f64, Vec<Duration>, Duration, Option<u64>) {
     let log = AuditLog::start(
         store.clone(),
         AuditKey::new(KEY).expect("key"),
@@ -119,6 +129,7 @@ async fn appends(
     let mut rng = Rng(SEED);
     let bodies: Vec<Body> = (0..total as u64).map(|i| body(&mut rng, i)).collect();
     let per = total / writers;
+    let written = bytes_written();
     let started = Instant::now();
     let tasks: Vec<_> = bodies
         .chunks(per.max(1))
@@ -145,25 +156,32 @@ async fn appends(
     let settling = Instant::now();
     log.settle().await;
     let settled = settling.elapsed();
+    let per_append = written
+        .zip(bytes_written())
+        .map(|(before, after)| after.saturating_sub(before) / times.len().max(1) as u64);
     times.sort_unstable();
-    (rate, times, settled)
+    (rate, times, settled, per_append)
 }
 
 async fn append_table(name: &str, store: &Store) {
     println!("\n## Durable appends, {name}\n");
     println!(
-        "| group commit | writers | appends | appends/s | append median | append p99 | searchable after the last |"
+        "| group commit | writers | appends | appends/s | append median | append p99 | searchable after the last | bytes written per append |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (label, max_batch, writers, total) in [
         ("on", concord::audit::MAX_BATCH, writers(), 100_000),
         ("off (1 record per transaction)", 1, writers(), 10_000),
         ("on", concord::audit::MAX_BATCH, 1, 2_000),
         ("off (1 record per transaction)", 1, 1, 2_000),
     ] {
-        let (rate, times, settled) = appends(store, max_batch, writers, total).await;
+        let (rate, times, settled, written) = appends(store, max_batch, writers, total).await;
+        let written = match (store, written) {
+            (Store::Sqlite(_), Some(n)) => n.to_string(),
+            _ => "-".into(),
+        };
         println!(
-            "| {label} | {writers} | {} | **{rate:.0}** | {} | {} | {} |",
+            "| {label} | {writers} | {} | **{rate:.0}** | {} | {} | {} | {written} |",
             times.len(),
             ms(percentile(&times, 0.5)),
             ms(percentile(&times, 0.99)),

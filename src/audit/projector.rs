@@ -19,8 +19,8 @@ use crate::store::{AuditLane, Store};
 
 /// Longest a handed-over row waits before it is projected.
 pub(super) const FLUSH_AFTER: Duration = Duration::from_millis(50);
-/// Rows waiting that make the projector write at once.
-const FLUSH_ROWS: usize = 2048;
+/// Rows waiting that make the projector write at once (as many as one turn writes).
+const FLUSH_ROWS: usize = ROWS_PER_TURN;
 /// Rows kept in memory while the store refuses them; beyond this they are dropped and
 /// projected later from the log.
 const MAX_WAITING: usize = 65_536;
@@ -31,9 +31,15 @@ const SETTLE_WAIT: Duration = Duration::from_secs(2);
 /// How long after a failed write the projector tries again.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Rows projected in one transaction, so that the durable append never waits long for its
-/// turn behind the projection (on SQLite the two take turns, see [`AuditLane`]).
-const ROWS_PER_TURN: usize = 512;
+/// Most rows projected in one transaction. On SQLite the durable append waits for its turn
+/// behind the projection (the two take turns, see [`AuditLane`]), but every transaction
+/// writes each page it changed to the write-ahead log whole, and the projection's person
+/// and user indexes take their rows at random pages: turns of 512 rows wrote a page of each
+/// for almost every row under load, all of it synced by the next durable commit. Rows that
+/// came while the projector waited for its turn now go in one transaction of up to 4,096,
+/// which writes each such page once for several rows (`benches/README.md`, issue 15, item
+/// 3). Rows still wait at most [`FLUSH_AFTER`] when the projector is not behind.
+const ROWS_PER_TURN: usize = 4096;
 
 enum Message {
     Rows(Vec<Projection>),

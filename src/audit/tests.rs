@@ -953,3 +953,70 @@ async fn records_a_dead_process_never_projected_are_projected_by_the_next() {
     assert_eq!(found[0].record.chain, "dead-chain");
     assert_eq!(check(&store).await.map(|v| v.records), Ok(5));
 }
+
+/// The projection takes a row it already holds again without complaint and leaves the one it
+/// holds as it was (on SQLite `INSERT OR IGNORE`, which needs no statement journal), on the
+/// store's own connections and on the audit lane's: rows overlapping what is projected are
+/// skipped, the rest are added once with their side rows, the mark moves over the whole run,
+/// and the chain verifies.
+#[tokio::test]
+async fn projecting_rows_again_keeps_the_rows_already_there() {
+    let (_dir, store) = store().await;
+    const CHAIN: &str = "again";
+    let key = AuditKey::new(KEY).expect("key");
+    let mut prev = GENESIS.to_owned();
+    let (mut records, mut rows) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let b = body(i);
+        let text = encode_body(&b).expect("encoded");
+        let hash = key.hash(CHAIN, i as i64, &prev, &text);
+        records.push(Record {
+            chain: CHAIN.into(),
+            seq: i as i64,
+            body: text,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+        rows.push(Projection {
+            chain: CHAIN.into(),
+            seq: i as i64,
+            columns: Columns::of(&b),
+        });
+    }
+    store.append_audit(&records).await.expect("the log");
+    store.project_audit(&rows[..5]).await.expect("rows 0-4");
+    // Rows 2-4 again, with other columns: the ones projected first stay.
+    let mut again = rows[2..].to_vec();
+    for row in &mut again[..3] {
+        row.columns.org = Some("RY4".into());
+    }
+    crate::store::AuditLane::new(store.clone())
+        .project(&again)
+        .await
+        .expect("rows 2-9 on the lane");
+    store.project_audit(&again).await.expect("rows 2-9 again");
+    let Store::Sqlite(pool) = &store else {
+        panic!("sqlite")
+    };
+    let count = async |sql: &str| -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(pool)
+            .await
+            .expect("count")
+    };
+    assert_eq!(count("SELECT count(*) FROM audit_search").await, 10);
+    assert_eq!(
+        count("SELECT count(*) FROM audit_search WHERE org = 'RY4'").await,
+        0
+    );
+    assert_eq!(count("SELECT count(*) FROM audit_search_sources").await, 10);
+    assert_eq!(
+        count("SELECT count(*) FROM audit_search_agreements").await,
+        10
+    );
+    assert_eq!(
+        store.audit_projection_marks().await.expect("marks"),
+        vec![(CHAIN.to_owned(), 9)]
+    );
+    assert_eq!(check(&store).await.map(|v| v.records), Ok(10));
+}

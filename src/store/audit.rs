@@ -234,12 +234,12 @@ struct SideTable {
 /// The sources each record disclosed data from, and the agreements it disclosed under.
 const SIDE_TABLES: [SideTable; 2] = [
     SideTable {
-        sqlite: "INSERT INTO audit_search_sources (chain, seq, source, recorded_us) ",
+        sqlite: "INSERT OR IGNORE INTO audit_search_sources (chain, seq, source, recorded_us) ",
         postgres: "INSERT INTO audit_search_sources (chain, seq, source, recorded_us) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[]) ON CONFLICT DO NOTHING",
         values: |c| &c.sources,
     },
     SideTable {
-        sqlite: "INSERT INTO audit_search_agreements (chain, seq, agreement, recorded_us) ",
+        sqlite: "INSERT OR IGNORE INTO audit_search_agreements (chain, seq, agreement, recorded_us) ",
         postgres: "INSERT INTO audit_search_agreements (chain, seq, agreement, recorded_us) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[]) ON CONFLICT DO NOTHING",
         values: |c| &c.agreements,
     },
@@ -359,7 +359,7 @@ async fn sqlite_project_tx(
     let mut tx = conn.begin().await?;
     for chunk in pieces(rows, 512) {
         let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO audit_search (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review) ",
+            "INSERT OR IGNORE INTO audit_search (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review) ",
         );
         insert.push_values(chunk, |mut row, p| {
             let c = &p.columns;
@@ -373,7 +373,6 @@ async fn sqlite_project_tx(
                 .push_bind(c.outcome.as_str())
                 .push_bind(c.review.as_deref());
         });
-        insert.push(" ON CONFLICT (chain, seq) DO NOTHING");
         insert.build().execute(&mut *tx).await?;
     }
     for side in &SIDE_TABLES {
@@ -386,7 +385,6 @@ async fn sqlite_project_tx(
                     .push_bind(*value)
                     .push_bind(*recorded_us);
             });
-            insert.push(" ON CONFLICT DO NOTHING");
             insert.build().execute(&mut *tx).await?;
         }
     }
