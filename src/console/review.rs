@@ -329,6 +329,9 @@ impl Console {
     /// of them are overdue; `None` (logged) when the store cannot say, so the home page still
     /// shows.
     pub(super) async fn waiting_for_review(&self, session: &ConsoleSession) -> Option<(i64, i64)> {
+        // The count includes the emergency accesses already answered (their records are
+        // projected for search just after they are committed).
+        self.0.audit.settle().await;
         let now = jiff::Timestamp::now().as_microsecond();
         let scope = self.review_scope(session);
         let counted = self
