@@ -248,9 +248,8 @@ async fn side_rows_past_the_first_read_are_read_again_and_named() {
     );
 }
 
-/// Writes records 0..n of `chain` straight into the log and its search projection, as the
-/// writer and the projector do (faster than appending one by one).
-async fn written(store: &Store, chain: &str, n: usize) {
+/// Records 0..n of `chain` as the writer makes them, with their search projection rows.
+fn chain_of(chain: &str, n: usize) -> (Vec<Record>, Vec<Projection>) {
     let key = AuditKey::new(KEY).expect("key");
     let mut prev = GENESIS.to_owned();
     let (mut records, mut rows) = (Vec::new(), Vec::new());
@@ -271,6 +270,13 @@ async fn written(store: &Store, chain: &str, n: usize) {
             columns: Columns::of(&b),
         });
     }
+    (records, rows)
+}
+
+/// Writes records 0..n of `chain` straight into the log and its search projection, as the
+/// writer and the projector do (faster than appending one by one).
+async fn written(store: &Store, chain: &str, n: usize) {
+    let (records, rows) = chain_of(chain, n);
     store.append_audit(&records).await.expect("the log");
     store.project_audit(&rows).await.expect("the projection");
 }
@@ -963,26 +969,7 @@ async fn records_a_dead_process_never_projected_are_projected_by_the_next() {
 async fn projecting_rows_again_keeps_the_rows_already_there() {
     let (_dir, store) = store().await;
     const CHAIN: &str = "again";
-    let key = AuditKey::new(KEY).expect("key");
-    let mut prev = GENESIS.to_owned();
-    let (mut records, mut rows) = (Vec::new(), Vec::new());
-    for i in 0..10 {
-        let b = body(i);
-        let text = encode_body(&b).expect("encoded");
-        let hash = key.hash(CHAIN, i as i64, &prev, &text);
-        records.push(Record {
-            chain: CHAIN.into(),
-            seq: i as i64,
-            body: text,
-            prev_hash: std::mem::replace(&mut prev, hash.clone()),
-            hash,
-        });
-        rows.push(Projection {
-            chain: CHAIN.into(),
-            seq: i as i64,
-            columns: Columns::of(&b),
-        });
-    }
+    let (records, rows) = chain_of(CHAIN, 10);
     store.append_audit(&records).await.expect("the log");
     store.project_audit(&rows[..5]).await.expect("rows 0-4");
     // Rows 2-4 again, with other columns: the ones projected first stay.
