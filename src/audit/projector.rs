@@ -30,6 +30,8 @@ const CATCH_UP_BATCH: u32 = 1024;
 const SETTLE_WAIT: Duration = Duration::from_secs(2);
 /// How long after a failed write the projector tries again.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often, at most, the projector checkpoints the store's log after a turn (SQLite).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// Most rows projected in one transaction. On SQLite the durable append waits for its turn
 /// behind the projection (the two take turns, see [`AuditLane`]), but every transaction
@@ -75,6 +77,7 @@ impl Projector {
             lane,
             behind: behind.clone(),
             waiting: Vec::new(),
+            checkpointed: None,
         };
         let handle = tokio::spawn(task.run(messages));
         (Projector { inbox, behind }, handle)
@@ -112,6 +115,8 @@ struct Task {
     lane: AuditLane,
     behind: Arc<AtomicBool>,
     waiting: Vec<Projection>,
+    /// When the store's log was last checkpointed.
+    checkpointed: Option<tokio::time::Instant>,
 }
 
 impl Task {
@@ -144,7 +149,8 @@ impl Task {
                 || self.waiting.len() >= FLUSH_ROWS
                 || due.is_some_and(|at| at <= now);
             if write {
-                due = if self.write().await {
+                let written = self.write().await;
+                due = if written {
                     None
                 } else {
                     Some(tokio::time::Instant::now() + RETRY)
@@ -152,10 +158,41 @@ impl Task {
                 for done in settling.drain(..) {
                     let _ = done.send(());
                 }
+                if written {
+                    self.checkpoint().await;
+                }
             }
             if closed {
                 break;
             }
+        }
+    }
+
+    /// Checkpoints the store's log (SQLite) at most every [`CHECKPOINT_EVERY`], just after
+    /// a turn of the projector (the log's only checkpoints: none runs inside a commit, see
+    /// [`Store::connect`]). The first pass, on a connection of the pool beside the appends,
+    /// copies the log into the database file; the second, in the lane's turn, copies what the
+    /// appends added meanwhile, so that the lane's next write finds the whole log copied and
+    /// SQLite starts the log again from its beginning. A pass beside the appends alone never
+    /// got there under steady load, and the log grew by gigabytes a minute
+    /// (`benches/README.md`, issue 15). The appends wait for the second pass only, and it is
+    /// short: the projection's pages, written at scattered places in the file, were copied by
+    /// the first pass, and the projector writes no more until it is done, so the second
+    /// copies only the log's own new pages, which lie at the end of the file.
+    async fn checkpoint(&mut self) {
+        if self
+            .checkpointed
+            .is_some_and(|at| at.elapsed() < CHECKPOINT_EVERY)
+        {
+            return;
+        }
+        self.checkpointed = Some(tokio::time::Instant::now());
+        if let Err(e) = self.lane.store().checkpoint().await {
+            tracing::warn!(error = %e, "the store's log could not be checkpointed");
+            return;
+        }
+        if let Err(e) = self.lane.checkpoint().await {
+            tracing::warn!(error = %e, "the store's log could not be checkpointed in the audit lane's turn");
         }
     }
 

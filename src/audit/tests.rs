@@ -1007,3 +1007,57 @@ async fn projecting_rows_again_keeps_the_rows_already_there() {
     );
     assert_eq!(check(&store).await.map(|v| v.records), Ok(10));
 }
+
+/// Appends without a pause from many writers keep SQLite's write-ahead log from growing
+/// with everything written: the checkpoints let it start again from its beginning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_appends_keep_the_sqlite_write_ahead_log_bounded() {
+    let (dir, store) = store().await;
+    let log = AuditLog::new(store.clone(), AuditKey::new(KEY).expect("key"));
+    let wide = |i: usize| {
+        let mut b = body(i);
+        b.disclosed = (0..60)
+            .map(|j| Disclosure {
+                reference: format!("Observation/gp.o{i}-{j}"),
+                agreement: "dsa".into(),
+                rule: "r".into(),
+                emergency: false,
+            })
+            .collect();
+        b
+    };
+    let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = std::time::Instant::now();
+    // Steady load for long enough that the log would hold everything written several times
+    // over without its checkpoints (at least 24 MB and 2 s; at most 20 s on a slow machine).
+    let busy = move |written: u64| {
+        (written < 24 << 20 || started.elapsed() < Duration::from_secs(2))
+            && started.elapsed() < Duration::from_secs(20)
+    };
+    let writers = (0..64).map(|w| {
+        let log = log.clone();
+        let bytes = bytes.clone();
+        async move {
+            let mut i = w;
+            while busy(bytes.load(std::sync::atomic::Ordering::Relaxed)) {
+                let b = wide(i);
+                let len = serde_json::to_vec(&b).expect("json").len() as u64;
+                log.append(&b).await.expect("append");
+                bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                i += 64;
+            }
+        }
+    });
+    futures_util::future::join_all(writers.map(tokio::spawn)).await;
+    let written = bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let wal = std::fs::metadata(dir.path().join("audit.db-wal"))
+        .expect("the write-ahead log")
+        .len();
+    assert!(written >= 24 << 20, "{written} bytes written");
+    assert!(
+        wal < written / 2,
+        "the write-ahead log is {wal} bytes after {written} bytes of records"
+    );
+    log.settle().await;
+    assert!(check(&store).await.is_ok(), "the chain verifies");
+}

@@ -150,7 +150,6 @@ impl AuditLog {
             stored: None,
             signed: None,
             spool: None,
-            checkpoint: None,
         };
         let (done, stopped) = tokio::sync::watch::channel(());
         tokio::spawn(async move {
@@ -268,8 +267,6 @@ struct Writer {
     signed: Option<i64>,
     /// This chain's spool, open while it holds records the store does not have yet.
     spool: Option<spool::Spool>,
-    /// When the last background checkpoint started.
-    checkpoint: Option<tokio::time::Instant>,
 }
 
 impl Writer {
@@ -346,7 +343,6 @@ impl Writer {
                             .collect(),
                     );
                     answer(batch, rows);
-                    self.checkpoint_now_and_then();
                     return;
                 }
                 Err(e) => {
@@ -539,24 +535,6 @@ impl Writer {
         }
         self.signed = Some(head.seq);
         self.status.signed.store(head.seq, Ordering::Relaxed);
-    }
-
-    /// Starts a background checkpoint of the store at most once a second (SQLite's log is
-    /// never checkpointed inside a commit; see [`Store::connect`]).
-    fn checkpoint_now_and_then(&mut self) {
-        if self
-            .checkpoint
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-        {
-            return;
-        }
-        self.checkpoint = Some(tokio::time::Instant::now());
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.checkpoint().await {
-                tracing::warn!(error = %e, "the store's checkpoint failed");
-            }
-        });
     }
 
     fn set_problem(&self, problem: Option<String>) {
