@@ -24,6 +24,8 @@ use crate::fhir::reference::{is_resource_type_name, is_valid_id};
 pub struct NdjsonSource {
     info: SourceInfo,
     resources: Vec<Arc<Value>>,
+    /// Each resource's type, by the same index (one shared text per type).
+    kinds: Vec<Arc<str>>,
     by_nhs: HashMap<String, Vec<usize>>,
     by_patient: HashMap<String, Vec<usize>>,
     by_key: HashMap<(String, String), usize>,
@@ -48,6 +50,7 @@ impl NdjsonSource {
         let mut source = NdjsonSource {
             info: info.clone(),
             resources: Vec::new(),
+            kinds: Vec::new(),
             by_nhs: HashMap::new(),
             by_patient: HashMap::new(),
             by_key: HashMap::new(),
@@ -113,6 +116,11 @@ impl NdjsonSource {
                 .or_default()
                 .push(index);
         }
+        let kind = match self.kinds.last() {
+            Some(last) if **last == *rtype => last.clone(),
+            _ => Arc::from(rtype),
+        };
+        self.kinds.push(kind);
         self.resources.push(Arc::new(resource));
     }
 
@@ -243,15 +251,25 @@ impl Source for NdjsonSource {
         {
             resources.push(p.clone());
         }
-        resources.extend(
-            self.of_patient(patient_id)
-                .filter(|r| {
-                    r.get("resourceType")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| types.contains(&t))
-                })
-                .cloned(),
-        );
+        // A patient's resources come type by type (a file per type), so whether a type is
+        // asked for is looked up once per run of it, not once per resource.
+        let mut run: Option<(&Arc<str>, bool)> = None;
+        for &i in self.by_patient.get(patient_id).into_iter().flatten() {
+            let (Some(resource), Some(kind)) = (self.resources.get(i), self.kinds.get(i)) else {
+                continue;
+            };
+            let wanted = match run {
+                Some((last, wanted)) if Arc::ptr_eq(last, kind) => wanted,
+                _ => {
+                    let wanted = types.contains(&&**kind);
+                    run = Some((kind, wanted));
+                    wanted
+                }
+            };
+            if wanted {
+                resources.push(resource.clone());
+            }
+        }
         Ok(Fetched {
             resources,
             truncated: false,
