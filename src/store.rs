@@ -86,7 +86,7 @@ mod review;
 pub use audit::{AuditLane, Checkpointed, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditScope, AuditSpan};
 pub use audit_stats::{AuditCount, ChainHead, DAY_US};
-pub use audit_verify::{ChainRecord, ChainRecords, ProjectionRange};
+pub use audit_verify::{ChainReader, ChainRecord, ChainRecords, ProjectionRange};
 pub use consent::ConsentRecord;
 pub use console::{ConsoleSession, PendingLogin};
 pub use fleet::{Instance, MAX_INSTANCES};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::heads::SignedHead;
 use super::{AuditError, AuditKey, Columns, GENESIS};
-use crate::store::{ChainRecord, ChainRecords, Store};
+use crate::store::{ChainReader, ChainRecord, ChainRecords, Store};
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,10 +123,12 @@ pub async fn verify_with_progress(
     // told only when the chains themselves hold: a record that was changed, removed or
     // inserted comes first.
     let mut disagreement: Option<Broken> = None;
+    let mut reader = store.audit_chain_reader().await?;
     for chain in store.audit_chains().await? {
         let chain: Arc<str> = Arc::from(chain);
         let walked = walk(
             store,
+            &mut reader,
             key,
             &chain,
             marks.get(&*chain).copied(),
@@ -185,6 +187,7 @@ const CHECK_BATCH: usize = 2048;
 )]
 async fn walk(
     store: &Store,
+    reader: &mut ChainReader,
     key: &AuditKey,
     chain: &Arc<str>,
     mark: Option<i64>,
@@ -206,7 +209,7 @@ async fn walk(
         // (on a second connection).
         let compare_too = disagreement.is_none();
         let (rows, settled) = tokio::join!(
-            store.audit_chain_records(chain, from, CHECK_BATCH as u32),
+            reader.records(chain, from, CHECK_BATCH as u32),
             settle(store, chain, mark, in_flight.take(), compare_too)
         );
         let (hash, found) = settled?;
