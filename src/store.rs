@@ -83,7 +83,7 @@ pub mod notify;
 mod people;
 mod review;
 
-pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead, UncommittedAppend};
+pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditScope, AuditSpan};
 pub use audit_stats::{AuditCount, ChainHead, DAY_US};
 pub use audit_verify::{ChainRecord, ChainRecords, ProjectionRange};

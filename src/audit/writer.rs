@@ -113,13 +113,6 @@ impl Stopped {
     }
 }
 
-/// A batch whose commit is in flight (PostgreSQL): its jobs are answered once it lands.
-struct InFlight {
-    jobs: Vec<Job>,
-    rows: Vec<Record>,
-    commit: tokio::task::JoinHandle<Result<(), StoreError>>,
-}
-
 #[derive(Debug)]
 struct Job {
     text: String,
@@ -158,7 +151,6 @@ impl AuditLog {
             signed: None,
             spool: None,
             checkpoint: None,
-            in_flight: None,
         };
         let (done, stopped) = tokio::sync::watch::channel(());
         tokio::spawn(async move {
@@ -278,9 +270,6 @@ struct Writer {
     spool: Option<spool::Spool>,
     /// When the last background checkpoint started.
     checkpoint: Option<tokio::time::Instant>,
-    /// The batch being committed while the next one is inserted (PostgreSQL; never while
-    /// the spool is open). `next` is already past it.
-    in_flight: Option<InFlight>,
 }
 
 impl Writer {
@@ -293,11 +282,6 @@ impl Writer {
         let mut batch = Vec::with_capacity(max_batch);
         loop {
             tokio::select! {
-                landed = landing(&mut self.in_flight, store_wait(&self.options)), if self.in_flight.is_some() => {
-                    if let Some(flight) = self.in_flight.take() {
-                        self.land(flight, landed).await;
-                    }
-                }
                 n = queue.recv_many(&mut batch, max_batch) => {
                     if n == 0 {
                         break;
@@ -318,7 +302,6 @@ impl Writer {
                 }
             }
         }
-        self.land_in_flight().await;
         if self.spool.is_some() {
             self.replay_own().await;
         }
@@ -327,64 +310,43 @@ impl Writer {
 
     /// Gives the batch consecutive positions and commits it to the store, or to the spool
     /// when the store refuses or spooled records are still waiting; answers every job.
-    ///
-    /// On PostgreSQL the batch is inserted in a transaction left open while the batch before
-    /// it is still committing, and committed only once that one has landed; it is then in
-    /// flight until it lands in turn (answered by [`Writer::land`]). So the insert's work
-    /// overlaps the other's wait for the disk, the records are answered in order, and a batch
-    /// never commits after one before it failed: it is rolled back, positioned again after
-    /// what the failure left, and spooled or refused as any refused batch is.
     async fn commit(&mut self, batch: &mut Vec<Job>) {
+        let (mut seq, mut prev) = self.next.clone();
+        let mut rows = Vec::with_capacity(batch.len());
         // The text moves into its record (a job needs only its answer channel from here on).
-        let mut rows: Vec<Record> = batch
-            .iter_mut()
-            .map(|job| Record {
+        for job in batch.iter_mut() {
+            let hash = self.key.hash(&self.id, seq, &prev, &job.text);
+            rows.push(Record {
                 chain: self.id.to_string(),
-                seq: 0,
+                seq,
                 body: std::mem::take(&mut job.text),
-                prev_hash: String::new(),
-                hash: String::new(),
-            })
-            .collect();
-        let mut after = self.chain(&mut rows);
-        let mut refused = None;
-        if self.spool.is_none() {
-            match self.bounded(self.lane.begin_append(&rows)).await {
-                Ok(Some(open)) => {
-                    self.land_in_flight().await;
-                    if self.spool.is_none() && self.continues(&rows) {
-                        self.next = after;
-                        self.in_flight = Some(InFlight {
-                            jobs: std::mem::take(batch),
-                            rows,
-                            commit: tokio::spawn(open.commit()),
-                        });
-                        return;
-                    }
-                    // The batch before failed: this one must not commit after it.
-                    if let Err(e) = open.rollback().await {
-                        tracing::debug!(error = %e, "an audit batch after a refused one was not rolled back cleanly");
-                    }
-                }
-                Ok(None) => self.land_in_flight().await,
-                Err(e) => {
-                    self.land_in_flight().await;
-                    tracing::warn!(error = %e, records = rows.len(), "the audit store refused a batch");
-                    refused = Some(e.to_string());
-                }
-            }
-            if !self.continues(&rows) {
-                after = self.chain(&mut rows);
-            }
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            });
+            seq += 1;
         }
         if self.spool.is_some() {
             self.replay_own().await;
         }
-        if self.spool.is_none() && refused.is_none() {
+        let mut refused = None;
+        if self.spool.is_none() {
             match self.bounded(self.lane.append(&rows)).await {
                 Ok(()) => {
-                    self.next = after;
-                    self.stored_batch(batch, rows);
+                    self.stored = Some((seq - 1, prev.clone()));
+                    self.next = (seq, prev);
+                    self.projector.hand(
+                        batch
+                            .iter_mut()
+                            .zip(&rows)
+                            .map(|(job, record)| Projection {
+                                chain: self.id.clone(),
+                                seq: record.seq,
+                                columns: std::mem::take(&mut job.columns),
+                            })
+                            .collect(),
+                    );
+                    answer(batch, rows);
+                    self.checkpoint_now_and_then();
                     return;
                 }
                 Err(e) => {
@@ -393,61 +355,12 @@ impl Writer {
                 }
             }
         }
-        self.refused(batch, rows, refused).await;
-    }
-
-    /// Gives `rows` consecutive positions and their hashes from `next` on; returns the
-    /// position and hash after them.
-    fn chain(&self, rows: &mut [Record]) -> (i64, String) {
-        let (mut seq, mut prev) = self.next.clone();
-        for row in rows.iter_mut() {
-            let hash = self.key.hash(&self.id, seq, &prev, &row.body);
-            row.seq = seq;
-            row.prev_hash = std::mem::replace(&mut prev, hash.clone());
-            row.hash = hash;
-            seq += 1;
-        }
-        (seq, prev)
-    }
-
-    /// Whether `rows` start at `next`.
-    fn continues(&self, rows: &[Record]) -> bool {
-        rows.first()
-            .is_none_or(|first| first.seq == self.next.0 && first.prev_hash == self.next.1)
-    }
-
-    /// A batch is in the store: hands its columns to the projector and answers its jobs.
-    fn stored_batch(&mut self, batch: &mut Vec<Job>, rows: Vec<Record>) {
-        if let Some(last) = rows.last() {
-            self.stored = Some((last.seq, last.hash.clone()));
-        }
-        self.projector.hand(
-            batch
-                .iter_mut()
-                .zip(&rows)
-                .map(|(job, record)| Projection {
-                    chain: self.id.clone(),
-                    seq: record.seq,
-                    columns: std::mem::take(&mut job.columns),
-                })
-                .collect(),
-        );
-        answer(batch, rows);
-        self.checkpoint_now_and_then();
-    }
-
-    /// The store did not take a batch (or was not asked, with the spool open): the batch
-    /// goes to the spool, or every job is refused. `rows` start at `next`.
-    async fn refused(&mut self, batch: &mut Vec<Job>, rows: Vec<Record>, refused: Option<String>) {
-        let after = rows.last().map(|last| (last.seq + 1, last.hash.clone()));
         match self.spool_rows(&rows).await {
             Ok(()) => {
                 self.status
                     .spooled
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                if let Some(after) = after {
-                    self.next = after;
-                }
+                self.next = (seq, prev);
                 answer(batch, rows);
             }
             Err(e) => {
@@ -466,30 +379,6 @@ impl Writer {
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(message.clone()));
                 }
-            }
-        }
-    }
-
-    /// Waits for the batch in flight, if any, to land.
-    async fn land_in_flight(&mut self) {
-        let landed = landing(&mut self.in_flight, store_wait(&self.options)).await;
-        if let Some(flight) = self.in_flight.take() {
-            self.land(flight, landed).await;
-        }
-    }
-
-    /// A batch in flight has landed: answers it, or, when its commit failed, puts `next`
-    /// back to it and spools or refuses it.
-    async fn land(&mut self, mut flight: InFlight, landed: Result<(), StoreError>) {
-        match landed {
-            Ok(()) => self.stored_batch(&mut flight.jobs, flight.rows),
-            Err(e) => {
-                tracing::warn!(error = %e, records = flight.rows.len(), "the audit store refused a batch");
-                if let Some(first) = flight.rows.first() {
-                    self.next = (first.seq, first.prev_hash.clone());
-                }
-                self.refused(&mut flight.jobs, flight.rows, Some(e.to_string()))
-                    .await;
             }
         }
     }
@@ -674,35 +563,6 @@ impl Writer {
         if let Ok(mut p) = self.status.problem.lock() {
             *p = problem;
         }
-    }
-}
-
-/// How long a store operation may take: `store_wait` when there is a spool to fall back on.
-fn store_wait(options: &Options) -> Option<Duration> {
-    options.spool_dir.as_ref().map(|_| options.store_wait)
-}
-
-/// Waits for the commit in flight, if any (for at most `wait`): its outcome. A commit cut
-/// short may still finish in the store, as with [`Writer::bounded`].
-async fn landing(
-    in_flight: &mut Option<InFlight>,
-    wait: Option<Duration>,
-) -> Result<(), StoreError> {
-    let Some(flight) = in_flight.as_mut() else {
-        return Ok(());
-    };
-    let commit = async {
-        match (&mut flight.commit).await {
-            Ok(committed) => committed,
-            Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
-        }
-    };
-    match wait {
-        None => commit.await,
-        Some(wait) => match tokio::time::timeout(wait, commit).await {
-            Ok(committed) => committed,
-            Err(_) => Err(StoreError::Timeout(wait)),
-        },
     }
 }
 

@@ -456,28 +456,6 @@ impl AuditLane {
         }
     }
 
-    /// On PostgreSQL, once the lane's chain is named: inserts the records in a transaction
-    /// left open, to be committed with [`UncommittedAppend::commit`]. The writer inserts a
-    /// batch this way while the batch before it commits on another connection, and commits
-    /// it only once that one has: the insert's work overlaps the other's wait for the disk,
-    /// and no batch is ever committed after a batch before it failed (the open transaction
-    /// is rolled back instead). `Ok(None)` where appends are not split so (SQLite, where the
-    /// lane's writes take turns on one connection; a chain not named yet): use
-    /// [`AuditLane::append`].
-    pub async fn begin_append(
-        &self,
-        records: &[Record],
-    ) -> Result<Option<UncommittedAppend>, StoreError> {
-        match &self.store {
-            Store::Postgres(pool) if !records.is_empty() && self.is_named(records) => {
-                let mut tx = pool.begin().await?;
-                postgres_insert(&mut *tx, records).await?;
-                Ok(Some(UncommittedAppend(tx)))
-            }
-            _ => Ok(None),
-        }
-    }
-
     /// Whether every record is of the chain this lane has named already.
     fn is_named(&self, records: &[Record]) -> bool {
         let Ok(named) = self.named.lock() else {
@@ -499,26 +477,6 @@ impl AuditLane {
             }
             _ => self.store.project_audit(rows).await,
         }
-    }
-}
-
-/// A batch of the log inserted in a transaction not committed yet ([`AuditLane::begin_append`]).
-/// Dropped without [`UncommittedAppend::commit`], it is rolled back.
-#[derive(Debug)]
-pub struct UncommittedAppend(sqlx::Transaction<'static, sqlx::Postgres>);
-
-impl UncommittedAppend {
-    /// Commits the batch: on disk when this returns (`synchronous_commit` on), as an
-    /// [`AuditLane::append`] is.
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.0.commit().await?;
-        Ok(())
-    }
-
-    /// Rolls the batch back.
-    pub async fn rollback(self) -> Result<(), StoreError> {
-        self.0.rollback().await?;
-        Ok(())
     }
 }
 
