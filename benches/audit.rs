@@ -324,6 +324,9 @@ async fn main() {
     }
 
     if verify_records == 0 {
+        if let Some(db) = postgres {
+            db.drop().await;
+        }
         return;
     }
     println!("\n## audit verify\n");
