@@ -113,7 +113,8 @@ pub(crate) async fn wait_for_url(browser: &Browser, wanted: impl Fn(&str) -> boo
 }
 
 /// Signs in at the provider's own pages: its login form (any password does), then its
-/// consent form.
+/// consent form; returns once the browser has left the provider (reading the next page
+/// before that could read the provider's own page on a busy machine).
 async fn at_the_provider(browser: &Browser, idp: &ThirdPartyIdp, login: &str) {
     wait_for_url(browser, |u| u.starts_with(&idp.issuer)).await;
     browser.fill("input[name=login]", login).await;
@@ -124,6 +125,7 @@ async fn at_the_provider(browser: &Browser, idp: &ThirdPartyIdp, login: &str) {
     // The consent page has the same button; its `prompt` field says which form it is.
     browser.text("form input[name=prompt][value=consent]").await;
     browser.click("button.login-submit").await;
+    wait_for_url(browser, |u| !u.starts_with(&idp.issuer)).await;
 }
 
 /// The records of a console route, as `concord audit export` prints them.
