@@ -41,8 +41,18 @@ const look = (el) => {
 ";
 
 /// Starts listening for focus (the styles are read the moment an element takes it) and
-/// answers how many actions the page has.
+/// answers how many actions the page has. The walk starts at the top of the page, as for a
+/// keyboard user who has just arrived: a span put first in the body takes the focus and
+/// gives it up, so the first Tab goes to the page's first action wherever the focus was
+/// left (after a link to a field, the walk used to start past it and reach the first
+/// actions only by wrapping round through the browser's own controls, where a busy
+/// machine could find the skip link before its focus style applied).
 const LISTEN: &str = r"
+const origin = document.createElement('span');
+origin.id = '__keyboard_origin';
+origin.tabIndex = -1;
+document.body.prepend(origin);
+origin.focus();
 window.__keyboard = [];
 document.addEventListener('focusin', (e) => {
   const r = e.target.getBoundingClientRect();
@@ -75,6 +85,7 @@ const group = (el) => el.type === 'radio'
 for (const el of actions()) {
   if (!seen.has(el) && !group(el)) problems.push(name(el) + ': never reached by Tab');
 }
+document.getElementById('__keyboard_origin')?.remove();
 done({ problems, order: [...seen.keys()].map(name) });
 ";
 
