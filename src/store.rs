@@ -83,7 +83,7 @@ pub mod notify;
 mod people;
 mod review;
 
-pub use audit::{AuditLane, Checkpointed, Columns, Projection, Record, Row, SignedHead};
+pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditScope, AuditSpan};
 pub use audit_stats::{AuditCount, ChainHead, DAY_US};
 pub use audit_verify::{ChainReader, ChainRecord, ChainRecords, ProjectionRange};
@@ -187,16 +187,13 @@ impl Store {
     }
 
     /// Copies what the SQLite write-ahead log holds into the database file without blocking
-    /// writers (a passive checkpoint on a connection of the pool), and says how far it got;
-    /// nothing on PostgreSQL. See [`AuditLane::checkpoint`] for the pass that lets the log
-    /// start again.
-    pub async fn checkpoint(&self) -> Result<Option<Checkpointed>, StoreError> {
-        match self {
-            Store::Sqlite(pool) => Ok(Some(
-                audit::sqlite_checkpoint(&mut *pool.acquire().await?).await?,
-            )),
-            Store::Postgres(_) => Ok(None),
+    /// writers (a passive checkpoint on a connection of the pool); nothing on PostgreSQL.
+    /// See [`AuditLane::checkpoint`] for the pass that lets the log start again.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if let Store::Sqlite(pool) = self {
+            audit::sqlite_checkpoint(&mut *pool.acquire().await?).await?;
         }
+        Ok(())
     }
 
     /// A round trip to the database.

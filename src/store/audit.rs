@@ -468,25 +468,17 @@ impl AuditLane {
 
     /// Copies the SQLite write-ahead log into the database file in the lane's turn, between
     /// two of its writes (a passive checkpoint on its kept connection; nothing on
-    /// PostgreSQL), and says how many frames the log held and how many are copied.
+    /// PostgreSQL).
     ///
     /// SQLite starts its log again from the beginning only when a write begins on a log
     /// that is wholly copied. A checkpoint on another connection never gets there while the
     /// log is appended to all the time (the appends go on during its pass), so the log
     /// would grow without end under steady load; this one runs while the lane's appends
     /// wait, so the lane's next write finds the whole log copied and starts it again.
-    pub async fn checkpoint(&self) -> Result<Option<Checkpointed>, StoreError> {
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
         match (&self.store, &self.kept) {
-            (Store::Sqlite(pool), Some(kept)) => {
-                let mut done = None;
-                in_turn(pool, kept, async |conn| {
-                    done = Some(sqlite_checkpoint(conn).await?);
-                    Ok(())
-                })
-                .await?;
-                Ok(done)
-            }
-            _ => Ok(None),
+            (Store::Sqlite(pool), Some(kept)) => in_turn(pool, kept, sqlite_checkpoint).await,
+            _ => Ok(()),
         }
     }
 
@@ -504,24 +496,12 @@ impl AuditLane {
     }
 }
 
-/// What a SQLite checkpoint found: frames in the write-ahead log, and how many of them are
-/// now in the database file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Checkpointed {
-    /// Frames in the log.
-    pub log: i64,
-    /// Frames copied into the database file (all of them when equal to `log`).
-    pub copied: i64,
-}
-
 /// A passive checkpoint on one connection.
-pub(crate) async fn sqlite_checkpoint(
-    conn: &mut sqlx::SqliteConnection,
-) -> Result<Checkpointed, StoreError> {
-    let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(&mut *conn)
+pub(crate) async fn sqlite_checkpoint(conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(&mut *conn)
         .await?;
-    Ok(Checkpointed { log, copied })
+    Ok(())
 }
 
 /// Runs `write` on the lane's kept connection (opened when there is none), waiting for its
