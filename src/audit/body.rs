@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod disclosed;
+
 /// One source's part in a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceOutcome {
@@ -61,7 +63,9 @@ pub struct Body {
     pub person: Option<String>,
     /// The sources asked and how each answered.
     pub sources: Vec<SourceOutcome>,
-    /// What was disclosed, each with its agreement and rule.
+    /// What was disclosed, each with its agreement and rule. Encoded with each permit
+    /// named once ([`disclosed`]); records of the earlier form read the same.
+    #[serde(with = "disclosed")]
     pub disclosed: Vec<Disclosure>,
     /// How many resources were withheld.
     pub withheld: usize,

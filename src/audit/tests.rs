@@ -618,7 +618,7 @@ async fn a_record_the_store_already_has_is_not_replayed_twice() {
     let mut prev = GENESIS.to_owned();
     let mut rows = Vec::new();
     for i in 0..6 {
-        let text = serde_json::to_string(&body(i)).expect("json");
+        let text = encode_body(&body(i)).expect("encoded");
         let hash = key.hash(chain, i as i64, &prev, &text);
         rows.push((
             Record {
@@ -871,7 +871,7 @@ async fn records_kept_before_the_search_projection_survive_its_migration() {
     let mut prev = GENESIS.to_owned();
     for i in 0..10_usize {
         let b = body(i);
-        let text = serde_json::to_string(&b).expect("json");
+        let text = body::disclosed::earlier_form(&b);
         let hash = key.hash("old-chain", i as i64, &prev, &text);
         sqlx::query("INSERT INTO audit_records (chain, seq, recorded_us, person_id, user_id, org, purpose, outcome, review, body, prev_hash, hash) VALUES ('old-chain', $1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10)")
             .bind(i as i64)
@@ -926,7 +926,7 @@ async fn records_a_dead_process_never_projected_are_projected_by_the_next() {
     let mut prev = GENESIS.to_owned();
     let mut records = Vec::new();
     for i in 0..5_usize {
-        let text = serde_json::to_string(&body(i)).expect("json");
+        let text = encode_body(&body(i)).expect("encoded");
         let hash = key.hash("dead-chain", i as i64, &prev, &text);
         records.push(Record {
             chain: "dead-chain".into(),
@@ -1060,4 +1060,88 @@ async fn steady_appends_keep_the_sqlite_write_ahead_log_bounded() {
     );
     log.settle().await;
     assert!(check(&store).await.is_ok(), "the chain verifies");
+}
+
+/// A chain whose first records were written with `disclosed` in its earlier form (one object
+/// per resource) and whose later ones have the compact form verifies as one, and `audit
+/// verify` reads the sources and agreements of both forms' disclosures: a side row missing
+/// from either is named.
+#[tokio::test]
+async fn records_of_both_encodings_of_the_disclosures_verify_in_one_chain() {
+    let mixed = |i: usize| Body {
+        disclosed: ["gp", "community", "gp"]
+            .iter()
+            .enumerate()
+            .map(|(n, source)| Disclosure {
+                reference: format!("Observation/{source}.o{i}-{n}"),
+                agreement: format!("dsa-{source}"),
+                rule: format!("rule-{source}"),
+                emergency: n == 2,
+            })
+            .collect(),
+        ..body(i)
+    };
+    let key = AuditKey::new(KEY).expect("key");
+    for (table, seq) in [
+        ("", 0),
+        ("audit_search_agreements", 1),
+        ("audit_search_sources", 4),
+    ] {
+        let (_dir, store) = store().await;
+        let mut prev = GENESIS.to_owned();
+        let (mut records, mut rows) = (Vec::new(), Vec::new());
+        for i in 0..6_usize {
+            let b = mixed(i);
+            let text = if i < 3 {
+                body::disclosed::earlier_form(&b)
+            } else {
+                encode_body(&b).expect("encoded")
+            };
+            assert_eq!(text.contains("\"permits\""), i >= 3);
+            let hash = key.hash("both", i as i64, &prev, &text);
+            records.push(Record {
+                chain: "both".into(),
+                seq: i as i64,
+                body: text,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            });
+            rows.push(Projection {
+                chain: "both".into(),
+                seq: i as i64,
+                columns: Columns::of(&b),
+            });
+        }
+        store.append_audit(&records).await.expect("the log");
+        store.project_audit(&rows).await.expect("the projection");
+        if table.is_empty() {
+            assert_eq!(check(&store).await.map(|v| v.records), Ok(6));
+            assert_eq!(
+                rows[4].columns.agreements,
+                ["dsa-community", "dsa-gp"],
+                "each agreement once"
+            );
+            continue;
+        }
+        let column = if table.ends_with("sources") {
+            "source"
+        } else {
+            "agreement"
+        };
+        exec(
+            &store,
+            &format!("DELETE FROM {table} WHERE seq = {seq} AND {column} LIKE '%community'"),
+        )
+        .await;
+        let broken = check(&store).await.expect_err(table);
+        assert_eq!(
+            (broken.chain.as_str(), broken.seq),
+            ("both", seq),
+            "{broken}"
+        );
+        assert!(
+            broken.problem.contains("sources and agreements"),
+            "{broken}"
+        );
+    }
 }

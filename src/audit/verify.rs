@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::body::disclosed::Either;
 use super::heads::SignedHead;
 use super::{AuditError, AuditKey, Columns, GENESIS};
 use crate::store::{ChainReader, ChainRecord, ChainRecords, Store};
@@ -408,8 +409,36 @@ struct Said<'a> {
     outcome: Cow<'a, str>,
     #[serde(borrow)]
     review: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "said_disclosed")]
     disclosed: Vec<SaidDisclosure<'a>>,
+}
+
+/// A body's `disclosed` in either of its forms (see `body::disclosed`), borrowing.
+fn said_disclosed<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<SaidDisclosure<'a>>, D::Error> {
+    d.deserialize_any(Either::new(
+        |permits: Vec<SaidPermit<'a>>, resources: Vec<SaidResource<'a>>| {
+            resources
+                .into_iter()
+                .map(|SaidResource(reference, at)| {
+                    permits.get(at).map(|p| SaidDisclosure {
+                        reference,
+                        agreement: p.agreement.clone(),
+                    })
+                })
+                .collect()
+        },
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct SaidResource<'a>(#[serde(borrow)] Cow<'a, str>, usize);
+
+#[derive(serde::Deserialize)]
+struct SaidPermit<'a> {
+    #[serde(borrow)]
+    agreement: Cow<'a, str>,
 }
 
 #[derive(serde::Deserialize)]
