@@ -130,9 +130,10 @@ impl Store {
                 // beyond it are read again from the file (the operating system's cache), and
                 // the audit lane's connection, which appends all the time, would otherwise
                 // fill it as the log grows. No checkpoint inside a commit (it would stall the
-                // request whose commit ran it): the audit writer starts one in the background
-                // every second ([`Store::checkpoint`]), and index pages dirtied again and
-                // again in that second are written back once.
+                // request whose commit ran it): the audit projector checkpoints after its
+                // turns, at most every 100 ms ([`Store::checkpoint`], then
+                // [`audit::AuditLane::checkpoint`]), and index pages dirtied again and again
+                // in between are written back once.
                 .pragma(
                     "cache_size",
                     format!("-{}", u64::from(sqlite_cache_mib.max(1)) * 1024),

@@ -64,7 +64,7 @@ pub struct Body {
     /// The sources asked and how each answered.
     pub sources: Vec<SourceOutcome>,
     /// What was disclosed, each with its agreement and rule. Encoded with each permit
-    /// named once ([`disclosed`]); records of the earlier form read the same.
+    /// named once (the `disclosed` module); records of the earlier form read the same.
     #[serde(with = "disclosed")]
     pub disclosed: Vec<Disclosure>,
     /// How many resources were withheld.
