@@ -1145,3 +1145,62 @@ async fn records_of_both_encodings_of_the_disclosures_verify_in_one_chain() {
         );
     }
 }
+
+/// A turn of the audit lane (an append, a projection) that fails after its first statement
+/// keeps nothing (its transaction is rolled back with the connection the lane then closes),
+/// the next turn starts on a clean connection, and that connection commits durably again
+/// (`synchronous=FULL`, not the projection's NORMAL left behind).
+#[tokio::test]
+async fn a_lane_turn_that_fails_partway_keeps_nothing_and_the_next_starts_clean() {
+    let (_dir, store) = store().await;
+    let Store::Sqlite(pool) = &store else {
+        panic!("sqlite")
+    };
+    let count = async |sql: &str| -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(pool)
+            .await
+            .expect("count")
+    };
+    let lane = crate::store::AuditLane::new(store.clone());
+    let (records, rows) = chain_of("partway", 6);
+    // The records go in, then naming the chain fails: the records are not kept.
+    exec(
+        &store,
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_projected BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .await;
+    assert!(lane.append(&records[..3]).await.is_err());
+    assert_eq!(count("SELECT count(*) FROM audit_records").await, 0);
+    exec(&store, "DROP TRIGGER refuse").await;
+    lane.append(&records[..3]).await.expect("appended");
+    lane.append(&records[3..]).await.expect("appended");
+    assert_eq!(count("SELECT count(*) FROM audit_records").await, 6);
+    // The search rows go in, then a side table refuses: no search row is kept either, and
+    // the mark stays where it was.
+    exec(
+        &store,
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_search_agreements BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .await;
+    assert!(lane.project(&rows).await.is_err());
+    assert_eq!(
+        lane.synchronous().await.expect("asked"),
+        2,
+        "the lane's connection commits with FULL again, not the failed turn's NORMAL"
+    );
+    assert_eq!(count("SELECT count(*) FROM audit_search").await, 0);
+    assert_eq!(
+        store.audit_projection_marks().await.expect("marks"),
+        vec![("partway".to_owned(), -1)]
+    );
+    exec(&store, "DROP TRIGGER refuse").await;
+    lane.project(&rows).await.expect("projected");
+    assert_eq!(count("SELECT count(*) FROM audit_search").await, 6);
+    assert_eq!(
+        store.audit_projection_marks().await.expect("marks"),
+        vec![("partway".to_owned(), 5)]
+    );
+    assert_eq!(lane.synchronous().await.expect("asked"), 2, "FULL");
+    assert_eq!(check(&store).await.map(|v| v.records), Ok(6));
+}

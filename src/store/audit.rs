@@ -482,6 +482,23 @@ impl AuditLane {
         }
     }
 
+    /// The kept connection's `PRAGMA synchronous` (2 is FULL), asked in turn: for tests
+    /// that a failed turn leaves no setting of its own behind.
+    #[cfg(test)]
+    pub(crate) async fn synchronous(&self) -> Result<i64, StoreError> {
+        let mut level = -1;
+        if let (Store::Sqlite(pool), Some(kept)) = (&self.store, &self.kept) {
+            in_turn(pool, kept, async |conn| {
+                level = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(level)
+    }
+
     /// [`Store::project_audit`] in turn.
     pub async fn project(&self, rows: &[Projection]) -> Result<(), StoreError> {
         match (&self.store, &self.kept) {
