@@ -53,6 +53,17 @@ async fn filled(store: &Store, n: usize) -> AuditLog {
     log
 }
 
+/// A query's one number (a count).
+async fn scalar(store: &Store, sql: &str) -> i64 {
+    let Store::Sqlite(pool) = store else {
+        panic!("sqlite")
+    };
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(pool)
+        .await
+        .expect(sql)
+}
+
 async fn exec(store: &Store, sql: &str) {
     let Store::Sqlite(pool) = store else {
         panic!("sqlite")
@@ -250,12 +261,17 @@ async fn side_rows_past_the_first_read_are_read_again_and_named() {
 
 /// Records 0..n of `chain` as the writer makes them, with their search projection rows.
 fn chain_of(chain: &str, n: usize) -> (Vec<Record>, Vec<Projection>) {
+    let bodies: Vec<Body> = (0..n).map(body).collect();
+    let texts = bodies.iter().map(|b| encode_body(b).expect("encoded"));
+    (chained(chain, texts), projected(chain, &bodies))
+}
+
+/// Records 0.. of `chain` with these bodies' texts, hashed and linked as the writer does.
+fn chained(chain: &str, texts: impl IntoIterator<Item = String>) -> Vec<Record> {
     let key = AuditKey::new(KEY).expect("key");
     let mut prev = GENESIS.to_owned();
-    let (mut records, mut rows) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let b = body(i);
-        let text = encode_body(&b).expect("encoded");
+    let mut records = Vec::new();
+    for (i, text) in texts.into_iter().enumerate() {
         let hash = key.hash(chain, i as i64, &prev, &text);
         records.push(Record {
             chain: chain.into(),
@@ -264,13 +280,21 @@ fn chain_of(chain: &str, n: usize) -> (Vec<Record>, Vec<Projection>) {
             prev_hash: std::mem::replace(&mut prev, hash.clone()),
             hash,
         });
-        rows.push(Projection {
+    }
+    records
+}
+
+/// The search projection's rows of records 0.. of `chain` with these bodies.
+fn projected(chain: &str, bodies: &[Body]) -> Vec<Projection> {
+    bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Projection {
             chain: chain.into(),
             seq: i as i64,
-            columns: Columns::of(&b),
-        });
-    }
-    (records, rows)
+            columns: Columns::of(b),
+        })
+        .collect()
 }
 
 /// Writes records 0..n of `chain` straight into the log and its search projection, as the
@@ -982,15 +1006,7 @@ async fn projecting_rows_again_keeps_the_rows_already_there() {
         .await
         .expect("rows 2-9 on the lane");
     store.project_audit(&again).await.expect("rows 2-9 again");
-    let Store::Sqlite(pool) = &store else {
-        panic!("sqlite")
-    };
-    let count = async |sql: &str| -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(pool)
-            .await
-            .expect("count")
-    };
+    let count = async |sql: &str| scalar(&store, sql).await;
     assert_eq!(count("SELECT count(*) FROM audit_search").await, 10);
     assert_eq!(
         count("SELECT count(*) FROM audit_search WHERE org = 'RY4'").await,
@@ -1081,37 +1097,28 @@ async fn records_of_both_encodings_of_the_disclosures_verify_in_one_chain() {
             .collect(),
         ..body(i)
     };
-    let key = AuditKey::new(KEY).expect("key");
+    let bodies: Vec<Body> = (0..6).map(mixed).collect();
+    let texts: Vec<String> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if i < 3 {
+                body::disclosed::earlier_form(b)
+            } else {
+                encode_body(b).expect("encoded")
+            }
+        })
+        .collect();
+    for (i, text) in texts.iter().enumerate() {
+        assert_eq!(text.contains("\"permits\""), i >= 3);
+    }
+    let (records, rows) = (chained("both", texts), projected("both", &bodies));
     for (table, seq) in [
         ("", 0),
         ("audit_search_agreements", 1),
         ("audit_search_sources", 4),
     ] {
         let (_dir, store) = store().await;
-        let mut prev = GENESIS.to_owned();
-        let (mut records, mut rows) = (Vec::new(), Vec::new());
-        for i in 0..6_usize {
-            let b = mixed(i);
-            let text = if i < 3 {
-                body::disclosed::earlier_form(&b)
-            } else {
-                encode_body(&b).expect("encoded")
-            };
-            assert_eq!(text.contains("\"permits\""), i >= 3);
-            let hash = key.hash("both", i as i64, &prev, &text);
-            records.push(Record {
-                chain: "both".into(),
-                seq: i as i64,
-                body: text,
-                prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                hash,
-            });
-            rows.push(Projection {
-                chain: "both".into(),
-                seq: i as i64,
-                columns: Columns::of(&b),
-            });
-        }
         store.append_audit(&records).await.expect("the log");
         store.project_audit(&rows).await.expect("the projection");
         if table.is_empty() {
@@ -1153,15 +1160,7 @@ async fn records_of_both_encodings_of_the_disclosures_verify_in_one_chain() {
 #[tokio::test]
 async fn a_lane_turn_that_fails_partway_keeps_nothing_and_the_next_starts_clean() {
     let (_dir, store) = store().await;
-    let Store::Sqlite(pool) = &store else {
-        panic!("sqlite")
-    };
-    let count = async |sql: &str| -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(pool)
-            .await
-            .expect("count")
-    };
+    let count = async |sql: &str| scalar(&store, sql).await;
     let lane = crate::store::AuditLane::new(store.clone());
     let (records, rows) = chain_of("partway", 6);
     // The records go in, then naming the chain fails: the records are not kept.
