@@ -1030,11 +1030,16 @@ async fn projecting_rows_again_keeps_the_rows_already_there() {
 async fn steady_appends_keep_the_sqlite_write_ahead_log_bounded() {
     let (dir, store) = store().await;
     let log = AuditLog::new(store.clone(), AuditKey::new(KEY).expect("key"));
+    // Records as wide as the demo's widest: 60 resources, each named by a gateway id
+    // (`Type/{source}.{uuid}`), about 3.5 KB each.
     let wide = |i: usize| {
         let mut b = body(i);
         b.disclosed = (0..60)
             .map(|j| Disclosure {
-                reference: format!("Observation/gp.o{i}-{j}"),
+                reference: format!(
+                    "Observation/gp.{i:08x}-{j:04x}-4000-8000-{:012x}",
+                    i * 60 + j
+                ),
                 agreement: "dsa".into(),
                 rule: "r".into(),
                 emergency: false,
