@@ -84,20 +84,10 @@ async fn exec(store: &Store, sql: &str) {
 /// Records 0..n chained in `chain`, written as a gateway before migration 0010 wrote them:
 /// the log, and (up to `projected`) the search rows and the chain's mark.
 async fn old_records(store: &Store, chain: &str, n: usize, projected: usize) {
-    let key = AuditKey::new(KEY).expect("key");
-    let mut prev = GENESIS.to_owned();
-    let mut records = Vec::new();
-    for i in 0..n {
-        let text = crate::audit::body::disclosed::earlier_form(&body(i));
-        let hash = key.hash(chain, i as i64, &prev, &text);
-        records.push(Record {
-            chain: chain.into(),
-            seq: i as i64,
-            body: text,
-            prev_hash: std::mem::replace(&mut prev, hash.clone()),
-            hash,
-        });
-    }
+    let records = super::tests::chained(
+        chain,
+        (0..n).map(|i| crate::audit::body::disclosed::earlier_form(&body(i))),
+    );
     store.append_audit(&records).await.expect("the log");
     for i in 0..projected {
         let c = Columns::of(&body(i));

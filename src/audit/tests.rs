@@ -267,7 +267,7 @@ fn chain_of(chain: &str, n: usize) -> (Vec<Record>, Vec<Projection>) {
 }
 
 /// Records 0.. of `chain` with these bodies' texts, hashed and linked as the writer does.
-fn chained(chain: &str, texts: impl IntoIterator<Item = String>) -> Vec<Record> {
+pub(super) fn chained(chain: &str, texts: impl IntoIterator<Item = String>) -> Vec<Record> {
     let key = AuditKey::new(KEY).expect("key");
     let mut prev = GENESIS.to_owned();
     let mut records = Vec::new();
@@ -946,20 +946,7 @@ async fn records_kept_before_the_search_projection_survive_its_migration() {
 #[tokio::test]
 async fn records_a_dead_process_never_projected_are_projected_by_the_next() {
     let (_dir, store) = store().await;
-    let key = AuditKey::new(KEY).expect("key");
-    let mut prev = GENESIS.to_owned();
-    let mut records = Vec::new();
-    for i in 0..5_usize {
-        let text = encode_body(&body(i)).expect("encoded");
-        let hash = key.hash("dead-chain", i as i64, &prev, &text);
-        records.push(Record {
-            chain: "dead-chain".into(),
-            seq: i as i64,
-            body: text,
-            prev_hash: std::mem::replace(&mut prev, hash.clone()),
-            hash,
-        });
-    }
+    let (records, _) = chain_of("dead-chain", 5);
     store
         .append_audit(&records)
         .await
@@ -976,7 +963,7 @@ async fn records_a_dead_process_never_projected_are_projected_by_the_next() {
             .expect("search")
             .is_empty()
     );
-    let log = AuditLog::new(store.clone(), key);
+    let log = AuditLog::new(store.clone(), AuditKey::new(KEY).expect("key"));
     log.settle().await;
     let found = store.audit_search(&person("p2")).await.expect("search");
     assert_eq!(found.len(), 1, "projected at start from the log");
