@@ -138,4 +138,6 @@ pub mod event;
 #[cfg(test)]
 mod projection_tests;
 #[cfg(test)]
+mod search_file_tests;
+#[cfg(test)]
 mod tests;

@@ -82,6 +82,7 @@ mod locator;
 pub mod notify;
 mod people;
 mod review;
+mod search;
 
 pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditScope, AuditSpan};
@@ -94,6 +95,7 @@ pub use held::{HeldVersion, HeldWrite};
 pub use locator::{LocatorSource, PageRead, RoundEnd};
 pub use people::{Link, PersonRecord};
 pub use review::{BreakGlassReview, ReviewScope};
+use search::Search;
 
 /// SQLite's page cache per connection for one-off commands ([`Store::connect`]): `audit
 /// verify` and the console's checks read the whole log once, and a large cache serves them.
@@ -117,6 +119,9 @@ impl Store {
         sqlite_cache_mib: u32,
     ) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
+            // The page cache per connection, in KiB (negative), for the store's file and again
+            // for the search projection's (`store::search`).
+            let cache_size = -i64::from(sqlite_cache_mib.max(1)) * 1024;
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -134,10 +139,7 @@ impl Store {
                 // turns, at most every 100 ms ([`Store::checkpoint`], then
                 // [`audit::AuditLane::checkpoint`]), and index pages dirtied again and again
                 // in between are written back once.
-                .pragma(
-                    "cache_size",
-                    format!("-{}", u64::from(sqlite_cache_mib.max(1)) * 1024),
-                )
+                .pragma("cache_size", cache_size.to_string())
                 .pragma("wal_autocheckpoint", "0")
                 // After a checkpoint the log file is cut back to 64 MiB, so a burst does not
                 // leave a huge file behind.
@@ -151,10 +153,16 @@ impl Store {
                     StoreError::Url(format!("cannot create `{}`: {e}", dir.display()))
                 })?;
             }
+            let projection = Search::beside(&options, cache_size)?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
+                .after_connect(move |conn, _| {
+                    let projection = projection.clone();
+                    Box::pin(async move { projection.attach(conn).await })
+                })
                 .connect_with(options)
                 .await?;
+            search::create(&mut *pool.acquire().await?).await?;
             Ok(Store::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
@@ -178,21 +186,27 @@ impl Store {
         }
     }
 
-    /// Applies pending migrations.
+    /// Applies pending migrations. On SQLite it then names every chain of the log in the
+    /// search projection's file, so that a projection file made anew (the first start after
+    /// migration 0015, or one deleted to be rebuilt) is filled from the log.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Store::Sqlite(pool) => {
+                sqlx::migrate!("./migrations/sqlite").run(pool).await?;
+                search::name_every_chain(pool).await?;
+            }
             Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
     }
 
-    /// Copies what the SQLite write-ahead log holds into the database file without blocking
+    /// Copies what the SQLite write-ahead log of the database file (not the search
+    /// projection's, which its projector checkpoints) holds into that file without blocking
     /// writers (a passive checkpoint on a connection of the pool); nothing on PostgreSQL.
     /// See [`AuditLane::checkpoint`] for the pass that lets the log start again.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         if let Store::Sqlite(pool) = self {
-            audit::sqlite_checkpoint(&mut *pool.acquire().await?).await?;
+            audit::sqlite_checkpoint(&mut *pool.acquire().await?, audit::SqliteFile::Store).await?;
         }
         Ok(())
     }

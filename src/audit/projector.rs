@@ -188,6 +188,9 @@ impl Task {
             return;
         }
         self.checkpointed = Some(tokio::time::Instant::now());
+        if let Err(e) = self.lane.checkpoint_projection().await {
+            tracing::warn!(error = %e, "the search projection's log could not be checkpointed");
+        }
         if let Err(e) = self.lane.store().checkpoint().await {
             tracing::warn!(error = %e, "the store's log could not be checkpointed");
             return;

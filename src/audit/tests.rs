@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use std::path::{Path, PathBuf};
 
-const KEY: &[u8] = b"a test audit key of at least thirty-two bytes";
+pub(super) const KEY: &[u8] = b"a test audit key of at least thirty-two bytes";
 
-fn body(i: usize) -> Body {
+pub(super) fn body(i: usize) -> Body {
     Body {
         recorded_us: 1_000 + i as i64,
         request_id: format!("req-{i}"),
@@ -36,7 +36,7 @@ fn body(i: usize) -> Body {
     }
 }
 
-async fn store() -> (tempfile::TempDir, Store) {
+pub(super) async fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite://{}", dir.path().join("audit.db").display());
     let store = Store::connect(&url, 2).await.expect("store");
@@ -44,7 +44,7 @@ async fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-async fn filled(store: &Store, n: usize) -> AuditLog {
+pub(super) async fn filled(store: &Store, n: usize) -> AuditLog {
     let log = AuditLog::new(store.clone(), AuditKey::new(KEY).expect("key"));
     for i in 0..n {
         log.append(&body(i)).await.expect("append");
@@ -54,7 +54,7 @@ async fn filled(store: &Store, n: usize) -> AuditLog {
 }
 
 /// A query's one number (a count).
-async fn scalar(store: &Store, sql: &str) -> i64 {
+pub(super) async fn scalar(store: &Store, sql: &str) -> i64 {
     let Store::Sqlite(pool) = store else {
         panic!("sqlite")
     };
@@ -64,7 +64,7 @@ async fn scalar(store: &Store, sql: &str) -> i64 {
         .expect(sql)
 }
 
-async fn exec(store: &Store, sql: &str) {
+pub(super) async fn exec(store: &Store, sql: &str) {
     let Store::Sqlite(pool) = store else {
         panic!("sqlite")
     };
@@ -74,7 +74,7 @@ async fn exec(store: &Store, sql: &str) {
         .expect(sql);
 }
 
-async fn check(store: &Store) -> Result<Verified, Broken> {
+pub(super) async fn check(store: &Store) -> Result<Verified, Broken> {
     verify(store, &AuditKey::new(KEY).expect("key"))
         .await
         .expect("readable")
@@ -1158,12 +1158,12 @@ async fn a_lane_turn_that_fails_partway_keeps_nothing_and_the_next_starts_clean(
     // The records go in, then naming the chain fails: the records are not kept.
     exec(
         &store,
-        "CREATE TRIGGER refuse BEFORE INSERT ON audit_projected BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        "CREATE TRIGGER search.refuse BEFORE INSERT ON audit_projected BEGIN SELECT RAISE(ABORT, 'refused'); END",
     )
     .await;
     assert!(lane.append(&records[..3]).await.is_err());
     assert_eq!(count("SELECT count(*) FROM audit_records").await, 0);
-    exec(&store, "DROP TRIGGER refuse").await;
+    exec(&store, "DROP TRIGGER search.refuse").await;
     lane.append(&records[..3]).await.expect("appended");
     lane.append(&records[3..]).await.expect("appended");
     assert_eq!(count("SELECT count(*) FROM audit_records").await, 6);
@@ -1171,27 +1171,27 @@ async fn a_lane_turn_that_fails_partway_keeps_nothing_and_the_next_starts_clean(
     // the mark stays where it was.
     exec(
         &store,
-        "CREATE TRIGGER refuse BEFORE INSERT ON audit_search_agreements BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        "CREATE TRIGGER search.refuse BEFORE INSERT ON audit_search_agreements BEGIN SELECT RAISE(ABORT, 'refused'); END",
     )
     .await;
     assert!(lane.project(&rows).await.is_err());
     assert_eq!(
         lane.synchronous().await.expect("asked"),
-        2,
-        "the lane's connection commits with FULL again, not the failed turn's NORMAL"
+        (2, 1),
+        "appends commit with FULL, the projection with NORMAL, after a failed turn too"
     );
     assert_eq!(count("SELECT count(*) FROM audit_search").await, 0);
     assert_eq!(
         store.audit_projection_marks().await.expect("marks"),
         vec![("partway".to_owned(), -1)]
     );
-    exec(&store, "DROP TRIGGER refuse").await;
+    exec(&store, "DROP TRIGGER search.refuse").await;
     lane.project(&rows).await.expect("projected");
     assert_eq!(count("SELECT count(*) FROM audit_search").await, 6);
     assert_eq!(
         store.audit_projection_marks().await.expect("marks"),
         vec![("partway".to_owned(), 5)]
     );
-    assert_eq!(lane.synchronous().await.expect("asked"), 2, "FULL");
+    assert_eq!(lane.synchronous().await.expect("asked"), (2, 1));
     assert_eq!(check(&store).await.map(|v| v.records), Ok(6));
 }

@@ -298,12 +298,22 @@ fn pieces<T>(items: &[T], most: usize) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// [`Store::append_audit`] on one SQLite connection.
+/// [`Store::append_audit`] on one SQLite connection. With `name`, each chain is first named
+/// in `audit_projected`, in a transaction of its own: the projection lives in a file of its
+/// own (`store::search`), and the append's transaction writes the store's file alone, so
+/// that it never waits for the projector's. A chain named whose append then fails has no
+/// records to project, which is harmless.
 async fn sqlite_append(
     conn: &mut sqlx::SqliteConnection,
     records: &[Record],
+    name: bool,
 ) -> Result<(), StoreError> {
     use sqlx::Connection;
+    if name {
+        let mut tx = conn.begin().await?;
+        name_chains(&mut tx, &chains(records)).await?;
+        tx.commit().await?;
+    }
     let mut tx = conn.begin().await?;
     for chunk in pieces(records, 512) {
         let mut insert = sqlx::QueryBuilder::new(
@@ -318,39 +328,13 @@ async fn sqlite_append(
         });
         insert.build().execute(&mut *tx).await?;
     }
-    name_chains(&mut tx, &chains(records)).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// [`Store::project_audit`] on one SQLite connection. With `unsynced` (only on the audit
-/// lane's kept connection, which is closed after any write that does not end well) its
-/// commit does not wait for the disk (`synchronous=NORMAL`, put back to FULL after): the
-/// projection can be rebuilt from the log, a lost projection commit takes its mark's move
-/// with it (so `project_pending` projects those records again), and the log's next commit
-/// (FULL) syncs the write-ahead log with every frame before it.
+/// [`Store::project_audit`] on one SQLite connection, in one transaction that writes the
+/// projection's file alone (`store::search`); its commit does not wait for the disk.
 async fn sqlite_project(
-    conn: &mut sqlx::SqliteConnection,
-    rows: &[Projection],
-    runs: &[(&str, i64, i64)],
-    unsynced: bool,
-) -> Result<(), StoreError> {
-    if unsynced {
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-        sqlite_project_tx(conn, rows, runs).await?;
-        sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
-    } else {
-        sqlite_project_tx(conn, rows, runs).await
-    }
-}
-
-/// The transaction of [`sqlite_project`].
-async fn sqlite_project_tx(
     conn: &mut sqlx::SqliteConnection,
     rows: &[Projection],
     runs: &[(&str, i64, i64)],
@@ -393,38 +377,49 @@ async fn sqlite_project_tx(
     Ok(())
 }
 
-/// The audit log's own way into the store. On SQLite it keeps one connection for the log's
-/// writes (the writer's appends and the projector's rows take turns on it, in order): a
+/// A connection kept for one kind of write, and the turns taken on it.
+type Kept = Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>;
+
+/// The audit log's own way into the store. On SQLite it keeps two connections, one for the
+/// log's appends and one for the projector's rows, each written in turns, in order: a
 /// connection whose page cache another connection's commit made stale must drop that cache
-/// and read its pages again, which the writer and projector did to each other on every
-/// transaction when each took whichever pooled connection came next; and SQLite's lock is
-/// met in turn, not through its busy handler, which sleeps and polls. On PostgreSQL it is
-/// the pool (the two write different tables and never wait on each other). The kept
-/// connection is the lane's own, beside the pool; one that failed a transaction is closed
-/// and another opened.
+/// and read its pages again, which the writers did to each other on every transaction when
+/// each took whichever pooled connection came next; and SQLite's lock is met in turn, not
+/// through its busy handler, which sleeps and polls. The two write different files (the
+/// projection is a file of its own, `store::search`), so neither waits for the other. On
+/// PostgreSQL it is the pool (the two write different tables and never wait on each other).
+/// The kept connections are the lane's own, beside the pool; one that failed a transaction
+/// is closed and another opened.
 #[derive(Debug, Clone)]
 pub struct AuditLane {
     store: Store,
-    kept: Option<Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>>,
-    /// The chain this lane has named in `audit_projected` in a committed append (on
-    /// PostgreSQL, where naming it again costs every append two more round trips).
+    /// The appends' connection (SQLite).
+    kept: Option<Kept>,
+    /// The projector's connection (SQLite).
+    projecting: Option<Kept>,
+    /// The chain this lane has named in `audit_projected` before a committed append: naming
+    /// it again would cost every append two more round trips on PostgreSQL, and on SQLite a
+    /// transaction on the projection's file, in turn with the projector's.
     named: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// A connection of the lane's own, beside the pool (it does not take one of the pool's
-/// places), with the pool's settings.
+/// places), with the pool's settings and the search projection attached.
 async fn lane_connection(pool: &sqlx::SqlitePool) -> Result<sqlx::SqliteConnection, StoreError> {
     use sqlx::ConnectOptions;
-    Ok(pool.connect_options().connect().await?)
+    let mut conn = pool.connect_options().connect().await?;
+    super::search::attach_beside(pool, &mut conn).await?;
+    Ok(conn)
 }
 
 impl AuditLane {
     /// The lane into `store`.
     pub fn new(store: Store) -> AuditLane {
-        let kept = matches!(store, Store::Sqlite(_)).then(Arc::default);
+        let sqlite = matches!(store, Store::Sqlite(_));
         AuditLane {
             store,
-            kept,
+            kept: sqlite.then(Arc::default),
+            projecting: sqlite.then(Arc::default),
             named: Arc::default(),
         }
     }
@@ -434,26 +429,30 @@ impl AuditLane {
         &self.store
     }
 
-    /// [`Store::append_audit`] in turn. On PostgreSQL, once the lane's chain is named (by its
-    /// first append, which is [`Store::append_audit`]'s transaction), an append is one
-    /// statement, committed on its own: one round trip instead of four (begin, insert, name,
-    /// commit), and committed exactly as before (`synchronous_commit` on).
+    /// [`Store::append_audit`] in turn. Once the lane's chain is named (by its first append,
+    /// which is [`Store::append_audit`]'s on PostgreSQL), an append writes the log alone: on
+    /// PostgreSQL one statement, committed on its own (one round trip instead of four:
+    /// begin, insert, name, commit), and committed exactly as before (`synchronous_commit`
+    /// on); on SQLite one transaction on the store's file.
     pub async fn append(&self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let named = self.is_named(records);
         match (&self.store, &self.kept) {
             (Store::Sqlite(pool), Some(kept)) => {
-                in_turn(pool, kept, async |conn| sqlite_append(conn, records).await).await
+                in_turn(pool, kept, async |conn| {
+                    sqlite_append(conn, records, !named).await
+                })
+                .await?;
             }
-            (Store::Postgres(pool), _) if !records.is_empty() && self.is_named(records) => {
-                postgres_insert(pool, records).await
-            }
-            _ => {
-                self.store.append_audit(records).await?;
-                if let ([first, ..], Ok(mut named)) = (records, self.named.lock()) {
-                    *named = Some(first.chain.clone());
-                }
-                Ok(())
-            }
+            (Store::Postgres(pool), _) if named => return postgres_insert(pool, records).await,
+            _ => self.store.append_audit(records).await?,
         }
+        if let (false, [first, ..], Ok(mut named)) = (named, records, self.named.lock()) {
+            *named = Some(first.chain.clone());
+        }
+        Ok(())
     }
 
     /// Whether every record is of the chain this lane has named already.
@@ -466,8 +465,8 @@ impl AuditLane {
             .is_some_and(|chain| records.iter().all(|r| r.chain == chain))
     }
 
-    /// Copies the SQLite write-ahead log into the database file in the lane's turn, between
-    /// two of its writes (a passive checkpoint on its kept connection; nothing on
+    /// Copies the store file's SQLite write-ahead log into the file in the lane's turn,
+    /// between two of its appends (a passive checkpoint on its kept connection; nothing on
     /// PostgreSQL).
     ///
     /// SQLite starts its log again from the beginning only when a write begins on a log
@@ -477,34 +476,65 @@ impl AuditLane {
     /// wait, so the lane's next write finds the whole log copied and starts it again.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         match (&self.store, &self.kept) {
-            (Store::Sqlite(pool), Some(kept)) => in_turn(pool, kept, sqlite_checkpoint).await,
+            (Store::Sqlite(pool), Some(kept)) => {
+                in_turn(pool, kept, async |conn| {
+                    sqlite_checkpoint(conn, SqliteFile::Store).await
+                })
+                .await
+            }
             _ => Ok(()),
         }
     }
 
-    /// The kept connection's `PRAGMA synchronous` (2 is FULL), asked in turn: for tests
-    /// that a failed turn leaves no setting of its own behind.
+    /// Copies the search projection's write-ahead log into its file in the projector's turn
+    /// (a passive checkpoint; nothing on PostgreSQL). The projector is the file's only
+    /// writer, so its next turn finds the log wholly copied (unless a search still reads
+    /// an older state) and starts it again.
+    pub async fn checkpoint_projection(&self) -> Result<(), StoreError> {
+        match (&self.store, &self.projecting) {
+            (Store::Sqlite(pool), Some(projecting)) => {
+                in_turn(pool, projecting, async |conn| {
+                    sqlite_checkpoint(conn, SqliteFile::Projection).await
+                })
+                .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `PRAGMA synchronous` (2 is FULL, 1 NORMAL) of the store's file on the appends'
+    /// connection and of the projection's on the projector's, asked in turn: for tests of
+    /// what each commit waits for, after failed turns too.
     #[cfg(test)]
-    pub(crate) async fn synchronous(&self) -> Result<i64, StoreError> {
-        let mut level = -1;
-        if let (Store::Sqlite(pool), Some(kept)) = (&self.store, &self.kept) {
+    pub(crate) async fn synchronous(&self) -> Result<(i64, i64), StoreError> {
+        let mut levels = (-1, -1);
+        if let (Store::Sqlite(pool), Some(kept), Some(projecting)) =
+            (&self.store, &self.kept, &self.projecting)
+        {
             in_turn(pool, kept, async |conn| {
-                level = sqlx::query_scalar("PRAGMA synchronous")
+                levels.0 = sqlx::query_scalar("PRAGMA main.synchronous")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+            .await?;
+            in_turn(pool, projecting, async |conn| {
+                levels.1 = sqlx::query_scalar("PRAGMA search.synchronous")
                     .fetch_one(&mut *conn)
                     .await?;
                 Ok(())
             })
             .await?;
         }
-        Ok(level)
+        Ok(levels)
     }
 
     /// [`Store::project_audit`] in turn.
     pub async fn project(&self, rows: &[Projection]) -> Result<(), StoreError> {
-        match (&self.store, &self.kept) {
-            (Store::Sqlite(pool), Some(kept)) => {
-                in_turn(pool, kept, async |conn| {
-                    sqlite_project(conn, rows, &runs(rows), true).await
+        match (&self.store, &self.projecting) {
+            (Store::Sqlite(pool), Some(projecting)) => {
+                in_turn(pool, projecting, async |conn| {
+                    sqlite_project(conn, rows, &runs(rows)).await
                 })
                 .await
             }
@@ -513,11 +543,25 @@ impl AuditLane {
     }
 }
 
-/// A passive checkpoint on one connection.
-pub(crate) async fn sqlite_checkpoint(conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
-    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .execute(&mut *conn)
-        .await?;
+/// Which SQLite file a checkpoint copies the log of.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SqliteFile {
+    /// The store's (`main`).
+    Store,
+    /// The search projection's (`search`).
+    Projection,
+}
+
+/// A passive checkpoint of one database file on one connection.
+pub(crate) async fn sqlite_checkpoint(
+    conn: &mut sqlx::SqliteConnection,
+    file: SqliteFile,
+) -> Result<(), StoreError> {
+    let sql = match file {
+        SqliteFile::Store => "PRAGMA main.wal_checkpoint(PASSIVE)",
+        SqliteFile::Projection => "PRAGMA search.wal_checkpoint(PASSIVE)",
+    };
+    sqlx::query(sql).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -542,8 +586,10 @@ async fn in_turn(
 impl Store {
     /// Appends audit records to the log in one transaction, committed before returning. Only
     /// the log and its key are written here (the search projection follows, see
-    /// [`Store::project_audit`]); each chain is named in `audit_projected` so that its
-    /// records are found for projection even if this process dies before it projects them.
+    /// [`Store::project_audit`]); each chain is named in `audit_projected` (on PostgreSQL in
+    /// the same transaction, on SQLite in one just before, on the projection's file) so that
+    /// its records are found for projection even if this process dies before it projects
+    /// them.
     pub async fn append_audit(&self, records: &[Record]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
@@ -555,7 +601,9 @@ impl Store {
                 name_chains(&mut tx, &chains(records)).await?;
                 tx.commit().await?;
             }
-            Store::Sqlite(pool) => sqlite_append(&mut *pool.acquire().await?, records).await?,
+            Store::Sqlite(pool) => {
+                sqlite_append(&mut *pool.acquire().await?, records, true).await?;
+            }
         }
         Ok(())
     }
@@ -612,7 +660,7 @@ impl Store {
                 tx.commit().await?;
             }
             Store::Sqlite(pool) => {
-                sqlite_project(&mut *pool.acquire().await?, rows, &runs, false).await?;
+                sqlite_project(&mut *pool.acquire().await?, rows, &runs).await?;
             }
         }
         Ok(())
