@@ -188,3 +188,38 @@ async fn migration_0015_moves_the_projection_into_its_own_file() {
     .await;
     assert_eq!(check(&store).await.map(|v| v.records), Ok(10));
 }
+
+/// An in-memory store (`sqlite::memory:`) has its projection in memory too, shared by every
+/// connection of its pool: what one connection projects, a search on another finds.
+#[tokio::test]
+async fn an_in_memory_store_keeps_its_projection_in_memory() {
+    let store = Store::connect("sqlite::memory:", 4).await.expect("store");
+    store.migrate().await.expect("migrate");
+    let log = filled(&store, 5).await;
+    let Store::Sqlite(pool) = &store else {
+        panic!("sqlite")
+    };
+    // Every connection of the pool busy at once, so that each is asked.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(pool.acquire().await.expect("a connection"));
+    }
+    for conn in &mut held {
+        let projected: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_search")
+            .fetch_one(&mut **conn)
+            .await
+            .expect("count");
+        assert_eq!(projected, 5);
+        let file: String =
+            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'search'")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("the projection's file");
+        assert_eq!(file, "", "in memory, no file");
+    }
+    drop(held);
+    let found = store.audit_search(&by_person("p3")).await.expect("search");
+    assert_eq!(found.iter().map(|r| r.record.seq).collect::<Vec<_>>(), [3]);
+    assert_eq!(check(&store).await.map(|v| v.records), Ok(5));
+    drop(log);
+}
