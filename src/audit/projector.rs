@@ -33,14 +33,13 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How often, at most, the projector checkpoints the store's log after a turn (SQLite).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-/// Most rows projected in one transaction. On SQLite the durable append waits for its turn
-/// behind the projection (the two take turns, see [`AuditLane`]), but every transaction
-/// writes each page it changed to the write-ahead log whole, and the projection's person
-/// and user indexes take their rows at random pages: turns of 512 rows wrote a page of each
-/// for almost every row under load, all of it synced by the next durable commit. Rows that
-/// came while the projector waited for its turn now go in one transaction of up to 4,096,
-/// which writes each such page once for several rows (`benches/README.md`, issue 15, item
-/// 3). Rows still wait at most [`FLUSH_AFTER`] when the projector is not behind.
+/// Most rows projected in one transaction. Every transaction writes each page it changed to
+/// the write-ahead log whole, and the projection's person and user indexes take their rows
+/// at random pages: turns of 512 rows wrote a page of each for almost every row under load
+/// (when the projection shared the store's SQLite file, all of it synced by the next durable
+/// commit). Rows that came while the projector was busy go in one transaction of up to
+/// 4,096, which writes each such page once for several rows (`benches/README.md`, issue 15,
+/// item 3). Rows still wait at most [`FLUSH_AFTER`] when the projector is not behind.
 const ROWS_PER_TURN: usize = 4096;
 
 enum Message {
@@ -168,16 +167,18 @@ impl Task {
         }
     }
 
-    /// Checkpoints the store's log (SQLite) at most every [`CHECKPOINT_EVERY`], just after
-    /// a turn of the projector (the log's only checkpoints: none runs inside a commit, see
-    /// [`Store::connect`]). The first pass, on a connection of the pool beside the appends,
+    /// Checkpoints the logs of the search projection's file and of the store's (SQLite) at
+    /// most every [`CHECKPOINT_EVERY`], just after a turn of the projector (the logs' only
+    /// checkpoints: none runs inside a commit, see [`Store::connect`]). The projection's
+    /// file is checkpointed on the projector's own connection: the projector is its only
+    /// writer, so one pass there lets its next turn start the log again, and the appends
+    /// never wait for it. For the store's file, the first pass, on a connection of the pool beside the appends,
     /// copies the log into the database file; the second, in the lane's turn, copies what the
     /// appends added meanwhile, so that the lane's next write finds the whole log copied and
     /// SQLite starts the log again from its beginning. A pass beside the appends alone never
     /// got there under steady load, and the log grew by gigabytes a minute
     /// (`benches/README.md`, issue 15). The appends wait for the second pass only: it copies
-    /// just what they wrote during the first (the projector writes nothing until it is
-    /// done), but its sync of the database file also waits for the disk to take the first
+    /// just what they wrote during the first, but its sync of the database file also waits for the disk to take the first
     /// pass's writes, so the passes are kept small by running often (every 250 ms or 1 s
     /// stalled the appends for 13-55 ms each time).
     async fn checkpoint(&mut self) {
