@@ -84,6 +84,7 @@ mod people;
 mod review;
 mod search;
 
+pub(crate) use audit::SqliteFile;
 pub use audit::{AuditLane, Columns, Projection, Record, Row, SignedHead};
 pub use audit_search::{AuditColumn, AuditPosition, AuditQuery, AuditScope, AuditSpan};
 pub use audit_stats::{AuditCount, ChainHead, DAY_US};
@@ -206,7 +207,7 @@ impl Store {
     /// See [`AuditLane::checkpoint`] for the pass that lets the log start again.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         if let Store::Sqlite(pool) = self {
-            audit::sqlite_checkpoint(&mut *pool.acquire().await?, audit::SqliteFile::Store).await?;
+            audit::sqlite_checkpoint(&mut *pool.acquire().await?, SqliteFile::Store).await?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{AuditError, Body, Columns, Projection};
-use crate::store::{AuditLane, Store};
+use crate::store::{AuditLane, SqliteFile, Store};
 
 /// Longest a handed-over row waits before it is projected.
 pub(super) const FLUSH_AFTER: Duration = Duration::from_millis(50);
@@ -189,14 +189,14 @@ impl Task {
             return;
         }
         self.checkpointed = Some(tokio::time::Instant::now());
-        if let Err(e) = self.lane.checkpoint_projection().await {
+        if let Err(e) = self.lane.checkpoint(SqliteFile::Projection).await {
             tracing::warn!(error = %e, "the search projection's log could not be checkpointed");
         }
         if let Err(e) = self.lane.store().checkpoint().await {
             tracing::warn!(error = %e, "the store's log could not be checkpointed");
             return;
         }
-        if let Err(e) = self.lane.checkpoint().await {
+        if let Err(e) = self.lane.checkpoint(SqliteFile::Store).await {
             tracing::warn!(error = %e, "the store's log could not be checkpointed in the audit lane's turn");
         }
     }

@@ -2,16 +2,19 @@
 //! appends never wait for its writer, a projection file that is gone is rebuilt from the log,
 //! and a projection kept in the store's own file before the migration is moved, not lost.
 
-use super::tests::{KEY, body, check, exec, filled, scalar, store};
+use super::tests::{KEY, body, check, exec, filled, migrated_to, scalar, store};
 use super::*;
 use crate::store::{AuditColumn, AuditQuery, Store};
 
-fn by_person(person: &str) -> AuditQuery {
-    AuditQuery {
+/// The positions of the records a search for `person` finds.
+async fn found(store: &Store, person: &str) -> Vec<i64> {
+    let query = AuditQuery {
         equals: vec![(AuditColumn::Person, vec![person.into()])],
         limit: 10,
         ..AuditQuery::default()
-    }
+    };
+    let rows = store.audit_search(&query).await.expect("search");
+    rows.iter().map(|r| r.record.seq).collect()
 }
 
 /// The projection's tables in the schema `schema` (`main` or `search`).
@@ -61,8 +64,7 @@ async fn appends_commit_while_the_projection_file_is_being_written() {
         .expect("rollback");
     drop(holder);
     log.settle().await;
-    let found = store.audit_search(&by_person("p5")).await.expect("search");
-    assert_eq!(found.iter().map(|r| r.record.seq).collect::<Vec<_>>(), [5]);
+    assert_eq!(found(&store, "p5").await, [5]);
     assert_eq!(check(&store).await.map(|v| v.records), Ok(6));
 }
 
@@ -100,32 +102,22 @@ async fn a_deleted_projection_file_is_rebuilt_from_the_log() {
         scalar(&store, "SELECT count(*) FROM audit_search").await,
         12
     );
-    let found = store.audit_search(&by_person("p7")).await.expect("search");
-    assert_eq!(found.iter().map(|r| r.record.seq).collect::<Vec<_>>(), [7]);
+    assert_eq!(found(&store, "p7").await, [7]);
     assert_eq!(check(&store).await.map(|v| v.records), Ok(12));
 }
 
-/// A store whose projection is in its own file (migrations up to 0014) keeps every search row,
+/// A store whose projection is in the store's own file (migrations up to 0014) keeps every search row,
 /// side row and mark through migration 0015: they are copied into the projection's file, not
 /// projected again, and the store's file no longer holds those tables.
 #[tokio::test]
 async fn migration_0015_moves_the_projection_into_its_own_file() {
-    let (dir, _) = store().await;
+    let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite://{}", dir.path().join("before.db").display());
     let store = Store::connect(&url, 2).await.expect("store");
     let Store::Sqlite(pool) = &store else {
         panic!("sqlite")
     };
-    let mut before = sqlx::migrate!("./migrations/sqlite");
-    before.migrations = std::borrow::Cow::Owned(
-        before
-            .migrations
-            .iter()
-            .filter(|m| m.version < 15)
-            .cloned()
-            .collect(),
-    );
-    before.run(pool).await.expect("the schema of 0014");
+    migrated_to(pool, 14).await;
     assert_eq!(projection_tables(&store, "main").await, 4);
     // A gateway of 0014 appended ten records and projected the first eight.
     let bodies: Vec<Body> = (0..10).map(body).collect();
@@ -218,8 +210,7 @@ async fn an_in_memory_store_keeps_its_projection_in_memory() {
         assert_eq!(file, "", "in memory, no file");
     }
     drop(held);
-    let found = store.audit_search(&by_person("p3")).await.expect("search");
-    assert_eq!(found.iter().map(|r| r.record.seq).collect::<Vec<_>>(), [3]);
+    assert_eq!(found(&store, "p3").await, [3]);
     assert_eq!(check(&store).await.map(|v| v.records), Ok(5));
     drop(log);
 }

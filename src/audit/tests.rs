@@ -74,6 +74,24 @@ pub(super) async fn exec(store: &Store, sql: &str) {
         .expect(sql);
 }
 
+/// Migrates a SQLite store up to migration `last` and no further: the schema a gateway of
+/// that migration kept.
+pub(super) async fn migrated_to(pool: &sqlx::SqlitePool, last: i64) {
+    let mut before = sqlx::migrate!("./migrations/sqlite");
+    before.migrations = std::borrow::Cow::Owned(
+        before
+            .migrations
+            .iter()
+            .filter(|m| m.version <= last)
+            .cloned()
+            .collect(),
+    );
+    before
+        .run(pool)
+        .await
+        .expect("the schema of an earlier migration");
+}
+
 pub(super) async fn check(store: &Store) -> Result<Verified, Broken> {
     verify(store, &AuditKey::new(KEY).expect("key"))
         .await
@@ -881,16 +899,7 @@ async fn records_kept_before_the_search_projection_survive_its_migration() {
     let Store::Sqlite(pool) = &store else {
         panic!("sqlite")
     };
-    let mut before = sqlx::migrate!("./migrations/sqlite");
-    before.migrations = std::borrow::Cow::Owned(
-        before
-            .migrations
-            .iter()
-            .filter(|m| m.version <= 6)
-            .cloned()
-            .collect(),
-    );
-    before.run(pool).await.expect("the schema of 0006");
+    migrated_to(pool, 6).await;
     let key = AuditKey::new(KEY).expect("key");
     let mut prev = GENESIS.to_owned();
     for i in 0..10_usize {

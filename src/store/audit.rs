@@ -439,8 +439,8 @@ impl AuditLane {
             return Ok(());
         }
         let named = self.is_named(records);
-        match (&self.store, &self.kept) {
-            (Store::Sqlite(pool), Some(kept)) => {
+        match (&self.store, self.turns(SqliteFile::Store)) {
+            (_, Some((pool, kept))) => {
                 in_turn(pool, kept, async |conn| {
                     sqlite_append(conn, records, !named).await
                 })
@@ -465,40 +465,35 @@ impl AuditLane {
             .is_some_and(|chain| records.iter().all(|r| r.chain == chain))
     }
 
-    /// Copies the store file's SQLite write-ahead log into the file in the lane's turn,
-    /// between two of its appends (a passive checkpoint on its kept connection; nothing on
-    /// PostgreSQL).
-    ///
-    /// SQLite starts its log again from the beginning only when a write begins on a log
-    /// that is wholly copied. A checkpoint on another connection never gets there while the
-    /// log is appended to all the time (the appends go on during its pass), so the log
-    /// would grow without end under steady load; this one runs while the lane's appends
-    /// wait, so the lane's next write finds the whole log copied and starts it again.
-    pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        match (&self.store, &self.kept) {
-            (Store::Sqlite(pool), Some(kept)) => {
-                in_turn(pool, kept, async |conn| {
-                    sqlite_checkpoint(conn, SqliteFile::Store).await
-                })
-                .await
-            }
-            _ => Ok(()),
-        }
+    /// The SQLite pool and the kept connection whose turns write `file`: the appends' for the
+    /// store's file, the projector's for the projection's. None on PostgreSQL.
+    fn turns(&self, file: SqliteFile) -> Option<(&sqlx::SqlitePool, &Kept)> {
+        let Store::Sqlite(pool) = &self.store else {
+            return None;
+        };
+        let kept = match file {
+            SqliteFile::Store => self.kept.as_ref(),
+            SqliteFile::Projection => self.projecting.as_ref(),
+        };
+        Some((pool, kept?))
     }
 
-    /// Copies the search projection's write-ahead log into its file in the projector's turn
-    /// (a passive checkpoint; nothing on PostgreSQL). The projector is the file's only
-    /// writer, so its next turn finds the log wholly copied (unless a search still reads
-    /// an older state) and starts it again.
-    pub async fn checkpoint_projection(&self) -> Result<(), StoreError> {
-        match (&self.store, &self.projecting) {
-            (Store::Sqlite(pool), Some(projecting)) => {
-                in_turn(pool, projecting, async |conn| {
-                    sqlite_checkpoint(conn, SqliteFile::Projection).await
-                })
-                .await
+    /// Copies a SQLite file's write-ahead log into the file in the turn of the connection
+    /// that writes it (a passive checkpoint; nothing on PostgreSQL).
+    ///
+    /// SQLite starts its log again from the beginning only when a write begins on a log
+    /// that is wholly copied. For the store's file, a checkpoint on another connection
+    /// never gets there while the log is appended to all the time (the appends go on during
+    /// its pass), so the log would grow without end under steady load; this one runs while
+    /// the lane's appends wait, so the lane's next write finds the whole log copied and
+    /// starts it again. The projection's file has the projector as its only writer, so its
+    /// next turn finds the log wholly copied (unless a search still reads an older state).
+    pub(crate) async fn checkpoint(&self, file: SqliteFile) -> Result<(), StoreError> {
+        match self.turns(file) {
+            Some((pool, kept)) => {
+                in_turn(pool, kept, async |conn| sqlite_checkpoint(conn, file).await).await
             }
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
@@ -508,37 +503,36 @@ impl AuditLane {
     #[cfg(test)]
     pub(crate) async fn synchronous(&self) -> Result<(i64, i64), StoreError> {
         let mut levels = (-1, -1);
-        if let (Store::Sqlite(pool), Some(kept), Some(projecting)) =
-            (&self.store, &self.kept, &self.projecting)
-        {
-            in_turn(pool, kept, async |conn| {
-                levels.0 = sqlx::query_scalar("PRAGMA main.synchronous")
-                    .fetch_one(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-            .await?;
-            in_turn(pool, projecting, async |conn| {
-                levels.1 = sqlx::query_scalar("PRAGMA search.synchronous")
-                    .fetch_one(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-            .await?;
+        let asks = [
+            (SqliteFile::Store, "PRAGMA main.synchronous", &mut levels.0),
+            (
+                SqliteFile::Projection,
+                "PRAGMA search.synchronous",
+                &mut levels.1,
+            ),
+        ];
+        for (file, sql, level) in asks {
+            if let Some((pool, kept)) = self.turns(file) {
+                in_turn(pool, kept, async |conn| {
+                    *level = sqlx::query_scalar(sql).fetch_one(&mut *conn).await?;
+                    Ok(())
+                })
+                .await?;
+            }
         }
         Ok(levels)
     }
 
     /// [`Store::project_audit`] in turn.
     pub async fn project(&self, rows: &[Projection]) -> Result<(), StoreError> {
-        match (&self.store, &self.projecting) {
-            (Store::Sqlite(pool), Some(projecting)) => {
+        match self.turns(SqliteFile::Projection) {
+            Some((pool, projecting)) => {
                 in_turn(pool, projecting, async |conn| {
                     sqlite_project(conn, rows, &runs(rows)).await
                 })
                 .await
             }
-            _ => self.store.project_audit(rows).await,
+            None => self.store.project_audit(rows).await,
         }
     }
 }
