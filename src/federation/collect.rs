@@ -23,8 +23,8 @@ type Call<'a> = (&'a Arc<dyn Source>, String);
 struct Gathered {
     /// The answer being built.
     collected: Collected,
-    /// `Type/id` of every resource given, so that each is given once.
-    seen: HashSet<String>,
+    /// Every resource given (compared by `Type/id`), so that each is given once.
+    seen: HashSet<ByReference>,
     /// Sources already reported as failed (a source called for two patient ids fails once).
     failed: HashSet<String>,
 }
@@ -44,11 +44,22 @@ impl Federation {
         .await;
         let mut gathered = Gathered::default();
         for ((source, local), result) in calls.iter().zip(results) {
+            let origin = origin(source.info(), person, plan.labels, &self.sources);
+            let links = links_fingerprint(origin.local_patient_ids) ^ plan.labels_key;
+            // A static source's resources normalised before for this person and links: a hit
+            // also says its resource's type without reading the source's JSON again.
+            let hits = match &result {
+                Ok(fetched) if source.is_static() => {
+                    self.normalised
+                        .get_each(&fetched.resources, person.id, links)
+                }
+                _ => Vec::new(),
+            };
             if let Some(fetched) = self
-                .accept(source.info(), local, person, result, &mut gathered)
+                .accept(source.info(), local, person, result, &hits, &mut gathered)
                 .await
             {
-                self.take_in(source, fetched, person, plan, &mut gathered);
+                self.take_in(source, fetched, hits, (&origin, links), &mut gathered);
             }
         }
         gathered.collected
@@ -69,19 +80,21 @@ impl Federation {
         calls
     }
 
-    /// Looks at one source's answer for the patient id `local`: a failure is reported (once
-    /// per source), a stale link is dropped whole, a truncated answer is reported. Returns
-    /// what is to be taken in.
+    /// Looks at one source's answer for the patient id `local` (`hits`: its resources'
+    /// normalised forms found cached, in order, or none): a failure is reported (once per
+    /// source), a stale link is dropped whole, a truncated answer is reported. Returns what
+    /// is to be taken in.
     async fn accept(
         &self,
         info: &SourceInfo,
         local: &str,
         person: &Person,
         result: Result<Fetched, Problem>,
+        hits: &[Option<SharedResource>],
         gathered: &mut Gathered,
     ) -> Option<Fetched> {
         let fetched = match result {
-            Ok(f) if link_is_stale(&f, local, person) => {
+            Ok(f) if link_is_stale(&f, hits, local, person) => {
                 self.drop_stale_link(info, person, f.resources.len(), gathered)
                     .await;
                 return None;
@@ -129,27 +142,19 @@ impl Federation {
     }
 
     /// Admits each resource of one source's answer and gives it once; a static source's
-    /// resources are normalised once and reused for the same person, links and label map.
-    /// What is dropped is reported.
+    /// resources are normalised once and reused for the same person, links and label map
+    /// (`hits`: those found cached, in order). What is dropped is reported.
     fn take_in(
         &self,
         source: &Arc<dyn Source>,
         fetched: Fetched,
-        person: &Person,
-        plan: &Plan<'_>,
+        hits: Vec<Option<SharedResource>>,
+        (origin, links): (&super::normalise::Origin<'_>, u64),
         gathered: &mut Gathered,
     ) {
         let info = source.info();
-        let origin = origin(info, person, plan.labels, &self.sources);
         let reuse = source.is_static();
-        let links = links_fingerprint(origin.local_patient_ids) ^ plan.labels_key;
         let mut dropped = Vec::new();
-        let hits = if reuse {
-            self.normalised
-                .get_each(&fetched.resources, person.id, links)
-        } else {
-            Vec::new()
-        };
         let mut hits = hits.into_iter();
         for resource in fetched.resources {
             let cached = hits.next().flatten();
@@ -157,12 +162,16 @@ impl Federation {
                 Some(hit) => hit,
                 None => {
                     let original = reuse.then(|| resource.clone());
-                    match self.admit(resource, &origin) {
+                    match self.admit(resource, origin) {
                         Ok((r, problems)) => {
                             let shared = Resource::flagged(r, problems);
                             if let Some(original) = original {
-                                self.normalised
-                                    .put(original, person.id, links, shared.clone());
+                                self.normalised.put(
+                                    original,
+                                    origin.person_id,
+                                    links,
+                                    shared.clone(),
+                                );
                             }
                             shared
                         }
@@ -174,7 +183,7 @@ impl Federation {
                 }
             };
             // A source that lists a resource twice (say on two pages) gives it once.
-            if gathered.seen.insert(normalised.reference().to_owned()) {
+            if gathered.seen.insert(ByReference(normalised.clone())) {
                 gathered.collected.resources.push(normalised);
             }
         }
@@ -200,13 +209,43 @@ async fn fetch(
 }
 
 /// True when an answer includes the linked Patient itself and it no longer carries the
-/// person's NHS number.
-fn link_is_stale(fetched: &Fetched, local: &str, person: &Person) -> bool {
+/// person's NHS number. A resource's type is read from its cached normalised form when
+/// there is one (`hits`, in the answer's order: normalising keeps the type), so that a warm
+/// request does not look into every resource's JSON; the Patient itself is always read as
+/// the source gave it.
+fn link_is_stale(
+    fetched: &Fetched,
+    hits: &[Option<SharedResource>],
+    local: &str,
+    person: &Person,
+) -> bool {
+    let mut hits = hits.iter();
     fetched.resources.iter().any(|r| {
-        r.get("resourceType").and_then(Value::as_str) == Some("Patient")
+        let is_patient = match hits.next() {
+            Some(Some(hit)) => hit.resource_type() == "Patient",
+            _ => r.get("resourceType").and_then(Value::as_str) == Some("Patient"),
+        };
+        is_patient
             && r.get("id").and_then(Value::as_str) == Some(local)
             && !crate::fhir::nhs_number::carried_by(r).any(|n| n == person.nhs.as_str())
     })
+}
+
+/// A resource given, compared with the others by its `Type/id` (kept without copying it).
+struct ByReference(SharedResource);
+
+impl PartialEq for ByReference {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.reference() == other.0.reference()
+    }
+}
+
+impl Eq for ByReference {}
+
+impl std::hash::Hash for ByReference {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.reference().hash(state);
+    }
 }
 
 /// A fingerprint of a person's patient ids in one source, so that reused normalised resources
@@ -218,4 +257,86 @@ fn links_fingerprint(ids: &HashSet<String>) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     sorted.hash(&mut hasher);
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fhir::nhs_number::NhsNumber;
+    use crate::fhir::resource::Resource;
+    use serde_json::json;
+
+    const NHS: &str = "9434765919";
+
+    fn ann() -> Person {
+        Person {
+            id: uuid::Uuid::new_v4(),
+            nhs: NhsNumber::parse(NHS).expect("valid NHS number"),
+            links: std::collections::HashMap::new(),
+        }
+    }
+
+    fn patient(id: &str, nhs: &str) -> Value {
+        json!({"resourceType": "Patient", "id": id, "identifier": [
+            {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}]})
+    }
+
+    fn fetched(resources: Vec<Value>) -> Fetched {
+        Fetched {
+            resources: resources.into_iter().map(Arc::new).collect(),
+            truncated: false,
+        }
+    }
+
+    /// A cached hit says only what type a resource is: the linked Patient itself is still
+    /// read as the source gave it, warm or cold.
+    #[test]
+    fn a_stale_link_is_found_with_and_without_cached_forms() {
+        let person = ann();
+        let observation = json!({"resourceType": "Observation", "id": "o1"});
+        let moved = fetched(vec![observation.clone(), patient("p1", "9999999468")]);
+        let kept = fetched(vec![observation.clone(), patient("p1", NHS)]);
+        let hits = [
+            Some(Resource::shared(
+                json!({"resourceType": "Observation", "id": "gp.o1"}),
+            )),
+            Some(Resource::shared(
+                json!({"resourceType": "Patient", "id": "gp.p1"}),
+            )),
+        ];
+        for hits in [&hits[..], &[], &[None, None]] {
+            assert!(link_is_stale(&moved, hits, "p1", &person), "{hits:?}");
+            assert!(!link_is_stale(&kept, hits, "p1", &person), "{hits:?}");
+            // Another patient id's answer: its Patient is not the linked one.
+            assert!(!link_is_stale(&moved, hits, "p2", &person), "{hits:?}");
+        }
+        // Only a Patient is looked at for the link, whatever its id.
+        let not_patient = fetched(vec![json!({"resourceType": "Observation", "id": "p1"})]);
+        let hit = [Some(Resource::shared(
+            json!({"resourceType": "Observation", "id": "gp.p1"}),
+        ))];
+        assert!(!link_is_stale(&not_patient, &hit, "p1", &person));
+        assert!(!link_is_stale(&not_patient, &[], "p1", &person));
+    }
+
+    /// A resource given twice (a source listing it on two pages, or two patient ids of one
+    /// source) is given once.
+    #[test]
+    #[expect(
+        clippy::mutable_key_type,
+        reason = "a resource's reference, which alone is hashed and compared, never changes"
+    )]
+    fn resources_compare_by_reference() {
+        let mut seen = HashSet::new();
+        let first = Resource::shared(
+            json!({"resourceType": "Observation", "id": "gp.o1", "status": "final"}),
+        );
+        let again = Resource::shared(
+            json!({"resourceType": "Observation", "id": "gp.o1", "status": "amended"}),
+        );
+        let other = Resource::shared(json!({"resourceType": "Condition", "id": "gp.o1"}));
+        assert!(seen.insert(ByReference(first)));
+        assert!(!seen.insert(ByReference(again)));
+        assert!(seen.insert(ByReference(other)));
+    }
 }
