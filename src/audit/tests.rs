@@ -1154,8 +1154,8 @@ async fn records_of_both_encodings_of_the_disclosures_verify_in_one_chain() {
     }
 }
 
-/// A turn of the audit lane (an append, a projection) that fails after its first statement
-/// keeps nothing (its transaction is rolled back with the connection the lane then closes),
+/// A turn of the audit lane (an append, before and after its chain is named, and a
+/// projection) that fails after its first statement keeps nothing (its transaction is rolled back with the connection the lane then closes),
 /// the next turn starts on a clean connection, and that connection commits durably again
 /// (`synchronous=FULL`, not the projection's NORMAL left behind).
 #[tokio::test]
@@ -1174,6 +1174,12 @@ async fn a_lane_turn_that_fails_partway_keeps_nothing_and_the_next_starts_clean(
     assert_eq!(count("SELECT count(*) FROM audit_records").await, 0);
     exec(&store, "DROP TRIGGER search.refuse").await;
     lane.append(&records[..3]).await.expect("appended");
+    // The chain is named: an append is one round trip, `BEGIN` with its first insert and
+    // `COMMIT` with its last. Its second insert (a record already in the log) fails after
+    // the first went in: neither is kept.
+    let clash = [records[3].clone(), records[4].clone(), records[2].clone()];
+    assert!(lane.append(&clash).await.is_err());
+    assert_eq!(count("SELECT count(*) FROM audit_records").await, 3);
     lane.append(&records[3..]).await.expect("appended");
     assert_eq!(count("SELECT count(*) FROM audit_records").await, 6);
     // The search rows go in, then a side table refuses: no search row is kept either, and
