@@ -316,20 +316,25 @@ async fn sqlite_append(
     }
     let mut tx = conn.begin().await?;
     for chunk in pieces(records, 512) {
-        let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO audit_records (chain, seq, body, prev_hash, hash) ",
-        );
-        insert.push_values(chunk, |mut row, record| {
-            row.push_bind(record.chain.as_str())
-                .push_bind(record.seq)
-                .push_bind(record.body.as_str())
-                .push_bind(record.prev_hash.as_str())
-                .push_bind(record.hash.as_str());
-        });
-        insert.build().execute(&mut *tx).await?;
+        log_insert("", chunk).build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// One multi-row insert of `chunk` into the log (SQLite), after `head`: SQL sent to the
+/// connection's thread in the same round trip, before the insert.
+fn log_insert(head: &str, chunk: &[Record]) -> sqlx::QueryBuilder<sqlx::Sqlite> {
+    let mut insert = sqlx::QueryBuilder::new(head);
+    insert.push("INSERT INTO audit_records (chain, seq, body, prev_hash, hash) ");
+    insert.push_values(chunk, |mut row, record| {
+        row.push_bind(record.chain.as_str())
+            .push_bind(record.seq)
+            .push_bind(record.body.as_str())
+            .push_bind(record.prev_hash.as_str())
+            .push_bind(record.hash.as_str());
+    });
+    insert
 }
 
 /// [`sqlite_append`] of a named chain on the lane's kept connection, with the transaction's
@@ -343,23 +348,11 @@ async fn sqlite_append_kept(
     conn: &mut sqlx::SqliteConnection,
     records: &[Record],
 ) -> Result<(), StoreError> {
-    let mut chunks = pieces(records, 512).peekable();
-    let mut first = true;
-    while let Some(chunk) = chunks.next() {
-        let mut insert = sqlx::QueryBuilder::new(if first {
-            "BEGIN; INSERT INTO audit_records (chain, seq, body, prev_hash, hash) "
-        } else {
-            "INSERT INTO audit_records (chain, seq, body, prev_hash, hash) "
-        });
-        first = false;
-        insert.push_values(chunk, |mut row, record| {
-            row.push_bind(record.chain.as_str())
-                .push_bind(record.seq)
-                .push_bind(record.body.as_str())
-                .push_bind(record.prev_hash.as_str())
-                .push_bind(record.hash.as_str());
-        });
-        if chunks.peek().is_none() {
+    let chunks: Vec<&[Record]> = pieces(records, 512).collect();
+    let last = chunks.len().saturating_sub(1);
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let mut insert = log_insert(if i == 0 { "BEGIN; " } else { "" }, chunk);
+        if i == last {
             insert.push("; COMMIT");
         }
         insert.build().execute(&mut *conn).await?;
