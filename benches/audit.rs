@@ -74,7 +74,7 @@ fn body(rng: &mut Rng, i: u64) -> Body {
             .collect(),
         disclosed: (0..disclosed)
             .map(|d| Disclosure {
-                reference: format!("Observation/gp.{:x}-{d}", rng.next()),
+                reference: format!("Observation/gp.{:x}-{d}", rng.next()).into(),
                 agreement: "dsa-northshire-direct-care".into(),
                 rule: "gp-to-community".into(),
                 emergency: false,

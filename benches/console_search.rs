@@ -134,8 +134,8 @@ fn body(rng: &mut Rng, i: usize, n: usize) -> Body {
         for d in 0..rng.between(1, 8) {
             let from = held[rng.below(held.len())];
             disclosed.push(Disclosure {
-                reference: format!("Observation/{}.obs-{person}-{d}", source(from)),
-                agreement: agreements[d % if rng.chance(0.3) { 2 } else { 1 }].to_owned(),
+                reference: format!("Observation/{}.obs-{person}-{d}", source(from)).into(),
+                agreement: agreements[d % if rng.chance(0.3) { 2 } else { 1 }].into(),
                 rule: "direct-care".into(),
                 emergency: purpose == "ETREAT",
             });

@@ -112,7 +112,7 @@ impl Columns {
                     .iter()
                     .filter_map(|d| disclosing_source(&d.reference)),
             ),
-            agreements: distinct(body.disclosed.iter().map(|d| d.agreement.as_str())),
+            agreements: distinct(body.disclosed.iter().map(|d| &*d.agreement)),
         }
     }
 }
@@ -127,9 +127,12 @@ pub fn disclosing_source(reference: &str) -> Option<&str> {
     (!source.is_empty()).then_some(source)
 }
 
-/// Each value once, sorted.
+/// Each value once, sorted. A record's disclosures come in runs of one source and one
+/// agreement, so a value equal to the one before is passed over without a set lookup.
 fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let set: std::collections::BTreeSet<&str> = values.collect();
+    let mut last: Option<&str> = None;
+    let set: std::collections::BTreeSet<&str> =
+        values.filter(|v| last.replace(v) != Some(v)).collect();
     set.into_iter().map(str::to_owned).collect()
 }
 

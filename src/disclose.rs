@@ -198,7 +198,7 @@ impl Answer {
 
     /// The audit facts of an answer that sent `sent` (`Type/id` of each resource in it; the
     /// merged Patient as `Patient/{person}`), out of what the agreements permitted.
-    pub fn facts(&self, sent: &[String]) -> Facts {
+    pub fn facts(&self, sent: &[Arc<str>]) -> Facts {
         let kept = self.sent(sent);
         let disclosed = self
             .notices
@@ -213,7 +213,7 @@ impl Answer {
 
     /// [`Answer::facts`] of an answer that is done with: its decisions move into the facts
     /// rather than being copied.
-    pub fn into_facts(mut self, sent: &[String]) -> Facts {
+    pub fn into_facts(mut self, sent: &[Arc<str>]) -> Facts {
         let kept = self.sent(sent);
         let disclosed = std::mem::take(&mut self.notices.decisions)
             .into_iter()
@@ -225,16 +225,15 @@ impl Answer {
     }
 
     /// For each decision, whether its resource was sent.
-    fn sent(&self, sent: &[String]) -> Vec<bool> {
+    fn sent(&self, sent: &[Arc<str>]) -> Vec<bool> {
         let person = self.person.as_ref().map(|p| p.id);
-        let sent: std::collections::HashSet<&str> = sent.iter().map(String::as_str).collect();
+        let sent: std::collections::HashSet<&str> = sent.iter().map(AsRef::as_ref).collect();
         let merged_sent = person.is_some_and(|p| sent.contains(format!("Patient/{p}").as_str()));
         self.notices
             .decisions
             .iter()
             .map(|d| {
-                sent.contains(d.reference.as_str())
-                    || (merged_sent && d.reference.starts_with("Patient/"))
+                sent.contains(&*d.reference) || (merged_sent && d.reference.starts_with("Patient/"))
             })
             .collect()
     }

@@ -218,7 +218,7 @@ impl PolicySet {
             match Agreement::parse(path, text, &labels, today) {
                 Ok((agreement, found)) => {
                     warnings.extend(found);
-                    if let Some(other) = first_seen.get(&agreement.id) {
+                    if let Some(other) = first_seen.get(&*agreement.id) {
                         errors.push(Finding {
                             file: path.clone(),
                             line: Some(agreement.id_line),
@@ -230,7 +230,7 @@ impl PolicySet {
                             ),
                         });
                     } else {
-                        first_seen.insert(agreement.id.clone(), path.clone());
+                        first_seen.insert(agreement.id.to_string(), path.clone());
                         agreements.push(agreement);
                     }
                 }

@@ -571,8 +571,8 @@ async fn emergency_access_needs_a_reason_and_is_marked() {
         glass
             .disclosed
             .iter()
-            .any(|d| d.reference == "Condition/gp.c-eve"
-                && d.agreement == "dsa-northshire-emergency-access"
+            .any(|d| &*d.reference == "Condition/gp.c-eve"
+                && &*d.agreement == "dsa-northshire-emergency-access"
                 && d.emergency)
     );
     assert!(

@@ -92,13 +92,13 @@ async fn every_request_is_recorded_with_who_whose_what_and_why() {
         everything
             .disclosed
             .iter()
-            .all(|d| d.agreement == "test-read-path" && d.rule == "everything")
+            .all(|d| &*d.agreement == "test-read-path" && &*d.rule == "everything")
     );
     assert!(
         everything
             .disclosed
             .iter()
-            .any(|d| d.reference == "Observation/gp.o1")
+            .any(|d| &*d.reference == "Observation/gp.o1")
     );
     let sources: Vec<(&str, &str)> = everything
         .sources

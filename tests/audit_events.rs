@@ -305,7 +305,7 @@ async fn searches(app: &TestApp, url: &str, people: &People) {
 
     // By agreement (`policy`, where AuditEvent carries the agreements behind a disclosure).
     let under =
-        |s: &Stored, agreement: &str| s.body.disclosed.iter().any(|d| d.agreement == agreement);
+        |s: &Stored, agreement: &str| s.body.disclosed.iter().any(|d| &*d.agreement == agreement);
     let emergency = check(
         app,
         url,

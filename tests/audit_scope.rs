@@ -55,7 +55,7 @@ fn in_scope(org: &str, b: &Body) -> bool {
 }
 
 fn under(agreement: &str, b: &Body) -> bool {
-    b.disclosed.iter().any(|d| d.agreement == agreement)
+    b.disclosed.iter().any(|d| &*d.agreement == agreement)
 }
 
 async fn world(store: StoreChoice) -> (OidcProvider, TestApp) {

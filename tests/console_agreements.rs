@@ -171,7 +171,7 @@ async fn the_agreements_page_flags_what_lapses_or_is_overdue_and_shows_who_may_s
     let set = app.state.door.policies().current();
     let agreements = rows(body, "data-id");
     let ids: Vec<&String> = agreements.keys().collect();
-    let want: Vec<&String> = set.agreements.iter().map(|a| &a.id).collect();
+    let want: Vec<&str> = set.agreements.iter().map(|a| &*a.id).collect();
     assert_eq!(ids, want, "every agreement, by id");
     let row = |id: &str| agreements[id].as_str();
     for a in &set.agreements {
@@ -385,7 +385,7 @@ async fn the_demo_agreements_are_all_shown_and_the_window_is_the_configs() {
     let matrix = rows(&page.body, "data-rule");
     assert_eq!(agreements.len(), demo.agreements.len());
     for a in &demo.agreements {
-        let row = &agreements[&a.id];
+        let row = &agreements[&*a.id];
         assert!(row.contains(&a.title), "{}", a.id);
         assert!(row.contains(&a.legal_basis.join(", ")), "{}: {row}", a.id);
         if a.in_force(today) {

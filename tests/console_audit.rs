@@ -217,9 +217,9 @@ async fn searches_page_filter_and_scope(store: StoreChoice) {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let d = &mine.body.disclosed[0];
     for part in [
-        d.agreement.as_str(),
-        d.rule.as_str(),
-        d.reference.as_str(),
+        &*d.agreement,
+        &*d.rule,
+        &*d.reference,
         mine.body.policy_hash.as_str(),
         ANN,
         "Previous hash",

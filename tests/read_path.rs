@@ -509,6 +509,7 @@ async fn the_door_gives_a_library_caller_what_the_fhir_api_sends() {
         "the door and the API disclose the same resources"
     );
 
+    let given: Vec<std::sync::Arc<str>> = given.iter().map(|g| g.as_str().into()).collect();
     let facts = answer.facts(&given);
     assert_eq!(facts.person.map(|p| p.to_string()), Some(id));
     assert_eq!(

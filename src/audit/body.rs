@@ -1,5 +1,7 @@
 //! What an audit record says ([`Body`]), in its canonical field order.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 pub(crate) mod disclosed;
@@ -16,12 +18,13 @@ pub struct SourceOutcome {
 /// One disclosed resource and why it could be disclosed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disclosure {
-    /// `Type/id`.
-    pub reference: String,
+    /// `Type/id`. This and the agreement and rule are shared with the resource and the
+    /// policy set: a whole record discloses tens of resources, each named here.
+    pub reference: Arc<str>,
     /// The agreement that permitted it.
-    pub agreement: String,
+    pub agreement: Arc<str>,
     /// The rule.
-    pub rule: String,
+    pub rule: Arc<str>,
     /// Permitted only under emergency access.
     pub emergency: bool,
 }

@@ -349,11 +349,7 @@ fn agents(body: &Body, full: bool) -> Vec<Value> {
         }
     }
     user.insert("requestor".into(), true.into());
-    let mut agreements: Vec<&str> = body
-        .disclosed
-        .iter()
-        .map(|d| d.agreement.as_str())
-        .collect();
+    let mut agreements: Vec<&str> = body.disclosed.iter().map(|d| &*d.agreement).collect();
     agreements.sort_unstable();
     agreements.dedup();
     if !agreements.is_empty() {

@@ -91,7 +91,7 @@ pub fn csv_cell(text: &str) -> String {
 pub fn csv_line(row: &Row) -> String {
     let r = &row.record;
     let b: Body = serde_json::from_str(&r.body).unwrap_or_default();
-    let mut agreements: Vec<&str> = b.disclosed.iter().map(|d| d.agreement.as_str()).collect();
+    let mut agreements: Vec<&str> = b.disclosed.iter().map(|d| &*d.agreement).collect();
     agreements.sort_unstable();
     agreements.dedup();
     let opt = |o: &Option<String>| o.clone().unwrap_or_default();
@@ -114,7 +114,7 @@ pub fn csv_line(row: &Row) -> String {
         opt(&b.person),
         b.disclosed
             .iter()
-            .map(|d| d.reference.as_str())
+            .map(|d| &*d.reference)
             .collect::<Vec<_>>()
             .join(";"),
         agreements.join(";"),

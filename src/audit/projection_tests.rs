@@ -52,6 +52,27 @@ fn body(i: usize) -> Body {
     }
 }
 
+#[test]
+fn the_columns_name_each_source_and_agreement_once_sorted_in_runs_or_interleaved() {
+    let mut b = body(0);
+    b.disclosed = vec![
+        disclosure("Observation/gp.o1", "dsa-b"),
+        disclosure("Observation/gp.o2", "dsa-b"),
+        disclosure("Condition/community.c1", "dsa-a"),
+        disclosure("Observation/gp.o3", "dsa-b"),
+        disclosure("Patient/0b6d", "dsa-a"),
+        disclosure("Observation/social.s1", "dsa-c"),
+        disclosure("Observation/community.o4", "dsa-a"),
+        disclosure("Observation/gp.o5", "dsa-c"),
+    ];
+    let c = Columns::of(&b);
+    assert_eq!(c.sources, ["community", "gp", "social"]);
+    assert_eq!(c.agreements, ["dsa-a", "dsa-b", "dsa-c"]);
+    b.disclosed.clear();
+    let none = Columns::of(&b);
+    assert!(none.sources.is_empty() && none.agreements.is_empty());
+}
+
 async fn migrate_before_0010(store: &Store) {
     macro_rules! before {
         ($dir:literal, $pool:expr) => {{

@@ -111,7 +111,7 @@ pub(super) async fn one(
     let policies = &console.0.policies;
     let set = policies.current();
     let path = &console.0.path;
-    let Some(agreement) = set.agreements.iter().find(|a| a.id == id) else {
+    let Some(agreement) = set.agreements.iter().find(|a| *a.id == *id) else {
         return console.page(StatusCode::NOT_FOUND, agreements_pages::not_found(path));
     };
     let today = crate::policy::live::today();

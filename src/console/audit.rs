@@ -376,7 +376,7 @@ impl Console {
             .current()
             .agreements
             .iter()
-            .map(|a| (a.id.clone(), a.title.clone()))
+            .map(|a| (a.id.to_string(), a.title.clone()))
             .collect()
     }
 

@@ -179,7 +179,7 @@ fn grounds(b: &Body) -> Vec<Ground> {
     let mut seen: BTreeMap<(&str, &str, bool), usize> = BTreeMap::new();
     let mut order = Vec::new();
     for d in &b.disclosed {
-        let key = (d.agreement.as_str(), d.rule.as_str(), d.emergency);
+        let key = (&*d.agreement, &*d.rule, d.emergency);
         let count = seen.entry(key).or_insert(0);
         if *count == 0 {
             order.push(key);

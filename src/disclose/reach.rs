@@ -252,7 +252,7 @@ impl<'p> Reach<'p> {
                 Some(permit) => {
                     notices.emergency |= permit.emergency;
                     notices.decisions.push(crate::audit::Disclosure {
-                        reference: resource.reference().to_owned(),
+                        reference: resource.shared_reference().clone(),
                         agreement: permit.agreement.id.clone(),
                         rule: permit.rule.id.clone(),
                         emergency: permit.emergency,
@@ -300,7 +300,7 @@ fn item<'a>(
     care_relationship: bool,
     consent: &'a Consent,
 ) -> Option<Item<'a>> {
-    let source = split_gateway_id(resource.id()).and_then(|(s, _)| federation.source(s))?;
+    let source = federation.source(resource.gateway_source()?)?;
     Some(Item {
         source_org: &source.info().ods,
         resource_type: resource.resource_type(),

@@ -373,8 +373,8 @@ impl Door {
                 ))
             })?;
         if let Some(w) = facts.write.as_mut() {
-            w.agreement = Some(permit.agreement.id.clone());
-            w.rule = Some(permit.rule.id.clone());
+            w.agreement = Some(permit.agreement.id.to_string());
+            w.rule = Some(permit.rule.id.to_string());
         }
         // Only a caller the agreements let write learns that the version has moved on.
         if current.is_some() && current != if_match {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::fhir::ODS_SYSTEM;
+pub use crate::fhir::reference::split_gateway_id;
 use crate::fhir::reference::{is_valid_id, parse_under_base};
 use crate::sources::{Source, SourceInfo};
 
@@ -44,12 +45,6 @@ impl Fault {
 pub fn gateway_id(source_id: &str, local_id: &str) -> Option<String> {
     let id = format!("{source_id}.{local_id}");
     is_valid_id(&id).then_some(id)
-}
-
-/// Splits a gateway id into source id and local id.
-pub fn split_gateway_id(id: &str) -> Option<(&str, &str)> {
-    id.split_once('.')
-        .filter(|(s, l)| !s.is_empty() && is_valid_id(l))
 }
 
 /// Where a resource comes from and whose it should be: what normalising needs to know about

@@ -11,6 +11,12 @@ pub fn is_valid_id(id: &str) -> bool {
         && !id.bytes().all(|b| b == b'.')
 }
 
+/// Splits a gateway id (`{source id}.{local id}`) into source id and local id.
+pub fn split_gateway_id(id: &str) -> Option<(&str, &str)> {
+    id.split_once('.')
+        .filter(|(s, l)| !s.is_empty() && is_valid_id(l))
+}
+
 /// True when `name` looks like a FHIR resource type name (`Observation`, `CarePlan`).
 pub fn is_resource_type_name(name: &str) -> bool {
     let mut bytes = name.bytes();

@@ -15,8 +15,11 @@ pub struct Resource {
     /// `{resourceType}/{id}`, read once: every step of a request asks for the type, the id
     /// or both (decision, sort, Bundle, audit facts), and each ask was a lookup in the
     /// resource's map. `type_len` is where the type ends.
-    reference: Box<str>,
+    reference: Arc<str>,
     type_len: usize,
+    /// Where the source ends in a gateway id (`{source}.{id}`), when the id is one: the
+    /// source a resource came from is asked on every decision on it.
+    source_len: Option<usize>,
     has_type_and_id: bool,
     /// Its security labels, read once for every decision on the resource.
     labels: OnceLock<Box<[Box<str>]>>,
@@ -52,9 +55,11 @@ impl Resource {
         reference.push_str(resource_type);
         reference.push('/');
         reference.push_str(id);
+        let source_len = super::reference::split_gateway_id(id).map(|(s, _)| s.len());
         Arc::new(Self {
-            reference: reference.into_boxed_str(),
+            reference: reference.into(),
             type_len: resource_type.len(),
+            source_len,
             has_type_and_id,
             labels: OnceLock::new(),
             value,
@@ -85,6 +90,11 @@ impl Resource {
         self.reference.get(self.type_len + 1..).unwrap_or_default()
     }
 
+    /// The source of its gateway id (`{source}.{id}`), or `None` when its id is not one.
+    pub fn gateway_source(&self) -> Option<&str> {
+        self.id().get(..self.source_len?)
+    }
+
     /// True when it has a `resourceType` and an `id`, both strings.
     pub fn has_type_and_id(&self) -> bool {
         self.has_type_and_id
@@ -92,6 +102,11 @@ impl Resource {
 
     /// `{resourceType}/{id}`, as the audit record names it.
     pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// [`Resource::reference`], shared.
+    pub fn shared_reference(&self) -> &Arc<str> {
         &self.reference
     }
 
@@ -145,5 +160,24 @@ mod tests {
         assert_eq!(undated.clinical_time(), None);
         let unserved = Resource::shared(json!({"resourceType": "Basic", "id": "gp.3"}));
         assert_eq!(unserved.clinical_time(), None);
+    }
+
+    #[test]
+    fn the_gateway_source_is_the_part_before_the_first_dot_of_a_gateway_id() {
+        let source = |id: serde_json::Value| {
+            Resource::shared(json!({"resourceType": "Observation", "id": id}))
+                .gateway_source()
+                .map(str::to_owned)
+        };
+        assert_eq!(source(json!("gp.1")).as_deref(), Some("gp"));
+        assert_eq!(source(json!("community.a.b")).as_deref(), Some("community"));
+        // Not gateway ids: no source, as `split_gateway_id` says.
+        assert_eq!(source(json!("123")), None);
+        assert_eq!(source(json!(".1")), None);
+        assert_eq!(source(json!("gp.")), None);
+        assert_eq!(source(json!("gp.a/b")), None);
+        assert_eq!(source(json!(7)), None);
+        let untyped = Resource::shared(json!({"id": "gp.1"}));
+        assert_eq!(untyped.gateway_source(), Some("gp"));
     }
 }

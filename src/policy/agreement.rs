@@ -2,6 +2,7 @@
 //! does not need the other files, is in `parse`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use jiff::civil::Date;
 use serde::Deserialize;
@@ -123,8 +124,8 @@ pub enum Audience {
 /// A checked agreement.
 #[derive(Debug, Clone)]
 pub struct Agreement {
-    /// Its id.
-    pub id: String,
+    /// Its id (shared with every audit record that names it).
+    pub id: Arc<str>,
     /// Line of the id (for errors that involve other files).
     pub id_line: usize,
     /// Title.
@@ -156,8 +157,8 @@ pub struct Agreement {
 /// A checked rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// Its id, unique in the agreement.
-    pub id: String,
+    /// Its id, unique in the agreement (shared with every audit record that names it).
+    pub id: Arc<str>,
     /// PurposeOfUse codes it serves.
     pub purpose_of_use: Vec<String>,
     /// Roles it applies to (staff agreements).

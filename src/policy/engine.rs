@@ -549,8 +549,8 @@ pub fn explain_for<'p>(
     if permit.is_none() {
         for agreement in &set.agreements {
             let refuse = |rule: Option<&Rule>, failure| Refusal {
-                agreement: agreement.id.clone(),
-                rule: rule.map(|r| r.id.clone()),
+                agreement: agreement.id.to_string(),
+                rule: rule.map(|r| r.id.to_string()),
                 failure,
             };
             if let Some(failure) = agreement_failure(agreement, caller, today) {

@@ -65,7 +65,7 @@ fn one_error(from: &str, to: &str, line: usize, field: &str, says: &str) {
 fn a_good_set_loads_sorted_with_a_stable_hash() {
     let other = GOOD.replace("dsa-test", "a-first");
     let set = load(&[("z.toml", GOOD), ("b.toml", &other)]).expect("valid");
-    let ids: Vec<&str> = set.agreements.iter().map(|a| a.id.as_str()).collect();
+    let ids: Vec<&str> = set.agreements.iter().map(|a| &*a.id).collect();
     assert_eq!(ids, ["a-first", "dsa-test"]);
     assert!(set.warnings.is_empty(), "{:?}", set.warnings);
     assert!(set.agreements[0].in_force(today()));
@@ -520,7 +520,7 @@ fn a_rule_that_names_writes_permits_exactly_those() {
     let caller = staff("clinician");
     let policy = set.for_interaction(&caller, &[Interaction::Create], today());
     let permit = policy.decide(&item).expect("create permitted");
-    assert_eq!(permit.rule.id, "direct-care");
+    assert_eq!(&*permit.rule.id, "direct-care");
     assert!(
         set.for_interaction(&caller, &[Interaction::Update], today())
             .decide(&item)
@@ -567,7 +567,7 @@ fn the_person_and_only_named_carers_may_write_their_goals() {
             .for_interaction(&person, &[write], today())
             .decide(&goal)
             .expect("the person writes their own goals");
-        assert_eq!(permit.rule.id, "own-goals");
+        assert_eq!(&*permit.rule.id, "own-goals");
     }
     let carer = |rel| Caller {
         org: None,
@@ -581,7 +581,7 @@ fn the_person_and_only_named_carers_may_write_their_goals() {
         .for_interaction(&daughter, &[Interaction::Create], today())
         .decide(&goal)
         .expect("a daughter may add a goal");
-    assert_eq!(permit.rule.id, "carer-goals");
+    assert_eq!(&*permit.rule.id, "carer-goals");
     assert!(
         set.for_interaction(&daughter, &[Interaction::Update], today())
             .decide(&goal)

@@ -268,7 +268,7 @@ async fn patient_search(
     let mut bundle = Searchset::new(&state.base);
     bundle.link("self", query::link(&state.base, "Patient", &used.pairs));
     bundle.total(1).shared(patient.clone(), SearchMode::Match);
-    let sent = [format!("Patient/{}", person.id)];
+    let sent = [format!("Patient/{}", person.id).into()];
     add_outcomes(&mut bundle, &answer.reports, &used, &answer.notices);
     Ok(Reply::new(
         answer.into_facts(&sent),
@@ -305,7 +305,7 @@ pub async fn read(
             return Ok(Reply::new(answer.into_facts(&[]), response.into_response()));
         };
         let response = fhir_response(StatusCode::OK, patient.value(), pretty);
-        let sent = [format!("Patient/{}", person.id)];
+        let sent = [format!("Patient/{}", person.id).into()];
         return Ok(Reply::new(answer.into_facts(&sent), response));
     }
     // Withheld and unknown look the same (404).
@@ -334,7 +334,7 @@ pub async fn read(
     {
         response.headers_mut().insert(axum::http::header::ETAG, tag);
     }
-    let sent = [resource.reference().to_owned()];
+    let sent = [resource.shared_reference().clone()];
     Ok(Reply::new(answer.into_facts(&sent), response))
 }
 
@@ -463,7 +463,7 @@ pub fn paged(
     path: &str,
     search: &TypeSearch,
     answer: &mut Answer,
-) -> (Response, Vec<String>) {
+) -> (Response, Vec<std::sync::Arc<str>>) {
     let first = answer.patient.take();
     let descending = search.sort.descending();
     let resources = std::mem::take(&mut answer.resources);
@@ -496,17 +496,16 @@ pub fn paged(
     let mut sent = Vec::with_capacity(take + 1);
     if let Some(p) = first.filter(|_| search.cursor.is_none() && search.count > 0) {
         if p.has_type_and_id() {
-            sent.push(p.reference().to_owned());
+            sent.push(p.shared_reference().clone());
         }
         bundle.shared(p, SearchMode::Match);
     }
     let mut nonconformant = Vec::new();
     for (_, resource) in keyed.into_iter().skip(start).take(take) {
-        let reference = resource.reference().to_owned();
         if !resource.problems().is_empty() {
-            nonconformant.push((reference.clone(), resource.clone()));
+            nonconformant.push((resource.reference().to_owned(), resource.clone()));
         }
-        sent.push(reference);
+        sent.push(resource.shared_reference().clone());
         bundle.shared(resource.clone(), SearchMode::Match);
     }
     add_outcomes(&mut bundle, &answer.reports, &search.used, &answer.notices);

@@ -17,6 +17,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeStruct, Serializer};
@@ -41,12 +42,12 @@ pub(super) fn serialize<S: Serializer>(list: &[Disclosure], s: S) -> Result<S::O
     let mut resources: Vec<(&str, usize)> = Vec::with_capacity(list.len());
     for d in list {
         let found = permits.iter().position(|p| {
-            p.agreement == d.agreement && p.rule == d.rule && p.emergency == d.emergency
+            p.agreement == &*d.agreement && p.rule == &*d.rule && p.emergency == d.emergency
         });
         let at = found.unwrap_or_else(|| {
             permits.push(Permit {
-                agreement: &d.agreement,
-                rule: &d.rule,
+                agreement: &*d.agreement,
+                rule: &*d.rule,
                 emergency: d.emergency,
             });
             permits.len() - 1
@@ -62,7 +63,7 @@ pub(super) fn serialize<S: Serializer>(list: &[Disclosure], s: S) -> Result<S::O
 /// Reads `disclosed` in either form.
 pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Disclosure>, D::Error> {
     d.deserialize_any(Either::new(
-        |permits: Vec<Permit<String, String>>, resources: Vec<(String, usize)>| {
+        |permits: Vec<Permit<Arc<str>, Arc<str>>>, resources: Vec<(Arc<str>, usize)>| {
             resources
                 .into_iter()
                 .map(|(reference, at)| {

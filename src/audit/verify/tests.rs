@@ -87,7 +87,7 @@ async fn verify_while_records_are_appended_and_projected_finds_nothing_wrong() {
     let log = AuditLog::new(store.clone(), AuditKey::new(KEY).expect("key"));
     let disclosing = |i: usize| Body {
         disclosed: vec![crate::audit::Disclosure {
-            reference: format!("Condition/gp.c{i}"),
+            reference: format!("Condition/gp.c{i}").into(),
             agreement: "dsa".into(),
             rule: "r".into(),
             emergency: false,

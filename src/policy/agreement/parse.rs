@@ -184,7 +184,7 @@ pub(super) fn agreement(
         return Err(found.errors);
     }
     let agreement = Agreement {
-        id: head.id.get_ref().clone(),
+        id: head.id.get_ref().as_str().into(),
         id_line: line_of(text, head.id.span().start),
         title: head.title.get_ref().clone(),
         version: head.version.get_ref().clone(),
@@ -392,7 +392,7 @@ fn rule(
     audience_fit(i, def, start, audience, found);
     write_to(i, def, audience, &interactions, found);
     Rule {
-        id: def.id.get_ref().clone(),
+        id: def.id.get_ref().as_str().into(),
         purpose_of_use: values(def.purpose_of_use.get_ref()),
         roles: def.roles().to_vec(),
         relationships: def.relationships().to_vec(),

@@ -509,7 +509,7 @@ fn table_model() -> Vec<ModelAgreement> {
 fn assert_set_matches_model(set: &PolicySet, model: &[ModelAgreement]) {
     let mut stated: Vec<&ModelAgreement> = model.iter().collect();
     stated.sort_by_key(|a| a.id);
-    let loaded_ids: Vec<&str> = set.agreements.iter().map(|a| a.id.as_str()).collect();
+    let loaded_ids: Vec<&str> = set.agreements.iter().map(|a| &*a.id).collect();
     let stated_ids: Vec<&str> = stated.iter().map(|a| a.id).collect();
     assert_eq!(loaded_ids, stated_ids, "the agreements, in id order");
     for (loaded, stated) in set.agreements.iter().zip(stated) {
@@ -524,7 +524,7 @@ fn assert_set_matches_model(set: &PolicySet, model: &[ModelAgreement]) {
         );
         assert_eq!(loaded.disclosers, stated.disclosers, "{id}: disclosers");
         assert_eq!(loaded.recipients, stated.recipients, "{id}: recipients");
-        let rule_ids: Vec<&str> = loaded.rules.iter().map(|r| r.id.as_str()).collect();
+        let rule_ids: Vec<&str> = loaded.rules.iter().map(|r| &*r.id).collect();
         let stated_rule_ids: Vec<&str> = stated.rules.iter().map(|r| r.id).collect();
         assert_eq!(rule_ids, stated_rule_ids, "{id}: rules, in file order");
         for (l, s) in loaded.rules.iter().zip(&stated.rules) {
@@ -981,7 +981,7 @@ fn check(set: &PolicySet, model: &[ModelAgreement], case: &Case) -> Verdict {
                 explained
                     .refusals
                     .iter()
-                    .any(|r| r.agreement == agreement.id),
+                    .any(|r| *r.agreement == *agreement.id),
                 "{case}: explain gives no reason for {}: {:#?}",
                 agreement.id,
                 explained.refusals
@@ -2063,7 +2063,12 @@ fn decisions_never_depend_on_the_order_of_files() {
         let ids = |set: &PolicySet| -> Vec<(String, Vec<String>)> {
             set.agreements
                 .iter()
-                .map(|a| (a.id.clone(), a.rules.iter().map(|r| r.id.clone()).collect()))
+                .map(|a| {
+                    (
+                        a.id.to_string(),
+                        a.rules.iter().map(|r| r.id.to_string()).collect(),
+                    )
+                })
                 .collect()
         };
         assert_eq!(ids(&one), ids(&other), "iteration {iteration}: agreements");
