@@ -128,7 +128,8 @@ pub fn disclosing_source(reference: &str) -> Option<&str> {
 }
 
 /// Each value once, sorted. A record's disclosures come in runs of one source and one
-/// agreement, so a value equal to the one before is passed over without a set lookup.
+/// agreement, so a value equal to the one before is dropped before the set sorts what is
+/// left.
 fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut last: Option<&str> = None;
     let set: std::collections::BTreeSet<&str> =
