@@ -298,22 +298,19 @@ fn pieces<T>(items: &[T], most: usize) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// [`Store::append_audit`] on one SQLite connection. With `name`, each chain is first named
-/// in `audit_projected`, in a transaction of its own: the projection lives in a file of its
+/// [`Store::append_audit`] on one SQLite connection. Each chain is first named in
+/// `audit_projected`, in a transaction of its own: the projection lives in a file of its
 /// own (`store::search`), and the append's transaction writes the store's file alone, so
 /// that it never waits for the projector's. A chain named whose append then fails has no
 /// records to project, which is harmless.
 async fn sqlite_append(
     conn: &mut sqlx::SqliteConnection,
     records: &[Record],
-    name: bool,
 ) -> Result<(), StoreError> {
     use sqlx::Connection;
-    if name {
-        let mut tx = conn.begin().await?;
-        name_chains(&mut tx, &chains(records)).await?;
-        tx.commit().await?;
-    }
+    let mut tx = conn.begin().await?;
+    name_chains(&mut tx, &chains(records)).await?;
+    tx.commit().await?;
     let mut tx = conn.begin().await?;
     for chunk in pieces(records, 512) {
         log_insert("", chunk).build().execute(&mut *tx).await?;
@@ -473,7 +470,7 @@ impl AuditLane {
                     if named {
                         sqlite_append_kept(conn, records).await
                     } else {
-                        sqlite_append(conn, records, true).await
+                        sqlite_append(conn, records).await
                     }
                 })
                 .await?;
@@ -628,7 +625,7 @@ impl Store {
                 tx.commit().await?;
             }
             Store::Sqlite(pool) => {
-                sqlite_append(&mut *pool.acquire().await?, records, true).await?;
+                sqlite_append(&mut *pool.acquire().await?, records).await?;
             }
         }
         Ok(())
