@@ -109,23 +109,6 @@ CONF
     pids+=("$!")
 }
 
-cat > "$work/parse.py" <<'PY'
-# One wrk --latency output -> "requests/s p50_ms p99_ms requests"
-import re, sys
-text = open(sys.argv[1]).read()
-def ms(pct):
-    value, unit = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, text, re.M).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-rps = float(re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M).group(1))
-total = int(re.search(r"^\s+(\d+) requests in", text, re.M).group(1))
-print(f"{rps:.1f} {ms(50):.3f} {ms(99):.3f} {total}")
-PY
-
-# CPU time a process has used (user + system), in clock ticks.
-cpu_ticks() { # pid
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
-
 run() { # label port lua round [pid]: one wrk run, appended to $work/results.txt; with a pid,
         # that process's CPU time per answer goes to $work/cpu.txt
     local out="$work/wrk-$1-$4.txt" rps p50 p99 total before=""
@@ -135,11 +118,10 @@ run() { # label port lua round [pid]: one wrk run, appended to $work/results.txt
         cat "$out" >&2
         die "round $4, $1: some answers were not 2xx ($(grep -o 'Non-2xx or 3xx responses: [0-9]*' "$out"))"
     fi
-    read -r rps p50 p99 total < <(python3 "$work/parse.py" "$out")
+    read -r rps p50 p99 total < <(wrk_figures "$out")
     local cpu=""
     if [[ -n "$before" ]]; then
-        cpu=$(awk -v t="$(( $(cpu_ticks "$5") - before ))" -v hz="$(getconf CLK_TCK)" -v n="$total" \
-            'BEGIN { printf "%.0f", t / hz / n * 1e6 }')
+        cpu=$(per_answer_us "$(( $(cpu_ticks "$5") - before ))" "$total")
         echo "$cpu" >> "$work/cpu.txt"
         cpu="   CPU $cpu µs/answer"
     fi

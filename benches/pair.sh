@@ -43,7 +43,7 @@ demo_nhs "$PEOPLE" > "$work/nhs.txt"
 
 # One run of a binary: writes `requests/s p50_ms p99_ms cpu_us_per_answer` to $work/line.
 run() { # binary
-    local dir="$work/run" ticks0 ticks1 requests hz
+    local dir="$work/run" before rps p50 p99 total
     rm -rf "$dir"
     gateway_config "$dir" "$PORT"
     "$1" serve --config "$dir/concord.toml" >/dev/null 2>&1 &
@@ -53,29 +53,18 @@ run() { # binary
     resolve "$PORT" "$work/nhs.txt" > "$dir/paths.txt"
     rotate_lua "$dir/paths.txt" "$dir/rotate.lua"
     wrk -t1 -c32 -d2s -s "$dir/rotate.lua" "http://127.0.0.1:$PORT" > /dev/null
-    ticks0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    before=$(cpu_ticks "$pid")
     wrk -t1 -c32 -d"${SECONDS_TO_RUN}s" --latency -s "$dir/rotate.lua" "http://127.0.0.1:$PORT" > "$dir/wrk.txt"
-    ticks1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    local ticks=$(( $(cpu_ticks "$pid") - before ))
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
     if grep -q 'Non-2xx' "$dir/wrk.txt"; then
         echo "pair.sh: $1 answered something other than 2xx:" >&2
         cat "$dir/wrk.txt" >&2
         exit 1
     fi
-    requests=$(grep -o '[0-9]* requests in' "$dir/wrk.txt" | grep -o '^[0-9]*')
-    hz=$(getconf CLK_TCK)
-    python3 - "$dir/wrk.txt" "$requests" "$((ticks1 - ticks0))" "$hz" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-requests, ticks, hz = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-def ms(label):
-    m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
-    value, unit = float(m.group(1)), m.group(2)
-    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-print(f"{rate:.0f} {ms('50%'):.2f} {ms('99%'):.2f} {ticks / hz * 1e6 / requests:.0f}")
-PY
-} > "$work/line"
+    read -r rps p50 p99 total < <(wrk_figures "$dir/wrk.txt")
+    echo "$rps $p50 $p99 $(per_answer_us "$ticks" "$total")" > "$work/line"
+}
 
 echo "pair: $OTHER (other) against $PWD (this), $RUNS pairs of ${SECONDS_TO_RUN}s, wrk 1 thread 32 connections, $(nproc) cores"
 : > "$work/runs.txt"

@@ -74,3 +74,27 @@ request = function()
 end
 LUA
 }
+
+# CPU time a process has used (user + system, every thread), in clock ticks.
+cpu_ticks() { # pid
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# Microseconds of CPU per answer: clock ticks over a run and the answers in it.
+per_answer_us() { # ticks answers
+    awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { printf "%.0f", t / hz / n * 1e6 }'
+}
+
+# One wrk --latency output file -> "requests/s p50_ms p99_ms requests".
+wrk_figures() { # wrk-output-file
+    python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(pct):
+    value, unit = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, text, re.M).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M).group(1))
+total = int(re.search(r"^\s+(\d+) requests in", text, re.M).group(1))
+print(f"{rps:.1f} {ms(50):.3f} {ms(99):.3f} {total}")
+PY
+}
