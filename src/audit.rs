@@ -93,7 +93,7 @@ pub fn encode_body(body: &Body) -> Result<String, AuditError> {
 }
 
 pub use verify::{
-    Broken, HeadCheck, Progress, Verified, verify, verify_with_heads, verify_with_progress,
+    Broken, HeadCheck, Parts, Progress, Verified, verify, verify_with_heads, verify_with_progress,
 };
 
 impl Columns {

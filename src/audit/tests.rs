@@ -93,9 +93,35 @@ pub(super) async fn migrated_to(pool: &sqlx::SqlitePool, last: i64) {
 }
 
 pub(super) async fn check(store: &Store) -> Result<Verified, Broken> {
-    verify(store, &AuditKey::new(KEY).expect("key"))
+    check_heads(store, &HeadCheck::default()).await
+}
+
+/// Splits that cut even a short chain into parts: every test that checks a chain checks it
+/// walked whole and walked in parts (seams at every few positions, parts of one position,
+/// more parts than positions), and finds the same in each.
+const SPLITS: [Parts; 4] = [
+    Parts { most: 1, least: 1 },
+    Parts { most: 3, least: 4 },
+    Parts { most: 64, least: 1 },
+    Parts {
+        most: 2,
+        least: verify::CHECK_BATCH as u64,
+    },
+];
+
+/// `verify_with_heads`, and the same walk in each of [`SPLITS`]: all must agree.
+async fn check_heads(store: &Store, heads: &HeadCheck) -> Result<Verified, Broken> {
+    let key = AuditKey::new(KEY).expect("key");
+    let found = verify_with_heads(store, &key, heads)
         .await
-        .expect("readable")
+        .expect("readable");
+    for parts in SPLITS {
+        let split = verify_with_progress(store, &key, heads, parts, &mut |_| {})
+            .await
+            .expect("readable");
+        assert_eq!(split, found, "walked in {parts:?}");
+    }
+    found
 }
 
 #[tokio::test]
@@ -793,12 +819,6 @@ fn head_check(witness: Option<&Path>) -> HeadCheck {
             .map(|w| heads::read_witness(w).expect("witness"))
             .unwrap_or_default(),
     }
-}
-
-async fn check_heads(store: &Store, heads: &HeadCheck) -> Result<Verified, Broken> {
-    verify_with_heads(store, &AuditKey::new(KEY).expect("key"), heads)
-        .await
-        .expect("readable")
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
-//! `audit verify`: walks every chain in order, a batch of positions at a time, checks every
-//! signed head, and compares the search projection (its rows and the rows of disclosing
-//! sources and agreements) with what each record's body says, in Rust, batch by batch.
+//! `audit verify`: walks every chain in order, a batch of positions at a time (a long chain
+//! in parts at once, their seams checked after), checks every signed head, and compares the
+//! search projection (its rows and the rows of disclosing sources and agreements) with what
+//! each record's body says, in Rust, batch by batch.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +55,102 @@ pub struct Progress<'a> {
     pub records: u64,
 }
 
+/// How `audit verify` splits a long chain into parts, each walked at once with a reader of
+/// its own (on SQLite its own connection), so that a walk keeps every core it is given
+/// busy. The parts' seams are checked as any two records are: the first record of a part
+/// must follow the last record of the part before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// The most parts one chain is split into.
+    pub most: usize,
+    /// The fewest positions a part covers: a chain with fewer than twice as many is walked
+    /// whole.
+    pub least: u64,
+}
+
+impl Parts {
+    /// One part for each core, up to eight: `concord audit verify`, which has the machine to
+    /// itself.
+    pub fn all_cores() -> Parts {
+        Parts {
+            most: cores().min(MOST_PARTS),
+            least: LEAST_PART,
+        }
+    }
+
+    /// One part for each two cores: the IG console's verify, which runs inside a gateway
+    /// that goes on answering requests.
+    pub fn beside_requests() -> Parts {
+        Parts {
+            most: (cores() / 2).clamp(1, MOST_PARTS),
+            least: LEAST_PART,
+        }
+    }
+
+    /// Store connections a walk in these parts keeps busy at once: each part reads its
+    /// records on one while its search projection is read on another.
+    pub fn connections(self) -> u32 {
+        u32::try_from(self.most.max(1).saturating_mul(2)).unwrap_or(u32::MAX)
+    }
+
+    /// The parts of a chain whose records lie at positions `span` (its first and last), in
+    /// order: together they cover every position, so that rows of the search projection
+    /// anywhere in the chain fall in one of them.
+    fn of(self, span: Option<(i64, i64)>) -> Vec<Part> {
+        let whole = Part {
+            from: i64::MIN,
+            to: i64::MAX,
+            starts: true,
+            ends: true,
+        };
+        let Some((first, last)) = span else {
+            return vec![whole];
+        };
+        let positions = i128::from(last) - i128::from(first) + 1;
+        let least = i128::from(self.least.max(1));
+        let n = (positions / least).clamp(1, i128::try_from(self.most.max(1)).unwrap_or(1));
+        // INVARIANT: each bound lies between `first` and `last`, so it fits an i64.
+        let bound = |j: i128| i64::try_from(i128::from(first) + positions * j / n).unwrap_or(last);
+        let starts: Vec<i64> = std::iter::once(i64::MIN).chain((1..n).map(bound)).collect();
+        starts
+            .iter()
+            .enumerate()
+            .map(|(j, &from)| {
+                let next = starts.get(j + 1).copied();
+                Part {
+                    from,
+                    to: next.map_or(i64::MAX, |next| next - 1),
+                    starts: j == 0,
+                    ends: next.is_none(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// More parts than this gain little: each holds two batches in memory and a connection.
+const MOST_PARTS: usize = 8;
+
+/// A part covers at least this many positions (four batches), so that splitting pays for
+/// its readers.
+const LEAST_PART: u64 = 4 * CHECK_BATCH as u64;
+
+/// One part of a chain: positions `[from, to]`; whether it starts the chain (its first
+/// record must be position 0) and whether it ends it (search rows past its last record name
+/// no record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
+    from: i64,
+    to: i64,
+    starts: bool,
+    ends: bool,
+}
+
 /// [`verify_with_heads`] with the store's heads alone and no signature check.
 pub async fn verify(store: &Store, key: &AuditKey) -> Result<Result<Verified, Broken>, AuditError> {
     verify_with_heads(store, key, &HeadCheck::default()).await
@@ -68,21 +165,24 @@ pub async fn verify(store: &Store, key: &AuditKey) -> Result<Result<Verified, Br
 /// chain cut short after a head was signed is found; likewise a projection mark past a
 /// chain's end, and a search or side row that names no record (before a chain's first
 /// record, past its last, or in a chain with none). A record changed, removed or inserted
-/// is named before any place where the projection alone is wrong.
+/// is named before any place where the projection alone is wrong. A long chain is walked
+/// in parts at once, one for each core ([`Parts::all_cores`]); what is found is the same
+/// as in one walk.
 pub async fn verify_with_heads(
     store: &Store,
     key: &AuditKey,
     heads: &HeadCheck,
 ) -> Result<Result<Verified, Broken>, AuditError> {
-    verify_with_progress(store, key, heads, &mut |_| {}).await
+    verify_with_progress(store, key, heads, Parts::all_cores(), &mut |_| {}).await
 }
 
-/// [`verify_with_heads`], telling `progress` how far the walk has got (the IG console's
-/// verify shows it). Between batches the walk yields to other tasks.
+/// [`verify_with_heads`] in `parts`, telling `progress` how far the walk has got (the IG
+/// console's verify shows it). Between batches each part yields to other tasks.
 pub async fn verify_with_progress(
     store: &Store,
     key: &AuditKey,
     heads: &HeadCheck,
+    parts: Parts,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<Result<Verified, Broken>, AuditError> {
     let stored = store.audit_heads().await?;
@@ -124,31 +224,66 @@ pub async fn verify_with_progress(
     // told only when the chains themselves hold: a record that was changed, removed or
     // inserted comes first.
     let mut disagreement: Option<Broken> = None;
-    let mut reader = store.audit_chain_reader().await?;
+    let mut readers: Vec<ChainReader> = Vec::new();
     for chain in store.audit_chains().await? {
         let chain: Arc<str> = Arc::from(chain);
-        let walked = walk(
-            store,
-            &mut reader,
-            key,
-            &chain,
-            marks.get(&*chain).copied(),
-            &mut vouched,
-            &mut verified,
-            &mut disagreement,
-            progress,
-        )
-        .await?;
-        match walked {
-            Err(broken) => return Ok(Err(broken)),
-            Ok(Some(last)) => {
-                if let Some(cut) = cut_short(&mut vouched, &chain, last) {
-                    return Ok(Err(cut));
+        progress(Progress {
+            chain: &chain,
+            records: verified.records,
+        });
+        let split = parts.of(store.audit_chain_span(&chain).await?);
+        let walk = Walk {
+            store: store.clone(),
+            key: key.clone(),
+            chain: chain.clone(),
+            mark: marks.get(&*chain).copied(),
+            heads: Arc::new(vouched.get(&*chain).cloned().unwrap_or_default()),
+            compare_too: disagreement.is_none(),
+        };
+        let walked = match walk
+            .parts(&split, &mut readers, verified.records, progress)
+            .await?
+        {
+            Ok(walked) => walked,
+            Err(stopped) => return Ok(Err(stopped)),
+        };
+        // The parts in order, each seam checked as one walk checks two records.
+        let mut place: Option<(i64, String)> = None;
+        let mut any = false;
+        for part in walked {
+            if let Some((seq, prev_hash)) = &part.first {
+                let before = place
+                    .as_ref()
+                    .map_or(Place::Start, |(seq, hash)| Place::After(*seq, hash));
+                if let Some(problem) = follows(before, *seq, prev_hash) {
+                    return Ok(Err(Broken {
+                        chain: chain.to_string(),
+                        seq: *seq,
+                        problem,
+                    }));
                 }
-                ends.insert(chain.to_string(), last);
             }
-            // A chain with search rows but no records: its rows are strays (found by the walk).
-            Ok(None) => {}
+            if let Some(broken) = part.broken {
+                return Ok(Err(broken));
+            }
+            any |= part.records > 0;
+            verified.records += part.records;
+            if part.last.is_some() {
+                place = part.last;
+            }
+            if disagreement.is_none() {
+                disagreement = part.disagreement;
+            }
+        }
+        if any {
+            verified.chains += 1;
+        }
+        // A chain with search rows but no records: its rows are strays (found by the walk).
+        if let Some((last, _)) = place {
+            if let Some(cut) = cut_short(&mut vouched, &chain, last) {
+                return Ok(Err(cut));
+            }
+            ends.insert(chain.to_string(), last);
         }
     }
     // Chains a head vouches for that have no records at all.
@@ -175,107 +310,220 @@ pub async fn verify_with_progress(
 /// Records of a chain read from the store at a time. Their keyed hashes are checked and
 /// their bodies read on a blocking thread while the next batch is read; then the search
 /// projection's rows for the same positions are read and compared with what the bodies say.
-const CHECK_BATCH: usize = 2048;
+pub(super) const CHECK_BATCH: usize = 2048;
 
-/// Walks one chain in order, a batch of positions at a time: positions, previous hashes and
-/// signed heads as rows arrive; keyed hashes, and what each body says its search rows are,
-/// on a blocking thread while the next batch is read; the search projection's rows for the
-/// same positions compared with them after (unless `disagreement` already holds an earlier
-/// one). Returns the chain's last position (`None` when it has no records).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the walk's state, passed down from one verify run"
-)]
-async fn walk(
-    store: &Store,
-    reader: &mut ChainReader,
-    key: &AuditKey,
-    chain: &Arc<str>,
+/// What one chain's walk shares between its parts.
+#[derive(Clone)]
+struct Walk {
+    store: Store,
+    key: AuditKey,
+    chain: Arc<str>,
+    /// The chain's projection mark.
     mark: Option<i64>,
-    vouched: &mut HashMap<String, BTreeMap<i64, SignedHead>>,
-    verified: &mut Verified,
-    disagreement: &mut Option<Broken>,
-    progress: &mut (dyn FnMut(Progress<'_>) + Send),
-) -> Result<Result<Option<i64>, Broken>, AuditError> {
-    progress(Progress {
-        chain,
-        records: verified.records,
-    });
-    let heads = vouched.get(&**chain).cloned().unwrap_or_default();
-    let mut place: Option<(i64, String)> = None;
-    let mut next = Some(i64::MIN);
-    let mut in_flight: Option<Checking> = None;
-    while let Some(from) = next {
-        // The next batch is read while the last one's check ends and its projection is read
-        // (on a second connection).
-        let compare_too = disagreement.is_none();
-        let (rows, settled) = tokio::join!(
-            reader.records(chain, from, CHECK_BATCH as u32),
-            settle(store, chain, mark, in_flight.take(), compare_too)
-        );
-        let (hash, found) = settled?;
-        if let Some(broken) = hash {
-            return Ok(Err(broken));
+    /// The signed heads of the chain.
+    heads: Arc<BTreeMap<i64, SignedHead>>,
+    /// Whether the search projection is still compared (no earlier chain disagreed).
+    compare_too: bool,
+}
+
+/// What the walk of one part of a chain found.
+#[derive(Debug, Default)]
+struct Walked {
+    /// The part's first record, when the part does not start the chain: its position and
+    /// previous hash, which must follow the last record before the part (its seam).
+    first: Option<(i64, String)>,
+    /// The part's last record: its position and hash.
+    last: Option<(i64, String)>,
+    /// Records walked.
+    records: u64,
+    /// The first record in the part that does not fit its chain (at the seam apart).
+    broken: Option<Broken>,
+    /// The first place in the part where the search projection does not say what the
+    /// bodies say.
+    disagreement: Option<Broken>,
+}
+
+/// Where a walk stands before the next record: at the chain's start, at a part's start
+/// (the record before it is another part's), or after a record (its position and hash).
+#[derive(Debug, Clone, Copy)]
+enum Place<'a> {
+    Start,
+    Seam,
+    After(i64, &'a str),
+}
+
+impl Walk {
+    /// Walks the chain's parts at once, each in a task of its own with one of `readers`
+    /// (more are opened when there are more parts than readers; all are given back), telling
+    /// `progress` of each batch walked (counting on from `records`). Returns what each part
+    /// found, in order; a part whose task stopped (it panicked) is a problem at the chain's
+    /// start, as a batch whose check stopped is at the batch's.
+    async fn parts(
+        &self,
+        parts: &[Part],
+        readers: &mut Vec<ChainReader>,
+        mut records: u64,
+        progress: &mut (dyn FnMut(Progress<'_>) + Send),
+    ) -> Result<Result<Vec<Walked>, Broken>, AuditError> {
+        while readers.len() < parts.len() {
+            readers.push(self.store.audit_chain_reader().await?);
+        }
+        let (told, mut telling) = tokio::sync::mpsc::unbounded_channel();
+        // Dropped early (an error), the set stops the parts still running.
+        let mut walks = tokio::task::JoinSet::new();
+        let taken = readers.split_off(readers.len().saturating_sub(parts.len()));
+        for (i, (part, mut reader)) in parts.iter().copied().zip(taken).enumerate() {
+            let (walk, told) = (self.clone(), told.clone());
+            walks.spawn(async move {
+                let walked = walk.part(&mut reader, part, &told).await;
+                (i, reader, walked)
+            });
+        }
+        drop(told);
+        while let Some(batch) = telling.recv().await {
+            records += batch;
+            progress(Progress {
+                chain: &self.chain,
+                records,
+            });
+        }
+        let mut walked: Vec<Option<Walked>> = parts.iter().map(|_| None).collect();
+        while let Some(done) = walks.join_next().await {
+            let (i, reader, found) = match done {
+                Ok(done) => done,
+                Err(e) => {
+                    return Ok(Err(Broken {
+                        chain: self.chain.to_string(),
+                        seq: 0,
+                        problem: format!("the check stopped: {e}"),
+                    }));
+                }
+            };
+            readers.push(reader);
+            if let Some(slot) = walked.get_mut(i) {
+                *slot = Some(found?);
+            }
+        }
+        // INVARIANT: every part had a reader, so every slot is filled.
+        Ok(walked
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Broken {
+                chain: self.chain.to_string(),
+                seq: 0,
+                problem: "the check stopped: a part was not walked".into(),
+            }))
+    }
+
+    /// Walks one part of the chain in order, a batch of positions at a time: positions,
+    /// previous hashes and signed heads as rows arrive; keyed hashes, and what each body
+    /// says its search rows are, on a blocking thread while the next batch is read; the
+    /// search projection's rows for the same positions compared with them after (unless
+    /// `compare_too` is off, or an earlier batch disagreed). Tells `told` how many records
+    /// each batch held.
+    async fn part(
+        &self,
+        reader: &mut ChainReader,
+        part: Part,
+        told: &tokio::sync::mpsc::UnboundedSender<u64>,
+    ) -> Result<Walked, AuditError> {
+        let chain = &self.chain;
+        let mut walked = Walked::default();
+        let mut compare_too = self.compare_too;
+        let mut place: Option<(i64, String)> = None;
+        let mut next = Some(part.from);
+        let mut in_flight: Option<Checking> = None;
+        while let Some(from) = next {
+            // The next batch is read while the last one's check ends and its projection is
+            // read (on a second connection).
+            let (rows, settled) = tokio::join!(
+                reader.records(chain, from, part.to, CHECK_BATCH as u32),
+                settle(&self.store, chain, self.mark, in_flight.take(), compare_too)
+            );
+            let (hash, found) = settled?;
+            if hash.is_some() {
+                walked.broken = hash;
+                return Ok(walked);
+            }
+            if compare_too {
+                walked.disagreement = found;
+                compare_too = walked.disagreement.is_none();
+            }
+            let rows = rows?;
+            let more = rows.len() == CHECK_BATCH;
+            // The last position and hash walked, borrowed until the batch's end.
+            let mut last = match &place {
+                Some((seq, hash)) => Place::After(*seq, hash),
+                None if part.starts => Place::Start,
+                None => Place::Seam,
+            };
+            for (i, row) in rows.iter().enumerate() {
+                if let Place::Seam = last {
+                    walked.first = Some((row.seq, row.prev_hash.to_owned()));
+                }
+                if let Some(problem) = step(last, &row, &self.heads) {
+                    // Anything earlier in the batch that fails its hash check is the first
+                    // problem (earlier batches were checked already).
+                    let earlier = check(&self.key, chain, rows.slice(0..i));
+                    walked.broken = Some(earlier.unwrap_or(Broken {
+                        chain: chain.to_string(),
+                        seq: row.seq,
+                        problem,
+                    }));
+                    return Ok(walked);
+                }
+                walked.records += 1;
+                last = Place::After(row.seq, row.hash);
+            }
+            let last = match last {
+                Place::After(seq, hash) => Some((seq, hash.to_owned())),
+                Place::Start | Place::Seam => None,
+            };
+            place = last;
+            let last_row = rows
+                .len()
+                .checked_sub(1)
+                .and_then(|i| rows.get(i))
+                .map(|row| row.seq);
+            // The projection's rows are compared up to the batch's last record; where the
+            // part ends here and another follows, up to the part's end, so that no position
+            // falls between two parts.
+            let to = if more || part.ends {
+                last_row
+            } else {
+                Some(part.to)
+            };
+            let batch = rows.len() as u64;
+            in_flight = to.map(|to| Checking::start(&self.key, chain, from, to, rows));
+            // The receiver is gone only when the whole walk was dropped.
+            let _ = told.send(batch);
+            // Other tasks (requests, when the console runs this) get their turn.
+            tokio::task::yield_now().await;
+            next = last_row.and_then(|to| to.checked_add(1)).filter(|_| more);
+        }
+        let (hash, found) =
+            settle(&self.store, chain, self.mark, in_flight.take(), compare_too).await?;
+        if hash.is_some() {
+            walked.broken = hash;
+            return Ok(walked);
         }
         if compare_too {
-            *disagreement = found;
+            walked.disagreement = found;
+            compare_too = walked.disagreement.is_none();
         }
-        let rows = rows?;
-        let more = rows.len() == CHECK_BATCH;
-        // The last position and hash walked, borrowed until the batch's end.
-        let mut last = place.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
-        for (i, row) in rows.iter().enumerate() {
-            if let Some(problem) = step(last, &row, &heads) {
-                // Anything earlier in the batch that fails its hash check is the first
-                // problem (earlier batches were checked already).
-                let earlier = check(key, chain, rows.slice(0..i));
-                return Ok(Err(earlier.unwrap_or(Broken {
-                    chain: chain.to_string(),
-                    seq: row.seq,
-                    problem,
-                })));
+        // Search rows past the chain's last record (or in a chain with none) name no record.
+        if part.ends && compare_too {
+            let after = match &place {
+                Some((last, _)) => last.checked_add(1),
+                None => Some(part.from),
+            };
+            if let Some(after) = after {
+                walked.disagreement = strays(&self.store, chain, after).await?;
             }
-            if last.is_none() {
-                verified.chains += 1;
-            }
-            verified.records += 1;
-            last = Some((row.seq, row.hash));
         }
-        let last = last.map(|(seq, hash)| (seq, hash.to_owned()));
-        place = last;
-        let to = rows
-            .len()
-            .checked_sub(1)
-            .and_then(|i| rows.get(i))
-            .map(|row| row.seq);
-        in_flight = to.map(|to| Checking::start(key, chain, from, to, rows));
-        progress(Progress {
-            chain,
-            records: verified.records,
-        });
-        // Other tasks (requests, when the console runs this) get their turn.
-        tokio::task::yield_now().await;
-        next = to.and_then(|to| to.checked_add(1)).filter(|_| more);
+        walked.last = place;
+        Ok(walked)
     }
-    let compare_too = disagreement.is_none();
-    let (hash, found) = settle(store, chain, mark, in_flight.take(), compare_too).await?;
-    if let Some(broken) = hash {
-        return Ok(Err(broken));
-    }
-    if compare_too {
-        *disagreement = found;
-    }
-    // Search rows past the chain's last record (or in a chain with none) name no record.
-    if disagreement.is_none() {
-        let after = match &place {
-            Some((last, _)) => last.checked_add(1),
-            None => Some(i64::MIN),
-        };
-        if let Some(after) = after {
-            *disagreement = strays(store, chain, after).await?;
-        }
-    }
-    Ok(Ok(place.map(|(last, _)| last)))
 }
 
 /// Waits for a batch's check: the first record whose hash does not match, if any; else,
@@ -659,32 +907,43 @@ fn projection_overreaches(
     })
 }
 
-/// Why `row` cannot come next after `place` (the last position and hash of its chain, or
-/// none at its start), or is not the record a signed head names there.
+/// Why `row` cannot come next after `place`, or is not the record a signed head names
+/// there.
 fn step(
-    place: Option<(i64, &str)>,
+    place: Place<'_>,
     row: &ChainRecord<'_>,
     heads: &BTreeMap<i64, SignedHead>,
 ) -> Option<String> {
-    let (expected_seq, expected_prev) = match place {
-        Some((seq, hash)) => (seq.saturating_add(1), hash),
-        None => (0, GENESIS),
-    };
-    if row.seq != expected_seq {
-        return Some(format!(
-            "expected position {expected_seq}: a record is missing or was inserted"
-        ));
-    }
-    if row.prev_hash != expected_prev {
-        return Some(
-            "does not follow the record before it (reordered, or one before it was replaced)"
-                .into(),
-        );
+    if let Some(problem) = follows(place, row.seq, row.prev_hash) {
+        return Some(problem);
     }
     if let Some(head) = heads.get(&row.seq)
         && head.hash != row.hash
     {
         return Some("it is not the record a signed head vouches for here (replaced)".into());
+    }
+    None
+}
+
+/// Why a record at `seq` whose previous hash is `prev_hash` cannot come next after `place`
+/// (at a part's start, where the record before is another part's, nothing is known yet: the
+/// seam is checked once both parts are walked).
+fn follows(place: Place<'_>, seq: i64, prev_hash: &str) -> Option<String> {
+    let (expected_seq, expected_prev) = match place {
+        Place::Seam => return None,
+        Place::Start => (0, GENESIS),
+        Place::After(seq, hash) => (seq.saturating_add(1), hash),
+    };
+    if seq != expected_seq {
+        return Some(format!(
+            "expected position {expected_seq}: a record is missing or was inserted"
+        ));
+    }
+    if prev_hash != expected_prev {
+        return Some(
+            "does not follow the record before it (reordered, or one before it was replaced)"
+                .into(),
+        );
     }
     None
 }

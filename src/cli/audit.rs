@@ -110,8 +110,9 @@ pub(super) async fn audit_verify(
         .as_ref()
         .context("the config has no [audit] section")?;
     let key = crate::audit::AuditKey::load(audit.key_file.as_deref(), audit.key_env.as_deref())?;
-    // Two connections: each chain's records and its search rows are read side by side.
-    let store = crate::store::Store::connect(&config.store.url, 2)
+    // Each part of a chain walked at once reads its records and its search rows side by side.
+    let parts = crate::audit::Parts::all_cores();
+    let store = crate::store::Store::connect(&config.store.url, parts.connections())
         .await
         .context("cannot connect to the store")?;
     let mut heads = crate::audit::HeadCheck::default();
@@ -140,7 +141,7 @@ pub(super) async fn audit_verify(
     }
     let started = std::time::Instant::now();
     let (spools, spooled) = crate::audit::spool::pending(&audit.spool_dir)?;
-    match crate::audit::verify_with_heads(&store, &key, &heads).await? {
+    match crate::audit::verify_with_progress(&store, &key, &heads, parts, &mut |_| {}).await? {
         Ok(v) => {
             println!(
                 "audit log verified: {} record(s) in {} chain(s), {} signed head(s), {:.2} s",

@@ -22,9 +22,6 @@ use crate::store::Store;
 /// The route both audit records of a verify name.
 pub(super) const VERIFY_ROUTE: &str = "/console/health/verify";
 
-/// Connections a verify opens: one walks the chains, one checks the search projection.
-const CONNECTIONS: u32 = 2;
-
 /// Where a verify reads from, and the one that runs (or ran last).
 #[derive(Debug)]
 pub(super) struct Verifier {
@@ -179,10 +176,12 @@ impl Console {
             Ok(heads) => heads,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
+        // Half the cores, so that requests keep the rest; each part on connections of its own.
+        let parts = crate::audit::Parts::beside_requests();
         // An in-memory SQLite store exists only in the gateway's own pool.
         let own = !setup.store_url.contains(":memory:") && !setup.store_url.contains("mode=memory");
         let store = if own {
-            match Store::connect(&setup.store_url, CONNECTIONS).await {
+            match Store::connect(&setup.store_url, parts.connections()).await {
                 Ok(store) => store,
                 Err(e) => {
                     tracing::error!(error = %e, "audit verify cannot connect to the store");
@@ -204,7 +203,8 @@ impl Console {
             }
             status.checked = p.records;
         };
-        let walked = crate::audit::verify_with_progress(&store, &key, &heads, &mut progress).await;
+        let walked =
+            crate::audit::verify_with_progress(&store, &key, &heads, parts, &mut progress).await;
         if own {
             close(store).await;
         }

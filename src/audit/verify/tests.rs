@@ -43,9 +43,15 @@ async fn progress_names_each_chain_and_counts_up_to_the_result() {
 
     let key = AuditKey::new(KEY).expect("key");
     let mut seen: Vec<(String, u64)> = Vec::new();
-    let verified = verify_with_progress(&store, &key, &HeadCheck::default(), &mut |p| {
-        seen.push((p.chain.to_owned(), p.records));
-    })
+    let verified = verify_with_progress(
+        &store,
+        &key,
+        &HeadCheck::default(),
+        Parts::all_cores(),
+        &mut |p| {
+            seen.push((p.chain.to_owned(), p.records));
+        },
+    )
     .await
     .expect("readable")
     .expect("verifies");
@@ -122,4 +128,152 @@ async fn verify_while_records_are_appended_and_projected_finds_nothing_wrong() {
         runs > 1,
         "verify ran while records were appended ({runs} runs)"
     );
+}
+
+/// A chain walked in parts is checked at its seams as one walk checks any two records: a
+/// record missing on either side of a seam, a whole part missing, records swapped across a
+/// seam, a changed record at a part's start, a tail cut off. Where two parts each hold a
+/// problem, the earlier position is named, as one walk names it.
+#[tokio::test]
+async fn a_chain_walked_in_parts_is_checked_across_every_seam() {
+    // Forty records in four parts: seams at positions 10, 20 and 30.
+    const FOUR: Parts = Parts { most: 4, least: 10 };
+    let cases: [(&[&str], i64, &str); 10] = [
+        (
+            &["DELETE FROM audit_records WHERE seq = 10"],
+            11,
+            "expected position 10",
+        ),
+        (
+            &["DELETE FROM audit_records WHERE seq = 9"],
+            10,
+            "expected position 9",
+        ),
+        (
+            &["DELETE FROM audit_records WHERE seq >= 10 AND seq < 20"],
+            20,
+            "expected position 10",
+        ),
+        (
+            &["UPDATE audit_records SET body = replace(body, 'req-10', 'req-x') WHERE seq = 10"],
+            10,
+            "modified",
+        ),
+        (
+            &[
+                "UPDATE audit_records SET seq = -1 WHERE seq = 19",
+                "UPDATE audit_records SET seq = 19 WHERE seq = 20",
+                "UPDATE audit_records SET seq = 20 WHERE seq = -1",
+            ],
+            19,
+            "does not follow",
+        ),
+        (
+            &["DELETE FROM audit_records WHERE seq >= 30"],
+            30,
+            "cut off the end",
+        ),
+        (
+            &[
+                "UPDATE audit_records SET body = replace(body, 'req-29', 'req-x') WHERE seq = 29",
+                "DELETE FROM audit_records WHERE seq = 30",
+            ],
+            29,
+            "modified",
+        ),
+        (
+            &[
+                "DELETE FROM audit_records WHERE seq = 35",
+                "UPDATE audit_records SET body = replace(body, 'req-12', 'req-x') WHERE seq = 12",
+            ],
+            12,
+            "modified",
+        ),
+        (
+            &["DELETE FROM audit_search WHERE seq = 20"],
+            20,
+            "missing from the search projection",
+        ),
+        (
+            &[
+                "DELETE FROM audit_search WHERE seq = 31",
+                "DELETE FROM audit_search WHERE seq = 9",
+            ],
+            9,
+            "missing from the search projection",
+        ),
+    ];
+    let key = AuditKey::new(KEY).expect("key");
+    for (statements, at, says) in cases {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = Store::connect(&url, 2).await.expect("store");
+        store.migrate().await.expect("migrate");
+        let chain = appended(&store, 40).await;
+        let Store::Sqlite(pool) = &store else {
+            panic!("sqlite")
+        };
+        let walk = |parts: Parts| {
+            let (store, key) = (&store, &key);
+            async move {
+                verify_with_progress(store, key, &HeadCheck::default(), parts, &mut |_| {})
+                    .await
+                    .expect("readable")
+            }
+        };
+        assert_eq!(walk(FOUR).await.map(|v| v.records), Ok(40), "untouched");
+        for sql in statements {
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(pool)
+                .await
+                .expect(sql);
+        }
+        let whole = walk(Parts { most: 1, least: 1 }).await;
+        let broken = walk(FOUR).await.expect_err(says);
+        assert_eq!(Err(broken.clone()), whole, "{statements:?}");
+        assert_eq!(
+            (broken.chain.as_str(), broken.seq),
+            (chain.as_str(), at),
+            "{statements:?}: {broken}"
+        );
+        assert!(broken.problem.contains(says), "{statements:?}: {broken}");
+    }
+}
+
+#[test]
+fn a_chain_is_split_only_where_each_part_covers_enough_positions() {
+    let split = |most, least, span| Parts { most, least }.of(span);
+    let whole = vec![Part {
+        from: i64::MIN,
+        to: i64::MAX,
+        starts: true,
+        ends: true,
+    }];
+    assert_eq!(split(8, 10, None), whole, "a chain with no records");
+    assert_eq!(
+        split(8, 10, Some((0, 18))),
+        whole,
+        "19 positions: under two parts' worth"
+    );
+    assert_eq!(split(1, 1, Some((0, 1_000_000))), whole, "one part at most");
+    let parts = split(4, 10, Some((0, 39)));
+    let bounds: Vec<(i64, i64)> = parts.iter().map(|p| (p.from, p.to)).collect();
+    assert_eq!(
+        bounds,
+        [(i64::MIN, 9), (10, 19), (20, 29), (30, i64::MAX)],
+        "every position in one part"
+    );
+    assert_eq!(
+        parts.iter().map(|p| (p.starts, p.ends)).collect::<Vec<_>>(),
+        [(true, false), (false, false), (false, false), (false, true)]
+    );
+    // A chain whose positions were tampered out to the ends of the range still splits
+    // without overflow, each part non-empty and in order.
+    let wide = split(3, 1, Some((i64::MIN + 1, i64::MAX)));
+    assert_eq!(wide.len(), 3);
+    assert!(
+        wide.windows(2)
+            .all(|w| w[0].to < w[1].from && w[0].to + 1 == w[1].from)
+    );
+    assert!(wide.iter().all(|p| p.from <= p.to));
 }
