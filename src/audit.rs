@@ -71,6 +71,9 @@ pub enum AuditError {
     /// The writer stopped (the runtime is shutting down).
     #[error("the audit append did not finish: {0}")]
     Interrupted(String),
+    /// `audit verify` lost a part of its walk (a task that did not report back).
+    #[error("audit verify did not finish: {0}")]
+    Unfinished(String),
     /// The store refused the batch the record was in.
     #[error("the audit store refused the record: {0}")]
     Failed(String),

@@ -100,13 +100,10 @@ pub(super) async fn check(store: &Store) -> Result<Verified, Broken> {
 /// walked whole and walked in parts (seams at every few positions, parts of one position,
 /// more parts than positions), and finds the same in each.
 const SPLITS: [Parts; 4] = [
-    Parts { most: 1, least: 1 },
-    Parts { most: 3, least: 4 },
-    Parts { most: 64, least: 1 },
-    Parts {
-        most: 2,
-        least: verify::CHECK_BATCH as u64,
-    },
+    Parts::new(1, 1),
+    Parts::new(3, 4),
+    Parts::new(64, 1),
+    Parts::new(2, verify::CHECK_BATCH as u64),
 ];
 
 /// `verify_with_heads`, and the same walk in each of [`SPLITS`]: all must agree.

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::body::disclosed::Either;
 use super::heads::SignedHead;
@@ -62,13 +63,28 @@ pub struct Progress<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parts {
     /// The most parts one chain is split into.
-    pub most: usize,
+    most: usize,
     /// The fewest positions a part covers: a chain with fewer than twice as many is walked
     /// whole.
-    pub least: u64,
+    least: u64,
 }
 
 impl Parts {
+    /// At most `most` parts (1 to 64) of at least `least` positions each
+    /// (at least 1).
+    pub const fn new(most: usize, least: u64) -> Parts {
+        Parts {
+            most: if most == 0 {
+                1
+            } else if most > MOST_PARTS_EVER {
+                MOST_PARTS_EVER
+            } else {
+                most
+            },
+            least: if least == 0 { 1 } else { least },
+        }
+    }
+
     /// One part for each core, up to eight: `concord audit verify`, which has the machine to
     /// itself.
     pub fn all_cores() -> Parts {
@@ -78,11 +94,11 @@ impl Parts {
         }
     }
 
-    /// One part for each two cores: the IG console's verify, which runs inside a gateway
+    /// One part for each two cores, up to four: the IG console's verify, which runs inside a gateway
     /// that goes on answering requests.
     pub fn beside_requests() -> Parts {
         Parts {
-            most: (cores() / 2).clamp(1, MOST_PARTS),
+            most: (cores() / 2).clamp(1, MOST_PARTS / 2),
             least: LEAST_PART,
         }
     }
@@ -90,7 +106,7 @@ impl Parts {
     /// Store connections a walk in these parts keeps busy at once: each part reads its
     /// records on one while its search projection is read on another.
     pub fn connections(self) -> u32 {
-        u32::try_from(self.most.max(1).saturating_mul(2)).unwrap_or(u32::MAX)
+        u32::try_from(self.most.saturating_mul(2)).unwrap_or(u32::MAX)
     }
 
     /// The parts of a chain whose records lie at positions `span` (its first and last), in
@@ -108,7 +124,10 @@ impl Parts {
         };
         let positions = i128::from(last) - i128::from(first) + 1;
         let least = i128::from(self.least.max(1));
-        let n = (positions / least).clamp(1, i128::try_from(self.most.max(1)).unwrap_or(1));
+        let most = self.most.clamp(1, MOST_PARTS_EVER);
+        // INVARIANT: `most` is at most MOST_PARTS_EVER, so it fits, and `positions * j`
+        // (under 2^64 times that) does not overflow.
+        let n = (positions / least).clamp(1, i128::try_from(most).unwrap_or(1));
         // INVARIANT: each bound lies between `first` and `last`, so it fits an i64.
         let bound = |j: i128| i64::try_from(i128::from(first) + positions * j / n).unwrap_or(last);
         let starts: Vec<i64> = std::iter::once(i64::MIN).chain((1..n).map(bound)).collect();
@@ -119,6 +138,7 @@ impl Parts {
                 let next = starts.get(j + 1).copied();
                 Part {
                     from,
+                    // INVARIANT: a later part starts past `first`, so past i64::MIN.
                     to: next.map_or(i64::MAX, |next| next - 1),
                     starts: j == 0,
                     ends: next.is_none(),
@@ -135,6 +155,9 @@ fn cores() -> usize {
 
 /// More parts than this gain little: each holds two batches in memory and a connection.
 const MOST_PARTS: usize = 8;
+
+/// No split makes more parts than this (tests split short chains finely).
+const MOST_PARTS_EVER: usize = 64;
 
 /// A part covers at least this many positions (four batches), so that splitting pays for
 /// its readers.
@@ -239,19 +262,57 @@ pub async fn verify_with_progress(
             mark: marks.get(&*chain).copied(),
             heads: Arc::new(vouched.get(&*chain).cloned().unwrap_or_default()),
             compare_too: disagreement.is_none(),
+            stop: Arc::new(AtomicUsize::new(usize::MAX)),
         };
-        let walked = match walk
+        let walked = walk
             .parts(&split, &mut readers, verified.records, progress)
-            .await?
-        {
-            Ok(walked) => walked,
-            Err(stopped) => return Ok(Err(stopped)),
-        };
-        // The parts in order, each seam checked as one walk checks two records.
+            .await?;
+        // The parts in order, each seam checked as one walk checks two records, and what
+        // each found weighed as one walk would meet it: a problem or a failure in an earlier
+        // part comes first.
         let mut place: Option<(i64, String)> = None;
         let mut any = false;
-        for part in walked {
-            if let Some((seq, prev_hash)) = &part.first {
+        for ((i, part), found) in split.iter().enumerate().zip(walked) {
+            let mut found = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    return Ok(Err(Broken {
+                        chain: chain.to_string(),
+                        seq: part.from.max(0),
+                        problem: format!("the check stopped: {e}"),
+                    }));
+                }
+            };
+            if found
+                .stopped
+                .as_ref()
+                .is_some_and(|s| s.projection && disagreement.is_some())
+            {
+                // One walk stops comparing at the first disagreement, so it would not have
+                // read the projection rows that failed here: walk the part again without.
+                let reader = match readers.pop() {
+                    Some(reader) => reader,
+                    None => store.audit_chain_reader().await?,
+                };
+                let mut reader = reader;
+                let again = Walk {
+                    compare_too: false,
+                    ..walk.clone()
+                };
+                let (told, _) = tokio::sync::mpsc::unbounded_channel();
+                found = again.part(i, &mut reader, *part, &told).await;
+                readers.push(reader);
+            }
+            if found.abandoned {
+                // INVARIANT: a part is abandoned only after an earlier one found a problem,
+                // which returned above.
+                return Ok(Err(Broken {
+                    chain: chain.to_string(),
+                    seq: part.from.max(0),
+                    problem: "the check stopped: a part was not walked to its end".into(),
+                }));
+            }
+            if let Some((seq, prev_hash)) = &found.first {
                 let before = place
                     .as_ref()
                     .map_or(Place::Start, |(seq, hash)| Place::After(*seq, hash));
@@ -263,16 +324,19 @@ pub async fn verify_with_progress(
                     }));
                 }
             }
-            if let Some(broken) = part.broken {
+            if let Some(broken) = found.broken {
                 return Ok(Err(broken));
             }
-            any |= part.records > 0;
-            verified.records += part.records;
-            if part.last.is_some() {
-                place = part.last;
+            if let Some(stopped) = found.stopped {
+                return Err(stopped.error);
+            }
+            any |= found.records > 0;
+            verified.records += found.records;
+            if found.last.is_some() {
+                place = found.last;
             }
             if disagreement.is_none() {
-                disagreement = part.disagreement;
+                disagreement = found.disagreement;
             }
         }
         if any {
@@ -324,6 +388,19 @@ struct Walk {
     heads: Arc<BTreeMap<i64, SignedHead>>,
     /// Whether the search projection is still compared (no earlier chain disagreed).
     compare_too: bool,
+    /// The first part (by its place in the chain) that met a problem or a failure that
+    /// will be reported: parts after it stop at their next batch, as one walk would never
+    /// have reached them.
+    stop: Arc<AtomicUsize>,
+}
+
+/// Why a part's walk ended before its end with no problem found.
+#[derive(Debug)]
+struct Stopped {
+    error: AuditError,
+    /// The error came from reading the search projection (which one walk reads only until
+    /// the first disagreement).
+    projection: bool,
 }
 
 /// What the walk of one part of a chain found.
@@ -341,6 +418,10 @@ struct Walked {
     /// The first place in the part where the search projection does not say what the
     /// bodies say.
     disagreement: Option<Broken>,
+    /// The store failed the walk.
+    stopped: Option<Stopped>,
+    /// The walk stopped early because an earlier part met a problem.
+    abandoned: bool,
 }
 
 /// Where a walk stands before the next record: at the chain's start, at a part's start
@@ -354,30 +435,32 @@ enum Place<'a> {
 
 impl Walk {
     /// Walks the chain's parts at once, each in a task of its own with one of `readers`
-    /// (more are opened when there are more parts than readers; all are given back), telling
-    /// `progress` of each batch walked (counting on from `records`). Returns what each part
-    /// found, in order; a part whose task stopped (it panicked) is a problem at the chain's
-    /// start, as a batch whose check stopped is at the batch's.
+    /// (more are opened when there are more parts than readers; those whose part ended are
+    /// given back), telling `progress` of each batch walked (counting on from `records`).
+    /// Returns what each part found, in order (a part whose task stopped, which only a
+    /// panic does, as its error).
     async fn parts(
         &self,
         parts: &[Part],
         readers: &mut Vec<ChainReader>,
         mut records: u64,
         progress: &mut (dyn FnMut(Progress<'_>) + Send),
-    ) -> Result<Result<Vec<Walked>, Broken>, AuditError> {
+    ) -> Result<Vec<Result<Walked, tokio::task::JoinError>>, AuditError> {
         while readers.len() < parts.len() {
             readers.push(self.store.audit_chain_reader().await?);
         }
         let (told, mut telling) = tokio::sync::mpsc::unbounded_channel();
-        // Dropped early (an error), the set stops the parts still running.
+        // Were this walk dropped (its caller cancelled), the set would stop the parts.
         let mut walks = tokio::task::JoinSet::new();
+        let mut ids = HashMap::new();
         let taken = readers.split_off(readers.len().saturating_sub(parts.len()));
         for (i, (part, mut reader)) in parts.iter().copied().zip(taken).enumerate() {
             let (walk, told) = (self.clone(), told.clone());
-            walks.spawn(async move {
-                let walked = walk.part(&mut reader, part, &told).await;
-                (i, reader, walked)
+            let task = walks.spawn(async move {
+                let walked = walk.part(i, &mut reader, part, &told).await;
+                (reader, walked)
             });
+            ids.insert(task.id(), i);
         }
         drop(told);
         while let Some(batch) = telling.recv().await {
@@ -387,32 +470,25 @@ impl Walk {
                 records,
             });
         }
-        let mut walked: Vec<Option<Walked>> = parts.iter().map(|_| None).collect();
-        while let Some(done) = walks.join_next().await {
-            let (i, reader, found) = match done {
-                Ok(done) => done,
-                Err(e) => {
-                    return Ok(Err(Broken {
-                        chain: self.chain.to_string(),
-                        seq: 0,
-                        problem: format!("the check stopped: {e}"),
-                    }));
+        let mut walked: Vec<Option<Result<Walked, tokio::task::JoinError>>> =
+            parts.iter().map(|_| None).collect();
+        while let Some(done) = walks.join_next_with_id().await {
+            let (id, found) = match done {
+                Ok((id, (reader, found))) => {
+                    readers.push(reader);
+                    (id, Ok(found))
                 }
+                Err(e) => (e.id(), Err(e)),
             };
-            readers.push(reader);
-            if let Some(slot) = walked.get_mut(i) {
-                *slot = Some(found?);
+            if let Some(slot) = ids.get(&id).and_then(|i| walked.get_mut(*i)) {
+                *slot = Some(found);
             }
         }
-        // INVARIANT: every part had a reader, so every slot is filled.
-        Ok(walked
+        // INVARIANT: every part had a reader and a task, so every slot is filled.
+        walked
             .into_iter()
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| Broken {
-                chain: self.chain.to_string(),
-                seq: 0,
-                problem: "the check stopped: a part was not walked".into(),
-            }))
+            .ok_or_else(|| AuditError::Unfinished("a part of the walk was lost".into()))
     }
 
     /// Walks one part of the chain in order, a batch of positions at a time: positions,
@@ -420,36 +496,59 @@ impl Walk {
     /// says its search rows are, on a blocking thread while the next batch is read; the
     /// search projection's rows for the same positions compared with them after (unless
     /// `compare_too` is off, or an earlier batch disagreed). Tells `told` how many records
-    /// each batch held.
+    /// each batch held. This is part `index` of the chain: it stops early (abandoned) when
+    /// an earlier part met a problem.
     async fn part(
         &self,
+        index: usize,
         reader: &mut ChainReader,
         part: Part,
         told: &tokio::sync::mpsc::UnboundedSender<u64>,
-    ) -> Result<Walked, AuditError> {
-        let chain = &self.chain;
+    ) -> Walked {
         let mut walked = Walked::default();
+        // What ends the walk early: a problem found, or a failure, each told to the parts
+        // after this one (except a failure to read the projection, which one walk might not
+        // have met: see `verify_with_progress`).
+        let end = |mut walked: Walked, broken: Option<Broken>, stopped: Option<Stopped>| {
+            if broken.is_some() || stopped.as_ref().is_some_and(|s| !s.projection) {
+                self.stop.fetch_min(index, Ordering::Relaxed);
+            }
+            walked.broken = broken;
+            walked.stopped = stopped;
+            walked
+        };
+        let failed = |error: AuditError, projection: bool| Some(Stopped { error, projection });
+        let chain = &self.chain;
         let mut compare_too = self.compare_too;
         let mut place: Option<(i64, String)> = None;
         let mut next = Some(part.from);
         let mut in_flight: Option<Checking> = None;
         while let Some(from) = next {
+            if self.stop.load(Ordering::Relaxed) < index {
+                walked.abandoned = true;
+                return walked;
+            }
             // The next batch is read while the last one's check ends and its projection is
             // read (on a second connection).
             let (rows, settled) = tokio::join!(
                 reader.records(chain, from, part.to, CHECK_BATCH as u32),
                 settle(&self.store, chain, self.mark, in_flight.take(), compare_too)
             );
-            let (hash, found) = settled?;
+            let (hash, found) = match settled {
+                Ok(settled) => settled,
+                Err(e) => return end(walked, None, failed(e, true)),
+            };
             if hash.is_some() {
-                walked.broken = hash;
-                return Ok(walked);
+                return end(walked, hash, None);
             }
             if compare_too {
                 walked.disagreement = found;
                 compare_too = walked.disagreement.is_none();
             }
-            let rows = rows?;
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) => return end(walked, None, failed(e.into(), false)),
+            };
             let more = rows.len() == CHECK_BATCH;
             // The last position and hash walked, borrowed until the batch's end.
             let mut last = match &place {
@@ -465,12 +564,12 @@ impl Walk {
                     // Anything earlier in the batch that fails its hash check is the first
                     // problem (earlier batches were checked already).
                     let earlier = check(&self.key, chain, rows.slice(0..i));
-                    walked.broken = Some(earlier.unwrap_or(Broken {
+                    let broken = earlier.unwrap_or(Broken {
                         chain: chain.to_string(),
                         seq: row.seq,
                         problem,
-                    }));
-                    return Ok(walked);
+                    });
+                    return end(walked, Some(broken), None);
                 }
                 walked.records += 1;
                 last = Place::After(row.seq, row.hash);
@@ -493,19 +592,21 @@ impl Walk {
             } else {
                 Some(part.to)
             };
-            let batch = rows.len() as u64;
+            let batch = u64::try_from(rows.len()).unwrap_or(u64::MAX);
             in_flight = to.map(|to| Checking::start(&self.key, chain, from, to, rows));
-            // The receiver is gone only when the whole walk was dropped.
+            // The receiver is gone only when nobody follows the progress any more.
             let _ = told.send(batch);
             // Other tasks (requests, when the console runs this) get their turn.
             tokio::task::yield_now().await;
             next = last_row.and_then(|to| to.checked_add(1)).filter(|_| more);
         }
         let (hash, found) =
-            settle(&self.store, chain, self.mark, in_flight.take(), compare_too).await?;
+            match settle(&self.store, chain, self.mark, in_flight.take(), compare_too).await {
+                Ok(settled) => settled,
+                Err(e) => return end(walked, None, failed(e, true)),
+            };
         if hash.is_some() {
-            walked.broken = hash;
-            return Ok(walked);
+            return end(walked, hash, None);
         }
         if compare_too {
             walked.disagreement = found;
@@ -518,11 +619,14 @@ impl Walk {
                 None => Some(part.from),
             };
             if let Some(after) = after {
-                walked.disagreement = strays(&self.store, chain, after).await?;
+                match strays(&self.store, chain, after).await {
+                    Ok(found) => walked.disagreement = found,
+                    Err(e) => return end(walked, None, failed(e, true)),
+                }
             }
         }
         walked.last = place;
-        Ok(walked)
+        walked
     }
 }
 

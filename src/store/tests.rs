@@ -221,7 +221,7 @@ async fn exercise(store: &Store) {
     // Walked in parts (a seam at every other position), the chain is checked the same on
     // this backend: whole, and with a record missing at a seam.
     let in_parts = |heads: crate::audit::HeadCheck| async move {
-        let parts = crate::audit::Parts { most: 4, least: 2 };
+        let parts = crate::audit::Parts::new(4, 2);
         crate::audit::verify_with_progress(store, &key(), &heads, parts, &mut |_| {})
             .await
             .expect("readable")

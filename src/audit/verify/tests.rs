@@ -137,7 +137,7 @@ async fn verify_while_records_are_appended_and_projected_finds_nothing_wrong() {
 #[tokio::test]
 async fn a_chain_walked_in_parts_is_checked_across_every_seam() {
     // Forty records in four parts: seams at positions 10, 20 and 30.
-    const FOUR: Parts = Parts { most: 4, least: 10 };
+    const FOUR: Parts = Parts::new(4, 10);
     let cases: [(&[&str], i64, &str); 10] = [
         (
             &["DELETE FROM audit_records WHERE seq = 10"],
@@ -228,7 +228,7 @@ async fn a_chain_walked_in_parts_is_checked_across_every_seam() {
                 .await
                 .expect(sql);
         }
-        let whole = walk(Parts { most: 1, least: 1 }).await;
+        let whole = walk(Parts::new(1, 1)).await;
         let broken = walk(FOUR).await.expect_err(says);
         assert_eq!(Err(broken.clone()), whole, "{statements:?}");
         assert_eq!(
@@ -276,4 +276,72 @@ fn a_chain_is_split_only_where_each_part_covers_enough_positions() {
             .all(|w| w[0].to < w[1].from && w[0].to + 1 == w[1].from)
     );
     assert!(wide.iter().all(|p| p.from <= p.to));
+}
+
+/// Where one part holds a problem and a later part cannot be read (a body that is not text,
+/// a search row whose time is not a number), the problem is reported, as one walk reports
+/// it when the two lie in different batches: a failure further on never hides it. An
+/// earlier disagreement of the search projection is reported too, though a later part's
+/// projection rows cannot be read (one walk stops reading them at the first disagreement).
+#[tokio::test]
+async fn a_problem_in_one_part_is_reported_though_a_later_part_cannot_be_read() {
+    let cases: [(&[&str], i64, &str); 2] = [
+        (
+            &[
+                "UPDATE audit_records SET body = replace(body, 'req-5', 'req-x') WHERE seq = 5",
+                "UPDATE audit_records SET body = X'FF80' WHERE seq = 30",
+            ],
+            5,
+            "modified",
+        ),
+        (
+            &[
+                "UPDATE audit_search SET user_id = 'someone-else' WHERE seq = 5",
+                "UPDATE audit_search SET recorded_us = 'not a time' WHERE seq = 30",
+            ],
+            5,
+            "searchable columns",
+        ),
+    ];
+    let key = AuditKey::new(KEY).expect("key");
+    for (statements, at, says) in cases {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = Store::connect(&url, 2).await.expect("store");
+        store.migrate().await.expect("migrate");
+        appended(&store, 40).await;
+        let Store::Sqlite(pool) = &store else {
+            panic!("sqlite")
+        };
+        for sql in statements {
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(pool)
+                .await
+                .expect(sql);
+        }
+        let whole = verify_with_progress(
+            &store,
+            &key,
+            &HeadCheck::default(),
+            Parts::new(1, 1),
+            &mut |_| {},
+        )
+        .await;
+        assert!(
+            whole.is_err(),
+            "{statements:?}: one walk reads both in one batch, and fails: {whole:?}"
+        );
+        let broken = verify_with_progress(
+            &store,
+            &key,
+            &HeadCheck::default(),
+            Parts::new(4, 10),
+            &mut |_| {},
+        )
+        .await
+        .expect("the later part's failure does not hide the problem")
+        .expect_err(says);
+        assert_eq!(broken.seq, at, "{statements:?}: {broken}");
+        assert!(broken.problem.contains(says), "{statements:?}: {broken}");
+    }
 }
