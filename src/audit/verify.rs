@@ -534,16 +534,8 @@ impl Walk {
                 reader.records(chain, from, part.to, CHECK_BATCH as u32),
                 settle(&self.store, chain, self.mark, in_flight.take(), compare_too)
             );
-            let (hash, found) = match settled {
-                Ok(settled) => settled,
-                Err(e) => return end(walked, None, failed(e, true)),
-            };
-            if hash.is_some() {
-                return end(walked, hash, None);
-            }
-            if compare_too {
-                walked.disagreement = found;
-                compare_too = walked.disagreement.is_none();
+            if let Err((broken, stopped)) = take(&mut walked, &mut compare_too, settled) {
+                return end(walked, broken, stopped);
             }
             let rows = match rows {
                 Ok(rows) => rows,
@@ -600,17 +592,9 @@ impl Walk {
             tokio::task::yield_now().await;
             next = last_row.and_then(|to| to.checked_add(1)).filter(|_| more);
         }
-        let (hash, found) =
-            match settle(&self.store, chain, self.mark, in_flight.take(), compare_too).await {
-                Ok(settled) => settled,
-                Err(e) => return end(walked, None, failed(e, true)),
-            };
-        if hash.is_some() {
-            return end(walked, hash, None);
-        }
-        if compare_too {
-            walked.disagreement = found;
-            compare_too = walked.disagreement.is_none();
+        let settled = settle(&self.store, chain, self.mark, in_flight.take(), compare_too).await;
+        if let Err((broken, stopped)) = take(&mut walked, &mut compare_too, settled) {
+            return end(walked, broken, stopped);
         }
         // Search rows past the chain's last record (or in a chain with none) name no record.
         if part.ends && compare_too {
@@ -628,6 +612,33 @@ impl Walk {
         walked.last = place;
         walked
     }
+}
+
+/// Takes a settled batch ([`settle`]) into a part's walk: the disagreement it found, if the
+/// walk still compares (after one, it no longer does); or, as `Err`, the problem (a record
+/// whose hash does not match) or the failure to read the projection that ends the walk.
+fn take(
+    walked: &mut Walked,
+    compare_too: &mut bool,
+    settled: Result<(Option<Broken>, Option<Broken>), AuditError>,
+) -> Result<(), (Option<Broken>, Option<Stopped>)> {
+    let (hash, found) = settled.map_err(|error| {
+        (
+            None,
+            Some(Stopped {
+                error,
+                projection: true,
+            }),
+        )
+    })?;
+    if hash.is_some() {
+        return Err((hash, None));
+    }
+    if *compare_too {
+        walked.disagreement = found;
+        *compare_too = walked.disagreement.is_none();
+    }
+    Ok(())
 }
 
 /// Waits for a batch's check: the first record whose hash does not match, if any; else,

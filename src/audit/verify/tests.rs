@@ -203,33 +203,16 @@ async fn a_chain_walked_in_parts_is_checked_across_every_seam() {
             "missing from the search projection",
         ),
     ];
-    let key = AuditKey::new(KEY).expect("key");
     for (statements, at, says) in cases {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-        let store = Store::connect(&url, 2).await.expect("store");
-        store.migrate().await.expect("migrate");
-        let chain = appended(&store, 40).await;
-        let Store::Sqlite(pool) = &store else {
-            panic!("sqlite")
-        };
-        let walk = |parts: Parts| {
-            let (store, key) = (&store, &key);
-            async move {
-                verify_with_progress(store, key, &HeadCheck::default(), parts, &mut |_| {})
-                    .await
-                    .expect("readable")
-            }
-        };
-        assert_eq!(walk(FOUR).await.map(|v| v.records), Ok(40), "untouched");
-        for sql in statements {
-            sqlx::query(sqlx::AssertSqlSafe(*sql))
-                .execute(pool)
-                .await
-                .expect(sql);
-        }
-        let whole = walk(Parts::new(1, 1)).await;
-        let broken = walk(FOUR).await.expect_err(says);
+        let (_dir, store, chain) = forty_records().await;
+        assert_eq!(
+            walk(&store, FOUR).await.map(|v| v.records),
+            Ok(40),
+            "untouched"
+        );
+        tamper(&store, statements).await;
+        let whole = walk(&store, Parts::new(1, 1)).await;
+        let broken = walk(&store, FOUR).await.expect_err(says);
         assert_eq!(Err(broken.clone()), whole, "{statements:?}");
         assert_eq!(
             (broken.chain.as_str(), broken.seq),
@@ -303,22 +286,10 @@ async fn a_problem_in_one_part_is_reported_though_a_later_part_cannot_be_read() 
             "searchable columns",
         ),
     ];
-    let key = AuditKey::new(KEY).expect("key");
     for (statements, at, says) in cases {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-        let store = Store::connect(&url, 2).await.expect("store");
-        store.migrate().await.expect("migrate");
-        appended(&store, 40).await;
-        let Store::Sqlite(pool) = &store else {
-            panic!("sqlite")
-        };
-        for sql in statements {
-            sqlx::query(sqlx::AssertSqlSafe(*sql))
-                .execute(pool)
-                .await
-                .expect(sql);
-        }
+        let (_dir, store, _) = forty_records().await;
+        tamper(&store, statements).await;
+        let key = AuditKey::new(KEY).expect("key");
         let whole = verify_with_progress(
             &store,
             &key,
@@ -344,4 +315,35 @@ async fn a_problem_in_one_part_is_reported_though_a_later_part_cannot_be_read() 
         assert_eq!(broken.seq, at, "{statements:?}: {broken}");
         assert!(broken.problem.contains(says), "{statements:?}: {broken}");
     }
+}
+
+/// A SQLite store holding one chain of forty records, and the chain's name.
+async fn forty_records() -> (tempfile::TempDir, Store, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+    let store = Store::connect(&url, 2).await.expect("store");
+    store.migrate().await.expect("migrate");
+    let chain = appended(&store, 40).await;
+    (dir, store, chain)
+}
+
+/// Runs `statements` on a SQLite store, in order.
+async fn tamper(store: &Store, statements: &[&str]) {
+    let Store::Sqlite(pool) = store else {
+        panic!("sqlite")
+    };
+    for sql in statements {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(pool)
+            .await
+            .expect(sql);
+    }
+}
+
+/// `audit verify` of `store` in `parts`, with the store's heads alone.
+async fn walk(store: &Store, parts: Parts) -> Result<Verified, Broken> {
+    let key = AuditKey::new(KEY).expect("key");
+    verify_with_progress(store, &key, &HeadCheck::default(), parts, &mut |_| {})
+        .await
+        .expect("readable")
 }
