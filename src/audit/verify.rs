@@ -70,8 +70,7 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// At most `most` parts (1 to 64) of at least `least` positions each
-    /// (at least 1).
+    /// At most `most` parts (1 to 64) of at least `least` positions each (at least 1).
     pub const fn new(most: usize, least: u64) -> Parts {
         Parts {
             most: if most == 0 {
@@ -94,8 +93,8 @@ impl Parts {
         }
     }
 
-    /// One part for each two cores, up to four: the IG console's verify, which runs inside a gateway
-    /// that goes on answering requests.
+    /// One part for each two cores, up to four: the IG console's verify, which runs inside a
+    /// gateway that goes on answering requests.
     pub fn beside_requests() -> Parts {
         Parts {
             most: (cores() / 2).clamp(1, MOST_PARTS / 2),
@@ -267,83 +266,22 @@ pub async fn verify_with_progress(
         let walked = walk
             .parts(&split, &mut readers, verified.records, progress)
             .await?;
-        // The parts in order, each seam checked as one walk checks two records, and what
-        // each found weighed as one walk would meet it: a problem or a failure in an earlier
-        // part comes first.
-        let mut place: Option<(i64, String)> = None;
-        let mut any = false;
-        for ((i, part), found) in split.iter().enumerate().zip(walked) {
-            let mut found = match found {
-                Ok(found) => found,
-                Err(e) => {
-                    return Ok(Err(Broken {
-                        chain: chain.to_string(),
-                        seq: part.from.max(0),
-                        problem: format!("the check stopped: {e}"),
-                    }));
-                }
-            };
-            if found
-                .stopped
-                .as_ref()
-                .is_some_and(|s| s.projection && disagreement.is_some())
-            {
-                // One walk stops comparing at the first disagreement, so it would not have
-                // read the projection rows that failed here: walk the part again without.
-                let reader = match readers.pop() {
-                    Some(reader) => reader,
-                    None => store.audit_chain_reader().await?,
-                };
-                let mut reader = reader;
-                let again = Walk {
-                    compare_too: false,
-                    ..walk.clone()
-                };
-                let (told, _) = tokio::sync::mpsc::unbounded_channel();
-                found = again.part(i, &mut reader, *part, &told).await;
-                readers.push(reader);
-            }
-            if found.abandoned {
-                // INVARIANT: a part is abandoned only after an earlier one found a problem,
-                // which returned above.
-                return Ok(Err(Broken {
-                    chain: chain.to_string(),
-                    seq: part.from.max(0),
-                    problem: "the check stopped: a part was not walked to its end".into(),
-                }));
-            }
-            if let Some((seq, prev_hash)) = &found.first {
-                let before = place
-                    .as_ref()
-                    .map_or(Place::Start, |(seq, hash)| Place::After(*seq, hash));
-                if let Some(problem) = follows(before, *seq, prev_hash) {
-                    return Ok(Err(Broken {
-                        chain: chain.to_string(),
-                        seq: *seq,
-                        problem,
-                    }));
-                }
-            }
-            if let Some(broken) = found.broken {
-                return Ok(Err(broken));
-            }
-            if let Some(stopped) = found.stopped {
-                return Err(stopped.error);
-            }
-            any |= found.records > 0;
-            verified.records += found.records;
-            if found.last.is_some() {
-                place = found.last;
-            }
-            if disagreement.is_none() {
-                disagreement = found.disagreement;
-            }
-        }
-        if any {
-            verified.chains += 1;
-        }
+        let place = match walk
+            .weigh(
+                &split,
+                walked,
+                &mut readers,
+                &mut verified,
+                &mut disagreement,
+            )
+            .await?
+        {
+            Ok(place) => place,
+            Err(broken) => return Ok(Err(broken)),
+        };
         // A chain with search rows but no records: its rows are strays (found by the walk).
         if let Some((last, _)) = place {
+            verified.chains += 1;
             if let Some(cut) = cut_short(&mut vouched, &chain, last) {
                 return Ok(Err(cut));
             }
@@ -434,6 +372,88 @@ enum Place<'a> {
 }
 
 impl Walk {
+    /// Weighs what the parts found (`walked`, in order) as one walk would meet it: each
+    /// seam checked as one walk checks two records, a problem or a failure in an earlier
+    /// part first. Adds the records walked to `verified` and notes the first disagreement
+    /// in `disagreement` (unless an earlier one is there). Returns the chain's last record
+    /// (its position and hash; `None` when it has none), or the first problem.
+    async fn weigh(
+        &self,
+        parts: &[Part],
+        walked: Vec<Result<Walked, tokio::task::JoinError>>,
+        readers: &mut Vec<ChainReader>,
+        verified: &mut Verified,
+        disagreement: &mut Option<Broken>,
+    ) -> Result<Result<Option<(i64, String)>, Broken>, AuditError> {
+        let mut place: Option<(i64, String)> = None;
+        for ((i, part), found) in parts.iter().enumerate().zip(walked) {
+            let mut found = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    return Ok(Err(Broken {
+                        chain: self.chain.to_string(),
+                        seq: part.from.max(0),
+                        problem: format!("the check stopped: {e}"),
+                    }));
+                }
+            };
+            if found
+                .stopped
+                .as_ref()
+                .is_some_and(|s| s.projection && disagreement.is_some())
+            {
+                // One walk stops comparing at the first disagreement, so it would not have
+                // read the projection rows that failed here: walk the part again without.
+                let mut reader = match readers.pop() {
+                    Some(reader) => reader,
+                    None => self.store.audit_chain_reader().await?,
+                };
+                let again = Walk {
+                    compare_too: false,
+                    ..self.clone()
+                };
+                let (told, _) = tokio::sync::mpsc::unbounded_channel();
+                found = again.part(i, &mut reader, *part, &told).await;
+                readers.push(reader);
+            }
+            if found.abandoned {
+                // INVARIANT: a part is abandoned only after an earlier one found a problem,
+                // which returned above.
+                return Ok(Err(Broken {
+                    chain: self.chain.to_string(),
+                    seq: part.from.max(0),
+                    problem: "the check stopped: a part was not walked to its end".into(),
+                }));
+            }
+            if let Some((seq, prev_hash)) = &found.first {
+                let before = place
+                    .as_ref()
+                    .map_or(Place::Start, |(seq, hash)| Place::After(*seq, hash));
+                if let Some(problem) = follows(before, *seq, prev_hash) {
+                    return Ok(Err(Broken {
+                        chain: self.chain.to_string(),
+                        seq: *seq,
+                        problem,
+                    }));
+                }
+            }
+            if let Some(broken) = found.broken {
+                return Ok(Err(broken));
+            }
+            if let Some(stopped) = found.stopped {
+                return Err(stopped.error);
+            }
+            verified.records += found.records;
+            if found.last.is_some() {
+                place = found.last;
+            }
+            if disagreement.is_none() {
+                *disagreement = found.disagreement;
+            }
+        }
+        Ok(Ok(place))
+    }
+
     /// Walks the chain's parts at once, each in a task of its own with one of `readers`
     /// (more are opened when there are more parts than readers; those whose part ended are
     /// given back), telling `progress` of each batch walked (counting on from `records`).
