@@ -225,7 +225,7 @@ async fn a_chain_walked_in_parts_is_checked_across_every_seam() {
 
 #[test]
 fn a_chain_is_split_only_where_each_part_covers_enough_positions() {
-    let split = |most, least, span| Parts { most, least }.of(span);
+    let split = |most, least, span| Parts::new(most, least).of(span);
     let whole = vec![Part {
         from: i64::MIN,
         to: i64::MAX,
