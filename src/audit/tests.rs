@@ -1172,6 +1172,33 @@ async fn records_of_both_encodings_of_the_disclosures_verify_in_one_chain() {
     }
 }
 
+/// A list of records with more parameters than one SQLite statement may have (32,766; five
+/// a record) goes into the log whole and in order, on the pool (before the lane's chain is
+/// named) and on the lane's kept connection (after): each writer's batch of it
+/// ([`MAX_BATCH`](super::MAX_BATCH)) is an insert of its own in the same text.
+#[tokio::test]
+async fn appends_longer_than_one_statement_keep_every_record_in_order() {
+    let (_dir, store) = store().await;
+    let lane = crate::store::AuditLane::new(store.clone());
+    let long = 32_766 / 5 + 1;
+    let (records, _) = chain_of("long", 2 * long);
+    lane.append(&records[..long])
+        .await
+        .expect("appended, chain named");
+    lane.append(&records[long..])
+        .await
+        .expect("appended in the lane's turn");
+    assert_eq!(
+        scalar(&store, "SELECT count(*) FROM audit_records").await,
+        (2 * long) as i64
+    );
+    assert_eq!(
+        scalar(&store, "SELECT max(seq) FROM audit_records").await,
+        (2 * long - 1) as i64
+    );
+    assert_eq!(check(&store).await.map(|v| v.records), Ok(2 * long as u64));
+}
+
 /// A turn of the audit lane (an append, before and after its chain is named, and a
 /// projection) that fails after its first statement keeps nothing (its transaction is rolled back with the connection the lane then closes),
 /// the next turn starts on a clean connection, and that connection commits durably again
@@ -1192,9 +1219,9 @@ async fn a_lane_turn_that_fails_partway_keeps_nothing_and_the_next_starts_clean(
     assert_eq!(count("SELECT count(*) FROM audit_records").await, 0);
     exec(&store, "DROP TRIGGER search.refuse").await;
     lane.append(&records[..3]).await.expect("appended");
-    // The chain is named: an append is one round trip, `BEGIN` with its first insert and
-    // `COMMIT` with its last. Its second insert (a record already in the log) fails after
-    // the first went in: neither is kept.
+    // The chain is named: an append is one round trip, `BEGIN`, the insert and `COMMIT` in
+    // one text. The insert's third row (a record already in the log) fails after the first
+    // two went in: none is kept.
     let clash = [records[3].clone(), records[4].clone(), records[2].clone()];
     assert!(lane.append(&clash).await.is_err());
     assert_eq!(count("SELECT count(*) FROM audit_records").await, 3);
