@@ -227,7 +227,7 @@ impl Answer {
     /// For each decision, whether its resource was sent.
     fn sent(&self, sent: &[Arc<str>]) -> Vec<bool> {
         let person = self.person.as_ref().map(|p| p.id);
-        let sent: std::collections::HashSet<&str> = sent.iter().map(AsRef::as_ref).collect();
+        let sent: foldhash::HashSet<&str> = sent.iter().map(AsRef::as_ref).collect();
         let merged_sent = person.is_some_and(|p| sent.contains(format!("Patient/{p}").as_str()));
         self.notices
             .decisions

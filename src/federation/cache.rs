@@ -133,7 +133,7 @@ pub struct NormalisedCache {
 #[derive(Debug, Default)]
 struct Normalised {
     /// Each entry, by the address of the source's own shared resource.
-    entries: HashMap<usize, CachedResource>,
+    entries: foldhash::HashMap<usize, CachedResource>,
     /// JSON text held, in bytes: the budget is counted in these.
     bytes: usize,
 }

@@ -23,8 +23,13 @@ type Call<'a> = (&'a Arc<dyn Source>, String);
 struct Gathered {
     /// The answer being built.
     collected: Collected,
-    /// Every resource given (compared by `Type/id`), so that each is given once.
-    seen: HashSet<ByReference>,
+    /// Every resource given (compared by `Type/id`), so that each is given once. Hashed
+    /// with foldhash, not SipHash, which was 1.5-1.8% of the gateway's CPU here under load
+    /// (`benches/README.md`, issue 15). foldhash seeds each process and each table
+    /// differently (from address-space layout, the clock and a counter, not the operating
+    /// system's random source), so no fixed list of ids collides in every gateway. The
+    /// set holds one answer's resources and lives for one request.
+    seen: foldhash::HashSet<ByReference>,
     /// Sources already reported as failed (a source called for two patient ids fails once).
     failed: HashSet<String>,
 }
