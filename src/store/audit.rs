@@ -326,12 +326,12 @@ const LOG_ROWS_PER_INSERT: usize = 512;
 
 /// The log's rows for `records` (SQLite) as one text, after `head` and before `tail`, which
 /// the connection's thread runs in one round trip: one multi-row insert for a writer's batch,
-/// and one for each [`LOG_ROWS_PER_INSERT`] records of a longer list. The text is the same for every batch of the same size; the
-/// connection keeps the last hundred texts it ran prepared (sqlx's statement cache), which
-/// holds every size the demo's load meets. Under 256 writers, whose batches take many sizes,
-/// a text may be parsed again; those appended as fast as with one cached text for each
-/// power-of-two piece of a batch (`benches/README.md`, issue 15; the cache's hit rate was
-/// not measured).
+/// and one for each [`LOG_ROWS_PER_INSERT`] records of a longer list. The text is the same
+/// for every batch of the same size; the connection keeps the last hundred texts it ran
+/// prepared (sqlx's statement cache), which holds every size the demo's load meets. Under
+/// 256 writers, whose batches take many sizes, a text may be parsed again, and they
+/// appended as fast as with one cached text for each power-of-two piece of a batch
+/// (`benches/README.md`, issue 15; the cache's hit rate was not measured).
 fn log_insert(head: &str, records: &[Record], tail: &str) -> sqlx::QueryBuilder<sqlx::Sqlite> {
     let mut sql = sqlx::QueryBuilder::new(head);
     for (i, chunk) in records.chunks(LOG_ROWS_PER_INSERT).enumerate() {
