@@ -32,6 +32,13 @@ const SETTLE_WAIT: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_secs(1);
 /// How often, at most, the projector checkpoints the store's log after a turn (SQLite).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Checkpoint passes over the store's log beside the appends, before the one in the audit
+/// lane's turn that the appends wait for ([`Task::checkpoint`]). With one, the lane's pass
+/// copied everything appended during the first (itself a pass over 100 ms of appends); with
+/// two, it copies only what came during the second, which is short. On the demo's
+/// `$everything` under load, the p99 fell from 9.35 to 8.64 ms (medians of eight alternating
+/// pairs); a third pass changed nothing measurable (`benches/README.md`, issue 15).
+const STORE_PASSES_BESIDE: usize = 2;
 
 /// Most rows projected in one transaction. Every transaction writes each page it changed to
 /// the write-ahead log whole, and the projection's person and user indexes take their rows
@@ -172,15 +179,19 @@ impl Task {
     /// checkpoints: none runs inside a commit, see [`Store::connect`]). The projection's
     /// file is checkpointed on the projector's own connection: the projector is its only
     /// writer, so one pass there lets its next turn start the log again, and the appends
-    /// never wait for it. For the store's file, the first pass, on a connection of the pool beside the appends,
-    /// copies the log into the database file; the second, in the lane's turn, copies what the
-    /// appends added meanwhile, so that the lane's next write finds the whole log copied and
-    /// SQLite starts the log again from its beginning. A pass beside the appends alone never
-    /// got there under steady load, and the log grew by gigabytes a minute
-    /// (`benches/README.md`, issue 15). The appends wait for the second pass only: it copies
-    /// just what they wrote during the first, but its sync of the database file also waits for the disk to take the first
-    /// pass's writes, so the passes are kept small by running often (every 250 ms or 1 s
-    /// stalled the appends for 13-55 ms each time).
+    /// never wait for it.
+    ///
+    /// For the store's file, [`STORE_PASSES_BESIDE`] passes on a connection of the pool,
+    /// beside the appends, copy the log into the database file; the last, in the lane's turn,
+    /// copies what the appends added meanwhile, so that the lane's next write finds the whole
+    /// log copied and SQLite starts the log again from its beginning. Passes beside the
+    /// appends alone never got there under steady load, and the log grew by gigabytes a
+    /// minute (`benches/README.md`, issue 15). The appends wait for the lane's pass only: it
+    /// copies what they wrote during the pass before it and syncs the database file, so the
+    /// passes are kept small by running often (every 250 ms or 1 s stalled the appends for
+    /// 13-55 ms each time), and the second pass beside the appends copies what they wrote
+    /// during the first, so that the lane's pass copies only what came during the second,
+    /// which is short because the first left it little to do.
     async fn checkpoint(&mut self) {
         if self
             .checkpointed
@@ -192,9 +203,11 @@ impl Task {
         if let Err(e) = self.lane.checkpoint(SqliteFile::Projection).await {
             tracing::warn!(error = %e, "the search projection's log could not be checkpointed");
         }
-        if let Err(e) = self.lane.store().checkpoint().await {
-            tracing::warn!(error = %e, "the store's log could not be checkpointed");
-            return;
+        for _ in 0..STORE_PASSES_BESIDE {
+            if let Err(e) = self.lane.store().checkpoint().await {
+                tracing::warn!(error = %e, "the store's log could not be checkpointed");
+                return;
+            }
         }
         if let Err(e) = self.lane.checkpoint(SqliteFile::Store).await {
             tracing::warn!(error = %e, "the store's log could not be checkpointed in the audit lane's turn");
