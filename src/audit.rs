@@ -51,7 +51,7 @@ pub use body::{
 pub use key::AuditKey;
 pub use projector::project_pending;
 pub use readers::Readers;
-pub use writer::{AuditLog, Health, MAX_BATCH, Options, Stopped};
+pub use writer::{AuditLog, CommitMeters, Health, MAX_BATCH, Options, Stopped};
 
 /// The hash before the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

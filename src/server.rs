@@ -648,7 +648,10 @@ pub enum StartError {
 }
 
 /// The audit log's spool, head signer and witness, from `[audit]`.
-fn audit_options(config: &crate::config::AuditConfig) -> Result<crate::audit::Options, StartError> {
+fn audit_options(
+    config: &crate::config::AuditConfig,
+    metrics: &Metrics,
+) -> Result<crate::audit::Options, StartError> {
     let signer = match &config.head_signing_key_file {
         Some(path) => Some(
             crate::audit::heads::HeadSigner::load(path)
@@ -682,6 +685,10 @@ fn audit_options(config: &crate::config::AuditConfig) -> Result<crate::audit::Op
         retry: std::time::Duration::from_secs(1),
         max_batch: crate::audit::MAX_BATCH,
         store_wait: std::time::Duration::from_millis(config.store_wait_ms),
+        meters: Some(crate::audit::CommitMeters {
+            seconds: metrics.audit_commit_seconds.clone(),
+            records: metrics.audit_commit_records.clone(),
+        }),
     })
 }
 
@@ -708,8 +715,9 @@ pub async fn build_state(config: &crate::config::Config) -> Result<AppState, Sta
         audit_config.key_env.as_deref(),
     )
     .map_err(|e| StartError::Audit(e.to_string()))?;
-    let audit = crate::audit::AuditLog::start(store.clone(), key, audit_options(audit_config)?);
     let metrics = Metrics::new();
+    let audit =
+        crate::audit::AuditLog::start(store.clone(), key, audit_options(audit_config, &metrics)?);
     let sources = crate::sources::build(&config.sources, &metrics, &store).await?;
     let console = crate::console::Console::from_config(
         config,

@@ -109,6 +109,11 @@ pub struct Metrics {
     pub fleet_policy_sets: Gauge,
     /// The record locator's metrics.
     pub locator: LocatorMetrics,
+    /// How long each commit of audit records to the store took, from the writer's hand-over
+    /// to the store's answer (the disk's flush included): what every request waits for.
+    pub audit_commit_seconds: Histogram,
+    /// How many records each commit to the store held (concurrent requests share one).
+    pub audit_commit_records: Histogram,
 }
 
 /// Labels of a locator sync round: the source and how the round ended.
@@ -207,6 +212,12 @@ impl LocatorMetrics {
     }
 }
 
+/// 0.1 ms .. ~3 s: a commit waits for the disk, so it takes longer than a request's own
+/// work and less than the request timeout.
+fn commit_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
 fn latency_histogram() -> Histogram {
     // 0.25 ms .. ~8 s
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
@@ -300,6 +311,19 @@ impl Metrics {
         );
         let locator = LocatorMetrics::new();
         locator.register(&mut registry);
+        let audit_commit_seconds = commit_histogram();
+        // 1 .. 512 (the writer's largest batch).
+        let audit_commit_records = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "audit_commit_duration_seconds",
+            "How long each commit of audit records to the store took, the disk's flush included; every audited request waits for one",
+            audit_commit_seconds.clone(),
+        );
+        registry.register(
+            "audit_commit_records",
+            "Audit records per commit to the store: concurrent requests share a commit",
+            audit_commit_records.clone(),
+        );
         Arc::new(Metrics {
             registry,
             http_requests,
@@ -317,6 +341,8 @@ impl Metrics {
             fleet_instances,
             fleet_policy_sets,
             locator,
+            audit_commit_seconds,
+            audit_commit_records,
         })
     }
 

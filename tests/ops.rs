@@ -51,6 +51,35 @@ async fn health_readiness_and_metrics() {
     }
     assert!(!metrics.contains(ANN), "no NHS numbers in metrics");
     assert!(!metrics.contains(&id), "no patient ids in metrics");
+
+    // Every record the log holds was counted in a commit, each commit once, with its time.
+    app.state.audit.settle().await;
+    let kept = app
+        .state
+        .door
+        .federation()
+        .store()
+        .audit_count(None, None)
+        .await
+        .expect("the log counts");
+    assert!(kept >= 2, "the search and `$everything` were recorded");
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("missing `{name}` in\n{metrics}"))
+    };
+    assert_eq!(sample("concord_audit_commit_records_sum"), kept as f64);
+    let commits = sample("concord_audit_commit_records_count");
+    assert!(
+        commits >= 1.0 && commits <= kept as f64,
+        "{commits} commits"
+    );
+    assert_eq!(
+        sample("concord_audit_commit_duration_seconds_count"),
+        commits
+    );
+    assert!(sample("concord_audit_commit_duration_seconds_sum") > 0.0);
 }
 
 #[tokio::test]

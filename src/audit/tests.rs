@@ -609,6 +609,59 @@ async fn while_the_store_refuses_records_are_spooled_then_moved_in_order() {
 }
 
 #[tokio::test]
+async fn commits_to_the_store_are_counted_and_spooled_records_are_not() {
+    use prometheus_client::metrics::histogram::Histogram;
+    let (dir, store) = store().await;
+    let meters = super::CommitMeters {
+        seconds: Histogram::new([0.001, 0.1]),
+        records: Histogram::new([1.0, 8.0]),
+    };
+    let log = AuditLog::start(
+        store.clone(),
+        AuditKey::new(KEY).expect("key"),
+        Options {
+            spool_dir: Some(dir.path().join("spool")),
+            retry: Duration::from_millis(50),
+            meters: Some(meters.clone()),
+            ..Options::default()
+        },
+    );
+    let bodies: Vec<Body> = (0..40).map(body).collect();
+    for r in futures_util::future::join_all(bodies.iter().map(|b| log.append(b))).await {
+        r.expect("stored");
+    }
+    assert_eq!(
+        meters.records.sum(),
+        40.0,
+        "every stored record in one commit"
+    );
+    let commits = meters.records.count();
+    assert!((1..=40).contains(&commits), "{commits} commits");
+    assert_eq!(meters.seconds.count(), commits, "each commit timed");
+    assert!(meters.seconds.sum() > 0.0);
+
+    exec(&store, REFUSE).await;
+    log.append(&body(40)).await.expect("spooled");
+    exec(&store, "DROP TRIGGER refuse").await;
+    for _ in 0..100 {
+        if count(&store).await == 41 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(&store).await, 41, "the spooled record moved in");
+    assert_eq!(
+        meters.records.sum(),
+        40.0,
+        "a refused batch and a replay are not commits"
+    );
+    assert_eq!(meters.records.count(), commits);
+    log.append(&body(41)).await.expect("stored");
+    assert_eq!(meters.records.sum(), 41.0);
+    assert_eq!(meters.seconds.count(), commits + 1);
+}
+
+#[tokio::test]
 async fn a_request_is_refused_only_when_neither_store_nor_spool_takes_it() {
     let (dir, store) = store().await;
     // The spool directory cannot be made: a file is in its way.

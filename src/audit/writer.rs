@@ -37,6 +37,26 @@ pub struct Options {
     /// Longest a batch waits for the store before it goes to the spool instead (only with
     /// a spool: without one, waiting is the only way to keep the record).
     pub store_wait: Duration,
+    /// Where each commit to the store is counted (the gateway's `/metrics`).
+    pub meters: Option<CommitMeters>,
+}
+
+/// The histograms each commit of records to the store is counted in: how long it took,
+/// from the hand-over to the store's answer (the disk's flush included; a batch the store
+/// refused, or that went to the spool, is not counted), and how many records it held.
+#[derive(Debug, Clone)]
+pub struct CommitMeters {
+    /// Seconds.
+    pub seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Records.
+    pub records: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl CommitMeters {
+    fn observe(&self, took: Duration, records: usize) {
+        self.seconds.observe(took.as_secs_f64());
+        self.records.observe(records as f64);
+    }
 }
 
 impl Default for Options {
@@ -49,6 +69,7 @@ impl Default for Options {
             retry: Duration::from_secs(1),
             max_batch: MAX_BATCH,
             store_wait: Duration::from_millis(250),
+            meters: None,
         }
     }
 }
@@ -327,8 +348,12 @@ impl Writer {
         }
         let mut refused = None;
         if self.spool.is_none() {
+            let began = std::time::Instant::now();
             match self.bounded(self.lane.append(&rows)).await {
                 Ok(()) => {
+                    if let Some(meters) = &self.options.meters {
+                        meters.observe(began.elapsed(), rows.len());
+                    }
                     self.stored = Some((seq - 1, prev.clone()));
                     self.next = (seq, prev);
                     self.projector.hand(
