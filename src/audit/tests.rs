@@ -633,7 +633,7 @@ async fn commits_to_the_store_are_counted_and_spooled_records_are_not() {
     assert_eq!(
         meters.records.sum(),
         40.0,
-        "every stored record in one commit"
+        "each stored record counted in a commit"
     );
     let commits = meters.records.count();
     assert!((1..=40).contains(&commits), "{commits} commits");
