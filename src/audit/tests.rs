@@ -573,6 +573,18 @@ async fn count(store: &Store) -> i64 {
         .expect("count")
 }
 
+/// The log's records once it holds `n` (the writer moves spooled records in on its own), or
+/// what it holds after two seconds.
+async fn count_when_moved_in(store: &Store, n: i64) -> i64 {
+    for _ in 0..100 {
+        if count(store).await == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    count(store).await
+}
+
 #[tokio::test]
 async fn while_the_store_refuses_records_are_spooled_then_moved_in_order() {
     let (dir, store) = store().await;
@@ -594,13 +606,11 @@ async fn while_the_store_refuses_records_are_spooled_then_moved_in_order() {
 
     exec(&store, "DROP TRIGGER refuse").await;
     // The writer retries on its own when no request comes.
-    for _ in 0..100 {
-        if count(&store).await == 10 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(count(&store).await, 10, "every spooled record once");
+    assert_eq!(
+        count_when_moved_in(&store, 10).await,
+        10,
+        "every spooled record once"
+    );
     let record = log.append(&body(10)).await.expect("stored");
     assert_eq!(record.seq, 10);
     assert_eq!(check(&store).await.map(|v| v.records), Ok(11));
@@ -643,13 +653,11 @@ async fn commits_to_the_store_are_counted_and_spooled_records_are_not() {
     exec(&store, REFUSE).await;
     log.append(&body(40)).await.expect("spooled");
     exec(&store, "DROP TRIGGER refuse").await;
-    for _ in 0..100 {
-        if count(&store).await == 41 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(count(&store).await, 41, "the spooled record moved in");
+    assert_eq!(
+        count_when_moved_in(&store, 41).await,
+        41,
+        "the spooled record moved in"
+    );
     assert_eq!(
         meters.records.sum(),
         40.0,
