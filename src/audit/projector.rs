@@ -187,11 +187,9 @@ impl Task {
     /// log copied and SQLite starts the log again from its beginning. Passes beside the
     /// appends alone never got there under steady load, and the log grew by gigabytes a
     /// minute (`benches/README.md`, issue 15). The appends wait for the lane's pass only: it
-    /// copies what they wrote during the pass before it and syncs the database file, so the
-    /// passes are kept small by running often (every 250 ms or 1 s stalled the appends for
-    /// 13-55 ms each time), and the second pass beside the appends copies what they wrote
-    /// during the first, so that the lane's pass copies only what came during the second,
-    /// which is short because the first left it little to do.
+    /// copies what they wrote during the pass before it and syncs the database file, so it is
+    /// kept small by running often (every 250 ms or 1 s stalled the appends for 13-55 ms each
+    /// time) and by the passes beside the appends before it ([`STORE_PASSES_BESIDE`]).
     async fn checkpoint(&mut self) {
         if self
             .checkpointed
