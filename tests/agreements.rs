@@ -1356,26 +1356,40 @@ async fn the_audit_record_names_the_policy_set_that_decided() {
         .dir()
         .join("policies/dsa-northshire-social-care-records.toml");
     let original = std::fs::read_to_string(&file).expect("read");
-    // A slow GP: the request is in flight while the files change and are reloaded. Timing
-    // decides whether the reload lands inside the request; try until it does.
-    w.gp.set_latency(Duration::from_millis(1_300));
+    // A slow GP holds the request in flight. Once the GP has the request (so the request has
+    // taken its set), the files change and the test reloads them itself rather than waiting
+    // for the watcher's next look, which on a loaded machine can come after the answer.
+    w.gp.set_latency(Duration::from_millis(700));
     for attempt in 0..4 {
         let before = readyz(&w.app).await["policy"]["hash"].clone();
+        let asked = w.gp.request_count();
         let path = format!("Patient/{dora}/$everything?_count={}", attempt + 1);
         let request = async {
             let answer = as_(&w.app, &token, &path, &[]).await;
             (answer, tokio::time::Instant::now())
         };
         let change = async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while w.gp.request_count() == asked && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             std::fs::write(&file, format!("{original}\n# revision {attempt}\n")).expect("write");
-            let after = until(&w.app, "the reload", |r| r["policy"]["hash"] != before).await;
-            (after, tokio::time::Instant::now())
+            let changed = w
+                .app
+                .state
+                .door
+                .policies()
+                .reload()
+                .expect("the changed set loads");
+            assert!(changed, "a new comment changes the set's hash");
+            let reloaded = tokio::time::Instant::now();
+            (readyz(&w.app).await, reloaded)
         };
         let (((status, _), answered), (after, reloaded)) = tokio::join!(request, change);
         assert_eq!(status, StatusCode::OK);
+        assert_ne!(after["policy"]["hash"], before, "the reload is in force");
         if reloaded >= answered {
-            continue; // the reload came after the answer: nothing to tell apart; again
+            continue; // the machine stalled past the GP's delay: nothing to tell apart; again
         }
         // The new set was in force before the answer left; the request took its set when it
         // started, before the files changed, and its record must name that one.
