@@ -584,9 +584,9 @@ async fn audit_verify_names_a_tail_cut_off_after_its_head_was_signed() {
             StatusCode::OK
         );
     }
-    // The test config signs the head every second.
+    // The test config signs the head every second (waited for up to 20 s).
     let mut signed = Value::Null;
-    for _ in 0..60 {
+    for _ in 0..200 {
         signed = readyz(&app).await.1["audit"]["signed_head"].clone();
         if signed == 3 {
             break;

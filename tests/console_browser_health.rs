@@ -80,7 +80,8 @@ async fn a_browser_runs_verify_from_the_health_page_and_sees_the_pictures() {
     axe::check(&browser, "health verify running").await;
     keyboard::check(&browser, "health verify running").await;
     let mut result = String::new();
-    for _ in 0..60 {
+    // Up to 75 s: a debug build's verify of the bulk records beside Chromium and other tests.
+    for _ in 0..150 {
         let page = browser.source().await;
         if browser.url().await.ends_with("/console/health/verify")
             && page.contains("id=\"verify-result\"")
@@ -137,7 +138,8 @@ async fn a_browser_runs_verify_from_the_health_page_and_sees_the_pictures() {
         .await;
     browser.click("#verify").await;
     let mut result = String::new();
-    for _ in 0..60 {
+    // Up to 75 s: a debug build's verify of the bulk records beside Chromium and other tests.
+    for _ in 0..150 {
         let page = browser.source().await;
         if browser.url().await.ends_with("/console/health/verify")
             && page.contains("id=\"verify-result\"")

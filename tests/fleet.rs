@@ -228,6 +228,33 @@ impl Fleet {
     }
 
     /// The operator's readiness view of `instance`.
+    /// How many sharing-choice notices from other instances `instance` has acted on (the
+    /// counter goes up after the person's cached choices are evicted).
+    async fn consent_notices(&self, instance: &Instance) -> u64 {
+        let metrics = self
+            .client
+            .get(instance.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("concord_change_notices_total{kind=\"consent\"} "))
+            .map_or(0, |n| n.trim().parse().expect("a count"))
+    }
+
+    /// Waits (up to 10 s) until `instance` has acted on a sharing-choice notice beyond the
+    /// `heard` it had acted on before. The README's "well within 250 ms" is what it typically
+    /// takes; a test on a loaded machine waits for the notice itself rather than a time.
+    async fn hears_after(&self, instance: &Instance, heard: u64) {
+        until(async || (self.consent_notices(instance).await > heard).then_some(()))
+            .await
+            .expect("the instance acts on the other's notice");
+    }
+
     async fn readiness(&self, instance: &Instance) -> Value {
         let r = self
             .client
@@ -434,8 +461,9 @@ async fn three_instances_one_killed_mid_load_every_answer_recorded_once() {
     db.drop().await;
 }
 
-/// A choice recorded through instance a binds a request that instance b starts 250 ms after
-/// a's 201, although b had the person's choices cached; with b's listening connection cut,
+/// A choice recorded through instance a binds a request that instance b starts once it has
+/// acted on a's notice (typically milliseconds after a's 201), although b had the person's
+/// choices cached; with b's listening connection cut,
 /// b honours the next choice at once (it reads the store on every request), and after it
 /// reconnects, by notice again.
 #[tokio::test]
@@ -470,12 +498,12 @@ async fn a_choice_recorded_on_one_instance_binds_the_others() {
     );
 
     // Ann asks, through a, that her GP record is not shared.
+    let heard = fleet.consent_notices(&b).await;
     let status = fleet
         .choose(&a, ANN, &ann, ("CST", "A81001", "active"))
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let answered = tokio::time::Instant::now();
-    tokio::time::sleep_until(answered + Duration::from_millis(250)).await;
+    fleet.hears_after(&b, heard).await;
     let after = fleet.everything(&b, &ann).await;
     assert_eq!(after.get("gp"), None, "b honours a's choice: {after:?}");
     assert_eq!(after.get("social"), before.get("social"));
@@ -513,13 +541,13 @@ async fn a_choice_recorded_on_one_instance_binds_the_others() {
     assert_eq!(fleet.listeners(&pg, &chain).await, 1);
     assert_eq!(fleet.everything(&b, &ann).await.get("social"), None);
     // Ann lifts her objection to sharing with community services, through a: b, its cache
-    // warm again, honours that too within 250 ms.
+    // warm again, honours that too once it hears of it.
+    let heard = fleet.consent_notices(&b).await;
     let status = fleet
         .choose(&a, ANN, &ann, ("PRCP", "RY4", "inactive"))
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let answered = tokio::time::Instant::now();
-    tokio::time::sleep_until(answered + Duration::from_millis(250)).await;
+    fleet.hears_after(&b, heard).await;
     let lifted = fleet.everything(&b, &ann).await;
     assert_eq!(lifted.get("social"), before.get("social"), "{lifted:?}");
     assert_eq!(lifted.get("gp"), None, "her GP objection stands");

@@ -56,7 +56,8 @@ async fn logs_never_carry_personal_data() {
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}/fhir");
     let mut up = false;
-    for _ in 0..100 {
+    // Up to 20 s: a debug build starting with every log line on, beside the other tests.
+    for _ in 0..400 {
         if client
             .get(format!("http://127.0.0.1:{port}/healthz"))
             .send()

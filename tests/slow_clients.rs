@@ -138,6 +138,31 @@ fn unfinished_post(token: &str) -> String {
     )
 }
 
+/// [`unfinished_post`] with `Expect: 100-continue`: the gateway answers `100 Continue` when
+/// its handler starts reading the body, so a caller that has read that knows the request is in
+/// progress (busy), not merely sent.
+fn unfinished_post_expecting_continue(token: &str) -> String {
+    unfinished_post(token).replacen("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n", 1)
+}
+
+/// Reads the gateway's `100 Continue` on `stream` (within [`MARGIN`]).
+async fn read_continue(stream: &mut TcpStream) {
+    let mut got = Vec::new();
+    let mut buf = [0_u8; 1024];
+    let read = async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before 100 Continue");
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(MARGIN, read)
+        .await
+        .expect("100 Continue in time");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 100 Continue\r\n"), "{text}");
+}
+
 /// Reads until the gateway closes the connection (end of stream or reset), up to `limit`:
 /// what was read, or `None` when it is still open.
 async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
@@ -419,13 +444,13 @@ async fn the_total_cap_evicts_the_longest_idle_connection_and_refuses_only_when_
     let mut busy = Vec::new();
     for n in 0..4 {
         let mut c = gateway.connect(abuser(n)).await;
-        c.write_all(unfinished_post(&token).as_bytes())
+        c.write_all(unfinished_post_expecting_continue(&token).as_bytes())
             .await
             .expect("write");
+        // The gateway has read the head and is reading the body: the connection is busy.
+        read_continue(&mut c).await;
         busy.push(c);
     }
-    // Give the gateway a moment to read the four heads (it needs microseconds).
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut fifth = gateway.connect(abuser(5)).await;
     let refused = read_until_closed(&mut fifth, MARGIN)
         .await

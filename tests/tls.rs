@@ -298,11 +298,13 @@ async fn a_source_behind_mutual_tls_and_client_credentials_is_read() {
 
 #[tokio::test]
 async fn a_token_is_renewed_before_it_expires() {
-    let setup = secure_upstream(1, true, true).await;
+    // A 5 s token is renewed 1 s before it expires: the first look-up's requests all fall
+    // well inside its 4 s (a 1 s token left a loaded machine 0.8 s, and it fetched twice).
+    let setup = secure_upstream(5, true, true).await;
     let app = gateway_over(&setup).await;
     app.patient_id(ANN).await;
     assert_eq!(setup.upstream.token_requests(), 1);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(4_300)).await;
     app.patient_id(ANN).await;
     assert_eq!(setup.upstream.token_requests(), 2);
     // The old token was never sent once it had expired.
