@@ -227,23 +227,26 @@ impl Fleet {
             .status()
     }
 
-    /// The operator's readiness view of `instance`.
     /// How many sharing-choice notices from other instances `instance` has acted on (the
     /// counter goes up after the person's cached choices are evicted).
     async fn consent_notices(&self, instance: &Instance) -> u64 {
-        let metrics = self
-            .client
+        self.metrics(instance)
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix("concord_change_notices_total{kind=\"consent\"} "))
+            .map_or(0, |n| n.trim().parse().expect("a count"))
+    }
+
+    /// `instance`'s `/metrics`.
+    async fn metrics(&self, instance: &Instance) -> String {
+        self.client
             .get(instance.url("/metrics"))
             .send()
             .await
             .expect("metrics")
             .text()
             .await
-            .expect("text");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("concord_change_notices_total{kind=\"consent\"} "))
-            .map_or(0, |n| n.trim().parse().expect("a count"))
+            .expect("text")
     }
 
     /// Waits (up to 10 s) until `instance` has acted on a sharing-choice notice beyond the
@@ -255,6 +258,7 @@ impl Fleet {
             .expect("the instance acts on the other's notice");
     }
 
+    /// The operator's readiness view of `instance`.
     async fn readiness(&self, instance: &Instance) -> Value {
         let r = self
             .client
@@ -463,9 +467,8 @@ async fn three_instances_one_killed_mid_load_every_answer_recorded_once() {
 
 /// A choice recorded through instance a binds a request that instance b starts once it has
 /// acted on a's notice (typically milliseconds after a's 201), although b had the person's
-/// choices cached; with b's listening connection cut,
-/// b honours the next choice at once (it reads the store on every request), and after it
-/// reconnects, by notice again.
+/// choices cached; with b's listening connection cut, b honours the next choice at once (it
+/// reads the store on every request), and after it reconnects, by notice again.
 #[tokio::test]
 async fn a_choice_recorded_on_one_instance_binds_the_others() {
     let Some(db) = postgres().await else {
@@ -552,15 +555,7 @@ async fn a_choice_recorded_on_one_instance_binds_the_others() {
     assert_eq!(lifted.get("social"), before.get("social"), "{lifted:?}");
     assert_eq!(lifted.get("gp"), None, "her GP objection stands");
 
-    let metrics = fleet
-        .client
-        .get(b.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = fleet.metrics(&b).await;
     assert!(
         metrics.contains("concord_change_listener_state 2")
             && metrics.contains("concord_change_notices_total{kind=\"consent\"}"),
