@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::ops::{copy_shipped_policies, free_port};
 use crate::read_path::{specs, three_sources};
 use crate::support::app::{
-    AUDIENCE, AUDIT_KEY, HEAD_KEY, ISSUER, TestApp, claims, matches, mint, postgres,
+    AUDIENCE, AUDIT_KEY, HEAD_KEY, ISSUER, TestApp, claims, matches, metric_sample, mint, postgres,
 };
 use crate::support::data::{ANN, BOB, NHS_SYSTEM};
 use crate::support::upstream::Upstream;
@@ -230,11 +230,9 @@ impl Fleet {
     /// How many sharing-choice notices from other instances `instance` has acted on (the
     /// counter goes up after the person's cached choices are evicted).
     async fn consent_notices(&self, instance: &Instance) -> u64 {
-        self.metrics(instance)
-            .await
-            .lines()
-            .find_map(|l| l.strip_prefix("concord_change_notices_total{kind=\"consent\"} "))
-            .map_or(0, |n| n.trim().parse().expect("a count"))
+        let metrics = self.metrics(instance).await;
+        metric_sample(&metrics, "concord_change_notices_total{kind=\"consent\"}")
+            .map_or(0, |n| n as u64)
     }
 
     /// `instance`'s `/metrics`.

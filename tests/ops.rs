@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 
 use crate::read_path::{specs, three_sources};
-use crate::support::app::TestApp;
+use crate::support::app::{TestApp, metric_sample};
 use crate::support::data::ANN;
 
 #[tokio::test]
@@ -64,10 +64,7 @@ async fn health_readiness_and_metrics() {
         .expect("the log counts");
     assert!(kept >= 2, "the search and `$everything` were recorded");
     let sample = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("missing `{name}` in\n{metrics}"))
+        metric_sample(&metrics, name).unwrap_or_else(|| panic!("missing `{name}` in\n{metrics}"))
     };
     assert_eq!(sample("concord_audit_commit_records_sum"), kept as f64);
     let commits = sample("concord_audit_commit_records_count");

@@ -607,6 +607,20 @@ pub(crate) fn next_link(bundle: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The value of the sample `name` (with its labels, e.g. `concord_x_total{kind="a"}`) in a
+/// `/metrics` text, or `None` when there is no such line (a counter never incremented).
+pub(crate) fn metric_sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        Some(
+            value
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("`{name}` has no number: {line}")),
+        )
+    })
+}
+
 /// A PostgreSQL store for a test, when `CONCORD_TEST_DATABASE_URL` is set.
 pub(crate) async fn postgres() -> Option<TestDatabase> {
     TestDatabase::create().await
